@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+package_name = "openhelix_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    description="OpenHelix-ROS nodes, embedded simulator and the openhelix command",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[package_name, package_name + ".*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [
+            "openhelix = openhelix_ros.cli:main",
+        ],
+    },
+)
