@@ -1,0 +1,56 @@
+"""Test-session isolation for everything that talks ROS 2.
+
+Each pytest session claims a ROS domain no other session on this machine holds (a lock file per
+domain), keeps discovery on loopback and puts ROS_HOME in a temporary directory; subprocesses the tests
+start inherit all of it. Two test runs on one machine therefore never see each other's topics.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Fast DDS maps domain d to ports 7400 + 250 d (+ offsets); keep well inside the valid 0..232.
+_DOMAINS = range(1, 200)
+_held_lock = None
+
+
+def _claim_ros_domain() -> int:
+    global _held_lock
+    lock_dir = Path(tempfile.gettempdir()) / "openhelix-ros-domains"
+    lock_dir.mkdir(exist_ok=True)
+    candidates = list(_DOMAINS)
+    random.Random(os.getpid()).shuffle(candidates)
+    for domain in candidates:
+        handle = open(lock_dir / f"{domain}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _held_lock = handle  # held until the session's process exits
+        return domain
+    raise RuntimeError(f"no free ROS domain among {_DOMAINS} (locks in {lock_dir})")
+
+
+def pytest_configure(config):
+    # Environment first, before any test module can import and initialise rclpy.
+    ros_home = Path(tempfile.mkdtemp(prefix="openhelix-test-ros-home-"))
+    os.environ["ROS_DOMAIN_ID"] = str(_claim_ros_domain())
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_HOME"] = str(ros_home)
+    os.environ["ROS_LOG_DIR"] = str(ros_home / "log")
+    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["PYTHONUNBUFFERED"] = "1"
+
+
+@pytest.fixture(scope="session")
+def ros_domain_id() -> int:
+    return int(os.environ["ROS_DOMAIN_ID"])
