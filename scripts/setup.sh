@@ -22,6 +22,30 @@ hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 done_with() { [ -f "$stamps/$2" ] && [ "$(cat "$stamps/$2")" = "$1" ]; }
 mark() { mkdir -p "$stamps"; echo "$1" >"$stamps/$2"; }
 
+# System prerequisites: a C/C++ compiler (rosidl's generated C code, fpsample) and the interpreter's
+# headers and venv module. Debian's packages provide them; installed only when something is missing.
+missing_system_packages() {
+    command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 || return 0
+    "$python_bin" - <<'PY' || return 0
+import os, sysconfig, ensurepip, venv  # noqa: F401  (ensurepip: Debian ships it in python3-venv)
+raise SystemExit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)
+PY
+    return 1
+}
+if [ ! -x "$venv/bin/python" ] && missing_system_packages; then
+    apt_packages="build-essential python3-dev python3-venv"
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        log "installing Debian packages: $apt_packages"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $apt_packages
+    else
+        log "missing a C/C++ compiler or the Python headers/venv module; install them with:"
+        log "  sudo apt-get install $apt_packages"
+        exit 1
+    fi
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
     version=$("$python_bin" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     [ "$version" = "3.11" ] || log "warning: Python $version; the pins were measured with 3.11"
