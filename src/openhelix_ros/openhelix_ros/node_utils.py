@@ -1,0 +1,138 @@
+"""What every OpenHelix node shares: QoS profiles named for their purpose, parameter declaration with
+descriptors, and a ``main()`` runner that shuts down cleanly on SIGINT and SIGTERM.
+
+Kept deliberately small; node logic lives in the ROS-free cores, not here.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+
+from openhelix_ros.environment import apply_ros_defaults
+
+# Camera images, depth, point clouds, joint states, poses: a late sample is worth less than the next
+# one, so never retransmit (best effort) and keep only a few. A best-effort subscriber also accepts
+# reliable publishers, so this profile works on both ends.
+SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                        reliability=ReliabilityPolicy.BEST_EFFORT,
+                        durability=DurabilityPolicy.VOLATILE)
+
+# Goal latents: every one matters (System 2 is slow) and a System 1 that starts late must get the
+# newest at once, hence transient local with a depth of 1. Both ends must use it: a transient-local
+# subscriber does not match a volatile publisher.
+LATENT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                        reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+# Trajectories and other commands: delivered reliably, but only the newest counts (an old trajectory
+# queued behind a new one must not be executed), and a late joiner must not act on a stale command.
+TRAJECTORY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                            reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.VOLATILE)
+
+# The emergency stop is subscribed best effort + volatile because that profile matches every
+# publisher (reliable or not, latched or not): a safety signal must never be lost to a QoS mismatch.
+# Depth 10 so a quick true/false burst is seen in order.
+ESTOP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                       reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
+
+_PARAMETER_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+}
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """A node parameter: name, default, a description ``ros2 param describe`` shows, and limits.
+
+    ``type`` is needed only where the default does not tell it (an empty list, for instance).
+    ``value_range`` becomes the descriptor's floating-point or integer range.
+    """
+
+    name: str
+    default: Any
+    description: str
+    type: int | None = None
+    read_only: bool = False
+    value_range: tuple[float, float] | None = None
+
+    def parameter_type(self) -> int:
+        if self.type is not None:
+            return self.type
+        if isinstance(self.default, (list, tuple)):
+            if not self.default:
+                raise ValueError(f"parameter {self.name!r}: give a type for an empty list default")
+            element = type(self.default[0])
+            return {bool: ParameterType.PARAMETER_BOOL_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
+                    float: ParameterType.PARAMETER_DOUBLE_ARRAY,
+                    str: ParameterType.PARAMETER_STRING_ARRAY}[element]
+        return _PARAMETER_TYPES[type(self.default)]
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(name=self.name, type=self.parameter_type(),
+                                         description=self.description, read_only=self.read_only)
+        if self.value_range is not None:
+            low, high = self.value_range
+            if descriptor.type == ParameterType.PARAMETER_INTEGER:
+                descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+            else:
+                descriptor.floating_point_range = [
+                    FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+        return descriptor
+
+
+def declare_parameters(node: Node, specs: Sequence[ParameterSpec]) -> dict[str, Any]:
+    """Declare every spec on ``node`` and return the values in effect (defaults or overrides)."""
+    values = {}
+    for spec in specs:
+        value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
+    return values
+
+
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+    """Initialise ROS, spin the node ``make_node()`` builds until SIGINT or SIGTERM, shut down cleanly.
+
+    rclpy's own signal handlers are replaced by ones that only set a flag, so a signal never interrupts
+    a callback half-way (a bag write, say); the node's ``close()``, when it has one, runs after spinning
+    stops and before the node is destroyed, so it can flush and close files. Returns the exit status.
+    """
+    apply_ros_defaults()
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
+    node = None
+    executor = SingleThreadedExecutor()
+    try:
+        node = make_node()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            # A short timeout bounds how long a signal waits to be noticed.
+            executor.spin_once(timeout_sec=0.1)
+        return 0
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

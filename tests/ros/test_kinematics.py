@@ -1,0 +1,140 @@
+"""Panda kinematics: forward kinematics against pybullet's Panda, IK round trips, limits, timing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pybullet
+import pybullet_data
+import pytest
+from scipy.spatial.transform import Rotation
+
+from openhelix_ros.kinematics import (
+    JOINT_LOWER,
+    JOINT_MAX_VELOCITY,
+    JOINT_UPPER,
+    READY_JOINTS,
+    IKSettings,
+    PandaKinematics,
+    matrix_to_pose,
+    pose_matrix,
+    trajectory_times,
+)
+
+PYBULLET_TCP_LINK = 11  # panda_grasptarget, 0.105 m past the hand
+PYBULLET_HAND_LINK = 8
+
+
+def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
+    return float(Rotation.from_matrix(a[:3, :3].T @ b[:3, :3]).magnitude())
+
+
+@pytest.fixture(scope="module")
+def pybullet_panda():
+    client = pybullet.connect(pybullet.DIRECT)
+    robot = pybullet.loadURDF(pybullet_data.getDataPath() + "/franka_panda/panda.urdf", useFixedBase=True,
+                              physicsClientId=client)
+    yield client, robot
+    pybullet.disconnect(client)
+
+
+def pybullet_link_pose(client, robot, joints, link) -> np.ndarray:
+    for index, value in enumerate(joints):
+        pybullet.resetJointState(robot, index, value, physicsClientId=client)
+    state = pybullet.getLinkState(robot, link, computeForwardKinematics=True, physicsClientId=client)
+    return pose_matrix(state[4], state[5])  # the link's URDF frame, not its centre of mass
+
+
+@pytest.mark.parametrize("tcp_offset, link", [(0.105, PYBULLET_TCP_LINK), (0.0, PYBULLET_HAND_LINK)])
+def test_forward_kinematics_matches_pybullet_panda(pybullet_panda, tcp_offset, link):
+    client, robot = pybullet_panda
+    kinematics = PandaKinematics(tcp_offset=tcp_offset)
+    rng = np.random.default_rng(0)
+    configurations = [np.zeros(7), READY_JOINTS] + [rng.uniform(JOINT_LOWER, JOINT_UPPER) for _ in range(30)]
+    for joints in configurations:
+        reference = pybullet_link_pose(client, robot, joints, link)
+        ours = kinematics.forward(joints)
+        assert np.linalg.norm(ours[:3, 3] - reference[:3, 3]) < 1e-6
+        assert rotation_angle(ours, reference) < 1e-5
+
+
+def test_ready_pose_points_the_hand_down():
+    tcp = PandaKinematics().forward(READY_JOINTS)
+    np.testing.assert_allclose(tcp[:3, 2], [0, 0, -1], atol=1e-9)
+    # Franka's ready pose puts the flange about 0.307 m in front of the base and 0.59 m up.
+    np.testing.assert_allclose(tcp[:3, 3], [0.3069, 0.0, 0.5903 - 0.1034], atol=1e-3)
+
+
+def test_jacobian_matches_finite_differences():
+    kinematics = PandaKinematics()
+    joints = np.random.default_rng(1).uniform(JOINT_LOWER, JOINT_UPPER)
+    jacobian = kinematics.jacobian(joints)
+    base = kinematics.forward(joints)
+    eps = 1e-6
+    for i in range(7):
+        moved = kinematics.forward(joints + eps * np.eye(7)[i])
+        np.testing.assert_allclose((moved[:3, 3] - base[:3, 3]) / eps, jacobian[:3, i], atol=1e-5)
+        omega = Rotation.from_matrix(moved[:3, :3] @ base[:3, :3].T).as_rotvec() / eps
+        np.testing.assert_allclose(omega, jacobian[3:, i], atol=1e-5)
+
+
+def test_base_transform_moves_the_arm_in_the_world():
+    base = pose_matrix([0.0, -0.52, 0.0], Rotation.from_euler("z", 90, degrees=True).as_quat())
+    placed, local = PandaKinematics(base=base), PandaKinematics()
+    np.testing.assert_allclose(placed.forward(READY_JOINTS), base @ local.forward(READY_JOINTS), atol=1e-12)
+    result = placed.inverse(placed.forward(READY_JOINTS + 0.1), READY_JOINTS)
+    assert result.success
+
+
+def test_ik_round_trip_from_the_ready_pose_over_random_reachable_poses():
+    """FK(IK(pose)) within 1 mm / 1 deg for poses of random configurations (a margin inside the limits)."""
+    kinematics = PandaKinematics()
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        target = kinematics.forward(rng.uniform(JOINT_LOWER + 0.05, JOINT_UPPER - 0.05))
+        result = kinematics.inverse(target, READY_JOINTS)
+        assert result.success, result.describe()
+        reached = kinematics.forward(result.joints)
+        assert np.linalg.norm(reached[:3, 3] - target[:3, 3]) < 1e-3
+        assert np.degrees(rotation_angle(reached, target)) < 1.0
+        assert kinematics.within_limits(result.joints)
+
+
+def test_ik_warm_start_converges_fast_and_stays_close():
+    kinematics = PandaKinematics()
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        joints = rng.uniform(JOINT_LOWER + 0.2, JOINT_UPPER - 0.2)
+        seed = joints + rng.normal(0, 0.05, 7)
+        result = kinematics.inverse(kinematics.forward(joints), seed, IKSettings(restarts=0))
+        assert result.success and result.iterations <= 20, result.describe()
+        assert np.abs(result.joints - seed).max() < 0.5  # the same branch, no flip
+
+
+def test_unreachable_pose_is_reported():
+    kinematics = PandaKinematics()
+    result = kinematics.inverse(pose_matrix([2.0, 0.0, 0.5], [0, 0, 0, 1]), READY_JOINTS, IKSettings(restarts=2))
+    assert not result.success
+    assert result.position_error > 0.5
+    assert "did not converge" in result.describe()
+    with pytest.raises(ValueError, match="7 joints"):
+        kinematics.forward(np.zeros(6))
+    with pytest.raises(ValueError, match="finite 4x4"):
+        kinematics.inverse(np.full((4, 4), np.nan), READY_JOINTS)
+
+
+def test_matrix_to_pose_round_trip():
+    quaternion = Rotation.from_euler("xyz", [0.3, -0.2, 2.9]).as_quat()
+    quaternion = quaternion if quaternion[3] >= 0 else -quaternion
+    position, back = matrix_to_pose(pose_matrix([1, 2, 3], quaternion))
+    np.testing.assert_allclose(position, [1, 2, 3])
+    np.testing.assert_allclose(back, quaternion)
+
+
+def test_trajectory_times_stretch_for_joint_velocity_limits():
+    start = np.zeros(7)
+    slow = np.array([np.full(7, 0.01), np.full(7, 0.02)])
+    np.testing.assert_allclose(trajectory_times(slow, start, 0.1), [0.1, 0.2])
+    fast = np.array([np.full(7, 0.5), np.full(7, 0.51)])
+    times = trajectory_times(fast, start, 0.1)
+    assert times[0] == pytest.approx(0.5 / JOINT_MAX_VELOCITY.min())
+    assert times[1] == pytest.approx(times[0] + 0.1)
