@@ -16,5 +16,5 @@ setup(
     ],
     install_requires=["setuptools"],
     zip_safe=False,
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["openhelix-train = openhelix_training.train:main"]},
 )

@@ -1,0 +1,184 @@
+"""Demonstrations from this project's rosbag2 bags (MCAP or sqlite3, read with `rosbags`).
+
+Topics (names relative, as the recorder writes them; a namespace prefix is accepted): `scene_state`
+(openhelix_msgs/SceneState: CALVIN robot_obs/scene_obs), `points` (sensor_msgs/PointCloud2 xyz + rgb in
+`world`), `instruction` (openhelix_msgs/Instruction), optional `camera/static/image_raw`
+(sensor_msgs/Image, rgb8/bgr8) for System 2. Every scene_state message is one frame, paired with the
+newest cloud, image and instruction received before it; a new instruction (text or sequence) starts a
+new demonstration segment, within which keyposes and trajectories are found as for CALVIN data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..observation import Observation
+from .sample import Sample
+from .trajectory import discover_keyposes, trajectory_to_next_keypose
+
+MSG_PACKAGE = "openhelix_msgs"
+
+
+class BagDataError(ValueError):
+    """A bag that cannot be read into samples."""
+
+
+def msg_dir() -> Path:
+    """$OPENHELIX_MSG_DIR, else openhelix_msgs/msg in the source tree, else the installed share directory."""
+    import os
+    import sys
+
+    if os.environ.get("OPENHELIX_MSG_DIR"):
+        return Path(os.environ["OPENHELIX_MSG_DIR"])
+    source = Path(__file__).resolve().parents[3] / "openhelix_msgs" / "msg"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / MSG_PACKAGE / "msg"
+
+
+def typestore_with_project_types(msg_directory: Path | None = None):
+    """A rosbags typestore (ROS 2 kilted) with openhelix_msgs registered from the .msg files."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    directory = Path(msg_directory) if msg_directory else msg_dir()
+    if not directory.is_dir():
+        raise BagDataError(f"openhelix_msgs .msg files not found in {directory} (set OPENHELIX_MSG_DIR)")
+    types = {}
+    for path in sorted(directory.glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"{MSG_PACKAGE}/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+def pointcloud2_to_arrays(msg) -> tuple[np.ndarray, np.ndarray]:
+    """xyz (N, 3) float32 and rgb (N, 3) uint8 from a PointCloud2 with x, y, z and either a packed `rgb`
+    (float32 or uint32 holding 0x00RRGGBB) or separate r, g, b uint8 fields."""
+    fields = {f.name: f for f in msg.fields}
+    for name in ("x", "y", "z"):
+        if name not in fields:
+            raise BagDataError(f"PointCloud2 lacks field '{name}' (has {sorted(fields)})")
+    n = int(msg.width) * int(msg.height)
+    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if buf.size < n * msg.point_step:
+        raise BagDataError(f"PointCloud2 data has {buf.size} bytes, expected {n * msg.point_step}")
+    rows = buf[: n * msg.point_step].reshape(n, msg.point_step)
+    endian = ">" if msg.is_bigendian else "<"
+
+    def col(name, dtype):
+        off = fields[name].offset
+        return rows[:, off : off + np.dtype(dtype).itemsize].copy().view(endian + dtype).reshape(-1)
+
+    xyz = np.stack([col(a, "f4") for a in "xyz"], axis=1).astype(np.float32)
+    if "rgb" in fields or "rgba" in fields:
+        packed = col("rgb" if "rgb" in fields else "rgba", "u4")
+        rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
+    elif all(c in fields for c in "rgb"):
+        rgb = np.stack([col(c, "u1") for c in "rgb"], axis=1)
+    else:
+        raise BagDataError(f"PointCloud2 has no colour (fields {sorted(fields)}); expected rgb or r, g, b")
+    keep = np.all(np.isfinite(xyz), axis=1)
+    return xyz[keep], rgb[keep]
+
+
+def image_to_array(msg) -> np.ndarray:
+    h, w, enc = int(msg.height), int(msg.width), msg.encoding.lower()
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if enc in ("rgb8", "bgr8"):
+        img = data.reshape(h, int(msg.step))[:, : w * 3].reshape(h, w, 3)
+        return img[..., ::-1].copy() if enc == "bgr8" else img.copy()
+    if enc in ("rgba8", "bgra8"):
+        img = data.reshape(h, int(msg.step))[:, : w * 4].reshape(h, w, 4)[..., :3]
+        return img[..., ::-1].copy() if enc == "bgra8" else img.copy()
+    raise BagDataError(f"image encoding {msg.encoding!r} not supported (rgb8, bgr8, rgba8, bgra8)")
+
+
+def _topic_is(topic: str, name: str) -> bool:
+    return topic == name or topic.endswith("/" + name)
+
+
+def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes", latent_delay: int = 0,
+                     image_size: int = 200) -> list[Sample]:
+    """All samples of one bag directory (or a list of them)."""
+    from rosbags.highlevel import AnyReader
+
+    from ..modeling_system1 import proprio_from_robot_obs
+
+    paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
+    for p in paths:
+        if not p.exists():
+            raise BagDataError(f"bag {p} does not exist")
+    store = typestore_with_project_types()
+    frames_list = []  # (robot_obs, cloud, image, instruction_key)
+    latest = {"points": None, "image": None, "instruction": None}
+    try:
+        with AnyReader(paths, default_typestore=store) as reader:
+            wanted = [c for c in reader.connections
+                      if any(_topic_is(c.topic, t) for t in ("scene_state", "points", "instruction",
+                                                             "camera/static/image_raw"))]
+            for conn, _t, raw in reader.messages(connections=wanted):
+                msg = reader.deserialize(raw, conn.msgtype)
+                if _topic_is(conn.topic, "points"):
+                    latest["points"] = pointcloud2_to_arrays(msg)
+                elif _topic_is(conn.topic, "camera/static/image_raw"):
+                    latest["image"] = image_to_array(msg)
+                elif _topic_is(conn.topic, "instruction"):
+                    latest["instruction"] = (str(msg.text), str(msg.task), int(msg.sequence))
+                elif _topic_is(conn.topic, "scene_state"):
+                    if latest["points"] is None or latest["instruction"] is None:
+                        continue  # nothing to pair the state with yet
+                    robot_obs = np.asarray(msg.robot_obs, dtype=np.float64)
+                    frames_list.append((robot_obs, latest["points"], latest["image"], latest["instruction"]))
+    except BagDataError:
+        raise
+    except Exception as exc:  # rosbags raises several unrelated types for corrupt bags
+        raise BagDataError(f"cannot read bag {', '.join(map(str, paths))}: {type(exc).__name__}: {exc}") from exc
+    if not frames_list:
+        raise BagDataError(f"bag {paths[0]}: no scene_state message after a points and an instruction message")
+    # split into segments by instruction
+    segments, cur = [], [frames_list[0]]
+    for f in frames_list[1:]:
+        if f[3] != cur[-1][3]:
+            segments.append(cur)
+            cur = []
+        cur.append(f)
+    segments.append(cur)
+    samples = []
+    for seg_i, seg in enumerate(segments):
+        if len(seg) < 2:
+            continue
+        ro = np.stack([f[0] for f in seg])
+        # the gripper command of frame i is the "last gripper action" recorded at frame i + 1
+        grip = np.r_[ro[1:, 14], ro[-1, 14]]
+        keys = discover_keyposes(ro[:, :3], grip)
+        local = [0] + [k for k in keys[:-1] if k > 0] if frames == "keyposes" else range(len(seg) - 1)
+        for i in local:
+            traj = trajectory_to_next_keypose(ro[:, :3], ro[:, 3:6], grip, i, keys, trajectory_length)
+            xyz, rgb = seg[i][1]
+            img = seg[max(0, i - latent_delay)][2]
+            if img is None:
+                img = np.zeros((image_size, image_size, 3), np.uint8)  # no camera recorded: blank for System 2
+            text, task, _seq = seg[i][3]
+            samples.append(Sample(observation=Observation(points=xyz, colors=rgb), image=img, instruction=text,
+                                  proprio=proprio_from_robot_obs(ro[i]), rel_positions=traj["rel_positions"],
+                                  rot6d=traj["rot6d"], gripper_open=traj["gripper_open"], task=task,
+                                  episode=f"{paths[0]}#{seg_i}", frame=i, meta={"keypose": traj["keypose"]}))
+    return samples
+
+
+class BagDataset:
+    """Samples of one or more bags, loaded into memory (bags of demonstrations are small)."""
+
+    def __init__(self, paths, **kwargs):
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        self.samples = []
+        for p in paths:
+            self.samples += read_bag_samples(p, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.samples[i]

@@ -1,0 +1,552 @@
+"""System 1: a 3D diffusion policy in the manner of 3D Diffuser Actor.
+
+Scene: per-camera 2D CNN features lifted to world-frame 3D points with depth and camera parameters
+(or a coloured point cloud embedded point by point), reduced by farthest point sampling. Denoiser: the
+20 noisy waypoints attend to each other and to the scene with relative 3D rotary position encoding,
+to the goal latent from System 2 with plain cross-attention, and are modulated by AdaLN driven by the
+diffusion timestep and the proprioception. Diffusion runs with diffusers' DDPM schedulers in training
+and DDIM at inference (few steps); the scene and latent keys/values are computed once per observation
+and reused at every denoising step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import fpsample
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from .checkpoint import load_state_checked, read_config, read_weights, save_weights_and_config
+from .configuration_system1 import System1Config
+from .geometry import euler_xyz_to_matrix, matrix_to_rot6d, rot6d_to_matrix
+from .observation import Observation, ObservationError
+
+PROPRIO_DIM = 10  # xyz, 6D rotation, gripper openness in [0, 1]
+
+
+def proprio_from_robot_obs(robot_obs: np.ndarray) -> np.ndarray:
+    """CALVIN robot_obs (15) -> the 10-D proprioception (tcp xyz, 6D rotation, gripper openness).
+
+    Openness comes from the last gripper action (+1 open -> 1, -1 close -> 0), as 3D Diffuser Actor."""
+    robot_obs = np.asarray(robot_obs, dtype=np.float64)
+    if robot_obs.shape != (15,):
+        raise ObservationError(f"robot_obs must have 15 entries, got shape {robot_obs.shape}")
+    rot = euler_xyz_to_matrix(robot_obs[3:6])
+    openness = 1.0 if robot_obs[14] > 0 else 0.0
+    return np.concatenate([robot_obs[:3], matrix_to_rot6d(rot), [openness]]).astype(np.float32)
+
+
+@dataclass
+class Trajectory:
+    """A predicted trajectory: world-frame positions (T, 3), rotations (T, 3, 3), 6D rotations (T, 6),
+    gripper openness probability (T,), and the positions relative to the current tool point (T, 3)."""
+
+    positions: np.ndarray
+    rotations: np.ndarray
+    rot6d: np.ndarray
+    gripper_open: np.ndarray
+    relative_positions: np.ndarray
+
+    @property
+    def gripper_command(self) -> np.ndarray:
+        """CALVIN's convention: +1 open, -1 close."""
+        return np.where(self.gripper_open >= 0.5, 1.0, -1.0).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# building blocks
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class Rotary3D(nn.Module):
+    """Relative 3D rotary position encoding: a third of each head's channel pairs rotates with x, a third
+    with y, a third with z, so q.k depends only on the offset between the two points."""
+
+    def __init__(self, head_dim: int, scale: float):
+        super().__init__()
+        per_axis = head_dim // 6
+        self.rotated = 6 * per_axis  # channels past this stay unrotated when head_dim % 6 != 0
+        inv_freq = 1.0 / (1000.0 ** (torch.arange(per_axis, dtype=torch.float32) / per_axis))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.scale = scale
+
+    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # pos (B, N, 3) -> cos, sin (B, 1, N, head_dim), pairs interleaved
+        ang = (pos.float() * self.scale)[..., None] * self.inv_freq  # B N 3 F
+        ang = ang.flatten(-2).repeat_interleave(2, dim=-1)
+        return ang.cos()[:, None], ang.sin()[:, None]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    n = cos.shape[-1]
+    if n == x.shape[-1]:
+        return _rotate(x, cos, sin)
+    return torch.cat([_rotate(x[..., :n], cos, sin), x[..., n:]], dim=-1)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    rotated = torch.stack([-x2, x1], dim=-1).flatten(-2)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+
+    def keys_values(self, context: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(context).chunk(2, dim=-1)
+        k, v = self.split(k), self.split(v)
+        if rope is not None:
+            k = apply_rotary(k, *rope)
+        return k, v
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], rope=None) -> torch.Tensor:
+        q = self.split(self.q(x))
+        if rope is not None:
+            q = apply_rotary(q, *rope)
+        o = F.scaled_dot_product_attention(q, kv[0], kv[1])
+        return self.out(o.transpose(1, 2).flatten(2))
+
+
+class DenoiserLayer(nn.Module):
+    """Self-attention among waypoints, cross-attention to the 3D scene (both rotary), cross-attention to
+    the goal latent, feed-forward; each sublayer with AdaLN-zero modulation (12 vectors per layer, made
+    for all layers at once by System1.ada from the timestep + proprioception conditioning)."""
+
+    def __init__(self, dim: int, heads: int, ffn_mult: int):
+        super().__init__()
+        self.dim = dim
+        self.self_attn = Attention(dim, heads)
+        self.scene_attn = Attention(dim, heads)
+        self.latent_attn = Attention(dim, heads)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
+
+    def _norm(self, x, shift, scale):
+        return torch.addcmul(shift[:, None], F.layer_norm(x, (self.dim,)), 1 + scale[:, None])
+
+    def forward(self, x, mods, traj_rope, scene_kv, latent_kv):
+        m = mods.chunk(12, dim=-1)
+        h = self._norm(x, m[0], m[1])
+        x = torch.addcmul(x, m[2][:, None], self.self_attn(h, self.self_attn.keys_values(h, traj_rope), traj_rope))
+        h = self._norm(x, m[3], m[4])
+        x = torch.addcmul(x, m[5][:, None], self.scene_attn(h, scene_kv, traj_rope))
+        h = self._norm(x, m[6], m[7])
+        x = torch.addcmul(x, m[8][:, None], self.latent_attn(h, latent_kv))
+        h = self._norm(x, m[9], m[10])
+        return torch.addcmul(x, m[11][:, None], self.ffn(h))
+
+
+class CameraFeatureEncoder(nn.Module):
+    """A small CNN trained from scratch (no pretrained CLIP is available offline), shared by all cameras,
+    plus a learned per-camera embedding."""
+
+    def __init__(self, cfg: System1Config):
+        super().__init__()
+        layers, c_in = [], 3
+        for c in cfg.cnn_channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.GELU()]
+            c_in = c
+        layers += [nn.Conv2d(c_in, cfg.embed_dim, 1)]
+        self.cnn = nn.Sequential(*layers)
+        self.camera_embed = nn.Parameter(torch.zeros(len(cfg.camera_names), cfg.embed_dim))
+        self.stride = 2 ** len(cfg.cnn_channels)
+        self.image_size = cfg.image_size
+
+    def forward(self, cams: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats, xyzs, valids = [], [], []
+        for i, cam in enumerate(cams):
+            rgb = cam["rgb"].float() / 255.0 if cam["rgb"].dtype == torch.uint8 else cam["rgb"].float()
+            b, _, h, w = rgb.shape
+            # downscale so the longer side is at most image_size (never upscale: the wrist camera is small)
+            scale = min(1.0, self.image_size / max(h, w))
+            if scale < 1.0:
+                size = (max(1, round(h * scale)), max(1, round(w * scale)))
+                x = F.interpolate(rgb, size=size, mode="bilinear", antialias=True)
+            else:
+                x = rgb
+            f = self.cnn((x - 0.45) / 0.25)  # B C hf wf
+            hf, wf = f.shape[-2:]
+            feats.append(f.flatten(2).transpose(1, 2) + self.camera_embed[i])
+            # lift the centre of every feature cell with the depth at that pixel of the original image
+            u = ((torch.arange(wf, device=rgb.device) + 0.5) * (w / wf) - 0.5).round().clamp(0, w - 1)
+            v = ((torch.arange(hf, device=rgb.device) + 0.5) * (h / hf) - 0.5).round().clamp(0, h - 1)
+            vv, uu = torch.meshgrid(v, u, indexing="ij")
+            flat_idx = (vv * w + uu).long().reshape(-1)
+            depth = cam["depth"].float().reshape(b, -1)[:, flat_idx]  # B, hf*wf
+            k = cam["intrinsics"].float()
+            uu, vv = uu.reshape(1, -1), vv.reshape(1, -1)
+            xc = (uu - k[:, 0, 2:3]) / k[:, 0, 0:1] * depth
+            yc = (vv - k[:, 1, 2:3]) / k[:, 1, 1:2] * depth
+            pc = torch.stack([xc, yc, depth, torch.ones_like(depth)], dim=-1)  # B N 4
+            world = pc @ cam["extrinsics"].float().transpose(1, 2)
+            valid = torch.isfinite(depth) & (depth > 0)
+            xyzs.append(torch.where(valid[..., None], world[..., :3], torch.zeros_like(world[..., :3])))
+            valids.append(valid)
+        return torch.cat(feats, 1), torch.cat(xyzs, 1), torch.cat(valids, 1)
+
+
+class PointFeatureEncoder(nn.Module):
+    """Per-point embedding of colour and (workspace-normalized) position."""
+
+    def __init__(self, cfg: System1Config):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(6, cfg.embed_dim), nn.GELU(), nn.Linear(cfg.embed_dim, cfg.embed_dim))
+
+    def forward(self, xyz_norm: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([xyz_norm, rgb * 2 - 1], dim=-1))
+
+
+def farthest_point_indices(xyz: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+    """Indices of n points chosen by farthest point sampling among the valid ones; when fewer are valid,
+    all of them, repeated to n (duplicates only re-weight attention slightly)."""
+    idx = np.flatnonzero(valid)
+    if len(idx) == 0:
+        raise ObservationError("no scene point has a valid depth")
+    if len(idx) <= n:
+        return np.resize(idx, n)
+    pts = np.ascontiguousarray(xyz[idx], dtype=np.float32)
+    chosen = fpsample.bucket_fps_kdline_sampling(pts, n, h=5, start_idx=0)
+    return idx[np.asarray(chosen, dtype=np.int64)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the policy
+
+
+class System1(nn.Module):
+    config_class = System1Config
+
+    def __init__(self, config: System1Config):
+        super().__init__()
+        config.validate()
+        self.config = config
+        d = config.embed_dim
+        if config.scene_encoder == "camera":
+            self.camera_encoder = CameraFeatureEncoder(config)
+        else:
+            self.point_encoder = PointFeatureEncoder(config)
+        self.rotary = Rotary3D(d // config.num_heads, config.rotary_scale)
+        self.latent_in = nn.Linear(config.latent_dim // config.num_latent_tokens, d)
+        self.latent_pos = nn.Parameter(torch.zeros(config.num_latent_tokens, d))
+        self.proprio_in = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_in = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.traj_in = nn.Linear(9, d)
+        self.waypoint_embed = nn.Parameter(torch.randn(config.trajectory_length, d) * 0.02)
+        self.layers = nn.ModuleList(
+            [DenoiserLayer(d, config.num_heads, config.ffn_mult) for _ in range(config.num_layers)]
+        )
+        # AdaLN-zero modulation of every layer from one projection of the conditioning
+        self.ada = nn.Linear(d, config.num_layers * 12 * d)
+        nn.init.zeros_(self.ada.weight)
+        nn.init.zeros_(self.ada.bias)
+        self.out_norm = nn.LayerNorm(d)
+        self.position_head = nn.Linear(d, 3)
+        self.rotation_head = nn.Linear(d, 6)
+        self.gripper_head = nn.Linear(d, 1)
+        # normalization statistics travel with the weights
+        self.register_buffer("position_bounds", torch.tensor(config.position_bounds, dtype=torch.float32))
+        self.register_buffer("workspace_bounds", torch.tensor(config.workspace_bounds, dtype=torch.float32))
+        self.position_scheduler = self._make_scheduler(config.position_beta_schedule)
+        self.rotation_scheduler = self._make_scheduler(config.rotation_beta_schedule)
+
+    def _make_scheduler(self, beta_schedule: str) -> DDPMScheduler:
+        return DDPMScheduler(
+            num_train_timesteps=self.config.num_train_timesteps,
+            beta_schedule=beta_schedule,
+            prediction_type=self.config.prediction_type,
+            clip_sample=False,
+        )
+
+    # --- construction / persistence -----------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, name_or_config: str | System1Config | dict = "default", **overrides) -> System1:
+        if isinstance(name_or_config, System1Config):
+            cfg = System1Config.from_dict({**name_or_config.to_dict(), **overrides})
+        elif isinstance(name_or_config, dict):
+            cfg = System1Config.from_dict({**name_or_config, **overrides})
+        else:
+            cfg = System1Config.preset(name_or_config, **overrides)
+        return cls(cfg)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        self.config.position_bounds = self.position_bounds.tolist()
+        self.config.workspace_bounds = self.workspace_bounds.tolist()
+        save_weights_and_config(
+            directory,
+            self.state_dict(),
+            {"model_type": "openhelix_system1", "system1": self.config.to_dict(),
+             "normalization": {"position_bounds": self.config.position_bounds,
+                               "workspace_bounds": self.config.workspace_bounds}},
+        )
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> System1:
+        meta = read_config(directory)
+        if meta.get("model_type") != "openhelix_system1":
+            raise ValueError(f"{directory}: not a System 1 checkpoint (model_type {meta.get('model_type')!r})")
+        model = cls(System1Config.from_dict({**meta["system1"], **overrides}))
+        model.load_weights(directory)
+        return model
+
+    def load_weights(self, directory: str | os.PathLike) -> None:
+        load_state_checked(self, read_weights(directory), str(directory))
+        self.config.position_bounds = self.position_bounds.tolist()
+        self.config.workspace_bounds = self.workspace_bounds.tolist()
+
+    def set_normalization(self, position_bounds, workspace_bounds) -> None:
+        with torch.no_grad():
+            self.position_bounds.copy_(torch.as_tensor(np.asarray(position_bounds), dtype=torch.float32))
+            self.workspace_bounds.copy_(torch.as_tensor(np.asarray(workspace_bounds), dtype=torch.float32))
+        self.config.position_bounds = self.position_bounds.tolist()
+        self.config.workspace_bounds = self.workspace_bounds.tolist()
+
+    # --- normalization ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_unit(x, bounds):
+        lo, hi = bounds[0], bounds[1]
+        return (x - lo) / (hi - lo).clamp_min(1e-6) * 2 - 1
+
+    @staticmethod
+    def _from_unit(x, bounds):
+        lo, hi = bounds[0], bounds[1]
+        return (x + 1) / 2 * (hi - lo) + lo
+
+    # --- observation -> tensors ---------------------------------------------------------------------
+
+    def observation_tensors(self, observations: list[Observation], rng: np.random.Generator | None = None) -> dict:
+        """Batches observations the way this model reads them (also used by the training collate)."""
+        cfg = self.config
+        for obs in observations:
+            obs.validate()
+        if cfg.scene_encoder == "camera":
+            if any(o.cameras is None for o in observations):
+                raise ObservationError(
+                    "this System 1 reads per-camera RGB-D (scene_encoder='camera'); got a point cloud only"
+                )
+            cams = []
+            for i, name in enumerate(cfg.camera_names):
+                views = [o.cameras[i] if i < len(o.cameras) else None for o in observations]
+                if any(v is None for v in views):
+                    raise ObservationError(f"observation lacks camera {i} ('{name}'); expected {cfg.camera_names}")
+                shapes = {np.asarray(v.rgb).shape for v in views}
+                if len(shapes) > 1:
+                    raise ObservationError(f"camera '{name}': images of different sizes in one batch: {shapes}")
+                cams.append({
+                    "rgb": torch.from_numpy(np.stack([np.asarray(v.rgb) for v in views])).permute(0, 3, 1, 2),
+                    "depth": torch.from_numpy(np.stack([np.asarray(v.depth, np.float32) for v in views])),
+                    "intrinsics": torch.from_numpy(np.stack([np.asarray(v.intrinsics, np.float32) for v in views])),
+                    "extrinsics": torch.from_numpy(np.stack([np.asarray(v.extrinsics, np.float32) for v in views])),
+                })
+            return {"cameras": cams}
+        rng = rng if rng is not None else np.random.default_rng(0)
+        xyzs, rgbs = [], []
+        for obs in observations:
+            xyz, rgb = obs.point_cloud()
+            take = rng.choice(len(xyz), cfg.max_input_points, replace=len(xyz) < cfg.max_input_points)
+            if len(xyz) > cfg.num_scene_tokens:
+                sub = farthest_point_indices(xyz[take], np.ones(len(take), bool), cfg.num_scene_tokens)
+            else:
+                sub = np.resize(np.arange(len(take)), cfg.num_scene_tokens)
+            xyzs.append(xyz[take][sub])
+            rgbs.append(rgb[take][sub])
+        return {"points": torch.from_numpy(np.stack(xyzs)), "colors": torch.from_numpy(np.stack(rgbs)).float()}
+
+    # --- scene and context --------------------------------------------------------------------------
+
+    def encode_scene(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """3D feature tokens (B, M, d) and their world positions (B, M, 3)."""
+        dev = self.position_bounds.device
+        if "cameras" in obs:
+            cams = [{k: v.to(dev) for k, v in c.items()} for c in obs["cameras"]]
+            feats, xyz, valid = self.camera_encoder(cams)
+            idx = np.stack([
+                farthest_point_indices(xyz[b].detach().float().cpu().numpy(), valid[b].cpu().numpy(),
+                                       self.config.num_scene_tokens)
+                for b in range(xyz.shape[0])
+            ])
+            idx = torch.from_numpy(idx).to(dev)
+            feats = torch.gather(feats, 1, idx[..., None].expand(-1, -1, feats.shape[-1]))
+            xyz = torch.gather(xyz, 1, idx[..., None].expand(-1, -1, 3))
+            return feats, xyz
+        if "points" not in obs:
+            raise ObservationError("observation tensors carry neither 'cameras' nor 'points'")
+        xyz = obs["points"].to(dev).float()
+        feats = self.point_encoder(self._to_unit(xyz, self.workspace_bounds), obs["colors"].to(dev).float())
+        return feats, xyz
+
+    def prepare_context(self, obs: dict, latent: torch.Tensor, proprio: torch.Tensor) -> dict:
+        """Everything that does not change across denoising steps: scene and latent keys/values per layer
+        (scene keys already rotated), and the proprioception embedding."""
+        cfg = self.config
+        feats, xyz = self.encode_scene(obs)
+        scene_rope = self.rotary(xyz)
+        b = latent.shape[0]
+        lat = self.latent_in(latent.view(b, cfg.num_latent_tokens, -1)) + self.latent_pos
+        return {
+            "scene_kv": [layer.scene_attn.keys_values(feats, scene_rope) for layer in self.layers],
+            "latent_kv": [layer.latent_attn.keys_values(lat) for layer in self.layers],
+            "proprio_emb": self.proprio_in(self._normalize_proprio(proprio)),
+            "cur_pos": proprio[:, :3],
+        }
+
+    def _normalize_proprio(self, proprio: torch.Tensor) -> torch.Tensor:
+        pos = self._to_unit(proprio[:, :3], self.workspace_bounds)
+        return torch.cat([pos, proprio[:, 3:9], proprio[:, 9:10] * 2 - 1], dim=-1)
+
+    def modulation(self, t: torch.Tensor, ctx: dict) -> torch.Tensor:
+        """AdaLN parameters (B, num_layers * 12 * d) for timesteps t (B,)."""
+        cond = self.time_in(timestep_embedding(t, self.config.embed_dim)) + ctx["proprio_emb"]
+        return self.ada(F.silu(cond))
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, ctx: dict, mods: torch.Tensor | None = None):
+        """Predicted noise (or sample) for the 9-D trajectory (B, T, 9), and gripper logits (B, T)."""
+        if mods is None:
+            mods = self.modulation(t, ctx)
+        rel = self._from_unit(x_t[..., :3].clamp(-2, 2), self.position_bounds)
+        traj_rope = self.rotary(ctx["cur_pos"][:, None] + rel)
+        h = self.traj_in(x_t) + self.waypoint_embed
+        for i, (layer, m) in enumerate(zip(self.layers, mods.chunk(len(self.layers), dim=-1), strict=True)):
+            h = layer(h, m, traj_rope, ctx["scene_kv"][i], ctx["latent_kv"][i])
+        h = self.out_norm(h)
+        out = torch.cat([self.position_head(h), self.rotation_head(h)], dim=-1)
+        return out, self.gripper_head(h).squeeze(-1)
+
+    # --- training -----------------------------------------------------------------------------------
+
+    def trajectory_targets(self, rel_positions: torch.Tensor, rot6d: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._to_unit(rel_positions, self.position_bounds), rot6d], dim=-1)
+
+    def compute_loss(self, obs: dict, latent, proprio, rel_positions, rot6d, gripper_open,
+                     generator: torch.Generator | None = None) -> dict:
+        """3D Diffuser Actor's loss: 30 * L1 position + 10 * L1 rotation (on the predicted noise) + BCE on
+        gripper openness."""
+        cfg = self.config
+        dev = self.position_bounds.device
+        latent, proprio = latent.to(dev).float(), proprio.to(dev).float()
+        x0 = self.trajectory_targets(rel_positions.to(dev).float(), rot6d.to(dev).float())
+        b = x0.shape[0]
+        t = torch.randint(0, cfg.num_train_timesteps, (b,), device=dev, generator=generator)
+        noise = torch.randn(x0.shape, device=dev, generator=generator)
+        x_t = torch.cat([
+            self.position_scheduler.add_noise(x0[..., :3], noise[..., :3], t),
+            self.rotation_scheduler.add_noise(x0[..., 3:], noise[..., 3:], t),
+        ], dim=-1)
+        ctx = self.prepare_context(obs, latent, proprio)
+        pred, grip_logit = self.denoise(x_t, t, ctx)
+        target = noise if cfg.prediction_type == "epsilon" else x0
+        pos_l1 = F.l1_loss(pred[..., :3], target[..., :3])
+        rot_l1 = F.l1_loss(pred[..., 3:], target[..., 3:])
+        grip = F.binary_cross_entropy_with_logits(grip_logit, gripper_open.to(dev).float())
+        loss = cfg.position_loss_weight * pos_l1 + cfg.rotation_loss_weight * rot_l1 + cfg.gripper_loss_weight * grip
+        return {"loss": loss, "position_l1": pos_l1.detach(), "rotation_l1": rot_l1.detach(),
+                "gripper_bce": grip.detach()}
+
+    def forward(self, obs: dict, latent, proprio, rel_positions, rot6d, gripper_open, generator=None) -> dict:
+        """The training loss (so that wrappers such as DDP see a forward call); see compute_loss."""
+        return self.compute_loss(obs, latent, proprio, rel_positions, rot6d, gripper_open, generator)
+
+    # --- inference ----------------------------------------------------------------------------------
+
+    def _inference_schedulers(self, steps: int) -> tuple[DDIMScheduler, DDIMScheduler]:
+        # DDIM built from the training DDPM's configuration (same betas), cached per step count because
+        # building one costs milliseconds of Python. DDIM (eta 0) keeps no state between calls.
+        cache = self.__dict__.setdefault("_ddim_cache", {})
+        if steps not in cache:
+            scheds = []
+            for train in (self.position_scheduler, self.rotation_scheduler):
+                ddim = DDIMScheduler.from_config(train.config)
+                ddim.set_timesteps(steps)
+                scheds.append(ddim)
+            cache[steps] = tuple(scheds)
+        return cache[steps]
+
+    def sample(self, obs: dict, latent: torch.Tensor, proprio: torch.Tensor, num_inference_steps: int | None = None,
+               generator: torch.Generator | None = None) -> dict:
+        """DDIM sampling; returns relative positions (B, T, 3), 6D rotations (B, T, 6), openness (B, T)."""
+        cfg = self.config
+        steps = int(num_inference_steps or cfg.num_inference_steps)
+        if not 1 <= steps <= cfg.num_train_timesteps:
+            raise ValueError(f"num_inference_steps must be in 1..{cfg.num_train_timesteps}, got {steps}")
+        dev = self.position_bounds.device
+        latent, proprio = latent.to(dev).float(), proprio.to(dev).float()
+        ctx = self.prepare_context(obs, latent, proprio)
+        b = latent.shape[0]
+        pos_sched, rot_sched = self._inference_schedulers(steps)
+        x = torch.randn((b, cfg.trajectory_length, 9), device=dev, generator=generator)
+        grip_logit = None
+        # the modulation depends only on the timestep and the proprioception: one batched call for all steps
+        ts = pos_sched.timesteps.to(dev)
+        all_mods = self.modulation(ts.repeat_interleave(b), {"proprio_emb": ctx["proprio_emb"].repeat(len(ts), 1)})
+        all_mods = all_mods.view(len(ts), b, -1)
+        for i, t in enumerate(pos_sched.timesteps):
+            tt = torch.full((b,), int(t), device=dev, dtype=torch.long)
+            pred, grip_logit = self.denoise(x, tt, ctx, all_mods[i])
+            pos = pos_sched.step(pred[..., :3], t, x[..., :3]).prev_sample
+            rot = rot_sched.step(pred[..., 3:], t, x[..., 3:]).prev_sample
+            x = torch.cat([pos, rot], dim=-1)
+        rel = self._from_unit(x[..., :3], self.position_bounds)
+        rot6d = matrix_to_rot6d(rot6d_to_matrix(x[..., 3:]))
+        return {"relative_positions": rel, "rot6d": rot6d, "gripper_open": torch.sigmoid(grip_logit)}
+
+    def predict(self, observation: Observation, latent, proprio, num_inference_steps: int | None = None,
+                seed: int | None = 0) -> Trajectory:
+        """One trajectory for one observation.
+
+        latent: (latent_dim,) goal latent from System 2; proprio: 10-D (tcp xyz, 6D rotation relative to
+        the world, gripper openness 0..1), see proprio_from_robot_obs. Deterministic for a given seed."""
+        cfg = self.config
+        latent = torch.as_tensor(np.asarray(latent, dtype=np.float32)).reshape(-1)
+        proprio = torch.as_tensor(np.asarray(proprio, dtype=np.float32)).reshape(-1)
+        if latent.numel() != cfg.latent_dim:
+            raise ObservationError(f"latent must have {cfg.latent_dim} values, got {latent.numel()}")
+        if proprio.numel() != PROPRIO_DIM:
+            raise ObservationError(f"proprio must have {PROPRIO_DIM} values (xyz, rot6d, gripper), got {proprio.numel()}")
+        if not torch.isfinite(latent).all():
+            raise ObservationError("latent contains NaN or inf")
+        if not torch.isfinite(proprio).all():
+            raise ObservationError("proprio contains NaN or inf")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                obs = self.observation_tensors([observation])
+                gen = None
+                if seed is not None:
+                    gen = torch.Generator(device=self.position_bounds.device).manual_seed(seed)
+                out = self.sample(obs, latent[None], proprio[None], num_inference_steps, gen)
+        finally:
+            self.train(was_training)
+        rel = out["relative_positions"][0].double().cpu().numpy()
+        rel_rot = rot6d_to_matrix(out["rot6d"][0].double()).cpu().numpy()
+        cur_rot = rot6d_to_matrix(proprio[3:9].double()).numpy()
+        rotations = np.einsum("ij,njk->nik", cur_rot, rel_rot)
+        return Trajectory(
+            positions=(rel + proprio[:3].double().numpy()).astype(np.float32),
+            rotations=rotations.astype(np.float32),
+            rot6d=matrix_to_rot6d(rotations).astype(np.float32),
+            gripper_open=out["gripper_open"][0].float().cpu().numpy(),
+            relative_positions=rel.astype(np.float32),
+        )

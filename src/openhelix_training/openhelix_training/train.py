@@ -1,0 +1,459 @@
+"""Two-stage training of System 2 + System 1 (OpenHelix): stage 1 pre-aligns <ACT>/projector/heads with
+the policy frozen; stage 2 trains jointly. `openhelix-train --config <yaml>`.
+
+Multi-GPU and bf16 go through accelerate:
+    accelerate launch --num_processes 8 --mixed_precision bf16 -m openhelix_training.train --config cfg.yaml
+    torchrun --nproc_per_node 8 -m openhelix_training.train --config cfg.yaml   (accelerate reads the env)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+DEFAULTS: dict = {
+    "output_dir": "runs/train",
+    "seed": 0,
+    "data": {
+        "kind": "synthetic",  # "calvin" | "rosbag" | "synthetic" (a generated CALVIN-layout set)
+        "path": None,  # CALVIN split directory, or bag directory / list of bag directories
+        "frames": "keyposes",  # "keyposes" | "all"
+        "latent_delay": 0,  # System 2 sees the image of k frames earlier (OpenHelix's delay training)
+        "max_windows": None,
+        "synthetic": {"num_windows": 4, "frames_per_window": 16, "static_size": 64, "gripper_size": 32},
+    },
+    "system1": {"preset": "tiny", "overrides": {}, "pretrained": None},  # pretrained: System 1 checkpoint dir
+    "system2": {"preset": "tiny", "overrides": {}},  # overrides.mode: prompt_tuning | frozen | lora | full
+    "training": {
+        "stage1_steps": 20,  # projector pre-alignment with the policy frozen; 0 turns the stage off
+        "stage2_steps": 40,  # joint training
+        "batch_size": 8,
+        "policy_lr": 3.0e-4,
+        "policy_weight_decay": 5.0e-3,
+        "mllm_lr": 5.0e-5,  # <ACT>, LoRA or full MLLM weights
+        "heads_lr": 5.0e-5,  # projector, auxiliary head, alignment projector
+        "aux_loss": False,
+        "aux_weight": 0.2,
+        "aux_stages": [2],  # OpenHelix: the auxiliary loss is active in stage 2 only
+        "clip_loss": False,  # CLIP-style alignment of the latent with the instruction (LCB)
+        "clip_weight": 1.0,
+        "grad_clip": 1.0,
+        "mixed_precision": "no",  # "no" | "bf16" | "fp16"
+        "gradient_checkpointing": False,
+        "log_every": 10,
+        "checkpoint_every": 0,  # 0: only at the end of each stage
+        "keep_checkpoints": 2,
+        "resume": None,  # None | "auto" (newest in output_dir) | a checkpoint directory
+        "num_workers": 0,
+        "progress": True,
+        "tensorboard": True,  # used when the tensorboard package is installed
+    },
+}
+
+
+def deep_update(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (update or {}).items():
+        if k not in out:
+            raise ValueError(f"unknown config key {k!r} (known: {sorted(out)})")
+        if isinstance(out[k], dict) and isinstance(v, dict) and k not in ("overrides", "synthetic"):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_train_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> dict:
+    """YAML config merged over DEFAULTS; `overrides` are dotted `key=value` strings (value parsed as YAML)."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        text = Path(path).read_text()
+        cfg = deep_update(cfg, yaml.safe_load(text) or {})
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------------
+# data
+
+
+def build_dataset(cfg: dict, system1_config):
+    from .data.calvin import CalvinDataset, write_calvin_episodes
+    from .data.rosbag import BagDataset
+
+    d = cfg["data"]
+    if d["kind"] == "synthetic":
+        root = Path(d["path"] or Path(cfg["output_dir"]) / "synthetic_calvin")
+        if not (root / "lang_annotations" / "auto_lang_ann.npy").is_file():
+            write_calvin_episodes(root, seed=cfg["seed"], **d["synthetic"])
+        return CalvinDataset(root, camera_names=system1_config.camera_names, frames=d["frames"],
+                             latent_delay=d["latent_delay"], trajectory_length=system1_config.trajectory_length,
+                             max_windows=d["max_windows"])
+    if d["kind"] == "calvin":
+        if not d["path"]:
+            raise ValueError("data.kind 'calvin' needs data.path: a CALVIN split directory")
+        return CalvinDataset(d["path"], camera_names=system1_config.camera_names, frames=d["frames"],
+                             latent_delay=d["latent_delay"], trajectory_length=system1_config.trajectory_length,
+                             max_windows=d["max_windows"])
+    if d["kind"] == "rosbag":
+        if not d["path"]:
+            raise ValueError("data.kind 'rosbag' needs data.path: a bag directory or a list of them")
+        return BagDataset(d["path"], frames=d["frames"], latent_delay=d["latent_delay"],
+                          trajectory_length=system1_config.trajectory_length)
+    raise ValueError(f"data.kind must be 'synthetic', 'calvin' or 'rosbag', got {d['kind']!r}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# losses
+
+
+def aux_loss(aux: dict, batch: dict) -> torch.Tensor:
+    """OpenHelix's auxiliary loss on the first future waypoint: 30 L1 position + 10 L1 6D rotation
+    (+ BCE gripper)."""
+    dev = aux["position"].device
+    pos = batch["rel_positions"][:, 1].to(dev)
+    rot = batch["rot6d"][:, 1].to(dev)
+    grip = batch["gripper_open"][:, 1].to(dev)
+    return (30 * F.l1_loss(aux["position"].float(), pos) + 10 * F.l1_loss(aux["rot6d"].float(), rot)
+            + F.binary_cross_entropy_with_logits(aux["gripper_logit"].float(), grip))
+
+
+def clip_alignment_loss(latent: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
+                        instructions: list[str]) -> torch.Tensor:
+    """Symmetric InfoNCE between latents and instruction embeddings; samples with the same instruction
+    count as positives of each other."""
+    a = F.normalize(latent.float(), dim=-1)
+    b = F.normalize(text.float(), dim=-1)
+    logits = logit_scale.float().clamp(max=np.log(100)).exp() * a @ b.t()
+    same = torch.tensor([[x == y for y in instructions] for x in instructions], dtype=torch.float32,
+                        device=latent.device)
+    target = same / same.sum(1, keepdim=True)
+    return 0.5 * (torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
+                  + torch.sum(-target * F.log_softmax(logits.t(), 1), 1).mean())
+
+
+# ------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+@dataclass
+class LoadedCheckpoint:
+    system1: object | None
+    system2: object | None
+    step: int
+    train_config: dict | None
+    path: Path
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A training output directory -> its newest checkpoint; a checkpoint directory -> itself."""
+    path = Path(path)
+    latest = path / "checkpoints" / "latest"
+    if latest.is_file():
+        return path / "checkpoints" / latest.read_text().strip()
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, system1_overrides: dict | None = None,
+                    system2_overrides: dict | None = None) -> LoadedCheckpoint:
+    """Loads what a checkpoint holds: a training checkpoint (system1/, system2/, training_state.json), a
+    training output directory (its newest checkpoint), or one model directory. Overrides change the
+    configuration before loading; when shapes then differ the CheckpointError names every tensor."""
+    from .checkpoint import CheckpointError, read_config
+    from .modeling_system1 import System1
+    from .modeling_system2 import System2
+
+    path = resolve_checkpoint(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if (path / "config.json").is_file():
+        kind = read_config(path).get("model_type")
+        if kind == "openhelix_system1":
+            return LoadedCheckpoint(System1.from_pretrained(path, **(system1_overrides or {})), None, 0, None, path)
+        if kind == "openhelix_system2":
+            return LoadedCheckpoint(None, System2.from_pretrained(path, **(system2_overrides or {})), 0, None, path)
+        raise CheckpointError(f"{path}/config.json: unknown model_type {kind!r}")
+    s1 = System1.from_pretrained(path / "system1", **(system1_overrides or {})) if (path / "system1").is_dir() else None
+    s2 = System2.from_pretrained(path / "system2", **(system2_overrides or {})) if (path / "system2").is_dir() else None
+    if s1 is None and s2 is None:
+        raise CheckpointError(f"{path}: neither a model directory nor a training checkpoint (no system1/ or system2/)")
+    state_path = path / "training_state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    return LoadedCheckpoint(s1, s2, int(state.get("step", 0)), state.get("train_config"), path)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the loop
+
+
+class Trainer:
+    def __init__(self, cfg: dict):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        from .modeling_system1 import System1
+        from .modeling_system2 import System2
+
+        self.cfg = cfg
+        t = cfg["training"]
+        for key in ("policy_lr", "policy_weight_decay", "mllm_lr", "heads_lr", "aux_weight", "clip_weight", "grad_clip"):
+            t[key] = float(t[key])  # YAML 1.1 reads "1e-3" as a string
+        for key in ("stage1_steps", "stage2_steps", "batch_size", "log_every", "checkpoint_every"):
+            t[key] = int(t[key])
+        self.out = Path(cfg["output_dir"])
+        self.accelerator = Accelerator(mixed_precision=t["mixed_precision"],
+                                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        torch.manual_seed(cfg["seed"])
+        np.random.seed(cfg["seed"])
+        s1cfg = cfg["system1"]
+        if s1cfg.get("pretrained"):
+            self.system1 = System1.from_pretrained(s1cfg["pretrained"], **s1cfg.get("overrides", {}))
+        else:
+            self.system1 = System1.from_config(s1cfg["preset"], **s1cfg.get("overrides", {}))
+        s2over = dict(cfg["system2"].get("overrides", {}))
+        if t["gradient_checkpointing"]:
+            s2over["gradient_checkpointing"] = True
+        self.system2 = System2.from_config(cfg["system2"]["preset"], **s2over)
+        if self.system2.config.latent_dim != self.system1.config.latent_dim:
+            raise ValueError(f"System 2 latent_dim {self.system2.config.latent_dim} != System 1 latent_dim "
+                             f"{self.system1.config.latent_dim}")
+        self.dataset = build_dataset(cfg, self.system1.config)
+        if len(self.dataset) == 0:
+            raise ValueError("the training data set is empty")
+        if not s1cfg.get("pretrained"):
+            from .data.sample import compute_normalization
+
+            norm = compute_normalization(self.dataset)
+            self.system1.set_normalization(norm.position_bounds, norm.workspace_bounds)
+        policy = list(self.system1.parameters())
+        heads = [p for m in (self.system2.projector, self.system2.aux_head, self.system2.text_projector)
+                 for p in m.parameters()] + [self.system2.logit_scale]
+        head_ids = {id(p) for p in heads}
+        mllm = [p for p in self.system2.parameters() if p.requires_grad and id(p) not in head_ids]
+        groups = [{"params": policy, "lr": t["policy_lr"], "weight_decay": t["policy_weight_decay"], "name": "policy"},
+                  {"params": heads, "lr": t["heads_lr"], "weight_decay": 0.0, "name": "heads"}]
+        if mllm:
+            groups.append({"params": mllm, "lr": t["mllm_lr"], "weight_decay": 0.0, "name": "mllm"})
+        self.optimizer = torch.optim.AdamW(groups)
+        self.generator = torch.Generator().manual_seed(cfg["seed"])
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=t["batch_size"], shuffle=True, drop_last=len(self.dataset) >= t["batch_size"],
+            collate_fn=_collate, num_workers=t["num_workers"], generator=self.generator)
+        self.system1, self.system2, self.optimizer, self.loader = self.accelerator.prepare(
+            self.system1, self.system2, self.optimizer, self.loader)
+        self.step = 0
+        self.rng = np.random.default_rng(cfg["seed"])
+        self.tb = None
+
+    @property
+    def s1(self):
+        return self.accelerator.unwrap_model(self.system1)
+
+    @property
+    def s2(self):
+        return self.accelerator.unwrap_model(self.system2)
+
+    def stage_of(self, step: int) -> int:
+        return 1 if step < self.cfg["training"]["stage1_steps"] else 2
+
+    def set_stage(self, stage: int) -> None:
+        # stage 1: the policy is frozen (no gradient, so AdamW leaves it untouched: no decay either)
+        self.s1.requires_grad_(stage == 2)
+
+    def batches(self):
+        while True:
+            yield from self.loader
+
+    def train_step(self, batch: dict, stage: int) -> dict:
+        t = self.cfg["training"]
+        s2 = self.s2
+        with self.accelerator.autocast():
+            px = s2.preprocess_images(batch["images"]) if s2.config.use_image else None
+            out2 = self.system2(px, batch["instructions"])
+            obs = self.s1.observation_tensors(batch["observations"], self.rng)
+            losses = self.system1(obs, out2["latent"], batch["proprio"], batch["rel_positions"], batch["rot6d"],
+                                  batch["gripper_open"])
+            loss = losses["loss"]
+            metrics = {k: float(v.detach()) for k, v in losses.items()}
+            if t["aux_loss"] and stage in t["aux_stages"]:
+                a = aux_loss(out2["aux"], batch)
+                loss = loss + t["aux_weight"] * a
+                metrics["aux"] = float(a.detach())
+            if t["clip_loss"]:
+                c = clip_alignment_loss(out2["latent"], s2.instruction_embedding(batch["instructions"]),
+                                        s2.logit_scale, batch["instructions"])
+                loss = loss + t["clip_weight"] * c
+                metrics["clip"] = float(c.detach())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {metrics}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        if t["grad_clip"]:
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if params:
+                self.accelerator.clip_grad_norm_(params, t["grad_clip"])
+        self.optimizer.step()
+        metrics["total"] = float(loss.detach())
+        return metrics
+
+    # --- persistence ---
+
+    def save(self) -> Path:
+        if not self.accelerator.is_main_process:
+            return self.out
+        ckdir = self.out / "checkpoints"
+        name = f"step_{self.step:07d}"
+        target = ckdir / name
+        self.s1.save_pretrained(target / "system1")
+        self.s2.save_pretrained(target / "system2")
+        torch.save({"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                    "torch_rng": torch.get_rng_state(), "rng": self.rng.bit_generator.state},
+                   target / "optimizer.pt")
+        (target / "training_state.json").write_text(json.dumps(
+            {"step": self.step, "stage": self.stage_of(max(self.step - 1, 0)), "train_config": self.cfg}, indent=2))
+        (ckdir / "latest").write_text(name)
+        keep = self.cfg["training"]["keep_checkpoints"]
+        old = sorted(p for p in ckdir.glob("step_*") if p.is_dir())
+        for p in old[:-keep] if keep else []:
+            import shutil
+
+            shutil.rmtree(p, ignore_errors=True)
+        return target
+
+    def resume(self, spec) -> None:
+        path = resolve_checkpoint(self.out if spec == "auto" else spec)
+        if not (path / "training_state.json").is_file():
+            if spec == "auto":
+                return
+            from .checkpoint import CheckpointError
+
+            raise CheckpointError(f"cannot resume: {path} has no training_state.json")
+        self.s1.load_weights(path / "system1")
+        self.s2.load_weights(path / "system2")
+        state = torch.load(path / "optimizer.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.rng.bit_generator.state = state["rng"]
+        self.step = json.loads((path / "training_state.json").read_text())["step"]
+
+    # --- main loop ---
+
+    def run(self) -> dict:
+        t = self.cfg["training"]
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "train_config.yaml").write_text(yaml.safe_dump(self.cfg, sort_keys=False))
+        if t["resume"]:
+            self.resume(t["resume"])
+        total = t["stage1_steps"] + t["stage2_steps"]
+        if t["tensorboard"] and self.accelerator.is_main_process:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                self.tb = None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=self.step, desc="train", disable=not (t["progress"] and
+                                                                              self.accelerator.is_main_process))
+        metrics_file = open(self.out / "metrics.jsonl", "a") if self.accelerator.is_main_process else None
+        self.system1.train()
+        self.system2.train()
+        history = []
+        start = time.time()
+        batches = self.batches()
+        stage = None
+        try:
+            while self.step < total:
+                new_stage = self.stage_of(self.step)
+                if new_stage != stage:
+                    if stage is not None and not t["checkpoint_every"]:
+                        self.save()  # end of stage 1
+                    stage = new_stage
+                    self.set_stage(stage)
+                m = self.train_step(next(batches), stage)
+                self.step += 1
+                m.update(step=self.step, stage=stage, time=round(time.time() - start, 3))
+                history.append(m)
+                bar.update(1)
+                bar.set_postfix(loss=f"{m['total']:.3f}", stage=stage)
+                if metrics_file and (self.step % t["log_every"] == 0 or self.step == total or self.step == 1):
+                    metrics_file.write(json.dumps(m) + "\n")
+                    metrics_file.flush()
+                    if self.tb:
+                        for k, v in m.items():
+                            if isinstance(v, float):
+                                self.tb.add_scalar(k, v, self.step)
+                if t["checkpoint_every"] and self.step % t["checkpoint_every"] == 0:
+                    self.save()
+            path = self.save()
+        finally:
+            bar.close()
+            if metrics_file:
+                metrics_file.close()
+            if self.tb:
+                self.tb.close()
+        return {"checkpoint": str(path), "steps": self.step, "history": history}
+
+
+def _collate(samples):
+    from .data.sample import collate_samples
+
+    return collate_samples(samples)
+
+
+def train(cfg: dict) -> dict:
+    return Trainer(cfg).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="openhelix-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML training config (see openhelix_training/configs/)")
+    parser.add_argument("--output-dir", help="overrides output_dir")
+    parser.add_argument("--resume", help="'auto' or a checkpoint directory")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. training.stage2_steps=500 (repeatable)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    config_path = args.config
+    if config_path and not Path(config_path).exists():
+        packaged = Path(__file__).parent / "configs" / (config_path if config_path.endswith(".yaml") else config_path + ".yaml")
+        if packaged.exists():
+            config_path = str(packaged)
+    try:
+        cfg = load_train_config(config_path, args.set)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"openhelix-train: bad config: {exc}", file=sys.stderr)
+        return 2
+    if args.output_dir:
+        cfg["output_dir"] = args.output_dir
+    if args.resume:
+        cfg["training"]["resume"] = args.resume
+    result = train(cfg)
+    last = result["history"][-1] if result["history"] else {}
+    print(json.dumps({"checkpoint": result["checkpoint"], "steps": result["steps"],
+                      "final_loss": last.get("total")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

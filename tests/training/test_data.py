@@ -1,0 +1,182 @@
+"""Data: CALVIN's layout (generated here), keyposes, 20-point relative trajectories, rosbag2 bags."""
+
+import json
+
+import numpy as np
+import pytest
+
+from openhelix_training.data import CalvinDataset, collate_samples, compute_normalization, discover_keyposes
+from openhelix_training.data.calvin import CalvinDataError, episode_path
+from openhelix_training.data.trajectory import trajectory_to_next_keypose
+from openhelix_training.geometry import euler_xyz_to_matrix, matrix_to_euler_xyz, rot6d_to_matrix
+
+
+def test_generated_set_has_calvins_exact_layout(calvin_dir):
+    files = sorted(p.name for p in calvin_dir.glob("episode_*.npz"))
+    assert files[0] == "episode_0000000.npz" and len(files) == 32
+    with np.load(episode_path(calvin_dir, 0)) as f:
+        assert set(f.files) == {"rgb_static", "rgb_gripper", "depth_static", "depth_gripper", "robot_obs",
+                                "scene_obs", "actions", "rel_actions"}
+        assert f["rgb_static"].shape == (200, 200, 3) and f["rgb_static"].dtype == np.uint8
+        assert f["rgb_gripper"].shape == (84, 84, 3) and f["depth_gripper"].shape == (84, 84)
+        assert f["robot_obs"].shape == (15,) and f["scene_obs"].shape == (24,) and f["actions"].shape == (7,)
+    ann = np.load(calvin_dir / "lang_annotations" / "auto_lang_ann.npy", allow_pickle=True).item()
+    assert ann["info"]["indx"] == [(0, 15), (16, 31)]
+    assert ann["language"]["ann"][0] == "lift the red block" and ann["language"]["task"][0] == "lift_red_block_table"
+
+
+def test_keyposes_at_gripper_changes_stops_and_end():
+    pos = np.zeros((30, 3))
+    pos[:10, 0] = np.linspace(0, 0.3, 10)  # moves, then rests from frame 10 on
+    pos[10:20, 0] = 0.3
+    pos[20:, 0] = 0.3 + np.linspace(0, 0.2, 10)
+    grip = np.where(np.arange(30) < 25, 1.0, -1.0)
+    assert discover_keyposes(pos, grip) == [10, 24, 29]
+
+
+def test_trajectory_to_next_keypose_is_relative_and_interpolated():
+    n = 11
+    pos = np.stack([np.linspace(0, 0.1, n), np.zeros(n), np.full(n, 0.3)], 1)
+    euler = np.stack([np.full(n, np.pi), np.zeros(n), np.linspace(0, 0.5, n)], 1)
+    grip = np.where(np.arange(n) < 8, 1.0, -1.0)
+    traj = trajectory_to_next_keypose(pos, euler, grip, 2, [7, 10], length=20)
+    assert traj["keypose"] == 7
+    assert traj["rel_positions"].shape == (20, 3) and traj["rot6d"].shape == (20, 6)
+    np.testing.assert_allclose(traj["rel_positions"][0], 0, atol=1e-7)
+    np.testing.assert_allclose(traj["rel_positions"][-1], pos[7] - pos[2], atol=1e-6)
+    np.testing.assert_allclose(np.diff(traj["rel_positions"][:, 0]), 0.05 / 19, atol=1e-6)  # uniform in time
+    rel = rot6d_to_matrix(traj["rot6d"].astype(np.float64))
+    np.testing.assert_allclose(rel[0], np.eye(3), atol=1e-6)
+    end = euler_xyz_to_matrix(euler[2]) @ rel[-1]
+    np.testing.assert_allclose(matrix_to_euler_xyz(end)[2], euler[7, 2], atol=1e-5)
+    assert traj["gripper_open"].tolist() == [1.0] * 20
+
+
+def test_calvin_reader_samples(calvin_dir):
+    ds = CalvinDataset(calvin_dir)
+    # keyposes: the frame before the gripper closes (6) and the end of each 16-frame window
+    assert [w["keyposes"] for w in ds.windows] == [[6, 15], [6, 15]]
+    assert len(ds) == 4
+    s = ds[1]
+    assert s.frame == 6 and s.instruction == "lift the red block" and s.meta["keypose"] == 15
+    assert s.rel_positions.shape == (20, 3) and s.gripper_open.shape == (20,)
+    robot_obs = np.load(episode_path(calvin_dir, 6))["robot_obs"]
+    np.testing.assert_allclose(s.proprio[:3], robot_obs[:3], atol=1e-6)
+    end = np.load(episode_path(calvin_dir, 15))["robot_obs"]
+    np.testing.assert_allclose(s.rel_positions[-1], end[:3] - robot_obs[:3], atol=1e-5)
+    assert s.gripper_open[-1] == 0.0  # closed while lifting
+    xyz, rgb = s.observation.point_cloud()
+    assert np.all(np.abs(xyz[:, 2]) < 1e-4), "the generated scene is a table at z = 0"
+    assert [c.name for c in s.observation.cameras] == ["static", "gripper"]
+    batch = collate_samples([ds[0], ds[1]])
+    assert batch["rel_positions"].shape == (2, 20, 3) and batch["proprio"].shape == (2, 10)
+    norm = compute_normalization([ds[i] for i in range(len(ds))])
+    assert np.all(np.array(norm.position_bounds[0]) < np.array(norm.position_bounds[1]))
+
+
+def test_latent_delay_takes_an_earlier_image(calvin_dir):
+    ds = CalvinDataset(calvin_dir, latent_delay=4)
+    s = ds[1]
+    assert s.meta["image_frame"] == s.frame - 4
+    assert np.array_equal(s.image, np.load(episode_path(calvin_dir, s.frame - 4))["rgb_static"])
+    assert ds[0].meta["image_frame"] == ds[0].frame  # clamped at the window start
+
+
+def test_all_frames_mode(calvin_dir):
+    assert len(CalvinDataset(calvin_dir, frames="all")) == 30
+
+
+def test_bad_layouts_are_named(tmp_path, calvin_dir):
+    with pytest.raises(CalvinDataError, match="auto_lang_ann.npy"):
+        CalvinDataset(tmp_path)
+    broken = tmp_path / "broken"
+    (broken / "lang_annotations").mkdir(parents=True)
+    np.save(broken / "lang_annotations" / "auto_lang_ann.npy",
+            {"info": {"indx": [(0, 3)]}, "language": {"ann": ["x"], "task": ["t"]}}, allow_pickle=True)
+    with pytest.raises(CalvinDataError, match="episode_0000000.npz missing"):
+        CalvinDataset(broken)
+    cams = json.loads((calvin_dir / "openhelix_cameras.json").read_text())
+    assert set(cams) == {"static", "gripper"}
+
+
+# ------------------------------------------------------------------------------------------------------
+# rosbag2 (MCAP), written here with rosbags as the project's recorder will
+
+
+def _write_bag(path, frames=12):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from openhelix_training.data.rosbag import typestore_with_project_types
+
+    store = typestore_with_project_types()
+    T = store.types
+    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    PointField, PointCloud2 = T["sensor_msgs/msg/PointField"], T["sensor_msgs/msg/PointCloud2"]
+    Image, SceneState, Instruction = T["sensor_msgs/msg/Image"], T["openhelix_msgs/msg/SceneState"], \
+        T["openhelix_msgs/msg/Instruction"]
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-0.5, 0.5, (300, 3)).astype(np.float32)
+    rgb = rng.integers(0, 255, (300, 3)).astype(np.uint32)
+    packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    rec = np.zeros(300, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+    rec["x"], rec["y"], rec["z"], rec["rgb"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], packed
+    fields = [PointField(name=n, offset=o, datatype=d, count=1) for n, o, d in
+              [("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("rgb", 12, 6)]]
+    robot = []
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        c_pts = w.add_connection("/points", PointCloud2.__msgtype__, typestore=store)
+        c_img = w.add_connection("/camera/static/image_raw", Image.__msgtype__, typestore=store)
+        c_ss = w.add_connection("/scene_state", SceneState.__msgtype__, typestore=store)
+        c_in = w.add_connection("/instruction", Instruction.__msgtype__, typestore=store)
+        for i in range(frames):
+            ns = 1_000_000_000 + i * 33_000_000
+            hdr = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id="world")
+            if i == 0:
+                w.write(c_in, ns, store.serialize_cdr(Instruction(header=hdr, text="open the drawer",
+                                                                  task="open_drawer", sequence=1),
+                                                      Instruction.__msgtype__))
+            cloud = PointCloud2(header=hdr, height=1, width=300, fields=fields, is_bigendian=False, point_step=16,
+                                row_step=16 * 300, data=np.frombuffer(rec.tobytes(), np.uint8), is_dense=True)
+            w.write(c_pts, ns + 1, store.serialize_cdr(cloud, PointCloud2.__msgtype__))
+            img = np.full((20, 30, 3), i, np.uint8)
+            w.write(c_img, ns + 2, store.serialize_cdr(
+                Image(header=hdr, height=20, width=30, encoding="rgb8", is_bigendian=0, step=90,
+                      data=img.reshape(-1)), Image.__msgtype__))
+            ro = np.zeros(15)
+            ro[:3] = (0.01 * i, 0.0, 0.3)
+            ro[3:6] = (np.pi, 0.0, 0.0)
+            ro[14] = 1.0 if i <= 6 else -1.0  # last gripper action: closes after frame 6
+            robot.append(ro)
+            w.write(c_ss, ns + 3, store.serialize_cdr(
+                SceneState(header=hdr, robot_obs=ro, scene_obs=np.zeros(24), robot_obs_labels=[],
+                           scene_obs_labels=[], step=i), SceneState.__msgtype__))
+    return xyz, rgb.astype(np.uint8), np.stack(robot)
+
+
+def test_bag_written_then_read_into_samples(tmp_path):
+    from openhelix_training.data.rosbag import BagDataset
+
+    xyz, rgb, robot = _write_bag(tmp_path / "demo")
+    ds = BagDataset(tmp_path / "demo", latent_delay=2)
+    assert len(ds) == 2  # window start and the keypose before the gripper closes
+    s0, s1 = ds[0], ds[1]
+    assert s0.instruction == "open the drawer" and s0.task == "open_drawer"
+    np.testing.assert_array_equal(s0.observation.points, xyz)
+    np.testing.assert_array_equal(s0.observation.colors, rgb)
+    assert s1.frame == 5 and s1.meta["keypose"] == 11
+    np.testing.assert_allclose(s1.rel_positions[-1], robot[11, :3] - robot[5, :3], atol=1e-6)
+    assert s1.image.shape == (20, 30, 3) and s1.image[0, 0, 0] == 3  # delayed by 2 frames
+    assert s1.gripper_open[0] == 1.0 and s1.gripper_open[-1] == 0.0
+    batch = collate_samples([s0, s1])
+    assert batch["rot6d"].shape == (2, 20, 6)
+
+
+def test_bad_bags_are_named(tmp_path):
+    from openhelix_training.data.rosbag import BagDataError, read_bag_samples
+
+    with pytest.raises(BagDataError, match="does not exist"):
+        read_bag_samples(tmp_path / "nope")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "metadata.yaml").write_text("not: [a bag")
+    with pytest.raises(BagDataError, match="cannot read bag"):
+        read_bag_samples(tmp_path / "junk")
