@@ -1,0 +1,177 @@
+"""Measure the scripted expert per task over seeded valid start states and write a report.
+
+    python -m openhelix_ros.sim.expert_report --seeds 20            # all 34 tasks, static blocks
+    python -m openhelix_ros.sim.expert_report --seeds 20 --dynamic all   # CALVIN-D tasks, 4 motions
+
+Start states: for tasks CALVIN can ask for from its initial states, a random valid initial condition
+allowing the task; ``lift_*_drawer``: the block in the open drawer; ``unstack_block``: one table block
+put on top of another; ``place_in_*`` and ``stack_block`` start with a block in the gripper, which the
+expert itself lifts from the table first (a failed set-up is counted as a failure of the task and
+reported separately). Each trial has 360 env steps; success is the oracle's verdict at any step.
+Writes ``<out>/results.json`` and ``<out>/report.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from openhelix_ros.sim import scene as sc
+from openhelix_ros.sim.config import DYNAMIC_MODES
+from openhelix_ros.sim.dynamic import DYNAMIC_TASKS
+from openhelix_ros.sim.expert import ScriptedExpert
+from openhelix_ros.sim.protocol import (
+    EPISODE_LENGTH,
+    conditions_for_task,
+    initial_conditions,
+    state_for_condition,
+)
+from openhelix_ros.sim.tasks import TASKS
+
+HELD_START_TASKS = ("place_in_slider", "place_in_drawer", "stack_block")
+
+
+class SetupFailed(RuntimeError):
+    pass
+
+
+def _choose(rng: np.random.Generator, items: list):
+    return items[int(rng.integers(len(items)))]
+
+
+def _run_until(env, expert: ScriptedExpert, task: str, obs: dict, steps: int) -> tuple[bool, int, dict]:
+    start_info = env.get_info()
+    env.begin_subtask(task)
+    expert.reset()
+    for step in range(1, steps + 1):
+        obs, _, _, info = env.step(expert.act(obs, task))
+        if env.tasks.get_task_info_for_set(start_info, info, {task}):
+            return True, step, obs
+    return False, steps, obs
+
+
+def prepare_start(env, task: str, seed: int, expert: ScriptedExpert) -> dict:
+    """Reset ``env`` to a seeded valid start state for ``task`` and return the observation."""
+    rng = np.random.default_rng([seed, TASKS.index(task)])
+    colour = next((c for c in ("red", "blue", "pink") if f"_{c}_" in task), None)
+    if task.startswith("lift_") and task.endswith("_drawer"):
+        key = f"{colour}_block"
+        base = _choose(rng, [s for s in initial_conditions() if s[key] == "table"])
+        return env.reset_to_condition({**base, key: "drawer", "drawer": "open"}, seed=int(rng.integers(2**31)))
+    if task == "unstack_block":
+        base = _choose(rng, [s for s in initial_conditions() if list(s.values()).count("table") == 2])
+        robot_obs, scene_obs = state_for_condition(base, rng)
+        on_table = [i for i, n in enumerate(sc.BLOCK_NAMES) if base[n.replace("block_", "") + "_block"] == "table"]
+        top, bottom = (on_table if rng.random() < 0.5 else on_table[::-1])
+        top_name, bottom_name = sc.BLOCK_NAMES[top], sc.BLOCK_NAMES[bottom]
+        bottom_pose = scene_obs[6 + 6 * bottom:12 + 6 * bottom]
+        scene_obs[6 + 6 * top:12 + 6 * top] = [
+            bottom_pose[0], bottom_pose[1],
+            sc.BLOCK_SIZES[bottom_name][2] + sc.BLOCK_SIZES[top_name][2] / 2 + 0.001,
+            0.0, 0.0, bottom_pose[5] + rng.uniform(-0.3, 0.3)]
+        obs = env.reset(robot_obs=robot_obs, scene_obs=scene_obs)
+        for _ in range(5):  # let the stack settle
+            obs, *_ = env.step((obs["robot_obs"][:3], obs["robot_obs"][3:6], 1.0))
+        return obs
+    if task in HELD_START_TASKS:
+        conditions = [s for s in initial_conditions() if list(s.values()).count("table") >= (2 if task == "stack_block" else 1)]
+        if task == "place_in_drawer":
+            conditions = [s for s in conditions if s["drawer"] == "open"]
+        base = _choose(rng, conditions)
+        obs = env.reset_to_condition(base, seed=int(rng.integers(2**31)))
+        colours = [c for c in ("red", "blue", "pink") if base[f"{c}_block"] == "table"]
+        held = colours[int(rng.integers(len(colours)))]
+        lifted, _, obs = _run_until(env, expert, f"lift_{held}_block_table", obs, EPISODE_LENGTH)
+        if not lifted:
+            raise SetupFailed(f"could not lift the {held} block to start {task}")
+        return obs
+    conditions = conditions_for_task(task)
+    return env.reset_to_condition(_choose(rng, conditions), seed=int(rng.integers(2**31)))
+
+
+def measure(tasks, seeds: int, dynamic: str | None = None, progress=None) -> dict:
+    from openhelix_ros.sim import make_env
+
+    env = make_env(render=False, dynamic=dynamic)
+    expert = ScriptedExpert(env)
+    rows = {}
+    for task in tasks:
+        successes, steps, setup_failures = 0, [], 0
+        for seed in range(seeds):
+            try:
+                obs = prepare_start(env, task, seed, expert)
+            except SetupFailed:
+                setup_failures += 1
+                continue
+            ok, used, _ = _run_until(env, expert, task, obs, EPISODE_LENGTH)
+            successes += ok
+            if ok:
+                steps.append(used)
+        rows[task] = {"trials": seeds, "successes": successes, "success_rate": successes / seeds,
+                      "setup_failures": setup_failures,
+                      "mean_steps": float(np.mean(steps)) if steps else None}
+        if progress:
+            progress(task, rows[task])
+    env.close()
+    return rows
+
+
+def _markdown(results: dict) -> str:
+    lines = ["# Scripted expert: success per task", "",
+             f"Seeds per task: {results['seeds']}; {EPISODE_LENGTH} env steps per trial; embedded "
+             f"simulator, no rendering. Measured {results['date']} on {results['machine']} in "
+             f"{results['seconds']:.0f} s.", ""]
+    for label, rows in results["tables"].items():
+        rates = [r["success_rate"] for r in rows.values()]
+        lines += [f"## {label}", "", f"Mean success {np.mean(rates):.3f}; lowest {min(rates):.2f}.", "",
+                  "| task | success | rate | mean steps | set-up failures |", "|---|---|---|---|---|"]
+        for task, r in rows.items():
+            mean = f"{r['mean_steps']:.0f}" if r["mean_steps"] is not None else "-"
+            lines.append(f"| {task} | {r['successes']}/{r['trials']} | {r['success_rate']:.2f} | {mean} | "
+                         f"{r['setup_failures']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=20, help="start states per task (default 20)")
+    parser.add_argument("--tasks", default="all", help="comma-separated task names, or 'all'")
+    parser.add_argument("--dynamic", default="none",
+                        help="'none' (static), one of left/forward/diagonal/circle, or 'all' (each of the four,"
+                             " on the CALVIN-D tasks)")
+    parser.add_argument("--out", default=os.path.join("runs", "expert"), help="output folder")
+    args = parser.parse_args(argv)
+    tasks = list(TASKS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    from openhelix_ros.sim.tasks import check_task_names
+
+    check_task_names(tasks)
+    modes = [None] if args.dynamic == "none" else list(DYNAMIC_MODES) if args.dynamic == "all" else [args.dynamic]
+    started = time.time()
+    tables = {}
+    for mode in modes:
+        label = "static (CALVIN)" if mode is None else f"CALVIN-D, blocks moving {mode}"
+        mode_tasks = tasks if mode is None else [t for t in tasks if t in DYNAMIC_TASKS]
+        print(f"{label}: {len(mode_tasks)} tasks x {args.seeds} seeds", flush=True)
+        tables[label] = measure(mode_tasks, args.seeds, mode, progress=lambda t, r: print(
+            f"  {t:28s} {r['successes']:3d}/{r['trials']}  steps {r['mean_steps'] or 0:.0f}", flush=True))
+    results = {"seeds": args.seeds, "tables": tables, "seconds": time.time() - started,
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}"}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+    with open(os.path.join(args.out, "report.md"), "w") as handle:
+        handle.write(_markdown(results))
+    print(f"wrote {args.out}/results.json and {args.out}/report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
