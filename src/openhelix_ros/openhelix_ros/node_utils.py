@@ -14,8 +14,10 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
@@ -100,7 +102,17 @@ def declare_parameters(node: Node, specs: Sequence[ParameterSpec]) -> dict[str, 
     """Declare every spec on ``node`` and return the values in effect (defaults or overrides)."""
     values = {}
     for spec in specs:
-        value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        descriptor = spec.descriptor()
+        if isinstance(spec.default, (list, tuple)) and not spec.default:
+            # rclpy cannot infer an array type from an empty default: declare the type alone (the
+            # parameter stays unset unless overridden) and read an unset one as the empty default.
+            node.declare_parameter(spec.name, Parameter.Type(descriptor.type), descriptor)
+            try:
+                value = node.get_parameter(spec.name).value
+            except ParameterUninitializedException:
+                value = []
+        else:
+            value = node.declare_parameter(spec.name, spec.default, descriptor).value
         values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
     return values
 

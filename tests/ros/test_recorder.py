@@ -1,0 +1,250 @@
+"""The recorder node, run as a real process over DDS, and its ROS-free core (recording.py).
+
+Bags are read back with rosbags' Reader and a typestore built here from the .msg files, independently
+of the recorder's own code path, and checked message by message for gaps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from support.processes import TESTS_DIR, start_peer, stop_peer
+
+from openhelix_ros.recording import (
+    BagRecorder,
+    RecordingError,
+    UnknownTypeError,
+    build_typestore,
+    ensure_type,
+    offered_qos,
+)
+
+ROOT = TESTS_DIR.parent
+MSG_DIR = ROOT / "src" / "openhelix_msgs" / "msg"
+
+
+def independent_typestore():
+    store = get_typestore(Stores.ROS2_KILTED)
+    for path in MSG_DIR.glob("*.msg"):
+        store.register(get_types_from_msg(path.read_text(), f"openhelix_msgs/msg/{path.stem}"))
+    return store
+
+
+def read_bag(path: Path) -> dict[str, list]:
+    """topic -> decoded messages, in bag order."""
+    store = independent_typestore()
+    messages: dict[str, list] = {}
+    with Reader(path) as reader:
+        for connection, _, raw in reader.messages():
+            messages.setdefault(connection.topic, []).append(store.deserialize_cdr(raw, connection.msgtype))
+    return messages
+
+
+def numbers(topic: str, decoded: list) -> list:
+    """The number each test message carries (see tests/peers/bag_publisher.py)."""
+    if topic == "/rec/cloud":
+        return [m.header.stamp.sec for m in decoded]
+    if topic == "/rec/chatter":
+        return [int(m.data.split()[1]) for m in decoded]
+    return [int(m.sequence) for m in decoded]
+
+
+def start_recorder(log: Path, *parameters: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "openhelix_ros.nodes.recorder", "--ros-args"]
+    for parameter in parameters:
+        args += ["-p", parameter]
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if marker in line:
+            return
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"peer never printed {marker!r}")
+
+
+def rosidl_hash(type_name: str) -> str:
+    package, _, name = type_name.split("/")
+    description = json.loads((Path(sys.prefix) / "share" / package / "msg" / f"{name}.json").read_text())
+    return next(h["hash_string"] for h in description["type_hashes"] if h["type_name"] == type_name)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_mid_stream_leaves_a_complete_bag(tmp_path, sig):
+    bag = tmp_path / "bag"
+    log = tmp_path / "recorder.log"
+    latched = start_peer("bag_publisher.py", "--count", "1", "latent")  # before the recorder exists
+    recorder = start_recorder(log, "topics:=[/rec/trajectory, /rec/cloud, /rec/chatter, rec/latent]",
+                              f"output:={bag}")
+    stream = None
+    try:
+        stream = start_peer("bag_publisher.py", "--count", "2000", "--rate", "100", "--wait-subscribers",
+                            "trajectory", "cloud", "chatter")
+        wait_for_line(stream, "SENT 100")
+        # The latched latent comes from another participant, whose discovery can take seconds.
+        wait_for(lambda: "recording /rec/latent" in log.read_text(), 15, "the latent subscription")
+        time.sleep(0.3)
+        recorder.send_signal(sig)  # mid-stream: the publisher keeps going
+        assert recorder.wait(timeout=15) == 0, log.read_text()
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        if stream is not None:
+            stop_peer(stream)
+        stop_peer(latched)
+
+    output = log.read_text()
+    assert "closed bag" in output, output
+    recorded = read_bag(bag)
+    assert set(recorded) == {"/rec/trajectory", "/rec/cloud", "/rec/chatter", "/rec/latent"}, output
+    for topic in ("/rec/trajectory", "/rec/chatter"):  # reliable: no gaps, in order
+        got = numbers(topic, recorded[topic])
+        assert got == list(range(1, len(got) + 1)), f"{topic} has gaps: {got}"
+        assert len(got) >= 50, f"{topic}: only {len(got)} messages recorded before the signal"
+    clouds = numbers("/rec/cloud", recorded["/rec/cloud"])
+    assert clouds == sorted(clouds) and len(clouds) >= 50  # best effort: in order
+    assert all(len(m.data) == 500 * 16 for m in recorded["/rec/cloud"])
+    assert numbers("/rec/latent", recorded["/rec/latent"]) == [1]  # transient local, got late
+    assert list(recorded["/rec/latent"][0].latent) == [0.5] * 512
+
+    # metadata.yaml agrees with the storage, in rosbag2's own layout.
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert (info["version"], info["storage_identifier"]) == (9, "mcap")
+    assert info["relative_file_paths"] == ["bag.mcap"]
+    topics = {t["topic_metadata"]["name"]: t for t in info["topics_with_message_count"]}
+    for topic, decoded in recorded.items():
+        assert topics[topic]["message_count"] == len(decoded)
+        metadata = topics[topic]["topic_metadata"]
+        assert metadata["type_description_hash"] == rosidl_hash(metadata["type"])
+    assert topics["/rec/cloud"]["topic_metadata"]["offered_qos_profiles"][0]["reliability"] == "best_effort"
+    assert info["message_count"] == sum(len(v) for v in recorded.values())
+
+
+def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_path):
+    bag = tmp_path / "burst"
+    log = tmp_path / "recorder.log"
+    recorder = start_recorder(log, "topics:=[/rec/trajectory, /rec/chatter, /rec/feedback]", f"output:={bag}",
+                              "discovery_period:=0.05")
+    burst = None
+    try:
+        burst = start_peer("bag_publisher.py", "--count", "300", "--wait-subscribers",
+                           "trajectory", "chatter", "feedback")
+        wait_for_line(burst, "DONE")
+        wait_for(lambda: "cannot record /rec/feedback" in log.read_text(), 10, "the bad-type log line")
+        time.sleep(1.0)  # reliable samples still in flight
+        assert recorder.poll() is None, "recorder died:\n" + log.read_text()
+        recorder.send_signal(signal.SIGINT)
+        assert recorder.wait(timeout=15) == 0, log.read_text()
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        if burst is not None:
+            stop_peer(burst)
+    output = log.read_text()
+    assert "cannot record /rec/feedback (openhelix_msgs/action/RunEvaluation_FeedbackMessage)" in output
+    assert output.count("cannot record /rec/feedback") == 1  # said once, not every discovery period
+    recorded = read_bag(bag)
+    assert set(recorded) == {"/rec/trajectory", "/rec/chatter"}
+    assert numbers("/rec/trajectory", recorded["/rec/trajectory"]) == list(range(1, 301))
+    assert numbers("/rec/chatter", recorded["/rec/chatter"]) == list(range(1, 301))
+    first = recorded["/rec/trajectory"][0]
+    assert [p.position.z for p in first.poses] == [0.001] * 3 and first.header.frame_id == "world"
+
+
+def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
+    log = tmp_path / "recorder.log"
+    target = tmp_path / "no" / "such" / "dir" / "bag"
+    recorder = start_recorder(log, "topics:=[/rec/chatter]", f"output:={target}")
+    try:
+        wait_for(lambda: "not recording" in log.read_text(), 15, "the error line")
+        time.sleep(0.5)
+        assert recorder.poll() is None, "recorder exited:\n" + log.read_text()
+        recorder.send_signal(signal.SIGTERM)
+        assert recorder.wait(timeout=10) == 0
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+    assert f"parent directory {target.parent} does not exist" in log.read_text()
+    assert not target.parent.exists()
+
+
+# ----- the ROS-free core ----------------------------------------------------------------------------
+
+def test_type_hashes_match_rosidl():
+    store = build_typestore()
+    for path in MSG_DIR.glob("*.msg"):
+        type_name = f"openhelix_msgs/msg/{path.stem}"
+        assert store.hash_rihs01(type_name) == rosidl_hash(type_name), type_name
+    for type_name in ("sensor_msgs/msg/PointCloud2", "trajectory_msgs/msg/JointTrajectory",
+                      "visualization_msgs/msg/MarkerArray", "rosgraph_msgs/msg/Clock"):
+        ensure_type(store, type_name)
+        assert store.hash_rihs01(type_name) == rosidl_hash(type_name), type_name
+
+
+def test_unknown_types_are_named():
+    store = build_typestore()
+    with pytest.raises(UnknownTypeError, match="foo_msgs/msg/Bar is unknown"):
+        ensure_type(store, "foo_msgs/msg/Bar")
+    with pytest.raises(UnknownTypeError, match="not a message type name"):
+        ensure_type(store, "openhelix_msgs/action/RunEvaluation_FeedbackMessage")
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_core_writes_what_rosbags_reads(tmp_path, storage):
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    bag = BagRecorder(tmp_path / "core", storage=storage)
+    with pytest.raises(RecordingError, match="not open"):
+        bag.add_topic("/a", "std_msgs/msg/String")
+    bag.open()
+    bag.add_topic("/a", "std_msgs/msg/String", [offered_qos("RELIABLE", "VOLATILE", "KEEP_LAST", 10)])
+    with pytest.raises(UnknownTypeError):
+        bag.add_topic("/b", "foo_msgs/msg/Bar")
+    for i in range(5):
+        bag.write("/a", serialize_message(String(data=f"m{i}")), 1_000 + i)
+    with pytest.raises(RecordingError, match="never added"):
+        bag.write("/c", b"", 0)
+    bag.close()
+    bag.close()  # idempotent
+    with pytest.raises(RecordingError, match="not open"):
+        bag.write("/a", b"", 0)
+    assert [m.data for m in read_bag(tmp_path / "core")["/a"]] == [f"m{i}" for i in range(5)]
+    assert bag.topics["/a"].messages == 5
+    with pytest.raises(RecordingError, match="exists already"):
+        BagRecorder(tmp_path / "core").open()
+    with pytest.raises(RecordingError, match="storage must be one of"):
+        BagRecorder(tmp_path / "x", storage="rosbag1")
+
+
+def test_recorder_config_names_graph_topics():
+    from openhelix_ros.graph import TOPICS_BY_NAME
+    from openhelix_ros.nodes.recorder import PARAMETERS
+
+    parameters = yaml.safe_load((ROOT / "config" / "recorder.yaml").read_text())["recorder"]["ros__parameters"]
+    assert set(parameters) == {spec.name for spec in PARAMETERS}
+    unknown = [topic for topic in parameters["topics"] if topic not in TOPICS_BY_NAME]
+    assert not unknown, f"config/recorder.yaml records topics the graph does not have: {unknown}"
