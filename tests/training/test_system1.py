@@ -77,8 +77,8 @@ def test_scene_keys_values_computed_once_per_observation(tiny, obs, monkeypatch)
     tiny.predict(obs, latent(tiny), PROPRIO, num_inference_steps=5)
     n_layers = tiny.config.num_layers
     assert calls["scene"] == 1
-    # per layer: scene and latent K/V once; self-attention K/V once per step (the waypoints change)
-    assert calls["kv"] == 2 * n_layers + 5 * n_layers
+    # per layer: scene and latent K/V once per observation (self-attention projects the waypoints itself)
+    assert calls["kv"] == 2 * n_layers
 
 
 def test_point_cloud_model_accepts_points_and_cameras(obs):

@@ -19,8 +19,8 @@ class System1Config:
 
     scene_encoder: str = "camera"
     camera_names: tuple[str, ...] = ("static", "gripper")
-    image_size: int = 128  # longer side of every camera image is reduced to at most this before the CNN
-    cnn_channels: tuple[int, ...] = (32, 64, 96)  # one stride-2 stage each: stride 2**len
+    image_size: int = 96  # longer side of every camera image is reduced to at most this before the CNN
+    cnn_channels: tuple[int, ...] = (16, 32, 64)  # one stride-2 stage each: stride 2**len
     num_scene_tokens: int = 160  # farthest point sampling keeps this many 3D feature tokens
     max_input_points: int = 4096  # "points" encoder: random subset taken before FPS
     embed_dim: int = 128

@@ -342,7 +342,8 @@ class System2(nn.Module):
         """The goal latent (latent_dim,) float32 on the CPU for one HxWx3 image and one instruction.
         Deterministic (no sampling; dropout off); `seed` is set for any stochastic module of a variant."""
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
         try:
             with torch.inference_mode():
                 if seed is not None:
@@ -350,7 +351,8 @@ class System2(nn.Module):
                 px = self.preprocess_images(image) if self.config.use_image else None
                 latent = self.forward(px, [instruction])["latent"][0]
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
         return latent.float().cpu()
 
     # --- construction / persistence ----------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""Model latency benchmark: System 1 trajectory inference at 1, 5, 10, 25 denoising steps (whole
+predict: scene encoding, FPS, denoising, pose assembly) and System 2 latent latency, written as JSON and
+Markdown. `python -m openhelix_training.bench [--out runs/bench-models]`.
+
+On a GPU, the same run adds System 1 on CUDA and System 2 with LLaVA-1.5-7B shapes (random weights,
+bf16). On the CPU, each model runs with one intra-op thread by default: in the deployed graph System 1
+and System 2 run side by side on a 2-core machine, and a second thread per model oversubscribes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.calvin import _look_at, _render
+from .observation import CameraView, Observation
+
+DEFAULT_OUT = "runs/bench-models"
+STEPS = (1, 5, 10, 25)
+
+
+def calvin_like_observation() -> Observation:
+    """A CALVIN-sized observation: static 200x200 and gripper 84x84 RGB-D."""
+    cams = []
+    for name, size, eye in (("static", 200, (0.0, -0.9, 0.9)), ("gripper", 84, (0.05, -0.05, 0.4))):
+        k = np.array([[size * 1.2, 0, size / 2], [0, size * 1.2, size / 2], [0, 0, 1.0]])
+        ext = _look_at(eye, (0, 0, 0))
+        rgb, depth = _render(ext, k, size, (0.05, 0.0), (200, 30, 30))
+        cams.append(CameraView(rgb, depth, k, ext, name))
+    return Observation(cameras=cams)
+
+
+def _stats(times: list[float]) -> dict:
+    a = np.asarray(times) * 1000.0
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
+            "mean_ms": round(float(a.mean()), 2), "n": len(a)}
+
+
+def _time(fn, repeats: int, warmup: int, cuda: bool) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench_system1(config: str = "default", device: str = "cpu", steps=STEPS, repeats: int = 50,
+                  warmup: int = 5) -> dict:
+    from .modeling_system1 import System1
+
+    torch.manual_seed(0)
+    model = System1.from_config(config).to(device).eval()
+    obs = calvin_like_observation()
+    latent = np.random.default_rng(0).normal(size=model.config.latent_dim).astype(np.float32)
+    proprio = np.array([0.05, -0.02, 0.3, 1, 0, 0, 0, -1, 0, 1], np.float32)
+    rows = {}
+    for n in steps:
+        t = _time(lambda n=n: model.predict(obs, latent, proprio, num_inference_steps=n), repeats, warmup,
+                  device.startswith("cuda"))
+        rows[str(n)] = _stats(t)
+    return {"config": config, "device": device, "default_steps": model.config.num_inference_steps,
+            "parameters": sum(p.numel() for p in model.parameters()), "steps": rows}
+
+
+def bench_system2(config: str, device: str = "cpu", repeats: int = 20, warmup: int = 2, **overrides) -> dict:
+    from .modeling_system2 import System2
+
+    t0 = time.perf_counter()
+    model = System2.from_config(config, **overrides).to(device).eval()
+    load_s = time.perf_counter() - t0
+    image = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    t = _time(lambda: model.encode(image, "open the drawer"), repeats, warmup, device.startswith("cuda"))
+    stats = _stats(t)
+    stats["hz_at_p50"] = round(1000.0 / stats["p50_ms"], 2) if stats["p50_ms"] else None
+    n_tokens = int(model.tokenize(["open the drawer"])["input_ids"].shape[1])
+    return {"config": config, "device": device, "load_s": round(load_s, 1), "prompt_tokens": n_tokens,
+            "hidden_size": model.hidden_size, "trainable_prompt_tuning": model.trainable_parameter_count(),
+            "parameters": sum(p.numel() for p in model.parameters()), **stats}
+
+
+def _markdown(result: dict) -> str:
+    lines = [f"# Model latency ({result['machine']})", "",
+             f"torch {result['torch']}, threads {result['threads']}, {result['date']}", ""]
+    for s1 in result["system1"]:
+        lines += [f"## System 1 `{s1['config']}` on {s1['device']} ({s1['parameters'] / 1e6:.2f} M params, "
+                  f"default {s1['default_steps']} steps)", "",
+                  "| denoising steps | p50 ms | p99 ms | mean ms |", "|---:|---:|---:|---:|"]
+        for n, r in s1["steps"].items():
+            lines.append(f"| {n} | {r['p50_ms']} | {r['p99_ms']} | {r['mean_ms']} |")
+        lines.append("")
+    if result["system2"]:
+        lines += ["## System 2 (image + instruction -> latent)", "",
+                  "| config | device | p50 ms | p99 ms | Hz at p50 | prompt tokens | params | load s |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in result["system2"]:
+            if "skipped" in r:
+                lines.append(f"| {r['config']} | - | skipped: {r['skipped']} | | | | | |")
+                continue
+            lines.append(f"| {r['config']} | {r['device']} | {r['p50_ms']} | {r['p99_ms']} | {r['hz_at_p50']} | "
+                         f"{r['prompt_tokens']} | {r['parameters'] / 1e6:.1f} M | {r['load_s']} |")
+        lines.append("")
+    t = result["targets"]
+    lines += ["## Targets (shared/DESIGN.md)", ""]
+    lines += [f"- {k}: {'met' if v['met'] else 'NOT met'} ({v['value']} vs {v['target']})" for k, v in t.items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT, system1_configs=("default",),
+                    system2_configs=("tiny", "embedded"), steps=STEPS, repeats: int = 50,
+                    system2_repeats: int = 20, threads: int | None = 1, include_gpu: bool = True) -> dict:
+    """Runs the benchmark and writes results.json and results.md into out_dir; returns the result."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if threads:
+        torch.set_num_threads(threads)
+    cuda = include_gpu and torch.cuda.is_available()
+    result = {"machine": torch.cuda.get_device_name(0) if cuda else f"{platform.processor() or 'cpu'} "
+              f"({os.cpu_count()} cores)", "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "system1": [], "system2": []}
+    for cfg in system1_configs:
+        result["system1"].append(bench_system1(cfg, "cpu", steps, repeats))
+        if cuda:
+            result["system1"].append(bench_system1(cfg, "cuda", steps, repeats))
+    for cfg in system2_configs:
+        try:
+            result["system2"].append(bench_system2(cfg, "cpu", system2_repeats))
+        except (FileNotFoundError, ImportError) as exc:
+            result["system2"].append({"config": cfg, "skipped": str(exc).splitlines()[0]})
+    if cuda:
+        result["system2"].append(bench_system2("llava-1.5-7b", "cuda", system2_repeats, source="random"))
+    else:
+        result["system2"].append({"config": "llava-1.5-7b", "skipped": "no GPU"})
+    targets = {}
+    for s1 in result["system1"]:
+        if s1["device"] == "cpu" and s1["config"] == "default":
+            p50 = s1["steps"].get(str(s1["default_steps"]), {}).get("p50_ms")
+            if p50 is not None:
+                targets["System 1 default p50 on CPU <= 30 ms"] = {"value": p50, "target": 30, "met": p50 <= 30}
+        if s1["device"] == "cuda" and s1["config"] == "default":
+            p50 = s1["steps"].get(str(s1["default_steps"]), {}).get("p50_ms")
+            if p50 is not None:
+                targets["System 1 default p50 on GPU <= 5 ms"] = {"value": p50, "target": 5, "met": p50 <= 5}
+    for s2 in result["system2"]:
+        if s2.get("config") == "embedded" and "hz_at_p50" in s2:
+            targets["System 2 embedded >= 2 Hz"] = {"value": s2["hz_at_p50"], "target": 2, "met": s2["hz_at_p50"] >= 2}
+        if s2.get("config") == "llava-1.5-7b" and "hz_at_p50" in s2:
+            targets["System 2 LLaVA-1.5-7B >= 10 Hz"] = {"value": s2["hz_at_p50"], "target": 10,
+                                                          "met": s2["hz_at_p50"] >= 10}
+    result["targets"] = targets
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "results.md").write_text(_markdown(result))
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m openhelix_training.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--system2", nargs="*", default=["tiny", "embedded"])
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per model (0: torch default)")
+    args = parser.parse_args(argv)
+    result = run_model_bench(args.out, system2_configs=tuple(args.system2), repeats=args.repeats,
+                             threads=args.threads or None)
+    print(_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
