@@ -102,8 +102,10 @@ class BlockMotion:
         if self.block is None:
             return
         uid = env.handles.blocks[self.block]
-        position, _ = pb.getBasePositionAndOrientation(uid, physicsClientId=env.client)
-        linear, angular = pb.getBaseVelocity(uid, physicsClientId=env.client)
+        position, orientation = pb.getBasePositionAndOrientation(uid, physicsClientId=env.client)
+        linear, _ = pb.getBaseVelocity(uid, physicsClientId=env.client)
         planar = self.velocity(np.array(position[:2]))
-        pb.resetBaseVelocity(uid, [planar[0], planar[1], linear[2]], [0.0, 0.0, angular[2]],
-                             physicsClientId=env.client)
+        dt = 1.0 / (self.config.control_hz * self.config.physics_substeps)
+        moved = [position[0] + planar[0] * dt, position[1] + planar[1] * dt, position[2]]
+        pb.resetBasePositionAndOrientation(uid, moved, orientation, physicsClientId=env.client)
+        pb.resetBaseVelocity(uid, [0.0, 0.0, linear[2]], [0.0, 0.0, 0.0], physicsClientId=env.client)

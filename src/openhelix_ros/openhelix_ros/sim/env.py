@@ -362,6 +362,30 @@ class PlayTableEnv:
         robot_obs, scene_obs = state_for_condition(condition, rng)
         return self.reset(robot_obs=robot_obs, scene_obs=scene_obs)
 
+    def robot_obs_for_tcp(self, position, yaw: float = math.pi / 2, gripper_width: float = 0.08,
+                          gripper_action: float = 1.0, iterations: int = 20) -> np.ndarray:
+        """A ``robot_obs`` (for ``reset``) with the gripper pointing down at ``position`` and ``yaw``.
+
+        Solved by IK on the current model; the simulator state is left as it was. Useful to start an
+        episode in a chosen pose (tests, demonstrations that begin mid-task)."""
+        position = _as_finite_vector(position, 3, "position")
+        snapshot = self._snapshot()
+        try:
+            target_euler = np.array([math.pi, 0.0, yaw])
+            for joint, value in zip(sc.PANDA_ARM_JOINTS, sc.ROBOT_NEUTRAL_JOINTS, strict=True):
+                pb.resetJointState(self.robot, joint, value, physicsClientId=self.client)
+            for _ in range(iterations):  # re-seeding IK from its own answer converges to the exact pose
+                for joint, value in zip(sc.PANDA_ARM_JOINTS, self._arm_targets(position, target_euler), strict=True):
+                    pb.resetJointState(self.robot, joint, value, physicsClientId=self.client)
+            for joint in sc.PANDA_FINGER_JOINTS:
+                pb.resetJointState(self.robot, joint, gripper_width / 2, physicsClientId=self.client)
+            robot_obs = self.get_robot_obs()
+            robot_obs[14] = 1.0 if gripper_action > 0 else -1.0
+        finally:
+            self._restore(snapshot)
+            self._drop_snapshot(snapshot)
+        return robot_obs
+
     # ---------------------------------------------------------------------------------------- control
     def _hold_robot_here(self) -> None:
         """Make the motors hold the current joint positions and the TCP target equal the TCP."""
@@ -432,16 +456,19 @@ class PlayTableEnv:
         for _ in range(self.config.physics_substeps):
             self.motion.before_substep(self)
             pb.stepSimulation(physicsClientId=self.client)
+            self._watch_button()  # every substep: a quick tap must not slip between control steps
         self._update_lights()
         self.steps += 1
         return self.get_obs(), 0.0, False, self.get_info()
 
     # ---------------------------------------------------------------------------------------- lights
-    def _update_lights(self) -> None:
+    def _watch_button(self) -> None:
         pressed = self._table_joint(sc.BUTTON_JOINT) < sc.BUTTON_PRESSED_BELOW
         if pressed and not self._button_was_pressed:  # toggle on the press, not while held down
             self.led_on = not self.led_on
         self._button_was_pressed = pressed
+
+    def _update_lights(self) -> None:
         switch = self._table_joint(sc.SWITCH_JOINT)
         if switch > sc.SWITCH_ON_ABOVE:
             self.lightbulb_on = True

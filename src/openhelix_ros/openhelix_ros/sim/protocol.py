@@ -5,9 +5,10 @@
 * Valid initial states: every combination with one or two blocks on the table and at most one block in
   each shelf compartment, nothing grasped (CALVIN's filter).
 * ``sample_chains(n, seed)``: the n chains are spread evenly over the initial states; for each state,
-  chains of 5 tasks are drawn uniformly without replacement and kept when every task is applicable in
-  turn (exactly one rule matches) and all five come from different categories; the list is shuffled.
-  Seeded with numpy's PCG64, so the same (n, seed) always gives the same chains.
+  chains are drawn uniformly from the valid ones (every task applicable in turn with exactly one
+  matching rule, five different categories), the distribution CALVIN's draw-and-reject sampling has;
+  the list is shuffled. Seeded with numpy's PCG64: the same (n, seed) always gives the same chains
+  (not CALVIN's exact list, which depends on its legacy numpy seeding).
 * ``state_for_condition``: a concrete (robot_obs, scene_obs) for a symbolic state, randomised by a
   generator (block positions and yaw), so rollouts differ per seed while staying valid.
 * ``evaluate_chains``: 360 env steps per subtask, a chain stops at its first failure, average length =
@@ -134,20 +135,68 @@ def sample_initial_condition(rng: np.random.Generator) -> dict:
     return dict(states[int(rng.integers(len(states)))])
 
 
+def _key(state: dict) -> tuple:
+    return tuple(sorted(state.items()))
+
+
+@functools.cache
+def _successor(state_key: tuple, task: str) -> tuple | None:
+    """The one state ``task`` leads to from this state, or None (not applicable, or ambiguous)."""
+    options = next_states(dict(state_key), task)
+    return _key(options[0]) if len(options) == 1 else None
+
+
+@functools.cache
+def _completions(state_key: tuple, used_categories: frozenset, remaining: int) -> int:
+    """How many valid chains of ``remaining`` more tasks continue from this symbolic state."""
+    if remaining == 0:
+        return 1
+    total = 0
+    for task in TASKS:
+        category = TASK_CATEGORIES[task]
+        if category in used_categories:
+            continue
+        successor = _successor(state_key, task)
+        if successor is not None:
+            total += _completions(successor, used_categories | {category}, remaining - 1)
+    return total
+
+
+def _sample_chain(state: dict, rng: np.random.Generator) -> tuple[str, ...]:
+    """One chain drawn uniformly from all valid chains from ``state``.
+
+    CALVIN draws 5 distinct tasks uniformly and rejects invalid draws, which is uniform over the valid
+    chains too; choosing each next task in proportion to its number of valid completions gives the same
+    distribution without the (slow, in Python) rejections."""
+    chain: list[str] = []
+    used: frozenset = frozenset()
+    for remaining in range(CHAIN_LENGTH, 0, -1):
+        options, weights = [], []
+        for task in TASKS:
+            category = TASK_CATEGORIES[task]
+            if category in used:
+                continue
+            successor = _successor(_key(state), task)
+            if successor is not None:
+                count = _completions(successor, used | {category}, remaining - 1)
+                if count:
+                    options.append((task, dict(successor), category))
+                    weights.append(count)
+        weights = np.asarray(weights, dtype=float)
+        task, state, category = options[int(rng.choice(len(options), p=weights / weights.sum()))]
+        chain.append(task)
+        used = used | {category}
+    return tuple(chain)
+
+
 @functools.lru_cache(maxsize=8)
 def _chains(n: int, seed: int) -> tuple:
     states = initial_conditions()
     per_state = [len(part) for part in np.array_split(np.arange(n), len(states))]
-    names = list(TASKS)
     results = []
     for index, (state, count) in enumerate(zip(states, per_state, strict=True)):
         rng = np.random.default_rng([seed, index])
-        found = 0
-        while found < count:
-            chain = tuple(rng.choice(names, size=CHAIN_LENGTH, replace=False).tolist())
-            if chain_is_valid(state, chain):
-                results.append((tuple(sorted(state.items())), chain))
-                found += 1
+        results += [(_key(state), _sample_chain(state, rng)) for _ in range(count)]
     order = np.random.default_rng([seed, len(states)]).permutation(len(results))
     return tuple(results[i] for i in order)
 
