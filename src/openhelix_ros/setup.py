@@ -18,6 +18,8 @@ setup(
     entry_points={
         "console_scripts": [
             "openhelix = openhelix_ros.cli:main",
+            "recorder = openhelix_ros.nodes.recorder:main",
+            "arm_interface = openhelix_ros.nodes.arm_interface:main",
         ],
     },
 )

@@ -15,8 +15,10 @@ from openhelix_ros.kinematics import (
     READY_JOINTS,
     IKSettings,
     PandaKinematics,
+    UnreachableError,
     matrix_to_pose,
     pose_matrix,
+    solve_trajectory,
     trajectory_times,
 )
 
@@ -138,3 +140,19 @@ def test_trajectory_times_stretch_for_joint_velocity_limits():
     times = trajectory_times(fast, start, 0.1)
     assert times[0] == pytest.approx(0.5 / JOINT_MAX_VELOCITY.min())
     assert times[1] == pytest.approx(times[0] + 0.1)
+
+
+def test_solve_trajectory_follows_a_line_and_refuses_the_unreachable():
+    kinematics = PandaKinematics()
+    start = kinematics.forward(READY_JOINTS)
+    position, quaternion = matrix_to_pose(start)
+    positions = position + np.linspace(0, 1, 20)[:, None] * [0.1, 0.05, -0.1]
+    quaternions = np.tile(quaternion, (20, 1))
+    joints = solve_trajectory(kinematics, positions, quaternions, READY_JOINTS)
+    for q, p in zip(joints, positions, strict=True):
+        assert np.linalg.norm(kinematics.forward(q)[:3, 3] - p) < 1e-3
+    assert np.abs(np.diff(joints, axis=0)).max() < 0.1  # continuous
+    far = positions.copy()
+    far[10:] = [1.5, 0.0, 0.5]
+    with pytest.raises(UnreachableError, match="waypoint 10 of 20 .* unreachable"):
+        solve_trajectory(kinematics, far, quaternions, READY_JOINTS, IKSettings(restarts=2))

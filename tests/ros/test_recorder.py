@@ -59,8 +59,10 @@ def numbers(topic: str, decoded: list) -> list:
     return [int(m.sequence) for m in decoded]
 
 
-def start_recorder(log: Path, *parameters: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "openhelix_ros.nodes.recorder", "--ros-args"]
+def start_recorder(log: Path, *parameters: str, console_script: bool = False) -> subprocess.Popen:
+    command = [str(Path(sys.executable).parent / "recorder")] if console_script else [
+        sys.executable, "-m", "openhelix_ros.nodes.recorder"]
+    args = [*command, "--ros-args"]
     for parameter in parameters:
         args += ["-p", parameter]
     return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
@@ -177,7 +179,7 @@ def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_pat
 def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
     log = tmp_path / "recorder.log"
     target = tmp_path / "no" / "such" / "dir" / "bag"
-    recorder = start_recorder(log, "topics:=[/rec/chatter]", f"output:={target}")
+    recorder = start_recorder(log, "topics:=[/rec/chatter]", f"output:={target}", console_script=True)
     try:
         wait_for(lambda: "not recording" in log.read_text(), 15, "the error line")
         time.sleep(0.5)

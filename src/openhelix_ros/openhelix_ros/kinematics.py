@@ -233,3 +233,33 @@ def trajectory_times(waypoints: np.ndarray, start: np.ndarray, period: float,
         times[i] = elapsed
         previous = joints
     return times
+
+
+class UnreachableError(ValueError):
+    """A trajectory the arm cannot follow: a pose out of reach, or a jump between IK branches."""
+
+
+def solve_trajectory(kinematics: PandaKinematics, positions: np.ndarray, quaternions: np.ndarray,
+                     seed: np.ndarray, settings: IKSettings = IKSettings(),
+                     max_joint_jump: float = 0.5) -> np.ndarray:
+    """Joint angles (N, 7) for N world poses, each IK warm-started from the previous solution
+    (the first from ``seed``, the current joint state), so consecutive solutions stay on one branch.
+
+    Raises UnreachableError naming the first waypoint that has no solution within tolerance, or
+    whose solution is more than ``max_joint_jump`` rad from the previous one in some joint (an elbow
+    or wrist flip, which a joint controller would execute as a sweeping motion).
+    """
+    previous = np.asarray(seed, dtype=np.float64)
+    solutions = np.empty((len(positions), 7))
+    for i, (position, quaternion) in enumerate(zip(positions, quaternions, strict=True)):
+        result = kinematics.inverse(pose_matrix(position, quaternion), previous, settings)
+        if not result.success:
+            raise UnreachableError(f"waypoint {i} of {len(positions)} at {np.round(position, 3).tolist()} is "
+                                   f"unreachable: IK {result.describe()}")
+        jump = np.abs(result.joints - previous)
+        if jump.max() > max_joint_jump:
+            joint = int(np.argmax(jump))
+            raise UnreachableError(f"waypoint {i} of {len(positions)} needs {JOINT_NAMES[joint]} to jump "
+                                   f"{jump[joint]:.2f} rad (limit {max_joint_jump:.2f}): no continuous IK solution")
+        solutions[i] = previous = result.joints
+    return solutions

@@ -19,10 +19,14 @@ from scipy.spatial.transform import Rotation
 
 @dataclass(frozen=True)
 class WorkspaceBounds:
-    """An axis-aligned box in the world frame, metres. The default fits CALVIN's play table."""
+    """An axis-aligned box in the world frame, metres.
 
-    low: tuple[float, float, float] = (-0.5, -0.45, 0.35)
-    high: tuple[float, float, float] = (0.5, 0.45, 1.1)
+    The default is the embedded simulator's reachable table-top box (the same numbers as
+    ``sim.config``'s workspace, world frame, robot base at (0, -0.52, 0)); a real cell sets its own.
+    """
+
+    low: tuple[float, float, float] = (-0.60, -0.60, -0.16)
+    high: tuple[float, float, float] = (0.60, 0.36, 0.65)
 
     def __post_init__(self) -> None:
         low, high = np.asarray(self.low, dtype=float), np.asarray(self.high, dtype=float)

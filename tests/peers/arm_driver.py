@@ -1,0 +1,156 @@
+"""Peer process that plays robot and policy for the arm_interface test.
+
+Publishes joint_states (the ready pose, at 50 Hz), sends a scripted sequence of ee_trajectory and estop
+messages, records every joint_trajectory and target_pose it receives per step, and writes them to
+--out as JSON. The base pose must match the arm_interface's parameters (given on the command line).
+
+Steps: valid, nan, unreachable, out_of_bounds, estop_on, during_estop, estop_off, after_estop,
+bad_joint_states.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+from trajectory_msgs.msg import JointTrajectory
+
+from openhelix_msgs.msg import EETrajectory
+from openhelix_ros.conversions import duration_to_seconds, joint_state_to_msg, trajectory_to_msg
+from openhelix_ros.kinematics import JOINT_NAMES, READY_JOINTS, PandaKinematics, matrix_to_pose, pose_matrix
+
+RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--base-position", type=float, nargs=3, required=True)
+    parser.add_argument("--base-orientation", type=float, nargs=4, required=True)
+    parser.add_argument("--tcp-offset", type=float, required=True)
+    args = parser.parse_args()
+    kinematics = PandaKinematics(tcp_offset=args.tcp_offset, base=pose_matrix(args.base_position,
+                                                                              args.base_orientation))
+    start_position, start_quaternion = matrix_to_pose(kinematics.forward(READY_JOINTS))
+
+    rclpy.init()
+    node = rclpy.create_node("arm_driver")
+    joint_states = node.create_publisher(JointState, "joint_states", RELIABLE)
+    trajectories = node.create_publisher(EETrajectory, "ee_trajectory", RELIABLE)
+    estop = node.create_publisher(Bool, "estop", RELIABLE)
+    received = {"joint_trajectory": [], "target_pose": []}
+    step = {"name": "startup"}
+
+    def on_joint_trajectory(message: JointTrajectory):
+        received["joint_trajectory"].append({
+            "step": step["name"], "names": list(message.joint_names),
+            "positions": [list(point.positions) for point in message.points],
+            "times": [duration_to_seconds(point.time_from_start) for point in message.points]})
+
+    def on_target_pose(message: PoseStamped):
+        p, o = message.pose.position, message.pose.orientation
+        received["target_pose"].append({"step": step["name"], "frame": message.header.frame_id,
+                                        "position": [p.x, p.y, p.z], "quaternion": [o.x, o.y, o.z, o.w]})
+
+    node.create_subscription(JointTrajectory, "joint_trajectory", on_joint_trajectory, RELIABLE)
+    node.create_subscription(PoseStamped, "target_pose", on_target_pose, RELIABLE)
+    bad_joints = {"on": False}
+
+    def publish_joints():
+        positions = READY_JOINTS.copy()
+        if bad_joints["on"]:
+            positions[3] = np.nan
+        joint_states.publish(joint_state_to_msg(list(JOINT_NAMES) + ["panda_finger_joint1"], [*positions, 0.04],
+                                                stamp=node.get_clock().now().nanoseconds))
+
+    node.create_timer(0.02, publish_joints)
+
+    def spin_for(seconds: float):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.01)
+
+    def spin_until(predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            rclpy.spin_once(node, timeout_sec=0.01)
+        return False
+
+    def count(name: str, points: int | None = None) -> int:
+        return sum(1 for m in received["joint_trajectory"]
+                   if m["step"] == name and (points is None or len(m["positions"]) == points))
+
+    def line(offsets, period=0.1, sequence=1):
+        positions = start_position + np.asarray(offsets, dtype=float)
+        return trajectory_to_msg(positions, np.tile(start_quaternion, (len(positions), 1)),
+                                 np.ones(len(positions)), period, sequence=sequence)
+
+    ok = spin_until(lambda: all(p.get_subscription_count() > 0 for p in (joint_states, trajectories, estop))
+                    and node.count_publishers("joint_trajectory") > 0 and node.count_publishers("target_pose") > 0,
+                    30)
+    if not ok:
+        print("arm_interface never matched", flush=True)
+        return 1
+    spin_for(0.5)  # joint states reach the node
+
+    valid_offsets = np.outer(np.arange(1, 11), [0.01, 0.0, 0.0])  # 1 cm per 0.1 s along world x
+    step["name"] = "valid"
+    trajectories.publish(line(valid_offsets, sequence=1))
+    spin_until(lambda: count("valid", 10) > 0, 10)
+    spin_for(0.4)  # some target_pose stream
+
+    step["name"] = "nan"
+    bad = line(valid_offsets, sequence=2)
+    bad.poses[4].position.y = float("nan")
+    trajectories.publish(bad)
+    spin_for(1.0)
+
+    step["name"] = "unreachable"
+    far = np.array([0.6, 0.36, 0.6]) - start_position  # inside the box, 1.1 m from the base
+    trajectories.publish(line(np.tile(far, (20, 1)), period=0.5, sequence=3))
+    spin_for(1.5)
+
+    step["name"] = "out_of_bounds"
+    trajectories.publish(line(np.tile([0.9 - start_position[0], 0.0, 0.0], (10, 1)), sequence=4))
+    spin_until(lambda: count("out_of_bounds", 10) > 0, 10)
+
+    step["name"] = "estop_on"
+    estop.publish(Bool(data=True))
+    spin_until(lambda: count("estop_on", 1) >= 3, 10)  # the hold, repeated at the control rate
+
+    step["name"] = "during_estop"
+    trajectories.publish(line(valid_offsets, sequence=5))
+    spin_for(1.0)
+
+    step["name"] = "estop_off"
+    estop.publish(Bool(data=False))
+    spin_for(0.5)
+
+    step["name"] = "after_estop"
+    trajectories.publish(line(valid_offsets, sequence=6))
+    spin_until(lambda: count("after_estop", 10) > 0, 10)
+
+    step["name"] = "bad_joint_states"
+    bad_joints["on"] = True
+    spin_for(0.3)
+    trajectories.publish(line(valid_offsets, sequence=7))  # stale joints now: must be rejected
+    spin_for(1.0)
+
+    with open(args.out, "w") as handle:
+        json.dump({"received": received, "start_position": start_position.tolist(),
+                   "start_quaternion": start_quaternion.tolist(), "valid_offsets": valid_offsets.tolist()}, handle)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
