@@ -140,3 +140,13 @@ def test_training_loss_backpropagates(tiny, obs):
     losses["loss"].backward()
     assert lat.grad is not None and lat.grad.abs().sum() > 0
     assert set(losses) == {"loss", "position_l1", "rotation_l1", "gripper_bce"}
+
+
+def test_package_never_imports_rclpy():
+    import subprocess
+    import sys
+
+    code = ("import sys, openhelix_training, openhelix_training.train, openhelix_training.bench, "
+            "openhelix_training.data.rosbag; print('rclpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"

@@ -125,6 +125,26 @@ def test_embedded_prompt_tuning_and_encode():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="LLaVA-1.5-7B shapes need a GPU (random weights, bf16)")
 def test_llava_7b_shapes_on_gpu():
-    model = System2.from_config("llava-1.5-7b", source="random").to("cuda")
+    model = System2.from_config("llava-1.5-7b", source="random", init_device="cuda").to("cuda")
     assert model.trainable_parameter_count() == 4096
     assert model.encode(IMAGE, "open the drawer").shape == (512,)
+
+
+def test_local_llava_hf_directory_loads_offline(tmp_path, tiny):
+    """The llava-1.5-7b path: a llava-hf layout directory (here the tiny one) loaded from disk."""
+    tiny.mllm.save_pretrained(tmp_path / "llava")
+    tiny.tokenizer.save_pretrained(tmp_path / "llava")
+    model = System2.from_config("tiny", source="pretrained", model_path=str(tmp_path / "llava"))
+    assert model.trainable_parameter_count() == model.hidden_size
+    a, b = model.mllm.state_dict(), tiny.mllm.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    with pytest.raises(FileNotFoundError, match="llava-hf"):
+        System2.from_config("tiny", source="pretrained", model_path=str(tmp_path / "missing"))
+
+
+def test_gradient_checkpointing_keeps_act_gradient():
+    model = System2.from_config("tiny", gradient_checkpointing=True)
+    model.train()
+    out = model(model.preprocess_images([IMAGE]), ["open the drawer"])
+    out["latent"].square().sum().backward()
+    assert model.act_embedding.grad is not None and model.act_embedding.grad.abs().sum() > 0

@@ -113,3 +113,10 @@ def test_latent_dims_must_agree(tmp_path, small_calvin_dir):
     cfg = config(tmp_path, small_calvin_dir, "system2.overrides={latent_dim: 16}")
     with pytest.raises(ValueError, match="latent_dim"):
         Trainer(cfg)
+
+
+def test_bf16_mixed_precision_steps(tmp_path, small_calvin_dir):
+    cfg = config(tmp_path, small_calvin_dir, "training.stage1_steps=1", "training.stage2_steps=1",
+                 "training.mixed_precision=bf16")
+    result = Trainer(cfg).run()
+    assert all(np.isfinite(m["total"]) for m in result["history"])

@@ -140,7 +140,8 @@ def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT, system1_configs=("
         except (FileNotFoundError, ImportError) as exc:
             result["system2"].append({"config": cfg, "skipped": str(exc).splitlines()[0]})
     if cuda:
-        result["system2"].append(bench_system2("llava-1.5-7b", "cuda", system2_repeats, source="random"))
+        result["system2"].append(bench_system2("llava-1.5-7b", "cuda", system2_repeats, source="random",
+                                               init_device="cuda"))
     else:
         result["system2"].append({"config": "llava-1.5-7b", "skipped": "no GPU"})
     targets = {}

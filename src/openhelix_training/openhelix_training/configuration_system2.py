@@ -53,6 +53,7 @@ class System2Config:
         num_key_value_heads=2, max_position_embeddings=512))
     vision_feature_layer: int = -2
     seed: int = 0  # initialisation of every randomly initialised part
+    init_device: str = "cpu"  # where random weights are created ("cuda" makes 7B shapes quick to build)
     save_mllm: bool = True  # False: checkpoints keep only <ACT>, heads and trained MLLM tensors
 
     def validate(self) -> None:
@@ -93,7 +94,7 @@ class System2Config:
                 # the shapes of llava-hf/llava-1.5-7b-hf, used when building it with random weights
                 vision=dict(image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096,
                             num_hidden_layers=24, num_attention_heads=16, projection_dim=768),
-                text=dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                text=dict(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                           num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096),
             ),
         }

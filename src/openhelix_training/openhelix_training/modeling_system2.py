@@ -82,7 +82,11 @@ def _llava_config(cfg: System2Config, text_config, vocab_size: int, image_token_
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     if text_config is None:
-        text_config = LlamaConfig(vocab_size=vocab_size, **cfg.text)
+        text = dict(cfg.text)
+        text.setdefault("vocab_size", vocab_size)
+        if text["vocab_size"] < vocab_size:
+            raise ValueError(f"text vocab_size {text['vocab_size']} is smaller than the tokenizer ({vocab_size})")
+        text_config = LlamaConfig(**text)
     vision = CLIPVisionConfig(**cfg.vision)
     llava = LlavaConfig(vision_config=vision, text_config=text_config, image_token_id=image_token_id,
                         vision_feature_layer=cfg.vision_feature_layer,
@@ -115,7 +119,14 @@ def build_mllm(cfg: System2Config):
         tok = byte_level_tokenizer([cfg.image_token, cfg.act_token])
         torch.manual_seed(cfg.seed)
         llava_cfg = _llava_config(cfg, None, len(tok), tok.convert_tokens_to_ids(cfg.image_token))
-        model = LlavaForConditionalGeneration(llava_cfg).to(dtype)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # build 7B shapes directly in bf16 rather than via 28 GB of fp32
+        try:
+            with torch.device(cfg.init_device):
+                model = LlavaForConditionalGeneration(llava_cfg)
+        finally:
+            torch.set_default_dtype(previous)
+        model = model.to(dtype)
     if cfg.act_token not in tok.get_vocab():
         tok.add_special_tokens({"additional_special_tokens": [cfg.act_token]})
     if cfg.image_token not in tok.get_vocab():
@@ -211,7 +222,9 @@ class System2(nn.Module):
             m.to(dtype)
         self._apply_mode()
         if config.gradient_checkpointing:
-            self.mllm.gradient_checkpointing_enable()
+            # transformers 5 name (gradient_checkpointing_enable is deprecated there)
+            enable = getattr(self.mllm, "activation_checkpointing_enable", None) or self.mllm.gradient_checkpointing_enable
+            enable()
 
     # --- modes -------------------------------------------------------------------------------------
 
