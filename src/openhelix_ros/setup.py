@@ -20,6 +20,11 @@ setup(
             "openhelix = openhelix_ros.cli:main",
             "recorder = openhelix_ros.nodes.recorder:main",
             "arm_interface = openhelix_ros.nodes.arm_interface:main",
+            "calvin_bridge = openhelix_ros.nodes.calvin_bridge:main",
+            "scripted_expert = openhelix_ros.nodes.scripted_expert:main",
+            "system1 = openhelix_ros.nodes.system1:main",
+            "system2 = openhelix_ros.nodes.system2:main",
+            "evaluator = openhelix_ros.nodes.evaluator:main",
         ],
     },
 )
