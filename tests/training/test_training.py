@@ -115,7 +115,18 @@ def test_latent_dims_must_agree(tmp_path, small_calvin_dir):
         Trainer(cfg)
 
 
-def test_bf16_mixed_precision_steps(tmp_path, small_calvin_dir):
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one AcceleratorState per process (a real run sets precision once); tests that
+    change it start and end from a clean state."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+def test_bf16_mixed_precision_steps(tmp_path, small_calvin_dir, fresh_accelerator_state):
     cfg = config(tmp_path, small_calvin_dir, "training.stage1_steps=1", "training.stage2_steps=1",
                  "training.mixed_precision=bf16")
     result = Trainer(cfg).run()
