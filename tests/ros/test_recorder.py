@@ -179,7 +179,8 @@ def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_pat
 def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
     log = tmp_path / "recorder.log"
     target = tmp_path / "no" / "such" / "dir" / "bag"
-    recorder = start_recorder(log, "topics:=[/rec/chatter]", f"output:={target}", console_script=True)
+    recorder = start_recorder(log, "topics:=[/rec/chatter, 'bad topic!']", f"output:={target}",
+                              console_script=True)
     try:
         wait_for(lambda: "not recording" in log.read_text(), 15, "the error line")
         time.sleep(0.5)
@@ -189,7 +190,9 @@ def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
     finally:
         if recorder.poll() is None:
             recorder.kill()
-    assert f"parent directory {target.parent} does not exist" in log.read_text()
+    output = log.read_text()
+    assert f"parent directory {target.parent} does not exist" in output
+    assert "not recording 'bad topic!': invalid topic name" in output
     assert not target.parent.exists()
 
 

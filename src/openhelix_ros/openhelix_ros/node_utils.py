@@ -7,6 +7,7 @@ Kept deliberately small; node logic lives in the ROS-free cores, not here.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -131,7 +132,12 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     node = None
     executor = SingleThreadedExecutor()
     try:
-        node = make_node()
+        try:
+            node = make_node()
+        except (ValueError, ParameterException) as error:
+            # Bad parameters are a configuration error: say which, exit non-zero, no traceback.
+            print(f"[FATAL] cannot start: {error}", file=sys.stderr, flush=True)
+            return 2
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             # A short timeout bounds how long a signal waits to be noticed.

@@ -46,12 +46,18 @@ class Recorder(Node):
     def __init__(self) -> None:
         super().__init__("recorder")
         params = declare_parameters(self, PARAMETERS)
-        self._wanted = {self.resolve_topic_name(name): name for name in params["topics"] if name}
+        self._wanted: dict[str, str] = {}  # resolved name -> name as given
+        for name in params["topics"]:
+            try:
+                self._wanted[self.resolve_topic_name(name)] = name
+            except Exception as error:  # rclpy raises its own InvalidTopicNameException
+                self.get_logger().error(f"not recording {name!r}: invalid topic name ({error})")
         self._recording = {}
         self._reported: dict[str, str] = {}  # topic -> last problem logged, so each is said once
         self._bag: BagRecorder | None = None
         if not self._wanted:
-            self.get_logger().error("parameter 'topics' is empty: nothing to record")
+            self.get_logger().error("no valid topic in parameter 'topics': nothing to record, no bag written")
+            return
         output = params["output"] or time.strftime("rosbag2_%Y_%m_%d-%H_%M_%S")
         try:
             self._bag = BagRecorder(output, storage=params["storage"])
@@ -60,7 +66,7 @@ class Recorder(Node):
             self.get_logger().error(f"not recording: {error}")
             self._bag = None
             return
-        self.get_logger().info(f"recording {', '.join(sorted(self._wanted)) or 'nothing'} to {self._bag.output} "
+        self.get_logger().info(f"recording {', '.join(sorted(self._wanted))} to {self._bag.output} "
                                f"({params['storage']})")
         self._discovery = self.create_timer(params["discovery_period"], self._discover)
         self._discover()

@@ -1,0 +1,51 @@
+"""node_utils: QoS profiles per purpose, parameter specs and their descriptors, bad parameters at start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rcl_interfaces.msg import ParameterType
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+from openhelix_ros.node_utils import ESTOP_QOS, LATENT_QOS, SENSOR_QOS, TRAJECTORY_QOS, ParameterSpec
+
+
+def test_qos_profiles_follow_the_design():
+    assert SENSOR_QOS.reliability == ReliabilityPolicy.BEST_EFFORT and 1 <= SENSOR_QOS.depth <= 5
+    assert LATENT_QOS.reliability == ReliabilityPolicy.RELIABLE and LATENT_QOS.depth == 1
+    assert LATENT_QOS.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert TRAJECTORY_QOS.reliability == ReliabilityPolicy.RELIABLE and TRAJECTORY_QOS.depth == 1
+    assert TRAJECTORY_QOS.durability == DurabilityPolicy.VOLATILE
+    # The estop subscription must match any publisher: best effort and volatile accept everything.
+    assert ESTOP_QOS.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert ESTOP_QOS.durability == DurabilityPolicy.VOLATILE
+
+
+def test_parameter_spec_descriptors():
+    speed = ParameterSpec("max_speed", 1.0, "Speed limit (m/s).", read_only=True, value_range=(0.0, 2.0))
+    descriptor = speed.descriptor()
+    assert descriptor.type == ParameterType.PARAMETER_DOUBLE and descriptor.read_only
+    assert descriptor.description == "Speed limit (m/s)."
+    assert (descriptor.floating_point_range[0].from_value, descriptor.floating_point_range[0].to_value) == (0.0, 2.0)
+    count = ParameterSpec("count", 3, "How many.", value_range=(1, 10)).descriptor()
+    assert count.type == ParameterType.PARAMETER_INTEGER and count.integer_range[0].to_value == 10
+    assert ParameterSpec("names", ["a"], "Names.").parameter_type() == ParameterType.PARAMETER_STRING_ARRAY
+    assert ParameterSpec("xs", [0.5], "Values.").parameter_type() == ParameterType.PARAMETER_DOUBLE_ARRAY
+    with pytest.raises(ValueError, match="give a type for an empty list"):
+        ParameterSpec("empty", [], "Nothing.").parameter_type()
+
+
+@pytest.mark.parametrize("parameter, message", [
+    ("workspace_low:=[1.0, 0.0, 0.0]", "every low must be below its high"),
+    ("max_linear_speed:=5.0", "max_linear_speed out of range"),
+])
+def test_bad_parameters_stop_the_node_with_a_clear_message(parameter, message):
+    script = Path(sys.executable).parent / "arm_interface"
+    result = subprocess.run([str(script), "--ros-args", "-p", parameter], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2
+    assert "[FATAL] cannot start" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
