@@ -1,7 +1,7 @@
 """The ``openhelix`` command: one verb per job (demo, eval, collect, train, bench, latent-probe, info).
 
 Each verb lives in its own module under ``openhelix_ros.commands`` exposing ``add_arguments(parser)``
-and ``run(args) -> int``; modules are imported only when their verb runs, so ``openhelix --help``
+and ``run(args) -> int`` (or ``run_argv(argv) -> int`` when another tool parses the arguments); modules are imported only when their verb runs, so ``openhelix --help``
 stays fast and does not load torch or rclpy.
 """
 
@@ -63,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"openhelix {verb}: not available in this version of OpenHelix-ROS yet "
               f"(see the open issues); nothing was run.", file=sys.stderr)
         return 2
+    apply_ros_defaults()
+    if hasattr(module, "run_argv"):  # a verb that hands its arguments to another tool unparsed
+        return int(module.run_argv(rest) or 0)
     verb_parser = argparse.ArgumentParser(prog=f"openhelix {verb}", description=VERBS[verb][1])
     module.add_arguments(verb_parser)
     args = verb_parser.parse_args(rest)
-    apply_ros_defaults()
     return int(module.run(args) or 0)
 
 
