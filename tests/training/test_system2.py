@@ -148,3 +148,17 @@ def test_gradient_checkpointing_keeps_act_gradient():
     out = model(model.preprocess_images([IMAGE]), ["open the drawer"])
     out["latent"].square().sum().backward()
     assert model.act_embedding.grad is not None and model.act_embedding.grad.abs().sum() > 0
+
+
+def test_prefix_cache_matches_full_forward(tiny):
+    tiny.eval()
+    with torch.inference_mode():
+        px = tiny.preprocess_images(IMAGE)
+        for text in ("open the drawer", "lift the red block", "open the drawer"):
+            full = tiny(px, [text])["latent"]
+            cached = tiny(px, [text], use_prefix_cache=True)["latent"]
+            torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+    assert tiny._prefix[1].get_seq_length() == len(tiny._prefix[0])  # cropped back after every call
+    tiny.train()
+    assert tiny._prefix is None
+    tiny.eval()

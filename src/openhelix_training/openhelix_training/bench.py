@@ -67,11 +67,16 @@ def bench_system1(config: str = "default", device: str = "cpu", steps=STEPS, rep
     obs = calvin_like_observation()
     latent = np.random.default_rng(0).normal(size=model.config.latent_dim).astype(np.float32)
     proprio = np.array([0.05, -0.02, 0.3, 1, 0, 0, 0, -1, 0, 1], np.float32)
-    rows = {}
+    # interleave the step counts round by round, so that load from other processes on a shared machine
+    # falls on all of them alike
+    times: dict[int, list[float]] = {n: [] for n in steps}
     for n in steps:
-        t = _time(lambda n=n: model.predict(obs, latent, proprio, num_inference_steps=n), repeats, warmup,
-                  device.startswith("cuda"))
-        rows[str(n)] = _stats(t)
+        _time(lambda n=n: model.predict(obs, latent, proprio, num_inference_steps=n), 0, warmup, False)
+    for _ in range(repeats):
+        for n in steps:
+            times[n] += _time(lambda n=n: model.predict(obs, latent, proprio, num_inference_steps=n), 1, 0,
+                              device.startswith("cuda"))
+    rows = {str(n): _stats(times[n]) for n in steps}
     return {"config": config, "device": device, "default_steps": model.config.num_inference_steps,
             "parameters": sum(p.numel() for p in model.parameters()), "steps": rows}
 
@@ -94,7 +99,9 @@ def bench_system2(config: str, device: str = "cpu", repeats: int = 20, warmup: i
 
 def _markdown(result: dict) -> str:
     lines = [f"# Model latency ({result['machine']})", "",
-             f"torch {result['torch']}, threads {result['threads']}, {result['date']}", ""]
+             f"torch {result['torch']}, threads {result['threads']}, {result['date']}; load average (1, 5, 15 min) "
+             f"before {result['load_average_before']}, after {result.get('load_average_after')} "
+             "(other processes on a shared machine inflate the figures)", ""]
     for s1 in result["system1"]:
         lines += [f"## System 1 `{s1['config']}` on {s1['device']} ({s1['parameters'] / 1e6:.2f} M params, "
                   f"default {s1['default_steps']} steps)", "",
@@ -129,7 +136,8 @@ def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT, system1_configs=("
     cuda = include_gpu and torch.cuda.is_available()
     result = {"machine": torch.cuda.get_device_name(0) if cuda else f"{platform.processor() or 'cpu'} "
               f"({os.cpu_count()} cores)", "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "system1": [], "system2": []}
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "system1": [], "system2": [],
+              "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     for cfg in system1_configs:
         result["system1"].append(bench_system1(cfg, "cpu", steps, repeats))
         if cuda:
@@ -161,6 +169,7 @@ def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT, system1_configs=("
             targets["System 2 LLaVA-1.5-7B >= 10 Hz"] = {"value": s2["hz_at_p50"], "target": 10,
                                                           "met": s2["hz_at_p50"] >= 10}
     result["targets"] = targets
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2))

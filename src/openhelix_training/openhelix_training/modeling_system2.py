@@ -313,8 +313,25 @@ class System2(nn.Module):
     def device(self) -> torch.device:
         return self.act_embedding.device
 
-    def forward(self, pixel_values: torch.Tensor | None, instructions: list[str]) -> dict:
-        """Goal latents (B, latent_dim), auxiliary predictions, and the hidden state at <ACT>."""
+    def train(self, mode: bool = True):
+        self._prefix = None  # weights may change while training: the cached prefix would go stale
+        return super().train(mode)
+
+    def _prefix_cache(self):
+        """Keys/values of the constant prompt prefix (the LLaVA system prompt), computed once for inference."""
+        if getattr(self, "_prefix", None) is None:
+            ids = self.tokenizer(f"{self.config.system_prompt} USER:", add_special_tokens=False)["input_ids"]
+            ids_t = torch.tensor([ids], device=self.device)
+            emb = self.mllm.model.language_model.get_input_embeddings()(ids_t)
+            out = self.mllm.model.language_model(inputs_embeds=emb, use_cache=True)
+            self._prefix = (ids, out.past_key_values)
+        return self._prefix
+
+    def forward(self, pixel_values: torch.Tensor | None, instructions: list[str], use_prefix_cache: bool = False) -> dict:
+        """Goal latents (B, latent_dim), auxiliary predictions, and the hidden state at <ACT>.
+
+        use_prefix_cache (inference, one instruction): reuse the keys/values of the constant system
+        prompt instead of recomputing them (a third of the embedded prompt)."""
         tok = self.tokenize(instructions)
         dev, dtype = self.device, self.act_embedding.dtype
         ids = tok["input_ids"].to(dev)
@@ -333,8 +350,22 @@ class System2(nn.Module):
             if feats.shape[0] != int(img_mask.sum()):
                 raise System2InputError(f"{feats.shape[0]} image features for {int(img_mask.sum())} image tokens")
             emb = emb.masked_scatter(img_mask[..., None].expand_as(emb), feats)
-        out = self.mllm.model.language_model(inputs_embeds=emb, attention_mask=tok["attention_mask"].to(dev))
-        h = out.last_hidden_state[torch.arange(ids.shape[0], device=dev), tok["act_index"].to(dev)]
+        lm = self.mllm.model.language_model
+        prefix = self._prefix_cache() if use_prefix_cache and ids.shape[0] == 1 and not self.training else None
+        n = len(prefix[0]) if prefix else 0
+        if prefix and ids[0, :n].tolist() == prefix[0]:
+            cache = prefix[1]
+            try:
+                out = lm(inputs_embeds=emb[:, n:], past_key_values=cache, use_cache=True,
+                         attention_mask=tok["attention_mask"].to(dev))
+            finally:
+                extra = cache.get_seq_length() - n
+                if extra > 0:
+                    cache.crop(-extra)  # back to the prefix for the next call (transformers 5: negative = remove)
+            h = out.last_hidden_state[:, tok["act_index"][0] - n]
+        else:
+            out = lm(inputs_embeds=emb, attention_mask=tok["attention_mask"].to(dev))
+            h = out.last_hidden_state[torch.arange(ids.shape[0], device=dev), tok["act_index"].to(dev)]
         return {"latent": self.projector(h.to(self.projector.weight.dtype)), "aux": self.aux_head(h.to(dtype)),
                 "act_hidden": h}
 
@@ -362,7 +393,7 @@ class System2(nn.Module):
                 if seed is not None:
                     torch.manual_seed(seed)
                 px = self.preprocess_images(image) if self.config.use_image else None
-                latent = self.forward(px, [instruction])["latent"][0]
+                latent = self.forward(px, [instruction], use_prefix_cache=True)["latent"][0]
         finally:
             if was_training:
                 self.train()
@@ -403,5 +434,6 @@ class System2(nn.Module):
         return model
 
     def load_weights(self, directory: str | os.PathLike) -> None:
+        self._prefix = None
         allow = () if self.config.save_mllm else ("mllm.",)
         load_state_checked(self, read_weights(directory), str(directory), allow_missing=allow)
