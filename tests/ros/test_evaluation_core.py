@@ -1,0 +1,266 @@
+"""The evaluator's ROS-free core: CALVIN's protocol as a state machine, driven here by a small
+scripted world (no ROS), and the timing statistics."""
+
+from __future__ import annotations
+
+import pytest
+
+from openhelix_ros.evaluation_core import (
+    VARIANTS,
+    ChainFinished,
+    CheckTasks,
+    EvaluationConfig,
+    EvaluationError,
+    EvaluationRun,
+    PublishInstruction,
+    ResetScene,
+    RunFinished,
+    TimingCollector,
+    describe,
+    dynamic_mode,
+    initial_scene,
+    instruction_for,
+    per_position_stats,
+    per_task_stats,
+)
+from openhelix_ros.sim import sample_chains
+from openhelix_ros.sim.language import ENRICHED, EVALUATION
+
+
+class World:
+    """A scripted bridge: a task listed in ``steps_needed`` completes that many steps after its
+    subtask began; any other task never does. Keeps the step counter CALVIN's way (since reset)."""
+
+    def __init__(self, steps_needed: dict[str, int], default: int | None = None):
+        self.steps_needed = steps_needed
+        self.default = default
+        self.step = 0
+        self.instructions: list[PublishInstruction] = []
+        self.resets: list[ResetScene] = []
+        self.checks = 0
+
+    def needed(self, task: str) -> int | None:
+        return self.steps_needed.get(task, self.default)
+
+
+def drive(run: EvaluationRun, world: World, max_events: int = 100_000) -> list:
+    """Play the world against the run until it finishes; returns every command the run issued."""
+    now = 0.0
+    issued: list = []
+    queue = list(run.start(now))
+    start_step = 0
+    for _ in range(max_events):
+        if not queue:
+            if run.finished:
+                return issued
+            # Nothing to do: the world takes a step and publishes the state.
+            world.step += 1
+            now += 1 / 30
+            queue.extend(run.on_scene_state(now, world.step))
+            continue
+        command = queue.pop(0)
+        issued.append(command)
+        if isinstance(command, ResetScene):
+            world.resets.append(command)
+            world.step = 0
+            queue.extend(run.on_reset_done(now, True, ("state", 0), step=0))
+        elif isinstance(command, PublishInstruction):
+            world.instructions.append(command)
+            start_step = world.step
+        elif isinstance(command, CheckTasks):
+            world.checks += 1
+            assert command.start_state == ("state", start_step)
+            needed = world.needed(command.tasks[0])
+            done = needed is not None and world.step - start_step >= needed
+            queue.extend(run.on_check_result(now, True, command.tasks if done else [],
+                                             ("state", world.step), world.step))
+    raise AssertionError("the run did not finish")
+
+
+def expected_completed(chains, steps_needed, episode_length, default=None) -> list[int]:
+    out = []
+    for _, tasks in chains:
+        count = 0
+        for task in tasks:
+            needed = steps_needed.get(task, default)
+            if needed is None or needed > episode_length:
+                break
+            count += 1
+        out.append(count)
+    return out
+
+
+def test_protocol_matches_the_rule_and_reuses_the_simulator_sampler():
+    chains = sample_chains(12, seed=3)
+    # Every task a chain may start with succeeds quickly; rotations and pushes never do.
+    rule = {task: 4 for _, tasks in chains for task in tasks if not task.startswith(("rotate", "push"))}
+    run = EvaluationRun(EvaluationConfig(num_sequences=12, seed=3, episode_length=20))
+    world = World(rule)
+    commands = drive(run, world)
+
+    assert run.chains == chains
+    assert run.status == "completed" and isinstance(commands[-1], RunFinished)
+    completed = [r.completed for r in run.records]
+    assert completed == expected_completed(chains, rule, 20)
+    summary = run.summary()
+    assert summary.average_length == pytest.approx(sum(completed) / 12)
+    assert summary.success_rates == [pytest.approx(sum(c >= k for c in completed) / 12) for k in range(1, 6)]
+    # One reset per chain, with the initial scene sim.evaluate_chains would use.
+    assert [r.chain_index for r in world.resets] == list(range(12))
+    robot_obs, scene_obs = initial_scene(chains[5][0], 3, 5)
+    assert world.resets[5].robot_obs == robot_obs and world.resets[5].scene_obs == scene_obs
+    # A chain stops at its first failure; successes took exactly the rule's steps; failures the budget.
+    for record in run.records:
+        assert len(record.subtasks) == min(record.completed + 1, 5)
+        for subtask in record.subtasks:
+            assert subtask.steps == (4 if subtask.success else 20)
+        if record.completed < 5:
+            assert "not completed within 20 steps" in record.failure
+            assert record.subtasks[-1].failure == "not completed within 20 steps"
+        else:
+            assert record.failure is None
+    chain_finished = [c.record.index for c in commands if isinstance(c, ChainFinished)]
+    assert chain_finished == list(range(12))
+    # Standard instructions.
+    assert all(i.text == EVALUATION[i.task] for i in world.instructions)
+
+
+def test_statistics_per_task_and_position():
+    chains = sample_chains(8, seed=1)
+    rule = {chains[0][1][0]: 2}
+    run = EvaluationRun(EvaluationConfig(num_sequences=8, seed=1, episode_length=5))
+    drive(run, World(rule))
+    tasks = per_task_stats(run.records)
+    attempts = sum(len(r.subtasks) for r in run.records)
+    assert sum(t["attempts"] for t in tasks.values()) == attempts
+    first = tasks[chains[0][1][0]]
+    assert first["success_rate"] == 1.0 and first["mean_steps_to_success"] == 2.0
+    positions = per_position_stats(run.records)
+    assert positions[0]["reached"] == 8
+    assert positions[0]["completed"] == sum(r.completed >= 1 for r in run.records)
+
+
+def test_enriched_instructions_are_paraphrases_fixed_by_the_seed():
+    def instructions(seed):
+        world = World({}, default=1)
+        drive(EvaluationRun(EvaluationConfig(num_sequences=6, variant="enriched", seed=seed, episode_length=3)), world)
+        return [(i.task, i.text) for i in world.instructions]
+
+    first, again, other = instructions(7), instructions(7), instructions(8)
+    assert first == again
+    assert all(text in ENRICHED[task] for task, text in first)
+    assert len(first) == 30  # every subtask succeeds: 6 chains x 5
+    assert first != other
+    assert len({text for _, text in first}) > 10  # really varied, not one phrasing per task
+    assert instruction_for("dynamic-left", "open_drawer", 0, 0, 0) == EVALUATION["open_drawer"]
+
+
+def test_variants_and_bad_goals():
+    assert set(VARIANTS) == {"standard", "enriched", "dynamic-left", "dynamic-forward", "dynamic-diagonal",
+                             "dynamic-circle"}
+    assert dynamic_mode("dynamic-circle") == "circle" and dynamic_mode("enriched") == ""
+    assert EvaluationConfig(num_sequences=1, variant="dynamic-left").validate().dynamic == "left"
+    assert EvaluationConfig(num_sequences=1, episode_length=0).validate().episode_length == 360
+    for bad, words in ((dict(num_sequences=0), "num_sequences"), (dict(num_sequences=1, variant="dynamic-up"),
+                       "unknown variant 'dynamic-up'"), (dict(num_sequences=1, episode_length=-3), "episode_length"),
+                       (dict(num_sequences=1, run_name="../x"), "run_name"),
+                       (dict(num_sequences=1, clock_mode="fast"), "clock_mode")):
+        with pytest.raises(EvaluationError, match=words):
+            EvaluationConfig(**bad).validate()
+
+
+def test_service_failures_and_stalls_fail_the_chain_with_a_reason():
+    run = EvaluationRun(EvaluationConfig(num_sequences=3, seed=0, episode_length=50, stall_timeout=2.0))
+    [reset] = run.start(0.0)
+    # Chain 0: the reset fails -> chain counted with 0 completed, next chain's reset follows.
+    finished, reset1 = run.on_reset_done(0.1, False, message="bad scene_obs")
+    assert isinstance(finished, ChainFinished) and finished.record.failure == "reset_scene failed: bad scene_obs"
+    assert reset1.chain_index == 1
+    # Chain 1: check_tasks fails.
+    [instruction] = run.on_reset_done(0.2, True, "s0", step=0)
+    [check] = run.on_scene_state(0.3, 1)
+    finished, reset2 = run.on_check_result(0.4, False, message="unknown task")
+    assert "check_tasks failed: unknown task" in finished.record.failure
+    assert finished.record.subtasks[0].failure == "check_tasks failed: unknown task"
+    # Chain 2: the bridge goes silent -> the tick fails the subtask after stall_timeout.
+    run.on_reset_done(0.5, True, "s0", step=0)
+    assert run.on_tick(2.0) == []
+    finished, done = run.on_tick(2.6)
+    assert "no scene_state or check_tasks answer for 2 s" in finished.record.failure
+    assert isinstance(done, RunFinished) and run.finished
+    assert [r.completed for r in run.records] == [0, 0, 0]
+    assert run.summary().average_length == 0.0
+    # A late answer to an abandoned check changes nothing.
+    assert run.on_check_result(3.0, True, ["x"], "s", 3) == []
+
+
+def test_one_check_in_flight_and_lockstep_counts_the_bridges_steps():
+    run = EvaluationRun(EvaluationConfig(num_sequences=1, seed=0, episode_length=10))
+    run.start(0.0)
+    [instruction] = run.on_reset_done(0.0, True, "start", step=0)
+    [check] = run.on_scene_state(0.1, 1)
+    # States arriving while the check is out collapse into one follow-up check.
+    assert run.on_scene_state(0.2, 2) == [] and run.on_scene_state(0.3, 3) == []
+    [follow_up] = run.on_check_result(0.35, True, [], "now", 3)
+    assert isinstance(follow_up, CheckTasks) and follow_up.start_state == "start"
+    assert run.on_check_result(0.4, True, [], "now", 3) == []  # nothing pending: wait for a state
+    # A stale scene_state (step 500 from before the reset) only triggers a check; the answer's own
+    # step decides the budget, so the subtask is not failed.
+    [check] = run.on_scene_state(0.5, 500)
+    assert run.on_check_result(0.6, True, [], "now", 4) == []
+    assert run.current_subtask.steps == 4 and run.current_subtask.failure is None
+    # Success carries the compared state forward as the next subtask's start.
+    [check] = run.on_scene_state(0.7, 6)
+    [next_instruction] = run.on_check_result(0.7, True, [instruction.task], "after", 6)
+    assert isinstance(next_instruction, PublishInstruction) and next_instruction.subtask_index == 1
+    [check] = run.on_scene_state(0.8, 7)
+    assert check.start_state == "after"
+
+
+def test_realtime_counts_scene_state_messages():
+    run = EvaluationRun(EvaluationConfig(num_sequences=1, seed=0, episode_length=3, clock_mode="realtime"))
+    run.start(0.0)
+    run.on_reset_done(0.0, True, "start", step=0)
+    for index in range(2):
+        run.on_scene_state(0.1 * index, 1000)  # realtime: the step field is not what counts
+        assert run.on_check_result(0.1 * index, True, [], "now", 1000) == []
+    run.on_scene_state(0.3, 1000)
+    finished, done = run.on_check_result(0.3, True, [], "now", 1000)
+    assert finished.record.subtasks[0].steps == 3
+    assert finished.record.failure.endswith("not completed within 3 steps")
+
+
+def test_cancel_keeps_finished_chains_and_the_interrupted_one():
+    run = EvaluationRun(EvaluationConfig(num_sequences=5, seed=0, episode_length=2))
+    run.start(0.0)
+    run.on_reset_done(0.0, True, "s", step=0)
+    run.on_scene_state(0.1, 1)
+    run.on_check_result(0.1, True, [], "s", 1)
+    run.on_scene_state(0.2, 2)
+    [finished, reset] = run.on_check_result(0.2, True, [], "s", 2)
+    assert [c for c in run.cancel(0.3) if isinstance(c, RunFinished)][0].status == "cancelled"
+    assert run.finished and run.status == "cancelled"
+    assert len(run.records) == 1 and run.interrupted.index == 1
+    assert run.on_scene_state(0.4, 3) == [] and run.cancel(0.5) == []
+
+
+def test_timing_collector_latent_age_and_rates():
+    timing = TimingCollector(control_rate=30.0)
+    for index in range(5):  # System 2 at 3 Hz, each latent from the observation 10 steps earlier
+        timing.on_goal_latent(received=index / 3, sequence=index + 1,
+                              observation_stamp_ns=int(index * 10 / 30 * 1e9), inference_time=0.2)
+    for step in range(10, 50):  # System 1 plans every step with the latent of the previous period
+        latent = step // 10  # sequence of the latent whose observation was step (latent - 1) * 10
+        timing.on_trajectory(received=step / 30, stamp_ns=int(step / 30 * 1e9), latent_sequence=latent,
+                             inference_time=0.01)
+    timing.on_trajectory(received=2.0, stamp_ns=0, latent_sequence=0, inference_time=0.01)
+    timing.on_trajectory(received=2.1, stamp_ns=0, latent_sequence=99, inference_time=float("nan"))
+    report = timing.to_dict()
+    ages = report["latent_age_steps"]
+    assert ages["count"] == 40 and ages["min"] == 10 and ages["max"] == 19  # Asy(10): N .. 2N - 1
+    assert report["latent_age_s"]["max"] == pytest.approx(19 / 30)
+    assert report["trajectories_without_latent"] == 1 and report["trajectories_with_unseen_latent"] == 1
+    assert report["system2"]["rate_hz"] == pytest.approx(3.0)
+    assert report["system2"]["inference_time_s"]["p50"] == pytest.approx(0.2)
+    assert report["system1"]["messages"] == 42 and report["system1"]["inference_time_s"]["count"] == 41
+    assert describe([])["mean"] is None
