@@ -1,0 +1,251 @@
+"""The bridge's ROS-free core (bridge_core.py) and the expert's (expert_core.py), driven directly on the
+real embedded simulator: no ROS, no mocks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pybullet as pb
+import pytest
+
+from openhelix_ros.bridge_core import (
+    JOINT_NAMES,
+    ROBOT_OBS_LABELS,
+    SCENE_OBS_LABELS,
+    BridgeConfig,
+    BridgeCore,
+    TrajectoryFollower,
+    euler_to_quaternion,
+    quaternion_to_euler,
+    validate_trajectory,
+    waypoint_to_action,
+)
+from openhelix_ros.conversions import TrajectoryArrays
+from openhelix_ros.expert_core import ExpertCore
+from openhelix_ros.safety import WorkspaceBounds
+from openhelix_ros.sim.protocol import state_for_condition
+
+
+def trajectory(positions, stamp_ns=0, gripper=None, quaternions=None, period=1 / 30, frame="world"):
+    positions = np.atleast_2d(np.asarray(positions, dtype=float))
+    n = len(positions)
+    quaternions = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)) if quaternions is None else np.atleast_2d(quaternions)
+    gripper = np.ones(n) if gripper is None else np.asarray(gripper, dtype=float)
+    return TrajectoryArrays(positions=positions, quaternions=quaternions, gripper=gripper, period=period,
+                            frame_id=frame, stamp_ns=stamp_ns)
+
+
+@pytest.fixture(scope="module")
+def core():
+    bridge = BridgeCore(BridgeConfig(render=False, seed=3))
+    yield bridge
+    bridge.close()
+
+
+# ------------------------------------------------------------------------------------------ rotations
+@pytest.mark.parametrize("euler", [(math.pi, 0.0, math.pi / 2), (0.3, -0.4, 1.2), (-2.0, 0.5, -3.0)])
+def test_euler_convention_is_pybullets(euler):
+    ours = euler_to_quaternion(euler)
+    theirs = np.array(pb.getQuaternionFromEuler(euler))
+    assert np.allclose(ours, theirs, atol=1e-9) or np.allclose(ours, -theirs, atol=1e-9)
+    back = quaternion_to_euler(ours)
+    assert np.allclose(euler_to_quaternion(back), ours, atol=1e-9) or \
+        np.allclose(euler_to_quaternion(back), -ours, atol=1e-9)
+
+
+def test_waypoint_to_action_gripper_sign_and_nan():
+    position, euler, gripper = waypoint_to_action([0.1, 0.0, 0.3], [0, 0, 0, 2.0], 0.0)
+    assert np.allclose(position, [0.1, 0.0, 0.3]) and np.allclose(euler, 0.0) and gripper == -1.0
+    assert waypoint_to_action([0, 0, 0.3], [0, 0, 0, 1], 0.4)[2] == 1.0
+    with pytest.raises(ValueError, match="finite"):
+        waypoint_to_action([np.nan, 0, 0], [0, 0, 0, 1], 1.0)
+
+
+def test_validate_trajectory_names_the_problem():
+    bounds = WorkspaceBounds()
+    validate_trajectory(trajectory([[0.0, -0.2, 0.3]]), bounds)
+    with pytest.raises(ValueError, match=r"waypoint\(s\) \[1\] outside the workspace"):
+        validate_trajectory(trajectory([[0.0, -0.2, 0.3], [0.0, -0.2, 3.0]]), bounds)
+    with pytest.raises(ValueError, match="NaN"):
+        validate_trajectory(trajectory([[0.0, np.nan, 0.3]]), bounds)
+    with pytest.raises(ValueError, match="frame 'panda_link0'"):
+        validate_trajectory(trajectory([[0.0, -0.2, 0.3]], frame="panda_link0"), bounds)
+
+
+# ------------------------------------------------------------------------------------------ follower
+def test_lockstep_follower_takes_only_plans_for_the_awaited_stamp():
+    follower = TrajectoryFollower(waypoints_per_plan=2)
+    assert follower.needs_plan() and follower.next_waypoint() is None
+    plan = trajectory(np.zeros((5, 3)), stamp_ns=100)
+    assert not follower.accept_plan(plan, waiting_stamp_ns=200)
+    assert follower.needs_plan()
+    assert follower.accept_plan(plan, waiting_stamp_ns=100)
+    assert [follower.next_waypoint(), follower.next_waypoint(), follower.next_waypoint()] == [0, 1, None]
+    short = trajectory(np.zeros((1, 3)), stamp_ns=300)
+    assert follower.accept_plan(short, 300)
+    assert follower.next_waypoint() == 0 and follower.needs_plan()
+
+
+def test_realtime_follower_picks_the_waypoint_due_and_runs_out():
+    follower = TrajectoryFollower()
+    assert follower.waypoint_due(10**9) is None
+    period_ns = 10**9 // 30
+    follower.offer(trajectory(np.zeros((3, 3)), stamp_ns=10**9))
+    assert follower.waypoint_due(10**9 + 1) == 0
+    assert follower.waypoint_due(10**9 + period_ns) == 0  # exactly due: still waypoint 0
+    assert follower.waypoint_due(10**9 + period_ns + 10**6) == 1
+    assert follower.waypoint_due(10**9 + 3 * period_ns + 10**6) is None  # run out: hold
+    assert not follower.offer(trajectory(np.zeros((3, 3)), stamp_ns=10**8))  # older: refused
+    assert follower.trajectory.stamp_ns == 10**9
+
+
+# ------------------------------------------------------------------------------------------ the core
+def test_observation_stamps_ticks_and_labels(core):
+    first = core.reset(seed=1)
+    assert first.step == 0 and first.stamp_ns == core.lockstep_stamp_ns(first.tick) > 0
+    assert core.tick_for_stamp(first.stamp_ns) == first.tick
+    assert len(ROBOT_OBS_LABELS) == 15 and len(SCENE_OBS_LABELS) == 24 and len(set(SCENE_OBS_LABELS)) == 24
+    assert len(JOINT_NAMES) == len(first.joint_positions) == 9
+    assert np.allclose(first.joint_positions[7:], first.robot_obs[6] / 2)
+    # The TCP quaternion is the robot_obs Euler angles in the simulator's convention.
+    assert np.allclose(quaternion_to_euler(first.tcp_quaternion), first.robot_obs[3:6], atol=1e-9)
+    # Without a plan there is nothing to execute in lockstep; a hold step advances step and tick by one.
+    assert core.lockstep_step() is None
+    held = core.step_env(None)
+    assert (held.step, held.tick) == (1, first.tick + 1)
+    assert held.stamp_ns == round((first.tick + 1) * 1e9 / 30)
+    # A reset is a new observation: a new tick (stamps never repeat), step back to 0.
+    again = core.reset(seed=1)
+    assert again.step == 0 and again.tick == held.tick + 1
+
+
+def test_lockstep_executes_exactly_the_planned_waypoints(core):
+    start = core.reset(seed=2)
+    target = start.tcp_position + np.array([0.0, 0.05, 0.0])
+    plan = trajectory(np.tile(target, (3, 1)), stamp_ns=start.stamp_ns,
+                      quaternions=np.tile(start.tcp_quaternion, (3, 1)))
+    assert not core.follower.accept_plan(plan, waiting_stamp_ns=start.stamp_ns + 1)
+    assert core.follower.accept_plan(plan, waiting_stamp_ns=core.current.stamp_ns)
+    moved = core.lockstep_step()
+    assert moved is not None and moved.step == 1
+    assert core.lockstep_step() is None  # waypoints_per_plan 1: wait for the next plan
+    for _ in range(15):
+        core.step_env(None)  # hold the last commanded target: the arm converges there and stays
+    assert np.linalg.norm(core.current.tcp_position - target) < 0.01
+
+
+def test_reset_rejects_wrong_lengths_nan_and_impossible_states_and_keeps_the_world(core):
+    before = core.reset(seed=4)
+    with pytest.raises(ValueError, match="robot_obs must have 15 values"):
+        core.reset(robot_obs=[0.0] * 14)
+    with pytest.raises(ValueError, match="scene_obs must have 24 values"):
+        core.reset(scene_obs=[0.0] * 25)
+    with pytest.raises(ValueError, match="NaN"):
+        core.reset(scene_obs=[np.nan] * 24)
+    robot, scene = state_for_condition({"drawer": "open"}, np.random.default_rng(0))
+    scene[2] = -0.5  # the button far outside its range
+    with pytest.raises(ValueError, match="button"):
+        core.reset(robot_obs=robot, scene_obs=scene)
+    assert core.current.tick == before.tick  # nothing happened
+    scene[2] = 0.0
+    after = core.reset(robot_obs=robot, scene_obs=scene)
+    assert np.allclose(after.scene_obs[1], scene[1], atol=1e-6)
+
+
+def test_check_tasks_unknown_task_and_bad_start_state(core):
+    start = core.reset(seed=5)
+    with pytest.raises(ValueError, match="unknown task"):
+        core.check_tasks(["open_the_pod_bay_doors"], start.stamp_ns, start.robot_obs, start.scene_obs)
+    with pytest.raises(ValueError, match="robot_obs must have 15"):
+        core.check_tasks(["open_drawer"], start.stamp_ns, [0.0] * 3, start.scene_obs)
+    assert core.check_tasks(["open_drawer", "turn_on_led"], start.stamp_ns, start.robot_obs,
+                            start.scene_obs) == []
+
+
+def test_expert_core_completes_a_task_through_the_bridge_core(core):
+    """The lockstep contract end to end without ROS: observe, plan stamped with that observation,
+    accept, step; the oracle says when the drawer is open."""
+    robot, scene = state_for_condition({"drawer": "closed"}, np.random.default_rng(7))
+    start = core.reset(robot_obs=robot, scene_obs=scene)
+    expert = ExpertCore(control_rate=30.0)
+    expert.observe(start.robot_obs, start.scene_obs, start.step, start.stamp_ns)
+    assert expert.act() is None  # no task yet
+    assert expert.set_instruction("open the drawer", "", 1) == "open_drawer"
+    core.begin_subtask("open_drawer")
+    for _ in range(300):
+        observation = core.current
+        expert.observe(observation.robot_obs, observation.scene_obs, observation.step, observation.stamp_ns)
+        plan = expert.act()
+        assert plan.stamp_ns == observation.stamp_ns
+        assert expert.act() is plan  # asked twice for one observation: the same plan
+        arrays = trajectory(plan.positions, stamp_ns=plan.stamp_ns, gripper=plan.gripper,
+                            quaternions=plan.quaternions)
+        validate_trajectory(arrays, core.bounds)
+        assert core.follower.accept_plan(arrays, core.current.stamp_ns)
+        core.lockstep_step()
+        if core.check_tasks(["open_drawer"], start.stamp_ns, start.robot_obs, start.scene_obs):
+            break
+    else:
+        pytest.fail("the expert did not open the drawer in 300 lockstep steps")
+    assert core.current.step < 300
+    # A start state the bridge no longer knows by its stamp is rebuilt in a probe simulator: same answer.
+    assert core.check_tasks(["open_drawer", "close_drawer"], 12345, start.robot_obs, start.scene_obs) \
+        == ["open_drawer"]
+    # A reset after acting ends the expert's task: it waits for the next instruction.
+    fresh = core.reset(seed=8)
+    assert expert.observe(fresh.robot_obs, fresh.scene_obs, fresh.step, fresh.stamp_ns)
+    assert expert.act() is None
+
+
+def test_expert_core_rejects_unknown_instructions():
+    expert = ExpertCore()
+    with pytest.raises(ValueError, match="unknown task"):
+        expert.set_instruction("x", "fly_to_the_moon")
+    with pytest.raises(ValueError, match="neither a task id nor text"):
+        expert.set_instruction("  ", "")
+    with pytest.raises(ValueError, match="not one the expert knows"):
+        expert.set_instruction("juggle three blocks", "")
+
+
+def test_dynamic_mode_switch_is_validated(core):
+    core.set_dynamic("circle", 0.03)
+    assert core.env.config.dynamic == "circle" and core.env.config.dynamic_speed == 0.03
+    core.set_dynamic("")
+    assert core.env.config.dynamic is None
+    with pytest.raises(ValueError, match="dynamic must be empty or one of"):
+        core.set_dynamic("sideways")
+    with pytest.raises(ValueError, match="unknown task"):
+        core.begin_subtask("not_a_task")
+
+
+def test_rendered_observation_has_images_and_a_world_cloud():
+    bridge = BridgeCore(BridgeConfig(render=True, seed=0))
+    try:
+        observation = bridge.current
+        assert observation.rendered
+        assert observation.rgb["static"].shape == (200, 200, 3) and observation.rgb["gripper"].shape == (84, 84, 3)
+        assert observation.depth["static"].dtype == np.float32
+        assert observation.cameras["static"]["intrinsics"].shape == (3, 3)
+        xyz, rgb = observation.points()
+        assert xyz.shape[1] == 3 and rgb.shape == xyz.shape and len(xyz) > 10000
+        assert np.all(np.isfinite(xyz))
+        # Most of what the cameras see is the desk and table around the origin, not the far background.
+        assert np.median(np.abs(xyz[:, :2])) < 0.8
+        assert observation.points() is observation.points()  # fused once
+    finally:
+        bridge.close()
+    unrendered = BridgeCore(BridgeConfig(render=False))
+    try:
+        assert not unrendered.current.rendered
+        with pytest.raises(ValueError, match="does not render"):
+            unrendered.current.points()
+    finally:
+        unrendered.close()
+
+
+def test_config_is_validated():
+    for bad in (dict(clock_mode="fast"), dict(backend="gazebo"), dict(waypoints_per_plan=0),
+                dict(dynamic="sideways"), dict(workspace_low=(0, 0, 0), workspace_high=(0, 1, 1))):
+        with pytest.raises(ValueError):
+            BridgeConfig(**bad).validate()
