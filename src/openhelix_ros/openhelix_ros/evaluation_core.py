@@ -421,6 +421,18 @@ def describe(values) -> dict:
             "min": float(data.min()), "max": float(data.max())}
 
 
+# Raw samples kept in results.json (for plots made later from the file alone) are thinned to this many,
+# evenly over the run: a 1000-chain run has about a million trajectories.
+MAX_SAMPLES = 5000
+
+
+def thin(values, limit: int = MAX_SAMPLES) -> list[float]:
+    values = list(values)
+    if len(values) <= limit:
+        return [float(v) for v in values]
+    return [float(values[i]) for i in np.linspace(0, len(values) - 1, limit).round().astype(int)]
+
+
 class StreamStats:
     """Arrivals and inference times of one message stream (goal latents or trajectories)."""
 
@@ -442,7 +454,8 @@ class StreamStats:
 
     def to_dict(self) -> dict:
         return {"messages": len(self.received), "rate_hz": self.rate,
-                "inference_time_s": describe(self.inference_times)}
+                "inference_time_s": describe(self.inference_times),
+                "inference_time_samples_s": thin(self.inference_times)}
 
 
 class TimingCollector:
@@ -488,7 +501,7 @@ class TimingCollector:
         steps = [round(age * self.control_rate) for age in self.latent_ages]
         return {"control_rate": self.control_rate,
                 "latent_age_s": describe(self.latent_ages), "latent_age_steps": describe(steps),
-                "latent_age_samples_s": list(self.latent_ages),
+                "latent_age_samples_s": thin(self.latent_ages),
                 "trajectories_without_latent": self.without_latent,
                 "trajectories_with_unseen_latent": self.unknown_latent,
                 "system1": self.system1.to_dict(), "system2": self.system2.to_dict()}
