@@ -15,5 +15,6 @@ def test_bench_writes_json_and_markdown(tmp_path):
     assert data["system2"][0]["config"] == "tiny" and data["system2"][0]["hz_at_p50"] > 0
     assert data["system2"][-1] == {"config": "llava-1.5-7b", "skipped": "no GPU"}
     md = (tmp_path / "results.md").read_text()
-    assert "| denoising steps | p50 ms | p99 ms | mean ms |" in md and "System 2" in md
+    assert "| denoising steps | p50 ms | p99 ms | mean ms | CPU-time p50 ms |" in md and "System 2" in md
+    assert data["system1"][0]["steps"]["1"]["cpu_p50_ms"] > 0
     assert result["threads"] == 1

