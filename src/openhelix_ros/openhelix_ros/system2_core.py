@@ -1,0 +1,158 @@
+"""System 2 without ROS: load the MLLM, check its inputs, turn (image, instruction) into a goal latent,
+and decide which observation steps get a latent under the paper's Asy(N) rule.
+
+The ``system2`` node (nodes/system2.py) converts messages and calls this; tests and the graph bench
+drive it directly. The timing rules are those of docs/ros_graph.md:
+
+- lockstep: System 2 encodes the static image of steps ``0, N, 2N, ...`` (every step when ``N = 0``);
+- realtime: it encodes the newest image at its own rate (the node's business, not this module's).
+
+Never imports rclpy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Configuration names System 2 is built from (openhelix_training presets).
+SYSTEM2_CONFIGS = ("tiny", "embedded", "llava-1.5-7b")
+CLOCK_MODES = ("realtime", "lockstep")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Asy(N): which steps get a latent, which latent a plan uses. One place for the rule both nodes follow.
+
+
+def stamp_to_step(stamp_ns: int, control_rate: float = 30.0) -> int:
+    """Lockstep sim time -> env step: ``round(stamp_seconds * control_rate)`` (docs/ros_graph.md)."""
+    return int(round(int(stamp_ns) * 1e-9 * control_rate))
+
+
+def encodes_step(step: int, latent_period_steps: int) -> bool:
+    """Whether System 2 encodes the image of ``step``: steps 0, N, 2N, ... (every step for N = 0)."""
+    if latent_period_steps < 0:
+        raise ValueError(f"latent_period_steps must be >= 0, got {latent_period_steps}")
+    return latent_period_steps == 0 or step % latent_period_steps == 0
+
+
+def latent_step_for_plan(step: int, latent_period_steps: int) -> int:
+    """The observation step whose latent System 1 uses when planning at ``step``.
+
+    ``max(0, (floor(t / N) - 1) * N)``: the latent of the previous period, so it is between N and 2N - 1
+    steps old (in the first period, the latent of step 0); ``N = 0``: the latent of the same step.
+    """
+    if latent_period_steps < 0:
+        raise ValueError(f"latent_period_steps must be >= 0, got {latent_period_steps}")
+    if step < 0:
+        raise ValueError(f"an env step cannot be negative, got {step}")
+    n = latent_period_steps
+    if n == 0:
+        return step
+    return max(0, (step // n - 1) * n)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def check_instruction(text: str) -> str:
+    """The instruction, stripped; ValueError when it is not a non-empty string."""
+    if not isinstance(text, str):
+        raise ValueError(f"instruction must be a string, got {type(text).__name__}")
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("instruction is empty: System 2 needs a task in words (e.g. 'open the drawer')")
+    return stripped
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 RGB image (alpha dropped from HxWx4); ValueError naming what is wrong otherwise."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[..., :3]  # rgba/bgra decoded to RGBA: the alpha channel carries nothing for the MLLM
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"System 2 needs an HxWx3 RGB image, got shape {image.shape}")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to encode")
+    if image.dtype != np.uint8:
+        raise ValueError(f"System 2 needs 8-bit RGB (rgb8/bgr8), got dtype {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass(frozen=True)
+class LatentResult:
+    """One goal latent and how long it took (seconds of wall clock, encoding only)."""
+
+    latent: np.ndarray  # (latent_dim,) float32
+    instruction: str
+    inference_time: float
+
+
+class System2Core:
+    """A loaded System 2 and the bookkeeping the node needs around it."""
+
+    def __init__(self, model, model_id: str, seed: int = 0) -> None:
+        self.model = model
+        self.model.eval()
+        self.model_id = model_id
+        self.seed = int(seed)
+
+    @classmethod
+    def load(cls, model: str = "tiny", checkpoint: str = "", model_path: str = "", seed: int = 0,
+             device: str = "cpu") -> System2Core:
+        """Build System 2 from a configuration name (``tiny`` | ``embedded`` | ``llava-1.5-7b``, the
+        last with ``model_path``, a local llava-hf directory) or from ``checkpoint`` (a model directory,
+        a training checkpoint or a training run's output directory), which wins when given."""
+        from openhelix_training import System2, load_checkpoint
+
+        if checkpoint:
+            path = Path(checkpoint).expanduser()
+            if not path.exists():
+                raise ValueError(f"System 2 checkpoint {path} does not exist")
+            # A training checkpoint also holds System 1: load System 2's directory alone when there is
+            # one, so this process does not build a policy it never runs.
+            from openhelix_training.train import resolve_checkpoint
+
+            resolved = resolve_checkpoint(path)
+            if (resolved / "system2").is_dir():
+                resolved = resolved / "system2"
+            overrides = {"model_path": model_path} if model_path else {}
+            loaded = load_checkpoint(resolved, system2_overrides=overrides)
+            if loaded.system2 is None:
+                raise ValueError(f"checkpoint {path} holds no System 2 (it is a System 1 checkpoint)")
+            instance, model_id = loaded.system2, str(path)
+        else:
+            if model not in SYSTEM2_CONFIGS:
+                raise ValueError(f"unknown System 2 configuration {model!r}; choose from {', '.join(SYSTEM2_CONFIGS)} "
+                                 "or give a checkpoint directory")
+            overrides = {"model_path": model_path} if model_path else {}
+            instance, model_id = System2.from_config(model, **overrides), model
+        if device != "cpu":
+            instance.to(device)
+        return cls(instance, model_id, seed)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.model.config.latent_dim)
+
+    def encode(self, image: np.ndarray, instruction: str) -> LatentResult:
+        """Check the inputs, then encode; ValueError on an empty instruction or a wrong image."""
+        text = check_instruction(instruction)
+        rgb = check_image(image)
+        start = time.perf_counter()
+        latent = self.model.encode(rgb, text, seed=self.seed)
+        elapsed = time.perf_counter() - start
+        latent = np.asarray(latent, dtype=np.float32).reshape(-1)
+        if latent.shape != (self.latent_dim,) or not np.all(np.isfinite(latent)):
+            # A latent with NaN would make System 1 plan garbage: refuse to hand it on.
+            raise ValueError(f"System 2 produced an invalid latent (shape {latent.shape}, "
+                             f"finite: {bool(np.all(np.isfinite(latent)))})")
+        return LatentResult(latent=latent, instruction=text, inference_time=elapsed)
