@@ -1,0 +1,74 @@
+"""The system2 node as a real process (tiny model) fed by another process over DDS: latents of the right
+size stamped with their image, bad input logged and dropped with the node alive, and the lockstep
+Asy(N) schedule (only steps 0, N, 2N, ... encoded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from support.processes import run_peer
+
+STEP_NS = 1_000_000_000 / 30
+
+
+def run_scenario(directory, node_args: list[str], driver_args: list[str]):
+    log = directory / "system2.log"
+    node = subprocess.Popen([sys.executable, "-m", "openhelix_ros.nodes.system2", "--ros-args",
+                             "-p", "model:=tiny", "-p", "torch_threads:=1", *node_args],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        out = directory / "received.json"
+        result = run_peer("system2_driver.py", "--out", str(out), *driver_args, timeout=120)
+        alive = node.poll() is None
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGINT)
+            node.wait(timeout=15)
+    text = log.read_text()
+    assert result.returncode == 0, f"driver failed:\n{result.stdout}{result.stderr}\nnode log:\n{text}"
+    assert alive, "system2 died during the scenario:\n" + text
+    assert node.returncode == 0, "system2 did not shut down cleanly:\n" + text
+    return json.loads(out.read_text()), text
+
+
+@pytest.fixture(scope="module")
+def realtime(tmp_path_factory):
+    return run_scenario(tmp_path_factory.mktemp("system2-realtime"), ["-p", "clock_mode:=realtime"],
+                        ["--mode", "realtime"])
+
+
+def test_latent_of_the_right_size_carries_the_image_stamp(realtime):
+    data, _ = realtime
+    by_stamp = {r["observation_stamp"]: r for r in data["received"]}
+    for stamp in data["expected"]:
+        latent = by_stamp[stamp]  # observation_stamp = the image's header.stamp, to the nanosecond
+        assert latent["size"] == 32 and latent["finite"]
+        assert latent["instruction"] == "open the drawer" and latent["model_id"] == "tiny"
+        assert 0 < latent["inference_time"] < 30
+    sequences = [r["sequence"] for r in data["received"]]
+    assert sequences == list(range(1, len(sequences) + 1))
+    # Each image is encoded once (an unchanged image and instruction give nothing new).
+    assert len(data["received"]) == len(data["expected"])
+
+
+def test_bad_input_is_logged_and_dropped_while_the_node_stays_alive(realtime):
+    data, log = realtime
+    assert "instruction 1 dropped: instruction is empty" in log
+    assert "image dropped: encoding 'mono8' is not colour" in log
+    assert "image dropped: image data has 100 bytes" in log
+    # The bad images produced no latent; the good ones after them did (the node kept working).
+    assert {r["observation_stamp"] for r in data["received"]} == set(data["expected"])
+
+
+def test_lockstep_encodes_the_steps_of_asy_n_only(tmp_path):
+    data, log = run_scenario(tmp_path, ["-p", "clock_mode:=lockstep", "-p", "latent_period_steps:=3"],
+                             ["--mode", "lockstep", "--period", "3", "--steps", "8"])
+    steps = [round(r["observation_stamp"] / STEP_NS) for r in data["received"]]
+    assert steps == [0, 3, 6]
+    assert "lockstep, images of steps divisible by 3" in log
+    assert all(r["instruction"] == "lift the blue block" for r in data["received"])
