@@ -40,7 +40,9 @@ def _word_token_ids(tokenizer, words: tuple[str, ...]) -> dict[str, int]:
 
 
 def _token_text(tokenizer, token_id: int) -> str:
-    return tokenizer.decode([token_id]).strip() or tokenizer.convert_ids_to_tokens(token_id)
+    text = tokenizer.decode([token_id])
+    return text.strip() or repr(text)  # whitespace tokens (newline, space) shown as '\\n', ' '
+
 
 
 @torch.inference_mode()

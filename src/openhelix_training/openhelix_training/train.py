@@ -237,6 +237,13 @@ class Trainer:
         self.dataset = build_dataset(cfg, self.system1.config)
         if len(self.dataset) == 0:
             raise ValueError("the training data set is empty")
+        if not s1cfg.get("pretrained") and t["stage1_steps"] > 0:
+            import warnings
+
+            warnings.warn(
+                "stage 1 (policy frozen) with a freshly initialised policy: its AdaLN-zero gates are closed, so "
+                "no gradient reaches the latent and only the auxiliary/alignment losses train System 2 there. "
+                "The paper pre-aligns against a pre-trained policy (system1.pretrained).", stacklevel=2)
         if not s1cfg.get("pretrained"):
             from .data.sample import compute_normalization
 
