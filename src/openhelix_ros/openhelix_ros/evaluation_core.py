@@ -481,6 +481,11 @@ class TimingCollector:
     def on_goal_latent(self, received: float, sequence: int, observation_stamp_ns: int,
                        inference_time: float) -> None:
         self.system2.add(received, inference_time)
+        self.remember_latent(sequence, observation_stamp_ns)
+
+    def remember_latent(self, sequence: int, observation_stamp_ns: int) -> None:
+        """Know a latent's observation stamp without counting it (one received before the run began,
+        which the first trajectories of the run still use)."""
         self._observation_stamps[int(sequence)] = int(observation_stamp_ns)
         self._observation_stamps.move_to_end(int(sequence))
         while len(self._observation_stamps) > self.max_latents:

@@ -1,0 +1,291 @@
+"""The evaluator node as a real process over DDS, against a stand-in bridge process
+(tests/peers/stand_in_bridge.py: a deterministic task rule instead of a simulator), driven by an
+action client in this process and by the `openhelix eval` command.
+
+The expected numbers come from the simulator's own chain sampler and the stand-in's rule, computed
+here independently of the evaluator: a task completes 3 steps after its subtask began unless it is a
+rotation or a push (never) or the refused task (check_tasks answers failure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support.processes import start_peer, stop_peer
+
+from openhelix_ros.sim import sample_chains
+from openhelix_ros.sim.language import ENRICHED, EVALUATION
+
+rclpy = pytest.importorskip("rclpy")
+from action_msgs.msg import GoalStatus  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+
+from openhelix_msgs.action import RunEvaluation  # noqa: E402
+from openhelix_msgs.msg import EvaluationProgress  # noqa: E402
+
+SEED = 4
+EPISODE = 20
+NEVER = ("rotate", "push")
+PNGS = ("success_by_position.png", "per_task_success.png", "latent_age.png", "system_timing.png")
+
+
+def refused_task() -> str:
+    """A task the first chains of SEED reach (so the refusal is exercised) that the rule lets succeed."""
+    chains = sample_chains(6, SEED)
+    for _, tasks in chains:
+        for task in tasks[1:]:
+            if not task.startswith(NEVER):
+                return task
+        # a chain whose first task already fails reaches nothing further
+    raise AssertionError("no suitable task")
+
+
+REFUSED = refused_task()
+
+
+def expected(chains) -> list[tuple[int, str | None]]:
+    """(completed, why it stopped) per chain under the stand-in's rule."""
+    out = []
+    for _, tasks in chains:
+        completed, why = 0, None
+        for task in tasks:
+            if task == REFUSED:
+                why = "check_tasks failed: stand-in oracle refuses"
+                break
+            if task.startswith(NEVER):
+                why = f"not completed within {EPISODE} steps"
+                break
+            completed += 1
+        out.append((completed, why))
+    return out
+
+
+def rates(completed: list[int]) -> list[float]:
+    return [sum(c >= k for c in completed) / len(completed) for k in range(1, 6)]
+
+
+def wait_for_line(log: Path, marker: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and marker in log.read_text():
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"{marker!r} not seen in {log} within {timeout} s:\n{log.read_text() if log.exists() else ''}")
+
+
+def start_evaluator(log: Path, *parameters: str, namespace: str = "") -> subprocess.Popen:
+    args = [sys.executable, "-m", "openhelix_ros.nodes.evaluator", "--ros-args"]
+    if namespace:
+        args += ["-r", f"__ns:={namespace}"]
+    for parameter in parameters:
+        args += ["-p", parameter]
+    process = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    wait_for_line(log, "ready:", process)
+    return process
+
+
+def stop(process: subprocess.Popen) -> int:
+    if process.poll() is None:
+        process.send_signal(2)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+class Client:
+    """An action client (and a progress listener) in this test process, in its own ROS context."""
+
+    def __init__(self, action: str = "run_evaluation"):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("evaluator_test_client", context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.action = ActionClient(self.node, RunEvaluation, action)
+        self.progress: list[EvaluationProgress] = []
+        self.node.create_subscription(EvaluationProgress, "evaluation/progress", self.progress.append, 100)
+        assert self.action.wait_for_server(timeout_sec=30.0), "run_evaluation not available"
+
+    def spin_until(self, predicate, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def run(self, timeout: float = 40.0, cancel_after: int | None = None, **goal) -> dict:
+        feedback: list = []
+        future = self.action.send_goal_async(RunEvaluation.Goal(**goal),
+                                             feedback_callback=lambda m: feedback.append(m.feedback))
+        self.spin_until(future.done, 15.0)
+        handle = future.result()
+        if not handle.accepted:
+            return {"accepted": False}
+        if cancel_after is not None:
+            self.spin_until(lambda: len(feedback) >= cancel_after, timeout)
+            cancel = handle.cancel_goal_async()
+            self.spin_until(cancel.done, 10.0)
+        result = handle.get_result_async()
+        self.spin_until(result.done, timeout)
+        return {"accepted": True, "feedback": feedback, "status": result.result().status,
+                "result": result.result().result}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("evaluator")
+    bridge_log = directory / "bridge.jsonl"
+    bridge = start_peer("stand_in_bridge.py", "--log", str(bridge_log), "--refuse", REFUSED, "--success-steps", "3")
+    evaluator_log = directory / "evaluator.log"
+    evaluator = start_evaluator(evaluator_log, f"runs_dir:={directory / 'runs'}", "stall_timeout:=5.0")
+    client = Client()
+    yield {"dir": directory, "runs": directory / "runs", "bridge_log": bridge_log, "client": client,
+           "evaluator": evaluator, "evaluator_log": evaluator_log}
+    client.close()
+    assert stop(evaluator) == 0, evaluator_log.read_text()
+    stop_peer(bridge)
+
+
+def bridge_events(path: Path, kind: str) -> list[dict]:
+    return [e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == kind]
+
+
+def test_standard_run_feedback_rates_and_report(graph):
+    chains = sample_chains(6, SEED)
+    truth = expected(chains)
+    completed = [c for c, _ in truth]
+    assert 0 < sum(completed) < 30 and any(why and "refuses" in why for _, why in truth)
+    before = len(bridge_events(graph["bridge_log"], "instruction"))
+    outcome = graph["client"].run(num_sequences=6, variant="standard", episode_length=EPISODE, seed=SEED,
+                                  run_name="standard")
+    assert outcome["accepted"] and outcome["status"] == GoalStatus.STATUS_SUCCEEDED
+    result = outcome["result"]
+    assert result.success and result.num_sequences_done == 6
+    assert list(result.success_rates) == pytest.approx(rates(completed))
+    assert result.average_length == pytest.approx(sum(completed) / 6)
+    # One feedback per chain, in order, with that chain's tasks and outcome.
+    feedback = outcome["feedback"]
+    assert [f.progress.chain_index for f in feedback] == list(range(6))
+    assert [list(f.chain_tasks) for f in feedback] == [tasks for _, tasks in chains]
+    assert [f.chain_completed for f in feedback] == completed
+    assert list(feedback[-1].progress.success_rates) == pytest.approx(rates(completed))
+    # The bridge got one instruction per attempted subtask, standard wording, increasing sequence.
+    instructions = bridge_events(graph["bridge_log"], "instruction")[before:]
+    attempted = [task for (_, tasks), c in zip(chains, completed, strict=True) for task in tasks[:min(c + 1, 5)]]
+    assert [i["task"] for i in instructions] == attempted
+    assert all(i["text"] == EVALUATION[i["task"]] for i in instructions)
+    sequences = [i["sequence"] for i in instructions]
+    assert sequences == sorted(set(sequences))
+    # Progress on its topic: one per subtask start and per chain end.
+    graph["client"].spin_until(lambda: len([p for p in graph["client"].progress if p.run_name == "standard"])
+                               >= len(attempted) + 6, 5.0)
+
+    path = Path(result.results_path)
+    assert path == (graph["runs"] / "standard").resolve()
+    results = json.loads((path / "results.json").read_text())
+    assert results["status"] == "completed" and results["variant"] == "standard" and results["seed"] == SEED
+    assert [c["completed"] for c in results["chains"]] == completed
+    for chain, (_, why) in zip(results["chains"], truth, strict=True):
+        assert (chain["failure"] is None) == (why is None)
+        if why:
+            assert why in chain["failure"]
+    assert results["average_length"] == pytest.approx(result.average_length)
+    # The stand-in publishes an Asy(10) pair: latent age 10..19 env steps after the first period.
+    ages = results["timing"]["latent_age_steps"]
+    assert ages["count"] > 20 and 10 <= ages["p50"] <= 19 and ages["max"] <= 19
+    assert results["timing"]["system1"]["rate_hz"] > results["timing"]["system2"]["rate_hz"] > 0
+    assert results["timing"]["system2"]["inference_time_s"]["p50"] == pytest.approx(0.3)
+    report = (path / "report.md").read_text()
+    assert f"| 6 | {100 * rates(completed)[0]:.1f}% |" in report
+    for name in PNGS:
+        assert (path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (path / name).stat().st_size > 5000
+
+
+def test_enriched_and_dynamic_variants(graph):
+    before = len(graph["bridge_log"].read_text().splitlines())
+    outcome = graph["client"].run(num_sequences=3, variant="enriched", episode_length=EPISODE, seed=SEED + 1,
+                                  run_name="enriched")
+    assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED
+    events = [json.loads(line) for line in graph["bridge_log"].read_text().splitlines()[before:]]
+    instructions = [e for e in events if e["event"] == "instruction"]
+    assert instructions and all(i["text"] in ENRICHED[i["task"]] for i in instructions)
+    assert all(e["dynamic"] == "" for e in events if e["event"] == "reset")
+
+    before = len(graph["bridge_log"].read_text().splitlines())
+    outcome = graph["client"].run(num_sequences=2, variant="dynamic-circle", episode_length=EPISODE, seed=SEED,
+                                  run_name="dynamic")
+    assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED
+    events = [json.loads(line) for line in graph["bridge_log"].read_text().splitlines()[before:]]
+    # 'dynamic' set before the first reset, every reset of the run saw it, set back to '' afterwards.
+    kinds = [(e["event"], e.get("value", e.get("dynamic"))) for e in events if e["event"] in ("parameter", "reset")]
+    assert kinds[0] == ("parameter", "circle") and kinds[-1] == ("parameter", "")
+    assert [k for k in kinds[1:-1]] == [("reset", "circle")] * 2
+    results = json.loads((graph["runs"] / "dynamic" / "results.json").read_text())
+    assert results["config"]["dynamic"] == "circle"
+
+
+def test_bad_goals_are_rejected_and_the_node_stays_up(graph):
+    client = graph["client"]
+    assert client.run(num_sequences=0, variant="standard") == {"accepted": False}
+    assert client.run(num_sequences=2, variant="dynamic-sideways") == {"accepted": False}
+    log = graph["evaluator_log"].read_text()
+    assert "num_sequences must be between 1" in log and "unknown variant 'dynamic-sideways'" in log
+    assert graph["evaluator"].poll() is None
+    outcome = client.run(num_sequences=1, variant="standard", episode_length=5, seed=0, run_name="after-bad")
+    assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED
+
+
+def test_cancel_writes_partial_results(graph):
+    outcome = graph["client"].run(num_sequences=60, variant="standard", episode_length=60, seed=9,
+                                  run_name="cancelled", cancel_after=2)
+    assert outcome["status"] == GoalStatus.STATUS_CANCELED
+    result = outcome["result"]
+    assert result.success and 2 <= result.num_sequences_done < 60
+    results = json.loads((Path(result.results_path) / "results.json").read_text())
+    assert results["status"] == "cancelled" and results["message"] == "cancelled by the client"
+    assert results["num_sequences_done"] == result.num_sequences_done == len(results["chains"])
+    assert all((Path(result.results_path) / name).exists() for name in (*PNGS, "report.md"))
+
+
+def test_openhelix_eval_command(graph):
+    env = dict(os.environ)
+    command = [sys.executable, "-m", "openhelix_ros.cli", "eval"]
+    done = subprocess.run([*command, "-n", "3", "--episode-length", str(EPISODE), "--seed", str(SEED),
+                           "--run-name", "cli"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    completed = [c for c, _ in expected(sample_chains(3, SEED))]
+    for index, count in enumerate(completed):
+        assert f"chain {index + 1}/3: {count}/5" in done.stdout
+    assert f"| 3 | {100 * rates(completed)[0]:.1f}% |" in done.stdout
+    assert (graph["runs"] / "cli" / "report.md").exists()
+    bad = subprocess.run([*command, "-n", "2", "--variant", "dynamic-up"], capture_output=True, text=True,
+                         timeout=30, env=env)
+    assert bad.returncode == 2 and "unknown variant 'dynamic-up'" in bad.stderr
+
+
+def test_missing_bridge_fails_the_goal_with_a_clear_message(tmp_path):
+    log = tmp_path / "lonely.log"
+    evaluator = start_evaluator(log, f"runs_dir:={tmp_path}", "service_timeout:=1.0", namespace="/lonely")
+    try:
+        done = subprocess.run([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "1", "--namespace", "lonely"],
+                              capture_output=True, text=True, timeout=60, env=dict(os.environ))
+        assert done.returncode == 1
+        assert "bridge service /lonely/reset_scene not available after 1 s" in done.stderr
+        assert evaluator.poll() is None
+    finally:
+        assert stop(evaluator) == 0
