@@ -239,8 +239,14 @@ class UnreachableError(ValueError):
     """A trajectory the arm cannot follow: a pose out of reach, or a jump between IK branches."""
 
 
+# Along a trajectory every waypoint is close to the previous solution, so the warm start converges in
+# a few iterations when the pose is reachable; random restarts would only find other branches (which
+# the joint-jump check refuses anyway) and cost a second or more of CPU on an unreachable pose.
+TRAJECTORY_IK = IKSettings(restarts=0)
+
+
 def solve_trajectory(kinematics: PandaKinematics, positions: np.ndarray, quaternions: np.ndarray,
-                     seed: np.ndarray, settings: IKSettings = IKSettings(),
+                     seed: np.ndarray, settings: IKSettings = TRAJECTORY_IK,
                      max_joint_jump: float = 0.5) -> np.ndarray:
     """Joint angles (N, 7) for N world poses, each IK warm-started from the previous solution
     (the first from ``seed``, the current joint state), so consecutive solutions stay on one branch.

@@ -16,7 +16,7 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -118,19 +118,34 @@ def declare_parameters(node: Node, specs: Sequence[ParameterSpec]) -> dict[str, 
     return values
 
 
-def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
     """Initialise ROS, spin the node ``make_node()`` builds until SIGINT or SIGTERM, shut down cleanly.
 
     rclpy's own signal handlers are replaced by ones that only set a flag, so a signal never interrupts
     a callback half-way (a bag write, say); the node's ``close()``, when it has one, runs after spinning
-    stops and before the node is destroyed, so it can flush and close files. Returns the exit status.
+    stops and before the node is destroyed, so it can flush and close files. ``threads`` > 1 spins a
+    MultiThreadedExecutor, for nodes whose long callbacks (IK, inference) must not delay short ones
+    (estop); such a node puts them in separate callback groups and guards shared state itself.
+    Returns the exit status.
     """
     apply_ros_defaults()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
     node = None
-    executor = SingleThreadedExecutor()
+    executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
+    failures: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        except BaseException as error:  # a callback raised: stop, and re-raise it in the main thread
+            failures.append(error)
+        finally:
+            stop.set()
+
     try:
         try:
             node = make_node()
@@ -139,18 +154,27 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
             print(f"[FATAL] cannot start: {error}", file=sys.stderr, flush=True)
             return 2
         executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            # A short timeout bounds how long a signal waits to be noticed.
-            executor.spin_once(timeout_sec=0.1)
+        # The executor spins in a thread; the main thread only waits for a signal, so handlers run
+        # promptly and never inside a callback. (Spinning a MultiThreadedExecutor with spin_once from
+        # here leaves tasks behind that fail when the node is destroyed.)
+        spinner = threading.Thread(target=spin, name="executor", daemon=True)
+        spinner.start()
+        while not stop.wait(0.1):
+            pass
+        executor.shutdown()
+        spinner.join(timeout=10.0)
+        if failures:
+            raise failures[0]
         return 0
     finally:
+        # The executor is shut down first (a no-op if it already is), so close() and destroy_node()
+        # never race a callback.
+        executor.shutdown()
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
                 close()
-            executor.remove_node(node)
             node.destroy_node()
-        executor.shutdown()
         rclpy.try_shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

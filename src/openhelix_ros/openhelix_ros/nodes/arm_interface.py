@@ -19,9 +19,11 @@ rejected with a log line saying why; the node keeps running.
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
@@ -99,6 +101,10 @@ class ArmInterface(Node):
         self._safety = SafetyFilter(WorkspaceBounds(tuple(p["workspace_low"]), tuple(p["workspace_high"])),
                                     VelocityLimits(p["max_linear_speed"], p["max_angular_speed"]))
 
+        # Planning (IK) runs in its own callback group on a second executor thread, so joint states,
+        # the estop and the control tick are never queued behind it; this lock guards what they share.
+        self._lock = threading.Lock()
+        self._estop_presses = 0  # counts presses, so a plan started before one is never published
         self._joints: np.ndarray | None = None  # newest joint positions, panda_joint1..7
         self._joints_stamp_ns = 0  # when they arrived (node clock)
         self._estop = False
@@ -109,10 +115,13 @@ class ArmInterface(Node):
 
         self._joint_trajectory_pub = self.create_publisher(JointTrajectory, graph.JOINT_TRAJECTORY, TRAJECTORY_QOS)
         self._target_pose_pub = self.create_publisher(PoseStamped, graph.TARGET_POSE, TRAJECTORY_QOS)
-        self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS)
-        self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_state, SENSOR_QOS)
-        self.create_subscription(Bool, graph.ESTOP, self._on_estop, ESTOP_QOS)
-        self.create_timer(1.0 / p["control_rate"], self._on_control_tick)
+        planning, realtime = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS,
+                                 callback_group=planning)
+        self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_state, SENSOR_QOS,
+                                 callback_group=realtime)
+        self.create_subscription(Bool, graph.ESTOP, self._on_estop, ESTOP_QOS, callback_group=realtime)
+        self.create_timer(1.0 / p["control_rate"], self._on_control_tick, callback_group=realtime)
         self.get_logger().info(
             f"arm_interface ready: base at {np.round(p['base_position'], 3).tolist()} in {self._world_frame}, "
             f"workspace {p['workspace_low']}..{p['workspace_high']}, limits {p['max_linear_speed']} m/s "
@@ -122,66 +131,75 @@ class ArmInterface(Node):
 
     def _on_joint_state(self, message: JointState) -> None:
         try:
-            self._joints = joint_positions_from_msg(message, JOINT_NAMES)
+            joints = joint_positions_from_msg(message, JOINT_NAMES)
         except ValueError as error:
             self.get_logger().error(f"joint_states dropped: {error}", throttle_duration_sec=5.0)
             return
-        self._joints_stamp_ns = self.get_clock().now().nanoseconds
+        with self._lock:
+            self._joints = joints
+            self._joints_stamp_ns = self.get_clock().now().nanoseconds
 
     def _on_estop(self, message: Bool) -> None:
         pressed = bool(message.data)
-        if pressed == self._estop:
-            return
-        self._estop = pressed
-        self._plan_times = None  # a trajectory interrupted by an estop is never resumed
+        with self._lock:
+            if pressed == self._estop:
+                return
+            self._estop = pressed
+            self._plan_times = None  # a trajectory interrupted by an estop is never resumed
+            self._estop_presses += pressed
+            self._hold = hold = None if not pressed or self._joints is None else self._joints.copy()
+            self._publish_hold()  # at once, not a control period later
         if pressed:
-            self._hold = None if self._joints is None else self._joints.copy()
-            if self._hold is None:
+            if hold is None:
                 self.get_logger().error("ESTOP pressed, but no joint_states received yet: cannot publish a hold; "
                                         "ignoring trajectories")
             else:
-                self.get_logger().warning(f"ESTOP pressed: holding joints {np.round(self._hold, 3).tolist()}, "
+                self.get_logger().warning(f"ESTOP pressed: holding joints {np.round(hold, 3).tolist()}, "
                                           f"ignoring trajectories")
-                self._publish_hold()
         else:
-            self._hold = None
             self.get_logger().warning("ESTOP released: waiting for a new trajectory")
 
     def _on_trajectory(self, message: EETrajectory) -> None:
         label = f"trajectory {message.sequence}"
-        if self._estop:
+        with self._lock:
+            estop, presses = self._estop, self._estop_presses
+            joints, joints_stamp_ns = self._joints, self._joints_stamp_ns
+        if estop:
             self.get_logger().warning(f"{label} ignored: ESTOP is pressed", throttle_duration_sec=1.0)
             return
         try:
-            plan = self._plan(message)
+            joints, times, base_poses, safety = self._plan(message, joints, joints_stamp_ns)
         except ValueError as error:  # bad input or unreachable: say why, drop it, keep the last plan
             self.get_logger().error(f"{label} rejected: {error}")
             return
-        joints, times, base_poses, safety = plan
         if safety.modified:
             self.get_logger().warning(f"{label} adjusted by the safety filter: {safety.summary()}")
-        now = self.get_clock().now()
         command = JointTrajectory(joint_names=list(JOINT_NAMES))
-        command.header.stamp = now.to_msg()
         command.points = [JointTrajectoryPoint(positions=q.tolist(), time_from_start=seconds_to_duration(t))
                           for q, t in zip(joints, times, strict=True)]
-        self._joint_trajectory_pub.publish(command)
-        self._plan_start_ns, self._plan_times, self._plan_poses = now.nanoseconds, times, base_poses
+        with self._lock:
+            # Publishing under the lock: an estop arriving now waits until this is out, then holds.
+            if self._estop or self._estop_presses != presses:
+                self.get_logger().warning(f"{label} dropped: ESTOP pressed while it was being planned")
+                return
+            now = self.get_clock().now()
+            command.header.stamp = now.to_msg()
+            self._joint_trajectory_pub.publish(command)
+            self._plan_start_ns, self._plan_times, self._plan_poses = now.nanoseconds, times, base_poses
         self._on_control_tick()  # the first target now, not a control period later
 
     # ----- the core path, ROS types only at its edges --------------------------------------------------
 
-    def _plan(self, message: EETrajectory):
+    def _plan(self, message: EETrajectory, current: np.ndarray | None, current_stamp_ns: int):
         trajectory = trajectory_from_msg(message)  # ValueError on NaN, empty, mismatched lengths
         if trajectory.frame_id != self._world_frame:
             raise ValueError(f"poses are in frame {trajectory.frame_id!r}, expected {self._world_frame!r}")
-        if self._joints is None:
+        if current is None:
             raise ValueError("no joint_states received yet: IK needs the current joints")
-        age_ns = self.get_clock().now().nanoseconds - self._joints_stamp_ns
+        age_ns = self.get_clock().now().nanoseconds - current_stamp_ns
         if age_ns > self._joint_state_timeout_ns:
             raise ValueError(f"newest joint_states is {age_ns * 1e-9:.2f} s old (limit "
                              f"{self._joint_state_timeout_ns * 1e-9:.2f} s)")
-        current = self._joints.copy()
         start_position, start_quaternion = matrix_to_pose(self._kinematics.forward(current))
         safety = self._safety.apply(trajectory.positions, trajectory.quaternions, trajectory.period,
                                     start_position, start_quaternion)
@@ -200,6 +218,7 @@ class ArmInterface(Node):
     # ----- outputs ------------------------------------------------------------------------------------
 
     def _publish_hold(self) -> None:
+        """Publish the hold; call with the lock held."""
         if self._hold is None:
             return
         now = self.get_clock().now()
@@ -213,21 +232,23 @@ class ArmInterface(Node):
         self._target_pose_pub.publish(pose_stamped_to_msg(position, quaternion, self._base_frame, now.nanoseconds))
 
     def _on_control_tick(self) -> None:
-        if self._estop:
-            self._publish_hold()
-            return
-        if self._plan_times is None:
-            return
-        now = self.get_clock().now()
-        elapsed = (now.nanoseconds - self._plan_start_ns) * 1e-9
-        # The waypoint due next: the first whose time has not passed yet, else the last (held).
-        index = min(int(np.searchsorted(self._plan_times, elapsed, side="left")), len(self._plan_times) - 1)
-        position, quaternion = self._plan_poses[index]
-        self._target_pose_pub.publish(pose_stamped_to_msg(position, quaternion, self._base_frame, now.nanoseconds))
+        with self._lock:
+            if self._estop:
+                self._publish_hold()
+                return
+            if self._plan_times is None:
+                return
+            now = self.get_clock().now()
+            elapsed = (now.nanoseconds - self._plan_start_ns) * 1e-9
+            # The waypoint due next: the first whose time has not passed yet, else the last (held).
+            index = min(int(np.searchsorted(self._plan_times, elapsed, side="left")), len(self._plan_times) - 1)
+            position, quaternion = self._plan_poses[index]
+            self._target_pose_pub.publish(pose_stamped_to_msg(position, quaternion, self._base_frame,
+                                                              now.nanoseconds))
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(ArmInterface, args if args is not None else sys.argv)
+    return run_node(ArmInterface, args if args is not None else sys.argv, threads=2)
 
 
 if __name__ == "__main__":
