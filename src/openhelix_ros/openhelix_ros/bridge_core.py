@@ -17,8 +17,9 @@ CALVIN's robot_obs and absolute actions.
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -286,8 +287,11 @@ class TrajectoryFollower:
 class BridgeCore:
     """The simulator behind the bridge: observations, actions, resets and the task oracle."""
 
-    def __init__(self, config: BridgeConfig | None = None, env=None):
+    def __init__(self, config: BridgeConfig | None = None, env=None, clock: Callable[[], int] = time.time_ns):
+        """``env``: an already made simulator (default: ``make_env`` from the config). ``clock``: integer
+        nanoseconds for realtime stamps (the node passes its ROS clock)."""
         self.config = config or BridgeConfig()
+        self.clock = clock
         self.config.validate()
         if env is None:
             options = dict(self.config.env_options)
@@ -309,7 +313,7 @@ class BridgeCore:
         self._hold: tuple[np.ndarray, np.ndarray, float] | None = None
         self.current: StepObservation | None = None
         # Ticks start at 1: a zero stamp conventionally means "not stamped" in ROS.
-        self._observe(self.env.reset(seed=self.config.seed), stamp_ns=None)
+        self._observe(self.env.reset(seed=self.config.seed))
 
     # -------------------------------------------------------------------------------- clock
     def lockstep_stamp_ns(self, tick: int) -> int:
@@ -320,10 +324,13 @@ class BridgeCore:
         return round(stamp_ns * 1e-9 * self.config.control_rate)
 
     # -------------------------------------------------------------------------------- observations
-    def _observe(self, obs: dict, stamp_ns: int | None) -> StepObservation:
-        """Turn the simulator's observation into a StepObservation for a new tick, and remember its info."""
+    def _observe(self, obs: dict) -> StepObservation:
+        """Turn the simulator's observation into a StepObservation for a new tick, and remember its info.
+        Realtime stamps are taken now, after the simulator produced the observation."""
         self.tick += 1
-        if stamp_ns is None:
+        if self.config.clock_mode == "realtime":
+            stamp_ns = int(self.clock())
+        else:
             stamp_ns = self.lockstep_stamp_ns(self.tick)
         robot_obs = np.asarray(obs["robot_obs"], dtype=np.float64).copy()
         scene_obs = np.asarray(obs["scene_obs"], dtype=np.float64).copy()
@@ -366,12 +373,8 @@ class BridgeCore:
         return waypoint_to_action(trajectory.positions[index], trajectory.quaternions[index],
                                   float(trajectory.gripper[index]))
 
-    def step_env(self, action: tuple[np.ndarray, np.ndarray, float] | None,
-                 stamp_ns: int | None = None) -> StepObservation:
-        """Advance the simulator one control step with ``action`` (None: hold) and observe.
-
-        ``stamp_ns``: the new observation's stamp in realtime mode; in lockstep it is the next tick's.
-        """
+    def step_env(self, action: tuple[np.ndarray, np.ndarray, float] | None) -> StepObservation:
+        """Advance the simulator one control step with ``action`` (None: hold) and observe."""
         if action is None:
             action = self.hold_action()
         else:
@@ -379,7 +382,7 @@ class BridgeCore:
                           np.asarray(action[1], dtype=np.float64).copy(), float(action[2]))
         obs, _, _, _ = self.env.step(action)
         self.step += 1
-        return self._observe(obs, stamp_ns if self.config.clock_mode == "realtime" else None)
+        return self._observe(obs)
 
     def lockstep_step(self) -> StepObservation | None:
         """One lockstep step with the current plan's next waypoint; None (nothing done) if a plan is needed."""
@@ -388,16 +391,16 @@ class BridgeCore:
             return None
         return self.step_env(self.action_for_waypoint(index))
 
-    def realtime_step(self, now_ns: int, stamp_ns: int | None = None) -> tuple[StepObservation, int | None]:
-        """One realtime step: the waypoint due at ``now_ns`` (or hold), observation stamped ``stamp_ns``
-        (default ``now_ns``). Returns the observation and the waypoint index used (None: held)."""
-        index = self.follower.waypoint_due(now_ns)
+    def realtime_step(self, now_ns: int | None = None) -> tuple[StepObservation, int | None]:
+        """One realtime step with the waypoint due at ``now_ns`` (default: the clock now), or a hold.
+        Returns the observation and the waypoint index used (None: held)."""
+        index = self.follower.waypoint_due(self.clock() if now_ns is None else now_ns)
         action = self.action_for_waypoint(index) if index is not None else None
-        return self.step_env(action, stamp_ns if stamp_ns is not None else now_ns), index
+        return self.step_env(action), index
 
     # -------------------------------------------------------------------------------- services
     def reset(self, robot_obs: Sequence[float] = (), scene_obs: Sequence[float] = (),
-              seed: int | None = None, stamp_ns: int | None = None) -> StepObservation:
+              seed: int | None = None) -> StepObservation:
         """Reset the world (empty arrays: the default robot pose / a random valid scene from ``seed``).
 
         Raises ValueError naming a wrong length, a NaN or an impossible state; the world is then
@@ -409,7 +412,7 @@ class BridgeCore:
         self.follower.clear()
         self._hold = None
         self.step = 0
-        return self._observe(obs, stamp_ns if self.config.clock_mode == "realtime" else None)
+        return self._observe(obs)
 
     def start_info(self, stamp_ns: int, robot_obs: Sequence[float], scene_obs: Sequence[float]) -> dict:
         """The oracle's info for a state the bridge published (looked up by its stamp), or, for a state
