@@ -61,7 +61,7 @@ from openhelix_ros.evaluation_core import (
 from openhelix_ros.evaluation_core import CheckTasks as CheckCommand
 from openhelix_ros.evaluation_core import ResetScene as ResetCommand
 from openhelix_ros.evaluation_report import build_results, write_report
-from openhelix_ros.node_utils import LATENT_QOS, SENSOR_QOS, ParameterSpec, declare_parameters
+from openhelix_ros.node_utils import LATENT_QOS, ParameterSpec, declare_parameters
 
 PROGRESS_TOPIC = "evaluation/progress"
 RECENT_LATENTS = 100
@@ -90,6 +90,10 @@ PARAMETERS = (
 # volatile subscribers too.
 INSTRUCTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# In realtime every scene_state is a counted step, so none may be lost: reliable (as the bridge
+# publishes it), with room for a burst while a check is out. In lockstep they only trigger checks.
+SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
 # Progress is for people and logs: reliable, a small backlog, nothing replayed to late joiners.
 PROGRESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
@@ -123,9 +127,8 @@ class Evaluator(Node):
         io = ReentrantCallbackGroup()
         self._instruction_pub = self.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_QOS)
         self._progress_pub = self.create_publisher(EvaluationProgress, PROGRESS_TOPIC, PROGRESS_QOS)
-        # scene_state only triggers a check (the bridge's answer carries the authoritative state), so a
-        # best-effort subscription, which matches any publisher, loses nothing that matters.
-        self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SENSOR_QOS, callback_group=io)
+        self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS,
+                                 callback_group=io)
         self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_goal_latent, LATENT_QOS, callback_group=io)
         self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_COUNT_QOS,
                                  callback_group=io)
