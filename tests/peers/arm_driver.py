@@ -122,8 +122,15 @@ def main() -> int:
     trajectories.publish(line(np.tile([0.9 - start_position[0], 0.0, 0.0], (10, 1)), sequence=4))
     spin_until(lambda: count("out_of_bounds", 10) > 0, 10)
 
+    # The estop arrives while the node is busy failing IK on an unreachable trajectory: the hold must
+    # come out at once anyway, not after the planning.
     step["name"] = "estop_on"
+    trajectories.publish(line(np.tile(far, (20, 1)), period=0.5, sequence=8))
+    spin_for(0.05)
+    pressed_at = time.monotonic()
     estop.publish(Bool(data=True))
+    spin_until(lambda: count("estop_on", 1) >= 1, 10)
+    hold_latency = time.monotonic() - pressed_at
     spin_until(lambda: count("estop_on", 1) >= 3, 10)  # the hold, repeated at the control rate
 
     step["name"] = "during_estop"
@@ -136,16 +143,16 @@ def main() -> int:
 
     step["name"] = "after_estop"
     trajectories.publish(line(valid_offsets, sequence=6))
-    spin_until(lambda: count("after_estop", 10) > 0, 10)
+    spin_until(lambda: count("after_estop", 10) > 0, 20)  # may queue behind trajectory 8's IK
 
     step["name"] = "bad_joint_states"
     bad_joints["on"] = True
-    spin_for(0.3)
+    spin_for(1.0)  # well past the node's joint_state_timeout
     trajectories.publish(line(valid_offsets, sequence=7))  # stale joints now: must be rejected
     spin_for(1.0)
 
     with open(args.out, "w") as handle:
-        json.dump({"received": received, "start_position": start_position.tolist(),
+        json.dump({"received": received, "hold_latency": hold_latency, "start_position": start_position.tolist(),
                    "start_quaternion": start_quaternion.tolist(), "valid_offsets": valid_offsets.tolist()}, handle)
     node.destroy_node()
     rclpy.shutdown()
