@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from rosbags.rosbag2 import Reader
@@ -128,7 +129,11 @@ def test_signal_mid_stream_leaves_a_complete_bag(tmp_path, sig):
         assert len(got) >= 50, f"{topic}: only {len(got)} messages recorded before the signal"
     clouds = numbers("/rec/cloud", recorded["/rec/cloud"])
     assert clouds == sorted(clouds) and len(clouds) >= 50  # best effort: in order
-    assert all(len(m.data) == 500 * 16 for m in recorded["/rec/cloud"])
+    for cloud in recorded["/rec/cloud"][:20]:  # the bytes survive: x = i, y = 0..499, packed rgb 7, 7, 7
+        points = np.frombuffer(cloud.data, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+        assert len(points) == 500 and cloud.point_step == 16 and cloud.header.frame_id == "world"
+        assert np.all(points["x"] == cloud.header.stamp.sec) and np.array_equal(points["y"], np.arange(500))
+        assert np.all(points["rgb"] == 0x070707)
     assert numbers("/rec/latent", recorded["/rec/latent"]) == [1]  # transient local, got late
     assert list(recorded["/rec/latent"][0].latent) == [0.5] * 512
 
