@@ -289,3 +289,86 @@ def test_missing_bridge_fails_the_goal_with_a_clear_message(tmp_path):
         assert evaluator.poll() is None
     finally:
         assert stop(evaluator) == 0
+
+
+def test_interrupting_the_command_or_the_node_keeps_partial_results(tmp_path):
+    """Ctrl-C on `openhelix eval` cancels the goal; SIGINT on the evaluator mid-run ends the goal too.
+    Both leave results.json with the chains finished so far."""
+    bridge = start_peer("stand_in_bridge.py", "--namespace", "/interrupt")
+    evaluator = start_evaluator(tmp_path / "evaluator.log", f"runs_dir:={tmp_path}", namespace="/interrupt")
+    try:
+        cli = subprocess.Popen([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "200", "--episode-length",
+                                "40", "--run-name", "ctrl-c", "--namespace", "interrupt"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+        output = []
+        for line in cli.stdout:
+            output.append(line)
+            if line.startswith("chain 2/200"):
+                cli.send_signal(2)
+                break
+        rest, _ = cli.communicate(timeout=60)
+        assert cli.returncode == 130, "".join(output) + rest
+        assert "cancelling" in rest and "| chains |" in rest
+        results = json.loads((tmp_path / "ctrl-c" / "results.json").read_text())
+        assert results["status"] == "cancelled" and 2 <= results["num_sequences_done"] < 200
+
+        client = Client("/interrupt/run_evaluation")
+        try:
+            feedback: list = []
+            future = client.action.send_goal_async(
+                RunEvaluation.Goal(num_sequences=200, episode_length=40, run_name="sigint"),
+                feedback_callback=lambda m: feedback.append(m))
+            client.spin_until(lambda: len(feedback) >= 1, 30.0)
+            evaluator.send_signal(2)
+            result = future.result().get_result_async()
+            client.spin_until(result.done, 30.0)
+            assert result.result().status == GoalStatus.STATUS_ABORTED
+        finally:
+            client.close()
+        assert evaluator.wait(timeout=30) == 0
+        results = json.loads((tmp_path / "sigint" / "results.json").read_text())
+        assert results["status"] == "cancelled" and results["message"] == "node shut down"
+        assert results["num_sequences_done"] >= 1
+    finally:
+        stop(evaluator)
+        stop_peer(bridge)
+
+
+def _have_real_nodes() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(f"openhelix_ros.nodes.{name}") for name in ("calvin_bridge", "scripted_expert"))
+
+
+@pytest.mark.skipif(not _have_real_nodes(), reason="calvin_bridge / scripted_expert nodes not in this checkout")
+def test_real_bridge_and_scripted_expert(tmp_path):
+    """The whole evaluation path on the embedded simulator: the real bridge (lockstep, no rendering) and
+    the scripted expert as the policy. Chain 0 of seed 0 is one the expert completes."""
+    namespace = "/embedded"
+    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("bridge", "expert")}
+    base = [sys.executable, "-m"]
+    bridge = subprocess.Popen([*base, "openhelix_ros.nodes.calvin_bridge", "--ros-args", "-r", f"__ns:={namespace}",
+                               "-p", "render:=false", "-p", "clock_mode:=lockstep"],
+                              stdout=logs["bridge"], stderr=subprocess.STDOUT, env=dict(os.environ))
+    expert = subprocess.Popen([*base, "openhelix_ros.nodes.scripted_expert", "--ros-args", "-r",
+                               f"__ns:={namespace}"], stdout=logs["expert"], stderr=subprocess.STDOUT,
+                              env=dict(os.environ))
+    evaluator = start_evaluator(tmp_path / "evaluator.log", f"runs_dir:={tmp_path}", "service_timeout:=30.0",
+                                namespace=namespace)
+    try:
+        client = Client(f"{namespace}/run_evaluation")
+        try:
+            outcome = client.run(timeout=90.0, num_sequences=1, variant="standard", seed=0, run_name="embedded")
+        finally:
+            client.close()
+        assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED, (tmp_path / "evaluator.log").read_text()
+        results = json.loads((tmp_path / "embedded" / "results.json").read_text())
+        chain = results["chains"][0]
+        assert chain["tasks"] == sample_chains(1, 0)[0][1]
+        assert chain["completed"] == 5, chain
+        # Every subtask took real simulator steps, well inside CALVIN's budget.
+        assert all(0 < s["steps"] < 360 for s in chain["subtasks"])
+        assert results["timing"]["trajectories_without_latent"] > 0  # the expert uses no latent
+    finally:
+        for process in (evaluator, expert, bridge):
+            stop(process)

@@ -144,7 +144,8 @@ class Evaluator(Node):
 
     # -- goal handling -------------------------------------------------------------------------
     def config_from_goal(self, goal: RunEvaluation.Goal) -> EvaluationConfig:
-        return EvaluationConfig(num_sequences=int(goal.num_sequences), variant=goal.variant,
+        # An empty variant is a client that left the field at its default: CALVIN's standard protocol.
+        return EvaluationConfig(num_sequences=int(goal.num_sequences), variant=goal.variant or "standard",
                                 episode_length=int(goal.episode_length), seed=int(goal.seed),
                                 run_name=goal.run_name, clock_mode=self.params["clock_mode"],
                                 stall_timeout=float(self.get_parameter("stall_timeout").value)).validate()
