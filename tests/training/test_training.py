@@ -94,6 +94,14 @@ def test_cli_writes_checkpoints_metrics_and_resumes(tmp_path, small_calvin_dir, 
     assert (out / "checkpoints" / "step_0000002").is_dir()  # end of stage 1
     loaded = load_checkpoint(out)
     assert loaded.step == 5 and loaded.system1 is not None and loaded.system2 is not None
+    # the inference API end to end, as the nodes use it
+    from openhelix_training.data.calvin import CalvinDataset
+
+    sample = CalvinDataset(small_calvin_dir)[0]
+    latent = loaded.system2.encode(sample.image, sample.instruction)
+    traj = loaded.system1.predict(sample.observation, latent, sample.proprio)
+    assert traj.positions.shape == (20, 3) and np.all(np.isfinite(traj.positions))
+    assert np.array_equal(traj.positions, loaded.system1.predict(sample.observation, latent, sample.proprio).positions)
     # resume: continue to 7 steps from the newest checkpoint
     assert main(args[:-6] + ["--set", "training.stage2_steps=5", "--set", "training.log_every=1",
                              "--set", "training.progress=false", "--resume", "auto"]) == 0
@@ -131,3 +139,14 @@ def test_bf16_mixed_precision_steps(tmp_path, small_calvin_dir, fresh_accelerato
                  "training.mixed_precision=bf16")
     result = Trainer(cfg).run()
     assert all(np.isfinite(m["total"]) for m in result["history"])
+
+
+def test_training_is_reproducible_under_a_seed(tmp_path, small_calvin_dir):
+    states = []
+    for run in ("a", "b"):
+        cfg = config(tmp_path / run, small_calvin_dir, "training.stage1_steps=0", "training.stage2_steps=3")
+        trainer = Trainer(cfg)
+        trainer.run()
+        states.append({**trainer.s1.state_dict(), **{"s2." + k: v for k, v in trainer.s2.state_dict().items()}})
+    assert states[0].keys() == states[1].keys()
+    assert [k for k in states[0] if not torch.equal(states[0][k], states[1][k])] == []

@@ -56,6 +56,7 @@ DEFAULTS: dict = {
         "keep_checkpoints": 2,
         "resume": None,  # None | "auto" (newest in output_dir) | a checkpoint directory
         "num_workers": 0,
+        "num_threads": None,  # torch intra-op threads; 1 avoids oversubscribing a small shared CPU
         "progress": True,
         "tensorboard": True,  # used when the tensorboard package is installed
     },
@@ -220,6 +221,8 @@ class Trainer:
         self.out = Path(cfg["output_dir"])
         self.accelerator = Accelerator(mixed_precision=t["mixed_precision"],
                                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        if t.get("num_threads"):
+            torch.set_num_threads(int(t["num_threads"]))
         torch.manual_seed(cfg["seed"])
         np.random.seed(cfg["seed"])
         s1cfg = cfg["system1"]
