@@ -59,6 +59,25 @@ def latent_step_for_plan(step: int, latent_period_steps: int) -> int:
 # Inputs
 
 
+class RepeatLimiter:
+    """Decides when a node logs a recurring problem: a new text at once, the same text again only after
+    ``interval`` seconds. (rclpy's throttle is per call site, so it would hide a second, different
+    problem reported by the same line.)"""
+
+    def __init__(self, interval: float = 2.0, clock=time.monotonic) -> None:
+        self.interval = float(interval)
+        self._clock = clock
+        self._last: dict[str, tuple[str, float]] = {}
+
+    def should_log(self, key: str, text: str) -> bool:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and last[0] == text and now - last[1] < self.interval:
+            return False
+        self._last[key] = (text, now)
+        return True
+
+
 def check_instruction(text: str) -> str:
     """The instruction, stripped; ValueError when it is not a non-empty string."""
     if not isinstance(text, str):

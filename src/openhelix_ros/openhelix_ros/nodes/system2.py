@@ -36,6 +36,7 @@ from openhelix_ros.node_utils import LATENT_QOS, SENSOR_QOS, ParameterSpec, decl
 from openhelix_ros.system2_core import (
     CLOCK_MODES,
     SYSTEM2_CONFIGS,
+    RepeatLimiter,
     System2Core,
     check_instruction,
     encodes_step,
@@ -101,6 +102,7 @@ class System2Node(Node):
         self._sequence = 0
         self._stop = False
         self._said_waiting = False
+        self._repeats = RepeatLimiter(2.0)
 
         self._publisher = self.create_publisher(GoalLatent, graph.GOAL_LATENT, LATENT_QOS)
         self.create_subscription(Image, graph.STATIC_IMAGE, self._on_image, SENSOR_QOS)
@@ -120,22 +122,30 @@ class System2Node(Node):
         except ValueError as error:
             self.get_logger().error(f"instruction {message.sequence} dropped: {error}")
             return
+        instruction = (text, int(message.sequence))
         with self._lock:
-            self._instruction = (text, int(message.sequence))
+            changed = instruction != self._instruction
+            self._instruction = instruction
             self._lock.notify_all()
-        self.get_logger().info(f"instruction {message.sequence}: {text!r}")
+        if changed:  # senders may repeat an instruction so late joiners hear it: log news only
+            self.get_logger().info(f"instruction {message.sequence}: {text!r}")
+
+    def _drop(self, text: str) -> None:
+        """Log why an image was dropped: each new reason at once, a repeated one every 2 s at most."""
+        if self._repeats.should_log("image", text):
+            self.get_logger().error(text)
 
     def _on_image(self, message: Image) -> None:
         arrival = time.monotonic()
         stamp = stamp_to_ns(message.header.stamp)
         if message.encoding not in COLOUR_ENCODINGS:
-            self.get_logger().error(f"image dropped: encoding {message.encoding!r} is not colour "
-                                    f"(System 2 reads {', '.join(COLOUR_ENCODINGS)})", throttle_duration_sec=2.0)
+            self._drop(f"image dropped: encoding {message.encoding!r} is not colour "
+                       f"(System 2 reads {', '.join(COLOUR_ENCODINGS)})")
             return
         try:
             rgb = image_to_array(message)[..., :3]
         except ValueError as error:
-            self.get_logger().error(f"image dropped: {error}", throttle_duration_sec=2.0)
+            self._drop(f"image dropped: {error}")
             return
         with self._lock:
             if self._lockstep:

@@ -1,0 +1,196 @@
+"""The system1 node as a real process (tiny model) fed by other processes over DDS: trajectories with
+finite poses inside the workspace, stamped with their cloud and naming their latent, a MarkerArray, bad
+input logged and dropped with the node alive, the max_latent_age gate (latents stopping, and the
+system2 process killed and restarted), and the exact Asy(N) latent in lockstep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from support.processes import run_peer
+
+from openhelix_ros.safety import WorkspaceBounds
+
+STEP_NS = 1_000_000_000 / 30
+MAX_LATENT_AGE = 1.0
+
+
+def start_node(module: str, log, *params: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", f"openhelix_ros.nodes.{module}", "--ros-args", "-p", "model:=tiny",
+            "-p", "torch_threads:=1"]
+    for param in params:
+        args += ["-p", param]
+    return subprocess.Popen(args, stdout=log.open("a"), stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def stop_node(process: subprocess.Popen) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def run_scenario(directory, node_params: list[str], driver_args: list[str]):
+    log = directory / "system1.log"
+    node = start_node("system1", log, "num_inference_steps:=2", *node_params)
+    try:
+        out = directory / "received.json"
+        result = run_peer("system1_driver.py", "--out", str(out), *driver_args, timeout=150)
+        alive = node.poll() is None
+    finally:
+        code = stop_node(node)
+    text = log.read_text()
+    assert result.returncode == 0, f"driver failed:\n{result.stdout}{result.stderr}\nnode log:\n{text}"
+    assert alive, "system1 died during the scenario:\n" + text
+    assert code == 0, "system1 did not shut down cleanly:\n" + text
+    return json.loads(out.read_text()), text
+
+
+@pytest.fixture(scope="module")
+def realtime(tmp_path_factory):
+    return run_scenario(tmp_path_factory.mktemp("system1-realtime"),
+                        ["clock_mode:=realtime", "replan_rate:=10.0", f"max_latent_age:={MAX_LATENT_AGE}"],
+                        ["--mode", "realtime"])
+
+
+def test_trajectories_are_finite_inside_the_workspace_and_traceable(realtime):
+    data, _ = realtime
+    good = [t for t in data["trajectories"] if t["phase"] in ("normal", "after_bad", "resumed")]
+    assert len(good) >= 6
+    latents = {latent["sequence"]: latent for latent in data["latents"]}
+    clouds = set(data["clouds"])
+    for trajectory in good:
+        positions = np.array(trajectory["positions"])
+        assert positions.shape == (19, 3) and np.all(np.isfinite(positions))
+        assert np.all(WorkspaceBounds().contains(positions))
+        assert np.allclose(np.linalg.norm(trajectory["quaternions"], axis=1), 1)
+        assert set(trajectory["gripper"]) <= {-1.0, 1.0}
+        assert trajectory["frame"] == "world" and trajectory["period"] == pytest.approx(1 / 30, abs=1e-9)
+        assert trajectory["stamp"] in clouds  # stamped with the cloud it planned from
+        latent = latents[trajectory["latent_sequence"]]  # names a latent that was sent...
+        assert trajectory["latent_stamp"] == latent["stamp"]  # ...with that latent's header stamp
+        # realtime: the newest latent, which may encode an image a little newer than the cloud planned
+        assert abs(trajectory["stamp"] - latent["observation_stamp"]) < MAX_LATENT_AGE * 1e9
+        assert 0 < trajectory["inference_time"] < 10
+    sequences = [t["sequence"] for t in data["trajectories"]]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+
+
+def test_a_marker_array_shows_the_predicted_waypoints(realtime):
+    data, _ = realtime
+    assert data["markers"]
+    markers = data["markers"][-1]["markers"]
+    assert [m["type"] for m in markers] == [4, 7]  # LINE_STRIP, SPHERE_LIST
+    assert all(m["frame"] == "world" and m["points"] == 19 for m in markers)
+    assert markers[0]["stamp"] in set(data["clouds"])
+
+
+def test_bad_input_is_logged_and_dropped_while_the_node_stays_alive(realtime):
+    data, log = realtime
+    assert "points dropped: PointCloud2 lacks field(s) x" in log
+    assert "points dropped: PointCloud2 has no rgb field" in log
+    assert "points dropped: PointCloud2 has no finite point (10 NaN or infinite dropped)" in log
+    assert "ee_pose dropped: pose is in frame 'camera', expected 'world'" in log
+    assert "goal_latent 9999 dropped: latent size mismatch: System 1 (tiny) is conditioned on 32-D" in log
+    assert "goal_latent 9998 dropped: goal latent has 32 NaN or infinite values" in log
+    assert not [t for t in data["trajectories"] if t["latent_sequence"] in (9998, 9999)]
+    assert len([t for t in data["trajectories"] if t["phase"] == "after_bad"]) >= 3  # still answering
+
+
+def test_stale_latents_stop_the_arm_and_fresh_ones_resume_it(realtime):
+    data, log = realtime
+    stale = [t for t in data["trajectories"] if t["phase"] == "stale"]
+    # Within max_latent_age of the last latent trajectories may still come (the newest latent is up to
+    # 0.2 s old when latents stop); past it, none. 0.5 s covers delivery and the plan in flight.
+    late = [t["arrival"] - data["stale_start"] for t in stale
+            if t["arrival"] > data["stale_start"] + MAX_LATENT_AGE + 0.5]
+    assert not late, f"trajectories {late} s after the latents stopped"
+    assert any(t["phase"] == "resumed" for t in data["trajectories"])
+    assert "stopped moving the arm (no trajectory published): goal latent is" in log
+    assert "over max_latent_age 1.000 s" in log
+    assert "moving the arm again" in log
+    assert log.count("stopped moving the arm") == 2  # once before the first latent, once when stale
+
+
+def test_lockstep_uses_the_exact_asy_n_latent_waiting_for_it(tmp_path):
+    data, log = run_scenario(tmp_path, ["clock_mode:=lockstep", "latent_period_steps:=2", "max_latent_age:=10.0",
+                                        "latent_wait_timeout:=20.0"], ["--mode", "lockstep"])
+    latents = {latent["sequence"]: latent for latent in data["latents"]}
+    by_step = {}
+    for trajectory in data["trajectories"]:
+        step = round(trajectory["stamp"] / STEP_NS)
+        by_step[step] = round(latents[trajectory["latent_sequence"]]["observation_stamp"] / STEP_NS)
+    # Asy(2): step t uses the latent of step max(0, (t // 2 - 1) * 2).
+    assert by_step == {0: 0, 1: 0, 2: 0, 3: 0, 4: 2, 5: 2, 6: 4}
+    step4 = next(t for t in data["trajectories"] if round(t["stamp"] / STEP_NS) == 4)
+    assert step4["arrival"] - data["observation_time"]["4"] > 0.9  # it waited for the held-back latent
+    assert "waiting for the latent of step 2 (planning step 4, Asy(2)): waited" in log
+    assert "not exact" not in log
+
+
+def test_killing_system2_stops_the_arm_and_restarting_it_resumes(tmp_path):
+    """The issue's check with the real nodes: camera -> system2 -> system1, system2 killed and restarted."""
+    system1_log, system2_log = tmp_path / "system1.log", tmp_path / "system2.log"
+    system1 = start_node("system1", system1_log, "num_inference_steps:=2", "replan_rate:=10.0",
+                         f"max_latent_age:={MAX_LATENT_AGE}")
+    system2 = start_node("system2", system2_log, "rate:=5.0")
+    feeder = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "..", "peers",
+                                                            "graph_feeder.py")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    arrivals: list[tuple[float, int]] = []  # (monotonic time, latent_sequence) of each trajectory
+    output: list[str] = []
+
+    def read():
+        for line in feeder.stdout:
+            output.append(line)
+            if line.startswith("TRAJ "):
+                arrivals.append((time.monotonic(), int(line.split()[2])))
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def wait_for(predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+    def logs() -> str:
+        return (f"feeder:\n{''.join(output)}\nsystem1:\n{system1_log.read_text()}\n"
+                f"system2:\n{system2_log.read_text()}")
+
+    try:
+        assert wait_for(lambda: len(arrivals) >= 3, 90), "no trajectories from the running graph\n" + logs()
+        system2.send_signal(signal.SIGKILL)  # no goodbye: the latent stream just ends
+        system2.wait()
+        killed = time.monotonic()
+        time.sleep(MAX_LATENT_AGE + 1.5)
+        late = [t - killed for t, _ in arrivals if t > killed + MAX_LATENT_AGE + 0.5]
+        assert not late, f"trajectories {late} s after system2 was killed\n" + logs()
+        last_sequence = max(sequence for _, sequence in arrivals)
+        restarted = time.monotonic()
+        system2 = start_node("system2", system2_log, "rate:=5.0")
+        # A new System 2 numbers its latents from 1 again; trajectories after the restart use them.
+        assert wait_for(lambda: any(t > restarted for t, _ in arrivals), 90), "no resume\n" + logs()
+        assert system1.poll() is None
+        assert last_sequence >= 1
+    finally:
+        stop_node(feeder)
+        stop_node(system2)
+        assert stop_node(system1) == 0
+    text = system1_log.read_text()
+    assert "stopped moving the arm (no trajectory published): goal latent is" in text
+    assert "moving the arm again" in text
