@@ -1,12 +1,7 @@
-"""What does the <ACT> latent carry? The analysis of the OpenHelix paper's Figure 5, as a library.
-
-The paper reads the hidden state at <ACT> through the language model's own output head: the words it is
-closest to, and how its probability splits between spatial words ("left", "right", ...), frame by frame
-while a block moves. Its finding: the latent summarises the instruction and barely follows the scene.
-This module measures the same for any System 2 (a configuration or a trained checkpoint), plus one
-number the figure only suggests: how much the latent moves across frames compared with how much it moves
-across instructions (``scene_to_instruction_ratio``; near 0 means the image is ignored).
-"""
+"""What the <ACT> latent carries (the OpenHelix paper's Figure 5 analysis): read the hidden state at
+<ACT> through the language model's head (top words, and the distribution over spatial words), and measure
+how far the goal latent moves across frames of one scene versus across instructions on one image.
+`openhelix latent-probe` (openhelix_ros) drives it on a CALVIN-D scene."""
 
 from __future__ import annotations
 
@@ -15,80 +10,85 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-SPATIAL_WORDS = ("left", "right", "up", "down", "forward", "backward", "front", "behind")
+SPATIAL_WORDS = ("left", "right", "forward", "backward", "up", "down", "front", "back", "top", "bottom")
 
 
 @dataclass
-class FrameProbe:
-    """The reading of one frame: top words with their probabilities, the distribution over the spatial
-    words (renormalised among them), and the goal latent itself."""
+class ProbeFrame:
+    """One probe: the projected goal latent, the hidden state at <ACT>, the head's top words with their
+    probabilities, and the probability of each spatial word renormalised over the spatial words."""
 
     step: int
-    top_words: list[tuple[str, float]]
-    spatial: dict[str, float]
-    latent: np.ndarray = field(repr=False)
+    latent: np.ndarray
+    act_hidden: np.ndarray
+    top_words: list[tuple[str, float]] = field(default_factory=list)
+    spatial: dict[str, float] = field(default_factory=dict)
 
 
-def _word_token_ids(tokenizer, words: tuple[str, ...]) -> dict[str, int]:
-    """The first token of each word as it appears mid-sentence (with a leading space)."""
+def _word_ids(system2, words) -> dict[str, int]:
+    """The first token of " word" per word (a word split into several tokens is read by its first)."""
     ids = {}
-    for word in words:
-        tokens = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-        if tokens:
-            ids[word] = tokens[0]
+    for w in words:
+        toks = system2.tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+        toks = [t for t in toks if t < system2.vocab_size]
+        if toks:
+            ids[w] = toks[0]
     return ids
 
 
-def _token_text(tokenizer, token_id: int) -> str:
-    text = tokenizer.decode([token_id])
-    return text.strip() or repr(text)  # whitespace tokens (newline, space) shown as '\\n', ' '
-
-
-
-@torch.inference_mode()
-def probe_frames(system2, images: list[np.ndarray], instruction: str, steps: list[int] | None = None,
-                 top_k: int = 10, spatial_words: tuple[str, ...] = SPATIAL_WORDS) -> list[FrameProbe]:
-    """Read the <ACT> hidden state of each (image, instruction) through the LM head."""
+def read_act(system2, image, instruction: str) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """(latent, hidden state at <ACT>, probabilities of the LM head over the vocabulary) for one input."""
+    was_training = system2.training
     system2.eval()
-    lm_head = system2.mllm.lm_head
-    vocabulary = min(system2.vocab_size, lm_head.weight.shape[0])
-    spatial_ids = _word_token_ids(system2.tokenizer, spatial_words)
-    spatial_ids = {w: i for w, i in spatial_ids.items() if i < vocabulary}
+    try:
+        with torch.inference_mode():
+            px = system2.preprocess_images(image) if system2.config.use_image else None
+            out = system2(px, [instruction], use_prefix_cache=True)
+            hidden = out["act_hidden"][0]
+            logits = system2.mllm.lm_head(hidden.to(system2.mllm.lm_head.weight.dtype)).float()
+            probs = torch.softmax(logits[: system2.vocab_size], dim=-1)
+    finally:
+        if was_training:
+            system2.train()
+    return out["latent"][0].float().cpu().numpy(), hidden.float().cpu().numpy(), probs.cpu()
+
+
+def probe_frames(system2, images, instruction: str, steps=None, top_k: int = 10,
+                 spatial_words=SPATIAL_WORDS) -> list[ProbeFrame]:
+    """One ProbeFrame per image (steps label them; default 0, 1, ...)."""
+    steps = list(range(len(images))) if steps is None else list(steps)
+    if len(steps) != len(images):
+        raise ValueError(f"{len(images)} images but {len(steps)} steps")
+    word_ids = _word_ids(system2, spatial_words)
     frames = []
-    for index, image in enumerate(images):
-        pixels = system2.preprocess_images(image) if system2.config.use_image else None
-        out = system2.forward(pixels, [instruction])
-        hidden = out["act_hidden"][0].to(lm_head.weight.dtype)
-        logits = lm_head(hidden).float()[:vocabulary]
-        probabilities = torch.softmax(logits, dim=-1)
-        top = torch.topk(probabilities, k=min(top_k, vocabulary))
-        spatial_logits = torch.tensor([logits[i] for i in spatial_ids.values()])
-        spatial = torch.softmax(spatial_logits, dim=-1).tolist() if len(spatial_ids) else []
-        frames.append(FrameProbe(
-            step=steps[index] if steps else index,
-            top_words=[(_token_text(system2.tokenizer, int(i)), float(p)) for p, i in zip(top.values, top.indices, strict=True)],
-            spatial=dict(zip(spatial_ids, spatial, strict=True)),
-            latent=out["latent"][0].float().cpu().numpy()))
+    for step, image in zip(steps, images, strict=True):
+        latent, hidden, probs = read_act(system2, image, instruction)
+        top = torch.topk(probs, min(top_k, probs.numel()))
+        words = [(system2.tokenizer.decode([int(i)]).strip(), round(float(p), 6))
+                 for p, i in zip(top.values, top.indices, strict=True)]
+        sp = {w: float(probs[i]) for w, i in word_ids.items()}
+        total = sum(sp.values())
+        spatial = {w: (v / total if total > 0 else 0.0) for w, v in sp.items()}
+        frames.append(ProbeFrame(step=int(step), latent=latent, act_hidden=hidden, top_words=words, spatial=spatial))
     return frames
 
 
-@torch.inference_mode()
-def latent_sensitivity(system2, frame_latents: list[np.ndarray], image: np.ndarray,
-                       instructions: list[str]) -> dict:
-    """How far the latent moves across frames (same instruction) versus across instructions (same
-    image). Distances are mean pairwise L2; cosine similarities are to the first frame."""
-    if len(frame_latents) < 2 or len(instructions) < 2:
-        raise ValueError("need at least two frames and two instructions")
-    frames = np.stack(frame_latents)
-    across = np.stack([system2.encode(image, text).numpy() for text in instructions])
+def _mean_pairwise(x: np.ndarray) -> float:
+    if len(x) < 2:
+        return 0.0
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    return float(d[np.triu_indices(len(x), 1)].mean())
 
-    def mean_pairwise(x: np.ndarray) -> float:
-        d = np.linalg.norm(x[:, None] - x[None], axis=-1)
-        return float(d[np.triu_indices(len(x), 1)].mean())
 
-    first = frames[0] / (np.linalg.norm(frames[0]) + 1e-12)
-    cosine = (frames @ first) / (np.linalg.norm(frames, axis=1) + 1e-12)
-    scene, language = mean_pairwise(frames), mean_pairwise(across)
-    return {"scene_distance": scene, "instruction_distance": language,
-            "scene_to_instruction_ratio": scene / language if language > 0 else float("inf"),
-            "cosine_to_first_frame": cosine.tolist()}
+def latent_sensitivity(system2, frame_latents, image, instructions) -> dict:
+    """How far the latent moves over frames (one instruction) compared with over instructions (one
+    image): mean pairwise L2 distances and their ratio (near 0: the latent ignores the scene), plus the
+    cosine similarity of each frame's latent to the first frame's."""
+    frames = np.stack([np.asarray(x, np.float64) for x in frame_latents])
+    across = np.stack([read_act(system2, image, text)[0].astype(np.float64) for text in instructions])
+    scene, instr = _mean_pairwise(frames), _mean_pairwise(across)
+    first = frames[0] / max(np.linalg.norm(frames[0]), 1e-12)
+    cos = [float(f @ first / max(np.linalg.norm(f), 1e-12)) for f in frames]
+    return {"scene_distance": scene, "instruction_distance": instr,
+            "scene_to_instruction_ratio": scene / instr if instr > 0 else float("inf"),
+            "cosine_to_first_frame": cos}
