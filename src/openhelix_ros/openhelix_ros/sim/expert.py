@@ -24,6 +24,8 @@ from openhelix_ros.sim.tasks import check_task_names
 OPEN, CLOSE = 1.0, -1.0
 NEUTRAL_YAW = math.pi / 2  # hand yaw of the neutral pose; yaws near it keep joint 7 far from its limits
 SAFE_HEIGHT = 0.24
+CABINET_CLEAR_HEIGHT = 0.37  # TCP height at which a hand (and a block it holds) clears the door and knob
+HOLDING_TASKS = ("place_in_slider", "place_in_drawer", "stack_block")
 FINGERTIP_BELOW_TCP = 0.012  # the fingertips reach this far below the TCP (panda_grasptarget)
 FAST, SLOW, PUSH = 0.022, 0.012, 0.008  # metres per 30 Hz step
 
@@ -35,6 +37,7 @@ class View:
     tcp: np.ndarray
     tcp_yaw: float
     gripper_width: float
+    gripper_action: float
     door: float
     drawer: float
     switch: float
@@ -45,8 +48,8 @@ class View:
         robot, scene = np.asarray(obs["robot_obs"]), np.asarray(obs["scene_obs"])
         blocks = {name: (scene[6 + 6 * i:9 + 6 * i].copy(), float(scene[11 + 6 * i]))
                   for i, name in enumerate(sc.BLOCK_NAMES)}
-        return cls(robot[:3].copy(), float(robot[5]), float(robot[6]), float(scene[0]), float(scene[1]),
-                   float(scene[3]), blocks)
+        return cls(robot[:3].copy(), float(robot[5]), float(robot[6]), float(robot[14]), float(scene[0]),
+                   float(scene[1]), float(scene[3]), blocks)
 
 
 Target = Callable[[View], np.ndarray]
@@ -179,6 +182,34 @@ class ScriptedExpert:
 
     # ------------------------------------------------------------------------------------ planning
     def _make_plan(self, task: str, view: View) -> list[Waypoint]:
+        return self._prelude(task, view) + self._task_plan(task, view)
+
+    def _prelude(self, task: str, view: View) -> list[Waypoint]:
+        """Leave the previous subtask's end pose safely. A subtask can be judged complete while the hand
+        still touches things (a rotated block still between the fingers, fingers against the door's
+        knob), so: let go of a block unless this task needs it held, and rise straight up out of the
+        cabinet before moving anywhere else."""
+        waypoints = []
+        gripper = CLOSE if task in HOLDING_TASKS else view.gripper_action
+        if task not in HOLDING_TASKS and held_block(view) is not None:
+            here = view.tcp.copy()
+            waypoints.append(Waypoint(_fixed(here), self._yaw, OPEN, tolerance=1.0, settle=6, timeout=8))
+            # Up and clear of the block before the fingers may close again.
+            waypoints.append(Waypoint(_fixed(here + [0, 0, 0.08]), self._yaw, OPEN, speed=SLOW, tolerance=0.02,
+                                      timeout=30))
+            gripper = OPEN
+        if view.tcp[1] > -0.03:
+            if view.tcp[2] < CABINET_CLEAR_HEIGHT - 0.01:
+                up = np.array([view.tcp[0], view.tcp[1], CABINET_CLEAR_HEIGHT])
+                waypoints.append(Waypoint(_fixed(up), self._yaw, gripper, speed=SLOW, tolerance=0.02, timeout=45))
+            if not (task.endswith("_slider") or task.startswith("move_slider")):
+                # Out in front of the cabinet at that height, so that no straight move towards the desk
+                # passes through the door.
+                out = np.array([view.tcp[0], -0.08, CABINET_CLEAR_HEIGHT])
+                waypoints.append(Waypoint(_fixed(out), self._yaw, gripper, tolerance=0.03, timeout=45))
+        return waypoints
+
+    def _task_plan(self, task: str, view: View) -> list[Waypoint]:
         parts = task.split("_")
         if task.startswith(("lift_", "rotate_", "push_")) and "block" in parts and task != "push_into_drawer":
             name = f"block_{parts[1]}"
@@ -193,8 +224,7 @@ class ScriptedExpert:
             "open_drawer": lambda: self._drawer(view, opening=True),
             "close_drawer": lambda: self._drawer(view, opening=False),
             # Carried high: the block hanging below the hand must clear the door (0.29 m with its knob).
-            "place_in_slider": lambda: self._place(view, self._slider_drop(view), yaw=self._yaw_along_x(),
-                                                   carry_height=0.37),
+            "place_in_slider": lambda: self._place_in_slider(view),
             "place_in_drawer": lambda: self._place(view, self._drawer_drop(), yaw=self._yaw_along_x()),
             "push_into_drawer": lambda: self._into_drawer(view),
             "stack_block": lambda: self._stack(view),
@@ -216,7 +246,10 @@ class ScriptedExpert:
         yaw = grasp_yaw(name, block_yaw, yaw_centre)
         support = _support_top(position, name)
         z_grasp = grasp_height(name, support)
-        hover = max(position[2] + 0.10, SAFE_HEIGHT if support > 0.02 or support < -0.02 else 0.12)
+        if position[1] > sc.SHELF_Y[0] - 0.02:  # on the shelf: come down from above the door's height
+            hover = CABINET_CLEAR_HEIGHT
+        else:
+            hover = max(position[2] + 0.10, SAFE_HEIGHT if support < -0.02 else 0.12)
 
         def above(v: View) -> np.ndarray:
             p = v.blocks[name][0]
@@ -235,7 +268,10 @@ class ScriptedExpert:
         ], yaw
 
     def _lift(self, view: View, name: str) -> list[Waypoint]:
+        position = view.blocks[name][0]
+        clear_door = self._clear_door_for(view, position[0]) if position[1] > sc.SHELF_Y[0] - 0.02 else []
         waypoints, yaw = self._grasp(view, name)
+        waypoints = clear_door + waypoints
         z = view.blocks[name][0][2] + 0.14
         return waypoints + [Waypoint(lambda v: np.array([v.tcp[0], v.tcp[1], z]), yaw, CLOSE, speed=SLOW,
                                      tolerance=0.01, timeout=60)]
@@ -252,13 +288,16 @@ class ScriptedExpert:
             return np.array([*hold["xy"], z_grasp + 0.02])
 
         def down(v: View) -> np.ndarray:
-            return np.array([*hold.get("xy", v.tcp[:2]), z_grasp + 0.002])
+            return np.array([*hold.get("xy", v.tcp[:2]), z_grasp + 0.006])
 
         return waypoints + [
             Waypoint(lifted, yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=30),
             Waypoint(lifted, yaw + turn, CLOSE, speed=SLOW, tolerance=0.01, settle=3, timeout=40),
-            Waypoint(down, yaw + turn, CLOSE, speed=SLOW, tolerance=0.008, timeout=30),
-            Waypoint(down, yaw + turn, OPEN, speed=SLOW, tolerance=0.02, settle=8, timeout=20),
+            Waypoint(down, yaw + turn, CLOSE, speed=SLOW, tolerance=0.006, timeout=30),
+            # Let go a few millimetres above the desk: the oracle then sees the block resting on the desk
+            # only once the fingers are off it, so the next subtask does not start with the robot
+            # touching it (which e.g. push_into_drawer forbids).
+            Waypoint(down, yaw + turn, OPEN, speed=SLOW, tolerance=0.03, settle=8, timeout=20),
             self._rise(view, yaw + turn, OPEN, height=z_grasp + 0.12),
         ]
 
@@ -285,7 +324,29 @@ class ScriptedExpert:
             self._rise(view, yaw, CLOSE, height=0.12),
         ]
 
-    def _slide_door(self, view: View, direction: int) -> list[Waypoint]:
+    @staticmethod
+    def _door_span(door: float) -> tuple[float, float]:
+        centre = sc.DOOR_WIDTH / 2 - door
+        return centre - sc.DOOR_WIDTH / 2, centre + sc.DOOR_WIDTH / 2
+
+    def _door_blocks_reach(self, door: float, x: float) -> bool:
+        """Whether the door stands where the forearm crosses the door's plane on its way to a hand low
+        on the shelf at ``x`` (the arm comes from the base at x = 0, so it crosses at about 0.85 x)."""
+        if sc.DOOR_KNOB_Z[1] < 0.19:  # a low door: the forearm crosses above it (measured ~0.19 m+)
+            return False
+        low, high = self._door_span(door)
+        crossing = 0.85 * x
+        return low - 0.05 < crossing < high + 0.05
+
+    def _clear_door_for(self, view: View, x: float) -> list[Waypoint]:
+        """Push the door out of the way of a reach to the shelf at ``x``, if it is in the way (a
+        previous "move slider" may have left it half-way: the oracle is satisfied after 15 cm)."""
+        if not self._door_blocks_reach(view.door, x):
+            return []
+        direction = -1 if x > 0 else +1  # door to the left (joint up) for a block on the right
+        return self._slide_door(view, direction, full=True)
+
+    def _slide_door(self, view: View, direction: int, full: bool = False) -> list[Waypoint]:
         """Push the door's knob sideways; ``direction`` -1 moves the door left (joint value up)."""
         knob_x = sc.DOOR_WIDTH / 2 - view.door
         z = sc.DOOR_KNOB_Z[1] - 0.02  # fingertips well below the knob's top, hand above it
@@ -293,14 +354,16 @@ class ScriptedExpert:
         side = -direction  # start on the side the door moves away from
         start_x = knob_x + side * (0.015 + 0.022)
         travel = 0.22
-        end_x = float(np.clip(start_x + direction * travel, -0.20, 0.20))
+        if full:  # all the way to the joint limit (the knob ends 0.17 m from the middle)
+            travel = abs(direction * sc.DOOR_WIDTH / 2 - knob_x) + 0.01
+        end_x = float(np.clip(start_x + direction * travel, -0.21, 0.21))
         yaw = NEUTRAL_YAW  # hand long along x: it stays out of the door panel
         return [
             self._rise(view, self._yaw, CLOSE, height=SAFE_HEIGHT),
             Waypoint(_fixed([start_x, y, z + 0.08]), yaw, CLOSE, tolerance=0.012, timeout=80),
             Waypoint(_fixed([start_x, y, z]), yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
             Waypoint(_fixed([end_x, y, z]), yaw, CLOSE, speed=PUSH, tolerance=0.012, timeout=90),
-            self._rise(view, yaw, CLOSE, height=SAFE_HEIGHT),
+            Waypoint(_fixed([end_x, y, CABINET_CLEAR_HEIGHT]), yaw, CLOSE, speed=SLOW, tolerance=0.02, timeout=40),
         ]
 
     def _drawer(self, view: View, opening: bool) -> list[Waypoint]:
@@ -325,6 +388,12 @@ class ScriptedExpert:
         into the shelf (between its front and back) and into the drawer."""
         return min((NEUTRAL_YAW + k * math.pi for k in (-1, 0, 1)), key=lambda y: abs(y - self._yaw))
 
+    def _place_in_slider(self, view: View) -> list[Waypoint]:
+        drop = self._slider_drop(view)
+        clear_door = self._clear_door_for(view, drop[0])
+        # Carried high: the block hanging below the hand must clear the door (0.29 m with its knob).
+        return clear_door + self._place(view, drop, yaw=self._yaw_along_x(), carry_height=CABINET_CLEAR_HEIGHT)
+
     def _slider_drop(self, view: View) -> np.ndarray:
         """A free spot on the shelf: the compartment the door leaves open if nothing stands there,
         else the free spot farthest from the blocks already on the shelf (the shelf is open at the
@@ -338,12 +407,24 @@ class ScriptedExpert:
         def clearance(x: float) -> float:
             return min((abs(x - other) for other in on_shelf), default=1.0)
 
-        x = next((c for c in candidates if clearance(c) > 0.11), max(candidates, key=clearance))
+        free = [c for c in candidates if clearance(c) > 0.11]
+        reachable = [c for c in free if not self._door_blocks_reach(view.door, c)]
+        x = (reachable or free or [max(candidates, key=clearance)])[0]
         return np.array([x, open_slot[1], sc.SHELF_TOP])
 
     def _drawer_drop(self) -> Callable[[View], np.ndarray]:
-        return lambda v: np.array([sc.DRAWER_SLOT_X, sc.DRAWER_Y[0] - 0.5 * max(v.drawer, 0.12),
-                                   sc.DRAWER_BOTTOM + 0.01])
+        """Where to let go of a block over the open drawer: the back of its exposed part (the hand just
+        clears the desk's edge), or its front when a block already lies at the back, so that two fit."""
+        def drop(v: View) -> np.ndarray:
+            opening = max(v.drawer, 0.12)
+            front, back = sc.DRAWER_Y[0] - opening + 0.045, sc.DRAWER_Y[0] - 0.05
+            inside = [p[1] for p, _ in v.blocks.values() if p[2] < -0.05 and np.linalg.norm(p - v.tcp) > 0.04]
+            candidates = [back, front, (front + back) / 2]
+            y = next((c for c in candidates if min((abs(c - o) for o in inside), default=1.0) > 0.08),
+                     (front + back) / 2)
+            return np.array([sc.DRAWER_SLOT_X, y, sc.DRAWER_BOTTOM + 0.01])
+
+        return drop
 
     def _place(self, view: View, surface, name: str | None = None, yaw: float | None = None,
                release_gap: float = 0.012, carry_height: float = SAFE_HEIGHT) -> list[Waypoint]:

@@ -136,6 +136,13 @@ def _markdown(results: dict) -> str:
             lines.append(f"| {task} | {r['successes']}/{r['trials']} | {r['success_rate']:.2f} | {mean} | "
                          f"{r['setup_failures']} |")
         lines.append("")
+    for label, entry in results.get("protocol", {}).items():
+        rates = " / ".join(f"{r:.2f}" for r in entry["success_rates"])
+        lines += [f"## CALVIN protocol with the expert, {label}", "",
+                  f"{entry['num_chains']} chains from `sample_chains(n, seed=0)`, 360 steps per subtask, a chain "
+                  f"stops at its first failure: average length **{entry['average_length']:.2f}** / 5; "
+                  f"success rates for 1..5 in a row: {rates}.",
+                  f"Subtasks that ended a chain: {', '.join(entry['failures']) or 'none'}.", ""]
     return "\n".join(lines)
 
 
@@ -146,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dynamic", default="none",
                         help="'none' (static), one of left/forward/diagonal/circle, or 'all' (each of the four,"
                              " on the CALVIN-D tasks)")
+    parser.add_argument("--chains", type=int, default=0,
+                        help="also run CALVIN's protocol with the expert on this many sampled chains")
     parser.add_argument("--out", default=os.path.join("runs", "expert"), help="output folder")
     args = parser.parse_args(argv)
     tasks = list(TASKS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -161,7 +170,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: {len(mode_tasks)} tasks x {args.seeds} seeds", flush=True)
         tables[label] = measure(mode_tasks, args.seeds, mode, progress=lambda t, r: print(
             f"  {t:28s} {r['successes']:3d}/{r['trials']}  steps {r['mean_steps'] or 0:.0f}", flush=True))
-    results = {"seeds": args.seeds, "tables": tables, "seconds": time.time() - started,
+    protocol = {}
+    if args.chains > 0:
+        from openhelix_ros.sim import make_env, sample_chains
+        from openhelix_ros.sim.expert import expert_policy
+        from openhelix_ros.sim.protocol import evaluate_chains
+
+        for mode in modes:
+            label = "static (CALVIN)" if mode is None else f"CALVIN-D, blocks moving {mode}"
+            env = make_env(render=False, dynamic=mode)
+            summary = evaluate_chains(env, expert_policy(env), sample_chains(args.chains, seed=0))
+            env.close()
+            protocol[label] = {"num_chains": args.chains, "average_length": summary.average_length,
+                               "success_rates": summary.success_rates,
+                               "failures": sorted({c.tasks[c.completed] for c in summary.chains if c.completed < 5})}
+            print(f"{label}: protocol over {args.chains} chains, average length {summary.average_length:.2f}",
+                  flush=True)
+    results = {"seeds": args.seeds, "tables": tables, "protocol": protocol, "seconds": time.time() - started,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     os.makedirs(args.out, exist_ok=True)

@@ -50,11 +50,11 @@ SLIDER_LEFT_SLOT = (-0.17, 0.15)  # block position on the shelf, left compartmen
 SLIDER_RIGHT_SLOT = (0.17, 0.15)
 DOOR_WIDTH = 0.34
 DOOR_Y = (0.045, 0.060)
-DOOR_Z = (0.05, 0.24)
+DOOR_Z = (0.045, 0.15)  # low enough that the forearm passes over it when the hand is behind it
 DOOR_RANGE = (0.0, 0.34)  # joint value 0: door covers the right half; 0.34: the left half
 # The door's knob is a tab on its top edge: it never reaches into the space where blocks are handled.
 DOOR_KNOB_Y = DOOR_Y
-DOOR_KNOB_Z = (0.235, 0.29)
+DOOR_KNOB_Z = (0.145, 0.18)
 SLIDER_IS_LEFT_ABOVE = 0.17  # symbolic state "slider left" when the joint is past the middle
 
 # Drawer under the desk top at the front right, opening towards the robot (-y).
