@@ -82,3 +82,21 @@ def test_bad_factory_arguments():
         make_env(render=False, colour="blue")
     with pytest.raises(ValueError, match="positive integer"):
         sample_chains(0)
+
+
+def test_bad_dynamic_settings_change_nothing(env):
+    env.set_dynamic("circle", 0.03)
+    with pytest.raises(ValueError, match="dynamic"):
+        env.set_dynamic("zigzag")
+    with pytest.raises(ValueError, match="dynamic_speed"):
+        env.set_dynamic("left", -1.0)
+    assert (env.config.dynamic, env.config.dynamic_speed) == ("circle", 0.03)
+    env.set_dynamic(None)
+
+
+def test_expert_refuses_other_backends(env):
+    class Other:
+        backend = "calvin"
+
+    with pytest.raises(ValueError, match="embedded play table"):
+        ScriptedExpert(Other())

@@ -36,6 +36,8 @@ SCENE_OBS_SIZE = 24
 # scene_obs layout
 DOOR, DRAWER, BUTTON, SWITCH, LIGHTBULB, LED = range(6)
 BLOCK_SLICES = {name: slice(6 + 6 * i, 12 + 6 * i) for i, name in enumerate(sc.BLOCK_NAMES)}
+# The lowest a block may legitimately be: on the drawer's floor.
+DRAWER_FLOOR_LIMIT = sc.DRAWER_BOTTOM - 0.01
 
 _ARM_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
 _FINGER_FORCE = 40.0
@@ -493,11 +495,15 @@ class PlayTableEnv:
             self.motion.start(self, DYNAMIC_TASKS[task])
 
     def set_dynamic(self, mode: str | None, speed: float | None = None) -> None:
+        """Switch CALVIN-D motion (None, "left", "forward", "diagonal", "circle") and its speed (m/s)
+        for the subtasks that begin from now on; a bad value raises ValueError and changes nothing."""
+        previous = (self.config.dynamic, self.config.dynamic_speed)
         self.config.dynamic = mode
         if speed is not None:
             self.config.dynamic_speed = speed
-        self.config.validate()
+        try:
+            self.config.validate()
+        except ValueError:
+            self.config.dynamic, self.config.dynamic_speed = previous
+            raise
 
-
-# The lowest a block may legitimately be: on the drawer's floor.
-DRAWER_FLOOR_LIMIT = sc.DRAWER_BOTTOM - 0.01

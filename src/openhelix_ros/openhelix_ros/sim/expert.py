@@ -113,6 +113,9 @@ class ScriptedExpert:
     """``ScriptedExpert(env).act(obs, task)`` -> absolute action (position, euler, gripper)."""
 
     def __init__(self, env):
+        if getattr(env, "backend", "embedded") != "embedded":
+            raise ValueError("ScriptedExpert knows the embedded play table's geometry only; "
+                             f"it cannot drive the {env.backend!r} backend")
         self.env = env
         self._task: str | None = None
         self._episode_marker: tuple | None = None
@@ -503,7 +506,6 @@ class ScriptedExpert:
         target = np.array([position[0] + side * 0.13, float(np.clip(position[1], -0.12, -0.05)), 0.0])
         lift = Waypoint(lambda v: np.array([v.tcp[0], v.tcp[1], position[2] + 0.08]), yaw, CLOSE, speed=SLOW,
                         tolerance=0.012, timeout=40)
-        self._yaw_after_grasp = yaw
         rest = self._place(view, target, name=top, yaw=yaw)
         # Use the known holding offset (the plan is built before the grasp happens).
         offset = grasp_height(top, 0.0) - sc.BLOCK_SIZES[top][2] / 2
