@@ -65,7 +65,7 @@ def test_report_files_round_trip_and_plots(tmp_path):
     completed = [r.completed for r in run.records]
     assert completed == [i % 4 for i in range(10)]
     results = build_results(run, synthetic_timing(), run_name="synthetic", started=1_000_000.0,
-                            finished=1_000_042.0, parameters={"bridge_name": "calvin_bridge"})
+                            finished=1_000_042.0, parameters={"bridge_name": "calvin_bridge", "latent_period_steps": 10})
     paths = write_report(results, tmp_path / "runs" / "synthetic")
 
     assert set(paths) == {"results", "report", *PLOTS}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import platform
 import subprocess
 import time
@@ -259,9 +260,17 @@ def _plot_all(results: dict, paths: dict[str, Path]) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ages = [a * timing["control_rate"] for a in timing["latent_age_samples_s"]]
     if ages:
-        low, high = min(ages), max(ages)
-        bins = min(60, max(5, int(high - low) + 1))
+        low, high = math.floor(min(ages)), math.ceil(max(ages))
+        # One bar per env step where that is readable (lockstep ages are whole steps), else 60 bars.
+        bins = [b - 0.5 for b in range(low, high + 2)] if high - low <= 60 else 60
         ax.hist(ages, bins=bins, color="#ff9800", edgecolor="black", linewidth=0.4)
+        period = results["config"].get("latent_period_steps")
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.15)  # room for the label above the bars
+        if period:  # Asy(N): System 1 uses the previous period's latent, so ages N .. 2N - 1 are expected
+            for edge in (period - 0.5, 2 * period - 0.5):
+                ax.axvline(edge, color="grey", linestyle="--", linewidth=1)
+            ax.text(1.5 * period - 0.5, 0.97, f"Asy({period})", transform=ax.get_xaxis_transform(), ha="center",
+                    va="top", color="grey")
         ax.set(xlabel=f"latent age (env steps at {timing['control_rate']:g} Hz)", ylabel="trajectories")
     else:
         _no_data(ax, "no trajectory with a known latent")

@@ -177,7 +177,7 @@ class Evaluator(Node):
 
     def _evaluate(self, goal_handle) -> RunEvaluation.Result:
         config = self.config_from_goal(goal_handle.request)
-        run_name = config.run_name or time.strftime("eval-%Y%m%d-%H%M%S")
+        run_name = config.run_name = config.run_name or time.strftime("eval-%Y%m%d-%H%M%S")
         directory = self._runs_dir / run_name
         started = time.time()
         log = self.get_logger()
@@ -188,6 +188,7 @@ class Evaluator(Node):
             if not client.wait_for_service(timeout_sec=timeout):
                 return self._abort(goal_handle, f"bridge service {self._full_name(client)} not available after "
                                                 f"{timeout:g} s")
+        self._wait_for_listeners(timeout)
         if config.dynamic:
             problem = self._set_dynamic(config.dynamic, timeout)
             if problem:
@@ -250,6 +251,25 @@ class Evaluator(Node):
             goal_handle.abort()
         return result
 
+    def _wait_for_listeners(self, timeout: float) -> None:
+        """Wait until a policy publishes ee_trajectory and every discovered subscriber of instruction is
+        matched to our publisher. A subscriber that matches after an instruction went out misses it
+        unless it is transient local (System 2 and the scripted expert subscribe volatile), and a
+        missed first instruction fails the chain for nothing; a graph that only just started often
+        needs a second or two of discovery."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            policies = self.count_publishers(graph.EE_TRAJECTORY)
+            listeners = self.count_subscribers(graph.INSTRUCTION)
+            matched = self._instruction_pub.get_subscription_count()
+            if policies and listeners and matched >= listeners:
+                return
+            time.sleep(0.05)
+        self.get_logger().warning(
+            f"starting without a complete graph after {timeout:g} s: {self.count_publishers(graph.EE_TRAJECTORY)} "
+            f"ee_trajectory publisher(s), {self._instruction_pub.get_subscription_count()} of "
+            f"{self.count_subscribers(graph.INSTRUCTION)} instruction subscriber(s) matched")
+
     def _full_name(self, client) -> str:
         return self.resolve_service_name(client.srv_name)
 
@@ -299,8 +319,11 @@ class Evaluator(Node):
     def _call(self, client, request, kind: str, run: EvaluationRun) -> list:
         self._request_id += 1
         request_id = self._request_id
-        if not client.service_is_ready():
-            # Counted as that call failing: the core records why and moves on to the next chain.
+        timeout = float(self.get_parameter("service_timeout").value)
+        if not client.service_is_ready() and not client.wait_for_service(timeout_sec=timeout):
+            # Counted as that call failing: the core records why and moves on to the next chain. The
+            # wait gives a restarting bridge its chance and keeps a dead one from failing a thousand
+            # chains in a second.
             return self._dispatch(run, (kind, request_id, None, f"service {self._full_name(client)} not available"))
         future = client.call_async(request)
         future.add_done_callback(lambda f: self._events.put(
