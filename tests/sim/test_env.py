@@ -154,3 +154,14 @@ def test_button_press_toggles_the_led_and_switch_drives_the_bulb(env):
     pb.resetJointState(env.table, switch, 0.005, physicsClientId=env.client)
     env.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
     assert not env.lightbulb_on
+
+
+def test_the_simulator_is_ros_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, openhelix_ros.sim, openhelix_ros.sim.expert_report, openhelix_ros.sim.calvin_backend, "
+            "openhelix_ros.commands.bench_sim; print('rclpy' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
