@@ -151,12 +151,14 @@ def main() -> int:
         points_pub.publish(all_nan)
         spin_until(lambda: False, 0.1)
         pose_pub.publish(pose_stamped_to_msg(POSITION, QUATERNION, "camera", now))
-        latents_on["on"] = False  # so the bad latents are the newest for a moment
-        spin_until(lambda: False, 0.3)
+        # The good latents pause (so the bad ones are the newest for a moment) for well under the node's
+        # max_latent_age, so the age gate does not trip here.
+        latents_on["on"] = False
+        spin_until(lambda: False, 0.1)
         publish_latent(now, values=np.ones(512, np.float32), sequence=9999)
-        spin_until(lambda: False, 0.3)
+        spin_until(lambda: False, 0.15)
         publish_latent(now, values=np.full(args.latent_dim, np.nan, np.float32), sequence=9998)
-        spin_until(lambda: False, 0.3)
+        spin_until(lambda: False, 0.15)
         latents_on["on"] = True
         phase["name"] = "after_bad"
         count = len(trajectories)
