@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
     from action_msgs.msg import GoalStatus
     from rclpy.action import ActionClient
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     from openhelix_msgs.action import RunEvaluation
@@ -56,8 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node("openhelix_eval")
+    # A context of its own, so that a caller that already runs rclpy (`openhelix demo`) can call run().
+    context = rclpy.Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node("openhelix_eval", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
     try:
         name = _action_name(args.namespace)
         client = ActionClient(node, RunEvaluation, name)
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
         handle_future = client.send_goal_async(goal, feedback_callback=on_feedback)
         while not handle_future.done() and not interrupted:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
         if interrupted and not handle_future.done():
             return 130
         handle = handle_future.result()
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 print("cancelling; the evaluator writes the partial results...", flush=True)
                 handle.cancel_goal_async()
                 cancel_sent = True
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
         outcome = result_future.result()
         result = outcome.result
         if args.json:
@@ -116,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         return 0
     finally:
+        executor.shutdown()
         node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(context=context)
         signal.signal(signal.SIGINT, previous)
