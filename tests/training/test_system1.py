@@ -119,7 +119,7 @@ def test_mismatch_names_tensors_and_corrupt_file_is_reported(tmp_path, tiny):
     tiny.save_pretrained(tmp_path / "s1")
     with pytest.raises(CheckpointError) as err:
         System1.from_pretrained(tmp_path / "s1", embed_dim=60, num_heads=5)
-    assert "layers.0.self_attn.q.weight: checkpoint (48, 48) vs model (60, 60)" in str(err.value)
+    assert "layers.0.self_attn.qkv.weight: checkpoint (144, 48) vs model (180, 60)" in str(err.value)
     assert "traj_in.weight" in str(err.value) and "different shape" in str(err.value)
     with pytest.raises(CheckpointError, match="missing from the checkpoint"):
         System1.from_pretrained(tmp_path / "s1", num_layers=3)
