@@ -372,3 +372,10 @@ def test_real_bridge_and_scripted_expert(tmp_path):
     finally:
         for process in (evaluator, expert, bridge):
             stop(process)
+
+
+def test_bad_parameter_stops_the_node_with_one_clear_line():
+    done = subprocess.run([sys.executable, "-m", "openhelix_ros.nodes.evaluator", "--ros-args", "-p",
+                           "clock_mode:=warp"], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 2
+    assert "[FATAL] cannot start: clock_mode must be one of lockstep, realtime, got 'warp'" in done.stderr

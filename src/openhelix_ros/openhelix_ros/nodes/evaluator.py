@@ -1,6 +1,7 @@
 """evaluator: CALVIN's evaluation protocol through the ROS graph, as the ``run_evaluation`` action.
 
-Per goal (openhelix_msgs/action/RunEvaluation) it runs ``evaluation_core.EvaluationRun``: calls the
+Per goal (openhelix_msgs/action/RunEvaluation), once the bridge's services are up and a policy and the
+instruction subscribers are discovered, it runs ``evaluation_core.EvaluationRun``: calls the
 bridge's ``reset_scene`` with each chain's initial scene, publishes one ``instruction`` per subtask,
 calls ``check_tasks`` (against the state at the subtask's start) after each ``scene_state``, and stops
 a chain at its first failure. For ``dynamic-*`` variants it first sets the bridge's ``dynamic``
@@ -235,7 +236,7 @@ class Evaluator(Node):
         try:
             paths = write_report(results, directory)
             result.results_path = str(paths["results"].parent.resolve())
-        except OSError as error:  # a full disk must not lose the numbers: they still go back in the result
+        except (OSError, ValueError) as error:  # a full disk must not lose the numbers: they go back in the result
             log.error(f"could not write the results to {directory}: {error}")
             result.success, result.message = False, f"ran, but could not write results: {error}"
         rates = " ".join(f"{r:.2f}" for r in summary.success_rates)
