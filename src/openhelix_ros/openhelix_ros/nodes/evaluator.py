@@ -66,6 +66,7 @@ from openhelix_ros.node_utils import LATENT_QOS, ParameterSpec, declare_paramete
 
 PROGRESS_TOPIC = "evaluation/progress"
 RECENT_LATENTS = 100
+RESULT_GRACE = 1.0  # s of spinning at shutdown after a goal ended, for its result to reach the client
 
 PARAMETERS = (
     ParameterSpec("bridge_name", "calvin_bridge", "Node name of the bridge whose 'dynamic' parameter the "
@@ -438,11 +439,16 @@ def main(args: list[str] | None = None) -> int:
         return 0
     finally:
         if node is not None:
+            was_busy = node.busy
             node.close()
-            # Keep spinning briefly so a running goal can write its partial results and end cleanly.
+            # Keep spinning so a running goal can write its partial results, end, and (a moment more,
+            # after its execute callback returned) send its result to the client.
             deadline = time.monotonic() + 10.0
             while node.busy and time.monotonic() < deadline and rclpy.ok():
                 executor.spin_once(timeout_sec=0.1)
+            settle = time.monotonic() + (RESULT_GRACE if was_busy else 0.0)
+            while time.monotonic() < settle and rclpy.ok():
+                executor.spin_once(timeout_sec=0.05)
             executor.remove_node(node)
             node.destroy_node()
         executor.shutdown()
