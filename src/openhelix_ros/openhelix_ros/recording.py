@@ -9,6 +9,9 @@ have never seen the type (rosbags, Foxglove, rosbag2 itself) can decode it. Defi
 typestore: ROS 2 kilted's standard interfaces, this project's ``openhelix_msgs`` (from its ``.msg``
 files), and any other ``pkg/msg/Type`` whose ``.msg`` file is installed under an ament prefix
 (``share/<pkg>/msg/<Type>.msg``).
+
+A bag whose recorder was killed before closing it is rescued by :func:`recover_bag`
+(``python -m openhelix_ros.recording recover BAG``).
 """
 
 from __future__ import annotations
@@ -204,3 +207,127 @@ class BagRecorder:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recovery of a bag whose recorder died without closing it (SIGKILL, power loss, out of memory)
+#
+# Such a bag has no metadata.yaml and its MCAP file has no summary or footer, so readers refuse it. Every
+# chunk the writer completed (about 1 MiB of messages each) is on disk, though: the file is a sequence
+# of records (opcode u8, length u64, body), and rosbags puts the schemas, channels and messages inside
+# chunk records. recover_bag() walks the complete records and writes the messages into a new bag.
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+class _Cursor:
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data, self.pos = memoryview(data), 0
+
+    def take(self, size: int) -> memoryview:
+        if self.pos + size > len(self.data):
+            raise EOFError
+        view = self.data[self.pos:self.pos + size]
+        self.pos += size
+        return view
+
+    def uint(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "little")
+
+    def string(self) -> str:
+        return bytes(self.take(self.uint(4))).decode()
+
+
+def _mcap_records(data: bytes | memoryview):
+    """(opcode, body) of each complete record; stops quietly at a truncated one."""
+    cursor = _Cursor(data)
+    while True:
+        try:
+            opcode = cursor.uint(1)
+            body = cursor.take(cursor.uint(8))
+        except EOFError:
+            return
+        yield opcode, body
+
+
+def scan_mcap(path: Path) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, bytes]]]:
+    """Channels ({id: (topic, type)}) and messages ([(channel id, log time ns, CDR bytes)]) of every
+    complete chunk of an MCAP file written by rosbags, closed properly or not."""
+    data = Path(path).read_bytes()
+    if not data.startswith(_MCAP_MAGIC):
+        raise RecordingError(f"{path} is not an MCAP file")
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    messages: list[tuple[int, int, bytes]] = []
+    for opcode, body in _mcap_records(memoryview(data)[len(_MCAP_MAGIC):]):
+        if opcode != 0x06:  # only chunks hold what we need; indexes and summary are rebuilt
+            continue
+        chunk = _Cursor(body)
+        chunk.take(8 + 8 + 8 + 4)  # start time, end time, uncompressed size, crc
+        if chunk.string():
+            raise RecordingError(f"{path} has compressed chunks, which recovery does not decompress")
+        for inner, record in _mcap_records(chunk.take(chunk.uint(8))):
+            fields = _Cursor(record)
+            if inner == 0x03:  # schema: id, name, encoding, data
+                schema_id = fields.uint(2)  # (read before the name: order matters on a cursor)
+                schemas[schema_id] = fields.string()
+            elif inner == 0x04:  # channel: id, schema id, topic, message encoding, metadata
+                channel_id, schema_id = fields.uint(2), fields.uint(2)
+                channels[channel_id] = (fields.string(), schemas.get(schema_id, ""))
+            elif inner == 0x05:  # message: channel id, sequence, log time, publish time, data
+                channel_id = fields.uint(2)
+                fields.take(4)
+                log_time = fields.uint(8)
+                fields.take(8)
+                messages.append((channel_id, log_time, bytes(record[fields.pos:])))
+    return channels, messages
+
+
+def recover_bag(broken: Path | str, output: Path | str | None = None,
+                typestore: Typestore | None = None) -> BagRecorder:
+    """Write every message of the complete chunks of ``broken`` (a bag directory without
+    metadata.yaml, or its .mcap file) into a new, closed bag at ``output`` (default:
+    ``<broken>-recovered``). The broken bag is left untouched. Returns the closed recorder, whose
+    ``topics`` say how many messages each topic got back."""
+    broken = Path(broken)
+    files = [broken] if broken.is_file() else sorted(broken.glob("*.mcap"))
+    if not files:
+        raise RecordingError(f"no .mcap file in {broken}")
+    target = Path(output) if output is not None else broken.with_name(broken.name + "-recovered")
+    bag = BagRecorder(target, storage="mcap", typestore=typestore)
+    bag.open()
+    try:
+        for path in files:
+            channels, messages = scan_mcap(path)
+            for topic, type_name in channels.values():
+                if topic not in bag.topics:
+                    bag.add_topic(topic, type_name)
+            for channel_id, log_time, data in messages:
+                bag.write(channels[channel_id][0], data, log_time)
+    finally:
+        bag.close()
+    return bag
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m openhelix_ros.recording recover BAG [OUTPUT]``: rescue a bag a crash left open."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m openhelix_ros.recording")
+    commands = parser.add_subparsers(dest="command", required=True)
+    recover = commands.add_parser("recover", help="rescue the complete chunks of a bag a crash left open")
+    recover.add_argument("bag", type=Path)
+    recover.add_argument("output", type=Path, nargs="?")
+    args = parser.parse_args(argv)
+    try:
+        bag = recover_bag(args.bag, args.output)
+    except (RecordingError, UnknownTypeError, OSError) as error:
+        print(f"recovery failed: {error}")
+        return 1
+    counts = ", ".join(f"{topic}: {stats.messages}" for topic, stats in sorted(bag.topics.items()))
+    print(f"recovered {bag.message_count} messages into {bag.output} ({counts or 'none'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,9 @@ directory to create; its parent must exist), ``storage`` (``mcap`` or ``sqlite3`
 A topic is subscribed once the graph shows its type, so topics may appear in any order and at any
 time. The subscription's QoS follows the publishers (reliable / transient local only when every
 publisher offers it), as ``ros2 bag record`` does, so the recorder never fails to match. SIGINT and
-SIGTERM stop spinning and close the bag, leaving a complete bag with every message received.
+SIGTERM stop spinning and close the bag, leaving a complete bag with every message received. A recorder
+killed outright (SIGKILL, a crash) leaves no metadata.yaml; ``python -m openhelix_ros.recording
+recover BAG`` then rescues every complete 1 MiB chunk into BAG-recovered.
 """
 
 from __future__ import annotations
