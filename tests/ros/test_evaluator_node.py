@@ -106,16 +106,19 @@ def stop(process: subprocess.Popen) -> int:
 class Client:
     """An action client (and a progress listener) in this test process, in its own ROS context."""
 
-    def __init__(self, action: str = "run_evaluation"):
+    def __init__(self, namespace: str = ""):
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("evaluator_test_client", context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.action = ActionClient(self.node, RunEvaluation, action)
+        self.action = ActionClient(self.node, RunEvaluation, f"{namespace}/run_evaluation".lstrip("/"))
         self.progress: list[EvaluationProgress] = []
-        self.node.create_subscription(EvaluationProgress, "evaluation/progress", self.progress.append, 100)
+        progress = f"{namespace}/evaluation/progress".lstrip("/")
+        self.node.create_subscription(EvaluationProgress, progress, self.progress.append, 100)
         assert self.action.wait_for_server(timeout_sec=30.0), "run_evaluation not available"
+        # The progress listener must be matched before a run starts, or its first messages are missed.
+        self.spin_until(lambda: self.node.count_publishers(progress) > 0, 20.0)
 
     def spin_until(self, predicate, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -312,7 +315,7 @@ def test_interrupting_the_command_or_the_node_keeps_partial_results(tmp_path):
         results = json.loads((tmp_path / "ctrl-c" / "results.json").read_text())
         assert results["status"] == "cancelled" and 2 <= results["num_sequences_done"] < 200
 
-        client = Client("/interrupt/run_evaluation")
+        client = Client("/interrupt")
         try:
             feedback: list = []
             future = client.action.send_goal_async(
@@ -356,7 +359,7 @@ def test_real_bridge_and_scripted_expert(tmp_path):
     evaluator = start_evaluator(tmp_path / "evaluator.log", f"runs_dir:={tmp_path}", "service_timeout:=30.0",
                                 namespace=namespace)
     try:
-        client = Client(f"{namespace}/run_evaluation")
+        client = Client(namespace)
         try:
             outcome = client.run(timeout=90.0, num_sequences=1, variant="standard", seed=0, run_name="embedded")
         finally:

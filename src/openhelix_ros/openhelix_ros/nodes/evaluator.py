@@ -37,6 +37,7 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -125,6 +126,7 @@ class Evaluator(Node):
         self._recent_latents: OrderedDict[int, int] = OrderedDict()
         self._instruction_sequence = 0
         self._request_id = 0  # tags service calls so a late answer to an abandoned call is ignored
+        self._wall_clock = Clock(clock_type=ClockType.SYSTEM_TIME)
 
         io = ReentrantCallbackGroup()
         self._instruction_pub = self.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_QOS)
@@ -366,7 +368,7 @@ class Evaluator(Node):
             completed_in_chain=(run.current.completed if run.current else 0) if completed is None else completed,
             success_rates=[float(r) for r in summary.success_rates], average_length=float(summary.average_length),
             elapsed=float(time.time() - started))
-        message.header.stamp = self.get_clock().now().to_msg()
+        message.header.stamp = self._wall_clock.now().to_msg()  # EvaluationProgress: wall clock, even in sim time
         return message
 
     def _set_dynamic(self, mode: str, timeout: float) -> str | None:
