@@ -59,8 +59,13 @@ def format_parameter(name: str, value: Any) -> str:
 def node_command(node: str, parameters: Mapping[str, Any] | None = None, *, name: str | None = None,
                  params_files: Sequence[str | Path] = (), remaps: Mapping[str, str] | None = None,
                  python: str = sys.executable) -> list[str]:
-    """The command line that runs ``openhelix_ros.nodes.<node>`` with parameters (files first, then
-    single values, which win), an optional node name and topic remappings."""
+    """The command line that runs ``openhelix_ros.nodes.<node>`` with parameter files, single values
+    (``-p``), an optional node name and topic remappings.
+
+    Beware: rcl gives a file's entries under the node's own name precedence over ``-p`` values (which
+    count as ``/**`` entries), so ``-p`` cannot override a node's own parameter file;
+    :meth:`NodeProcess.start` therefore writes overrides into one more file, read last.
+    """
     command = [python, "-m", f"{NODE_PACKAGE}.{node}", "--ros-args"]
     if name:
         command += ["-r", f"__node:={name}"]
@@ -93,6 +98,13 @@ class NodeProcess:
         log_dir = Path(log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{label}.log"
+        if parameters and command_options.get("params_files"):
+            # Overrides must beat the node's own file: a params file under the node's name, read last.
+            overrides = log_dir / f"{label}.overrides.yaml"
+            node_name = command_options.get("name") or node
+            overrides.write_text(yaml.safe_dump({node_name: {"ros__parameters": dict(parameters)}}))
+            command_options["params_files"] = [*command_options["params_files"], overrides]
+            parameters = None
         environment = dict(os.environ)
         environment.setdefault("PYTHONUNBUFFERED", "1")
         environment.update(env or {})

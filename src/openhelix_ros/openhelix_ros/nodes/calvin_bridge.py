@@ -60,10 +60,11 @@ from openhelix_ros.node_utils import TRAJECTORY_QOS, ParameterSpec, declare_para
 from openhelix_ros.safety import WorkspaceBounds
 from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES
 
-# Sensor streams go out reliable (keep last 5): a best-effort subscriber (System 1, RViz) still matches
-# and gets them best effort, while a reliable one (the recorder follows its publishers) loses no frame
-# of a demonstration and, in lockstep, no observation a plan is awaited for.
-SENSOR_PUBLISH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE,
+# Sensor streams go out reliable: a best-effort subscriber (System 1, RViz) still matches and gets them
+# best effort, while a reliable one (the recorder follows its publishers) loses no frame of a
+# demonstration. Keep-last 10 rather than DESIGN's 1-5: a reliable writer drops what falls out of its
+# history, and a recorder writing clouds to disk was measured lagging 4 steps behind a lockstep bridge.
+SENSOR_PUBLISH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.VOLATILE)
 # Scene states are counted (the evaluator counts realtime steps by them): reliable, with room for a burst.
 SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,

@@ -1,0 +1,96 @@
+"""`openhelix collect` end to end (the real CLI starting the bridge, the expert and a recorder as separate
+processes), its episode planning, and process helpers it shares with other verbs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from support.processes import TESTS_DIR
+
+from openhelix_ros.commands.collect import plan_episodes
+from openhelix_ros.processes import format_parameter, node_command
+
+ROOT = TESTS_DIR.parent
+OPENHELIX = Path(sys.executable).parent / "openhelix"
+
+
+def independent_typestore():
+    store = get_typestore(Stores.ROS2_KILTED)
+    for path in (ROOT / "src" / "openhelix_msgs" / "msg").glob("*.msg"):
+        store.register(get_types_from_msg(path.read_text(), f"openhelix_msgs/msg/{path.stem}"))
+    return store
+
+
+def test_plan_episodes_is_deterministic_and_checks_tasks():
+    chains = plan_episodes(4, seed=1, subtasks=2)
+    assert [e.tasks for e in chains] == [e.tasks for e in plan_episodes(4, seed=1, subtasks=2)]
+    assert all(len(e.tasks) == 2 and len(e.robot_obs) == 15 and len(e.scene_obs) == 24 for e in chains)
+    listed = plan_episodes(3, seed=0, tasks=["open_drawer", "turn_on_led"])
+    assert [e.tasks for e in listed] == [["open_drawer"], ["turn_on_led"], ["open_drawer"]]
+    # The drawer must start closed for open_drawer to be asked for.
+    assert all(e.condition.get("drawer", "closed") == "closed" for e in listed if e.tasks == ["open_drawer"])
+    with pytest.raises(ValueError, match="need a block in the hand"):
+        plan_episodes(1, tasks=["place_in_drawer"])
+    with pytest.raises(ValueError, match="unknown task"):
+        plan_episodes(1, tasks=["open_everything"])
+    with pytest.raises(ValueError, match="--subtasks"):
+        plan_episodes(1, subtasks=6)
+
+
+def test_parameter_formatting_for_ros_args():
+    assert format_parameter("dynamic", "") == "dynamic:=\"\""
+    assert format_parameter("backend", "embedded") == "backend:=embedded"
+    assert format_parameter("label", "true") == "label:=\"true\""  # a string, not a bool
+    assert format_parameter("render", False) == "render:=false"
+    assert format_parameter("rate", 30) == "rate:=30" and format_parameter("rate", 30.0) == "rate:=30.0"
+    assert format_parameter("low", [-0.6, 0.0, 1]) == "low:=[-0.6, 0.0, 1]"
+    command = node_command("calvin_bridge", {"seed": 3}, name="bridge", remaps={"points": "cloud"})
+    assert command[1:5] == ["-m", "openhelix_ros.nodes.calvin_bridge", "--ros-args", "-r"]
+    assert "seed:=3" in command and "points:=cloud" in command and "__node:=bridge" in command
+
+
+def test_collect_records_a_demonstration_the_training_data_can_use(tmp_path):
+    result = subprocess.run([str(OPENHELIX), "collect", "--name", "demo", "--episodes", "1", "--tasks",
+                             "turn_on_led", "--runs-dir", str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1/1 episodes recorded" in result.stdout
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["successful_episodes"] == 1 and summary["episodes"][0]["tasks"] == ["turn_on_led"]
+    steps = summary["episodes"][0]["steps"][0]
+    assert 0 < steps < 360
+    bag = Path(summary["bags"][0])
+    assert bag.parent == tmp_path / "demo" / "bags" and (bag / "metadata.yaml").exists()
+
+    # Read back independently: every step's scene state, with its cloud, after the instruction.
+    store = independent_typestore()
+    order: list[tuple[str, object]] = []
+    with Reader(bag) as reader:
+        for connection, _, raw in reader.messages():
+            order.append((connection.topic, store.deserialize_cdr(raw, connection.msgtype)))
+    topics = {topic for topic, _ in order}
+    assert {"/scene_state", "/points", "/instruction", "/ee_trajectory", "/camera/static/image_raw"} <= topics
+    instruction_at = next(i for i, (topic, _) in enumerate(order) if topic == "/instruction")
+    assert order[instruction_at][1].task == "turn_on_led" and order[instruction_at][1].text
+    states = [m for topic, m in order[instruction_at:] if topic == "/scene_state"]
+    assert len(states) >= steps
+    assert np.all(np.diff([s.step for s in states]) == 1)  # no step lost, none twice
+    cloud_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for t, m in order if t == "/points"}
+    assert all((s.header.stamp.sec, s.header.stamp.nanosec) in cloud_stamps for s in states)
+    # The LED went on during the demonstration.
+    assert states[0].scene_obs[5] == 0.0 and states[-1].scene_obs[5] == 1.0
+
+
+def test_collect_refuses_bad_arguments_with_one_line(tmp_path):
+    result = subprocess.run([str(OPENHELIX), "collect", "--tasks", "place_in_slider", "--runs-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "need a block in the hand" in result.stderr
+    assert not (tmp_path / "collect").exists()
