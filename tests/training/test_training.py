@@ -150,3 +150,17 @@ def test_training_is_reproducible_under_a_seed(tmp_path, small_calvin_dir):
         states.append({**trainer.s1.state_dict(), **{"s2." + k: v for k, v in trainer.s2.state_dict().items()}})
     assert states[0].keys() == states[1].keys()
     assert [k for k in states[0] if not torch.equal(states[0][k], states[1][k])] == []
+
+
+def test_training_on_a_bag_with_the_point_cloud_policy(tmp_path):
+    from openhelix_training.data.rosbag import write_synthetic_bag
+
+    write_synthetic_bag(tmp_path / "bag")
+    cfg = load_train_config(None, [
+        f"output_dir={tmp_path / 'run'}", "data.kind=rosbag", f"data.path={tmp_path / 'bag'}",
+        "system1.overrides={scene_encoder: points}", "training.stage1_steps=0", "training.stage2_steps=2",
+        "training.batch_size=2", "training.progress=false"])
+    result = Trainer(cfg).run()
+    assert result["steps"] == 2 and all(np.isfinite(m["total"]) for m in result["history"])
+    loaded = load_checkpoint(tmp_path / "run")
+    assert loaded.system1.config.scene_encoder == "points"

@@ -182,3 +182,54 @@ class BagDataset:
 
     def __getitem__(self, i: int) -> Sample:
         return self.samples[i]
+
+
+def write_synthetic_bag(path, frames: int = 12):
+    """Writes a small MCAP bag with the recorder's topics and types (points, camera/static/image_raw,
+    scene_state, instruction): one "open the drawer" demonstration where the tool moves along x and the
+    gripper closes after frame 6. Returns the cloud's xyz, its rgb and the robot_obs of every frame."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = typestore_with_project_types()
+    T = store.types
+    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    PointField, PointCloud2 = T["sensor_msgs/msg/PointField"], T["sensor_msgs/msg/PointCloud2"]
+    Image, SceneState, Instruction = T["sensor_msgs/msg/Image"], T["openhelix_msgs/msg/SceneState"], \
+        T["openhelix_msgs/msg/Instruction"]
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-0.5, 0.5, (300, 3)).astype(np.float32)
+    rgb = rng.integers(0, 255, (300, 3)).astype(np.uint32)
+    packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    rec = np.zeros(300, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+    rec["x"], rec["y"], rec["z"], rec["rgb"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], packed
+    fields = [PointField(name=n, offset=o, datatype=d, count=1) for n, o, d in
+              [("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("rgb", 12, 6)]]
+    robot = []
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        c_pts = w.add_connection("/points", PointCloud2.__msgtype__, typestore=store)
+        c_img = w.add_connection("/camera/static/image_raw", Image.__msgtype__, typestore=store)
+        c_ss = w.add_connection("/scene_state", SceneState.__msgtype__, typestore=store)
+        c_in = w.add_connection("/instruction", Instruction.__msgtype__, typestore=store)
+        for i in range(frames):
+            ns = 1_000_000_000 + i * 33_000_000
+            hdr = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id="world")
+            if i == 0:
+                w.write(c_in, ns, store.serialize_cdr(Instruction(header=hdr, text="open the drawer",
+                                                                  task="open_drawer", sequence=1),
+                                                      Instruction.__msgtype__))
+            cloud = PointCloud2(header=hdr, height=1, width=300, fields=fields, is_bigendian=False, point_step=16,
+                                row_step=16 * 300, data=np.frombuffer(rec.tobytes(), np.uint8), is_dense=True)
+            w.write(c_pts, ns + 1, store.serialize_cdr(cloud, PointCloud2.__msgtype__))
+            img = np.full((20, 30, 3), i, np.uint8)
+            w.write(c_img, ns + 2, store.serialize_cdr(
+                Image(header=hdr, height=20, width=30, encoding="rgb8", is_bigendian=0, step=90,
+                      data=img.reshape(-1)), Image.__msgtype__))
+            ro = np.zeros(15)
+            ro[:3] = (0.01 * i, 0.0, 0.3)
+            ro[3:6] = (np.pi, 0.0, 0.0)
+            ro[14] = 1.0 if i <= 6 else -1.0  # last gripper action: closes after frame 6
+            robot.append(ro)
+            w.write(c_ss, ns + 3, store.serialize_cdr(
+                SceneState(header=hdr, robot_obs=ro, scene_obs=np.zeros(24), robot_obs_labels=[],
+                           scene_obs_labels=[], step=i), SceneState.__msgtype__))
+    return xyz, rgb.astype(np.uint8), np.stack(robot)
