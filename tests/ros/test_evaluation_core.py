@@ -164,6 +164,7 @@ def test_variants_and_bad_goals():
     for bad, words in ((dict(num_sequences=0), "num_sequences"), (dict(num_sequences=1, variant="dynamic-up"),
                        "unknown variant 'dynamic-up'"), (dict(num_sequences=1, episode_length=-3), "episode_length"),
                        (dict(num_sequences=1, run_name="../x"), "run_name"),
+                       (dict(num_sequences=1, seed=-1), "seed must be an integer in"),
                        (dict(num_sequences=1, clock_mode="fast"), "clock_mode")):
         with pytest.raises(EvaluationError, match=words):
             EvaluationConfig(**bad).validate()

@@ -77,7 +77,7 @@ def instruction_for(variant: str, task: str, seed: int, chain_index: int, subtas
     (CALVIN-D changes the world, not the words)."""
     if variant == "enriched":
         choices = ENRICHED[task]
-        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, chain_index, subtask_index])
+        rng = np.random.default_rng([int(seed), chain_index, subtask_index])
         return choices[int(rng.integers(len(choices)))]
     return evaluation_instruction(task)
 
@@ -113,6 +113,10 @@ class EvaluationConfig:
         if not isinstance(self.episode_length, (int, np.integer)) or self.episode_length < 1:
             raise EvaluationError(f"episode_length must be a positive number of steps (0 = {EPISODE_LENGTH}), "
                                   f"got {self.episode_length!r}")
+        if not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**32:
+            # numpy's seeding takes no negative numbers, and chain seeds (seed * 100003 + i) must fit
+            # ResetScene's int64.
+            raise EvaluationError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         if self.clock_mode not in CLOCK_MODES:
             raise EvaluationError(f"unknown clock_mode {self.clock_mode!r}; choose one of {', '.join(CLOCK_MODES)}")
         if not self.stall_timeout > 0:

@@ -4,6 +4,23 @@ ROS-free. ``build_results`` turns a finished (or cancelled) ``EvaluationRun`` an
 ``TimingCollector`` into one JSON-ready dict; ``write_report`` writes that dict and everything derived
 from it into ``runs/<name>/``. Plots are drawn from the dict alone (matplotlib, Agg backend), so a
 report can be redrawn later from ``results.json`` with ``write_report(load_results(path), directory)``.
+
+``results.json`` (schema_version 1), top-level keys:
+
+- ``run_name``, ``status`` ("completed" / "cancelled"), ``message``, ``variant``, ``seed``, ``config``
+  (the goal after normalisation, clock mode, CALVIN-D mode, the evaluator's parameters), ``started`` /
+  ``finished`` (UTC), ``elapsed_s``, ``num_sequences_requested``, ``num_sequences_done``;
+- ``success_rates`` (5 fractions: at least k subtasks completed in a row) and ``average_length``, over
+  the finished chains only (``sim.EvaluationSummary``);
+- ``per_position`` (reached / completed / conditional rate per chain position), ``per_task`` (attempts,
+  successes, rate, mean steps to success), ``failures`` (why chains stopped, counted);
+- ``chains``: index, symbolic initial state, tasks, completed, failure, and per attempted subtask its
+  task, instruction, success, env steps, wall seconds and failure; ``interrupted_chain`` (cut by a
+  cancel, not counted) or null;
+- ``timing``: latent age in seconds and env steps (count/mean/p50/p90/p99/min/max), System 1 and System 2
+  message counts, rates (Hz) and inference times, thinned raw samples for the plots, and how many
+  trajectories could not be measured;
+- ``versions`` (Python and key packages), ``git_revision`` (commit, "+dirty" with local changes).
 """
 
 from __future__ import annotations
