@@ -227,7 +227,7 @@ def markdown_report(results: dict) -> str:
         lines += ["", f"Chain {results['interrupted_chain']['index']} was interrupted by the cancel and is not "
                       "counted."]
     lines += ["", "## Set-up", "", "| | |", "|---|---|"]
-    lines += [f"| {key} | `{value}` |" for key, value in config.items()]
+    lines += [f"| {key} | {f'`{value}`' if value not in ('', None) else '-'} |" for key, value in config.items()]
     lines += [f"| git revision | `{results.get('git_revision')}` |"]
     lines += [f"| {name} | {version or 'not installed'} |" for name, version in results["versions"].items()]
     return "\n".join(lines) + "\n"
