@@ -24,6 +24,7 @@ from openhelix_ros.bridge_core import (
 from openhelix_ros.conversions import TrajectoryArrays
 from openhelix_ros.expert_core import ExpertCore
 from openhelix_ros.safety import WorkspaceBounds
+from openhelix_ros.sim import fuse_point_cloud
 from openhelix_ros.sim.protocol import state_for_condition
 
 
@@ -233,6 +234,13 @@ def test_rendered_observation_has_images_and_a_world_cloud():
         # Most of what the cameras see is the desk and table around the origin, not the far background.
         assert np.median(np.abs(xyz[:, :2])) < 0.8
         assert observation.points() is observation.points()  # fused once
+        # The same cloud as the simulator's own fusion (which recomputes every pixel ray each time).
+        reference_xyz, reference_rgb = fuse_point_cloud(
+            {"rgb_obs": {f"rgb_{n}": observation.rgb[n] for n in ("static", "gripper")},
+             "depth_obs": {f"depth_{n}": observation.depth[n] for n in ("static", "gripper")}},
+            observation.cameras)
+        assert xyz.shape == reference_xyz.shape
+        assert np.allclose(xyz, reference_xyz, atol=1e-5) and np.array_equal(rgb, reference_rgb)
     finally:
         bridge.close()
     unrendered = BridgeCore(BridgeConfig(render=False))
@@ -249,3 +257,28 @@ def test_config_is_validated():
                 dict(dynamic="sideways"), dict(workspace_low=(0, 0, 0), workspace_high=(0, 1, 1))):
         with pytest.raises(ValueError):
             BridgeConfig(**bad).validate()
+
+
+def test_realtime_core_executes_the_waypoint_due_then_holds():
+    now = [5 * 10**9]
+    bridge = BridgeCore(BridgeConfig(render=False, clock_mode="realtime"), clock=lambda: now[0])
+    try:
+        start = bridge.current
+        assert start.stamp_ns == now[0]  # realtime stamps come from the clock
+        period_ns = round(1e9 / 30)
+        targets = start.tcp_position + np.array([[0.0, 0.01, 0.0], [0.0, 0.02, 0.0], [0.0, 0.03, 0.0]])
+        bridge.follower.offer(trajectory(targets, stamp_ns=start.stamp_ns,
+                                         quaternions=np.tile(start.tcp_quaternion, (3, 1))))
+        used = []
+        for _ in range(5):
+            now[0] += period_ns
+            observation, index = bridge.realtime_step()
+            assert observation.stamp_ns == now[0]
+            used.append(index)
+        assert used == [0, 1, 2, None, None]  # then it has run out: hold the last target
+        for _ in range(10):
+            now[0] += period_ns
+            bridge.realtime_step()
+        assert np.linalg.norm(bridge.current.tcp_position - targets[-1]) < 0.01
+    finally:
+        bridge.close()

