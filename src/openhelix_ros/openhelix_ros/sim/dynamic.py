@@ -27,7 +27,7 @@ for _colour in ("red", "blue", "pink"):
 _DIRECTIONS = {"left": (-1.0, 0.0), "forward": (0.0, 1.0), "diagonal": (-math.sqrt(0.5), math.sqrt(0.5))}
 # Free strip of table the moving block stays in (between the desk's front edge and the cabinet).
 _FREE_X = (-0.33, 0.33)
-_FREE_Y = (-0.16, -0.005)
+_FREE_Y = (-0.16, -0.05)  # stays 10 cm in front of the door, clear of it when rotated
 
 
 class BlockMotion:
