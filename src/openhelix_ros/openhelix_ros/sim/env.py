@@ -100,17 +100,13 @@ class PlayTableEnv:
         """PyBullet's TinyRenderer, or the EGL plugin when asked for. "auto" means TinyRenderer: on
         this project's CPU machines (Mesa llvmpipe) EGL measured slower, see the simulator bench."""
         if wanted == "egl" and self.config.render:
-            try:
-                import pkgutil
+            import importlib.util
 
-                loader = pkgutil.get_loader("eglRenderer")
-                if loader is not None:
-                    plugin = pb.loadPlugin(loader.get_filename(), "_eglRendererPlugin",
-                                           physicsClientId=self.client)
-                    if plugin >= 0:
-                        return "egl", pb.ER_BULLET_HARDWARE_OPENGL
-            except Exception:
-                pass
+            spec = importlib.util.find_spec("eglRenderer")  # ships with the pybullet wheel
+            if spec is not None and spec.origin:
+                plugin = pb.loadPlugin(spec.origin, "_eglRendererPlugin", physicsClientId=self.client)
+                if plugin >= 0:
+                    return "egl", pb.ER_BULLET_HARDWARE_OPENGL
             raise RuntimeError("renderer='egl' was asked for but PyBullet's EGL plugin did not load")
         return "tiny", pb.ER_TINY_RENDERER
 
@@ -122,7 +118,7 @@ class PlayTableEnv:
     def __del__(self):
         try:
             self.close()
-        except Exception:
+        except Exception:  # at interpreter shutdown pybullet may already be gone; nothing to release
             pass
 
     # ---------------------------------------------------------------------------------------- state
