@@ -59,6 +59,8 @@ def test_colcon_builds_all_packages_and_the_install_space_works(tmp_path):
     assert build.returncode == 0, f"colcon build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
     for package in ("openhelix", "openhelix_msgs", "openhelix_ros", "openhelix_training"):
         assert f"Finished <<< {package} " in build.stdout, f"{package} was not built"
+    assert (install / "openhelix" / "share" / "openhelix" / "launch" / "sim.launch.py").exists(), \
+        "the metapackage installs the launch files for ros2 launch"
     assert (install / "openhelix_ros" / "lib" / "openhelix_ros" / "openhelix").exists(), \
         "ros2 run needs the executables in lib/openhelix_ros"
 
