@@ -104,8 +104,7 @@ def test_realtime_follower_picks_the_waypoint_due_and_runs_out():
 # ------------------------------------------------------------------------------------------ the core
 def test_observation_stamps_ticks_and_labels(core):
     first = core.reset(seed=1)
-    assert first.step == 0 and first.stamp_ns == core.lockstep_stamp_ns(first.tick) > 0
-    assert core.tick_for_stamp(first.stamp_ns) == first.tick
+    assert first.step == 0 and first.stamp_ns == 0  # lockstep sim time is step / control_rate
     assert len(ROBOT_OBS_LABELS) == 15 and len(SCENE_OBS_LABELS) == 24 and len(set(SCENE_OBS_LABELS)) == 24
     assert len(JOINT_NAMES) == len(first.joint_positions) == 9
     assert np.allclose(first.joint_positions[7:], first.robot_obs[6] / 2)
@@ -115,10 +114,10 @@ def test_observation_stamps_ticks_and_labels(core):
     assert core.lockstep_step() is None
     held = core.step_env(None)
     assert (held.step, held.tick) == (1, first.tick + 1)
-    assert held.stamp_ns == round((first.tick + 1) * 1e9 / 30)
-    # A reset is a new observation: a new tick (stamps never repeat), step back to 0.
+    assert held.stamp_ns == round(1e9 / 30) and core.step_for_stamp(held.stamp_ns) == 1
+    # A reset starts sim time again at 0 (Asy(N) periods start with the episode); ticks go on.
     again = core.reset(seed=1)
-    assert again.step == 0 and again.tick == held.tick + 1
+    assert again.step == 0 and again.stamp_ns == 0 and again.tick == held.tick + 1
 
 
 def test_lockstep_executes_exactly_the_planned_waypoints(core):
@@ -282,3 +281,22 @@ def test_realtime_core_executes_the_waypoint_due_then_holds():
         assert np.linalg.norm(bridge.current.tcp_position - targets[-1]) < 0.01
     finally:
         bridge.close()
+
+
+def test_expert_core_tells_episodes_apart_that_share_a_stamp(core):
+    """Lockstep sim time restarts at every reset: an observation is its stamp and its content."""
+    first = core.reset(seed=10)
+    expert = ExpertCore()
+    expert.set_instruction("", "turn_on_led", 1)
+    expert.observe(first.robot_obs, first.scene_obs, first.step, first.stamp_ns)
+    assert expert.pending and expert.act() is not None and not expert.pending
+    second = core.reset(seed=11)
+    assert second.stamp_ns == first.stamp_ns and not np.array_equal(second.scene_obs, first.scene_obs)
+    assert expert.observe(second.robot_obs, second.scene_obs, second.step, second.stamp_ns)  # a reset
+    assert expert.act() is None  # the task belonged to the previous episode
+    expert.set_instruction("", "turn_on_led", 2)
+    assert expert.pending  # the new episode's first observation waits for its plan
+    plan = expert.act()
+    # The bridge re-sending the observation it waits on is not a reset, and gets the same plan.
+    assert not expert.observe(second.robot_obs.copy(), second.scene_obs.copy(), 0, second.stamp_ns)
+    assert not expert.pending and expert.act() is plan

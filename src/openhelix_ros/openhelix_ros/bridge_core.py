@@ -2,12 +2,13 @@
 execute when (docs/ros_graph.md). The ``calvin_bridge`` node only converts what this module returns
 into messages and back; the tests drive this module directly.
 
-Clock and stamps. The bridge counts *ticks*: one per observation it produces, across resets (a reset
-produces a new observation, hence a new tick). In lockstep mode an observation's stamp is
-``tick / control_rate`` seconds, so ``tick = round(stamp_seconds * control_rate)`` exactly and stamps
-never repeat or go back, even over many episodes: a trajectory planned before a reset can never be
-taken for one planned after it. ``step`` (SceneState.step) counts control steps since the last reset,
-as CALVIN does. In realtime mode the caller passes the wall-clock stamp.
+Clock and stamps (docs/ros_graph.md). In lockstep mode an observation's stamp is its sim time,
+``step / control_rate`` seconds with ``step`` the control steps since the last reset (SceneState.step,
+as CALVIN counts them), so every node recovers the env step exactly as ``round(stamp_seconds *
+control_rate)`` and Asy(N) periods start with each episode. Sim time therefore starts again at 0 after
+every reset, and stamps repeat across episodes: where that matters (the oracle's cache, the expert),
+an observation is identified by its stamp *and* its content. In realtime mode the stamp is the wall
+clock when the observation was taken. ``tick`` counts every observation the bridge has produced.
 
 Conventions: quaternions (x, y, z, w) as in conversions.py; Euler angles are the simulator's, PyBullet's
 roll-pitch-yaw: extrinsic rotations about x, then y, then z (scipy's ``"xyz"``), the same convention as
@@ -352,15 +353,15 @@ class BridgeCore:
         self._hold: tuple[np.ndarray, np.ndarray, float] | None = None
         self._fuser = PointCloudFuser(self.config.max_depth)
         self.current: StepObservation | None = None
-        # Ticks start at 1: a zero stamp conventionally means "not stamped" in ROS.
         self._observe(self.env.reset(seed=self.config.seed))
 
     # -------------------------------------------------------------------------------- clock
-    def lockstep_stamp_ns(self, tick: int) -> int:
-        """Sim time of ``tick`` in integer nanoseconds (tick / control_rate s, rounded to the ns)."""
-        return round(tick * 1e9 / self.config.control_rate)
+    def lockstep_stamp_ns(self, step: int) -> int:
+        """Sim time of ``step`` in integer nanoseconds (step / control_rate s, rounded to the ns)."""
+        return round(step * 1e9 / self.config.control_rate)
 
-    def tick_for_stamp(self, stamp_ns: int) -> int:
+    def step_for_stamp(self, stamp_ns: int) -> int:
+        """The env step of a lockstep stamp: round(stamp_seconds * control_rate)."""
         return round(stamp_ns * 1e-9 * self.config.control_rate)
 
     # -------------------------------------------------------------------------------- observations
@@ -371,7 +372,7 @@ class BridgeCore:
         if self.config.clock_mode == "realtime":
             stamp_ns = int(self.clock())
         else:
-            stamp_ns = self.lockstep_stamp_ns(self.tick)
+            stamp_ns = self.lockstep_stamp_ns(self.step)
         robot_obs = np.asarray(obs["robot_obs"], dtype=np.float64).copy()
         scene_obs = np.asarray(obs["scene_obs"], dtype=np.float64).copy()
         rgb_obs, depth_obs = obs.get("rgb_obs") or {}, obs.get("depth_obs") or {}
@@ -382,6 +383,9 @@ class BridgeCore:
         self.current = StepObservation(tick=self.tick, step=self.step, stamp_ns=int(stamp_ns),
                                        robot_obs=robot_obs, scene_obs=scene_obs, rgb=rgb, depth=depth,
                                        cameras=cameras, fuser=self._fuser)
+        # Keyed by stamp; a later episode's observation with the same stamp replaces the earlier one
+        # (the oracle is asked about the current episode), and start_info checks the content too.
+        self._infos.pop(self.current.stamp_ns, None)
         self._infos[self.current.stamp_ns] = (robot_obs, scene_obs, self.env.get_info())
         while len(self._infos) > INFO_CACHE_SIZE:
             self._infos.popitem(last=False)
@@ -444,7 +448,7 @@ class BridgeCore:
         """Reset the world (empty arrays: the default robot pose / a random valid scene from ``seed``).
 
         Raises ValueError naming a wrong length, a NaN or an impossible state; the world is then
-        unchanged. A successful reset drops the current plan and starts a new tick at step 0.
+        unchanged. A successful reset drops the current plan and starts again at step 0 (sim time 0).
         """
         robot = check_obs_vector(robot_obs, ROBOT_OBS_SIZE, "robot_obs")
         scene = check_obs_vector(scene_obs, SCENE_OBS_SIZE, "scene_obs")

@@ -53,6 +53,13 @@ class _Observation:
     step: int
     stamp_ns: int
 
+    def same_as(self, other: _Observation | None) -> bool:
+        """One observation (e.g. re-sent by a waiting bridge), not merely one stamp: lockstep sim time
+        starts again at 0 after every reset, so two episodes' observations can share a stamp."""
+        return (other is not None and self.stamp_ns == other.stamp_ns
+                and np.array_equal(self.robot_obs, other.robot_obs)
+                and np.array_equal(self.scene_obs, other.scene_obs))
+
 
 class ExpertCore:
     """Feeds published scene states and instructions to a ScriptedExpert and returns its plans."""
@@ -69,7 +76,7 @@ class ExpertCore:
         self._counter = _StepCounter()
         self._expert: ScriptedExpert | None = None
         self._latest: _Observation | None = None
-        self._acted_stamp: int | None = None
+        self._acted: _Observation | None = None
         self._last_plan: ExpertPlan | None = None
         self._acted_on_task = False
 
@@ -100,19 +107,22 @@ class ExpertCore:
         scene = check_obs_vector(scene_obs, SCENE_OBS_SIZE, "scene_obs")
         if robot is None or scene is None:
             raise ValueError("scene state lacks robot_obs or scene_obs")
+        observation = _Observation(robot, scene, int(step), int(stamp_ns))
+        previous = self._latest
+        reset = previous is not None and (step < previous.step or (
+            step == previous.step and not observation.same_as(previous)))
         ended = False
-        if self._latest is not None and step < self._latest.step and self._acted_on_task:
+        if reset and self._acted_on_task:
             self.task, self._expert, self._acted_on_task = None, None, False
             ended = True
-        self._latest = _Observation(robot, scene, int(step), int(stamp_ns))
+        self._latest = observation
         return ended
 
     # ------------------------------------------------------------------------------ acting
     @property
     def pending(self) -> bool:
         """An observation not yet acted on, and a task to act for."""
-        return (self.task is not None and self._latest is not None
-                and self._latest.stamp_ns != self._acted_stamp)
+        return self.task is not None and self._latest is not None and not self._latest.same_as(self._acted)
 
     def act(self) -> ExpertPlan | None:
         """The plan for the newest observation; the same plan again if asked twice for one observation
@@ -120,8 +130,7 @@ class ExpertCore:
         if self.task is None or self._latest is None:
             return None
         latest = self._latest
-        if latest.stamp_ns == self._acted_stamp and self._last_plan is not None \
-                and self._last_plan.task == self.task:
+        if latest.same_as(self._acted) and self._last_plan is not None and self._last_plan.task == self.task:
             return self._last_plan
         if self._expert is None:
             self._expert = ScriptedExpert(self._counter)
@@ -133,7 +142,7 @@ class ExpertCore:
                           quaternions=np.tile(quaternion, (self.horizon, 1)),
                           gripper=np.full(self.horizon, 1.0 if gripper > 0 else -1.0),
                           period=self.period, stamp_ns=latest.stamp_ns, step=latest.step, task=self.task)
-        self._acted_stamp = latest.stamp_ns
+        self._acted = latest
         self._last_plan = plan
         self._acted_on_task = True
         return plan

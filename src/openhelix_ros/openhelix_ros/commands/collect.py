@@ -264,6 +264,10 @@ class Collector:
                 wait_for(node, lambda w=wanted: all(topic_has_subscribers(node, t, "recorder") for t in w),
                          self.args.timeout, "the recorder to subscribe", [*processes, recorder])
                 start_state = answer.state
+                # The world stands still until the first instruction (the expert dropped its task at the
+                # reset), so everything received so far is the reset's observation or older: forget it,
+                # lest a late scene state of the previous episode be taken for a step of this one.
+                latest.clear()
                 for task in spec.tasks:
                     sequence += 1
                     text = _instruction_text(task, self.args.instructions, self.rng)
