@@ -150,3 +150,9 @@ def test_package_never_imports_rclpy():
             "openhelix_training.data.rosbag; print('rclpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_ddim_starts_from_pure_noise(tiny):
+    pos, rot = tiny._inference_schedulers(5)
+    assert int(pos.timesteps[0]) == tiny.config.num_train_timesteps - 1
+    assert pos.timesteps.tolist() == rot.timesteps.tolist() and len(pos.timesteps) == 5

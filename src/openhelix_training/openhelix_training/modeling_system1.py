@@ -503,7 +503,9 @@ class System1(nn.Module):
         if steps not in cache:
             scheds = []
             for train in (self.position_scheduler, self.rotation_scheduler):
-                ddim = DDIMScheduler.from_config(train.config)
+                # "trailing" spacing starts at the last training timestep (pure noise, where sampling
+                # begins); diffusers' default "leading" would start 20% short of it at 5 steps
+                ddim = DDIMScheduler.from_config(train.config, timestep_spacing="trailing")
                 ddim.set_timesteps(steps)
                 scheds.append(ddim)
             cache[steps] = tuple(scheds)
