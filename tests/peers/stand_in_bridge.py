@@ -15,11 +15,14 @@ task rule instead of a simulator:
   stamped with a step clock of 1/30 s that never resets (latent age 10..19 steps after the first period).
 
 ``--log PATH`` gets one JSON object per line for every reset, instruction and parameter change.
+``--policy-when FILE`` creates the ee_trajectory publisher only once FILE exists (a slow-loading policy).
 """
 
 import argparse
 import json
+import os
 import sys
+import time
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
@@ -59,8 +62,21 @@ class StandInBridge:
         node.create_subscription(Instruction, "instruction", self.on_instruction, RELIABLE)
         self.state_pub = node.create_publisher(SceneState, "scene_state", RELIABLE)
         self.latent_pub = node.create_publisher(GoalLatent, "goal_latent", LATENT_QOS)
-        self.trajectory_pub = node.create_publisher(EETrajectory, "ee_trajectory", RELIABLE)
+        self.trajectory_pub = None
+        if args.policy_when:  # a policy that takes a while to load, as a real model does
+            self.policy_timer = node.create_timer(0.05, self.policy_up)
+        else:
+            self.policy_up()
         node.create_timer(1.0 / args.rate, self.tick)
+
+    def policy_up(self):
+        if self.args.policy_when and not os.path.exists(self.args.policy_when):
+            return
+        if self.trajectory_pub is None:
+            self.trajectory_pub = self.node.create_publisher(EETrajectory, "ee_trajectory", RELIABLE)
+            self.write(event="policy_up", time=time.time())
+        if getattr(self, "policy_timer", None) is not None:
+            self.policy_timer.cancel()
 
     def write(self, **event):
         if self.log:
@@ -110,7 +126,8 @@ class StandInBridge:
         return response
 
     def on_instruction(self, message):
-        self.write(event="instruction", task=message.task, text=message.text, sequence=message.sequence)
+        self.write(event="instruction", task=message.task, text=message.text, sequence=message.sequence,
+                   time=time.time())
 
     def tick(self):
         self.step += 1
@@ -124,6 +141,8 @@ class StandInBridge:
             latent.observation_stamp = stamp(self.clock)
             latent.header.stamp = stamp(self.clock)
             self.latent_pub.publish(latent)
+        if self.trajectory_pub is None:
+            return
         self.trajectory_sequence += 1
         # Asy(10): the latent of the previous period (the first period uses the first latent).
         used = max(1, index // PERIOD_STEPS)
@@ -140,6 +159,7 @@ def main() -> int:
     parser.add_argument("--refuse", nargs="*", default=[])
     parser.add_argument("--log")
     parser.add_argument("--namespace", default="")
+    parser.add_argument("--policy-when", help="ee_trajectory gets a publisher only once this file exists")
     args = parser.parse_args()
     rclpy.init()
     node = rclpy.create_node("calvin_bridge", namespace=args.namespace)

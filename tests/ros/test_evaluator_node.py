@@ -382,3 +382,32 @@ def test_bad_parameter_stops_the_node_with_one_clear_line():
                            "clock_mode:=warp"], capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert done.returncode == 2
     assert "[FATAL] cannot start: clock_mode must be one of lockstep, realtime, got 'warp'" in done.stderr
+
+
+def test_first_instruction_waits_for_a_policy(tmp_path):
+    """A goal sent while the policy is still loading waits for it rather than instructing nobody."""
+    log, trigger = tmp_path / "bridge.jsonl", tmp_path / "policy-loaded"
+    bridge = start_peer("stand_in_bridge.py", "--namespace", "/late", "--policy-when", str(trigger), "--log", str(log),
+                        "--refuse", REFUSED)
+    evaluator = start_evaluator(tmp_path / "evaluator.log", f"runs_dir:={tmp_path}", namespace="/late")
+    try:
+        client = Client("/late")
+        try:
+            future = client.action.send_goal_async(RunEvaluation.Goal(num_sequences=1, episode_length=EPISODE,
+                                                                      seed=SEED, run_name="late"))
+            client.spin_until(future.done, 15.0)
+            waited_until = time.monotonic() + 1.5
+            client.spin_until(lambda: time.monotonic() > waited_until, 5.0)
+            assert bridge_events(log, "instruction") == [] and bridge_events(log, "reset") == []
+            trigger.touch()
+            result = future.result().get_result_async()
+            client.spin_until(result.done, 40.0)
+        finally:
+            client.close()
+        assert result.result().status == GoalStatus.STATUS_SUCCEEDED
+        [policy_up] = bridge_events(log, "policy_up")
+        assert policy_up["time"] < bridge_events(log, "instruction")[0]["time"]
+        assert result.result().result.average_length == expected(sample_chains(1, SEED))[0][0]
+    finally:
+        stop(evaluator)
+        stop_peer(bridge)

@@ -18,7 +18,7 @@ MultiThreadedExecutor, hence this module's own ``main`` instead of ``node_utils.
 a SingleThreadedExecutor); it keeps run_node's clean SIGINT/SIGTERM handling.
 
 Parameters: ``bridge_name``, ``runs_dir``, ``clock_mode``, ``control_rate``, ``latent_period_steps``
-(recorded only), ``service_timeout``, ``stall_timeout``; see PARAMETERS.
+(recorded only), ``service_timeout``, ``graph_timeout``, ``stall_timeout``; see PARAMETERS.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from openhelix_ros.node_utils import LATENT_QOS, ParameterSpec, declare_paramete
 
 PROGRESS_TOPIC = "evaluation/progress"
 RECENT_LATENTS = 100
+GRAPH_SETTLE = 0.5  # s the graph must stay complete before the first instruction (endpoints appear one by one)
 RESULT_GRACE = 1.0  # s of spinning at shutdown after a goal ended, for its result to reach the client
 
 PARAMETERS = (
@@ -84,6 +85,9 @@ PARAMETERS = (
                   read_only=True, value_range=(0, 10_000)),
     ParameterSpec("service_timeout", 10.0, "Seconds to wait for the bridge's services when a goal starts, and "
                   "for a set_parameters answer.", value_range=(0.1, 600.0)),
+    ParameterSpec("graph_timeout", 300.0, "Seconds a goal waits for a policy (and System 2 when System 1 "
+                  "needs one) and matched instruction subscribers before its first instruction; models take "
+                  "a while to load. On timeout the run starts anyway, with a warning.", value_range=(0.0, 3600.0)),
     ParameterSpec("stall_timeout", 30.0, "Seconds (wall clock) without a scene_state or service answer "
                   "before the current subtask counts as failed.", value_range=(0.1, 3600.0)),
 )
@@ -192,7 +196,9 @@ class Evaluator(Node):
             if not client.wait_for_service(timeout_sec=timeout):
                 return self._abort(goal_handle, f"bridge service {self._full_name(client)} not available after "
                                                 f"{timeout:g} s")
-        self._wait_for_listeners(timeout)
+        gaps = self._wait_for_graph(goal_handle, float(self.get_parameter("graph_timeout").value))
+        if gaps:
+            self.get_logger().warning(f"starting without a complete graph: {'; '.join(gaps)}")
         if config.dynamic:
             problem = self._set_dynamic(config.dynamic, timeout)
             if problem:
@@ -255,24 +261,52 @@ class Evaluator(Node):
             goal_handle.abort()
         return result
 
-    def _wait_for_listeners(self, timeout: float) -> None:
-        """Wait until a policy publishes ee_trajectory and every discovered subscriber of instruction is
-        matched to our publisher. A subscriber that matches after an instruction went out misses it
-        unless it is transient local (System 2 and the scripted expert subscribe volatile), and a
-        missed first instruction fails the chain for nothing; a graph that only just started often
-        needs a second or two of discovery."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self._stopping.is_set():
-            policies = self.count_publishers(graph.EE_TRAJECTORY)
-            listeners = self.count_subscribers(graph.INSTRUCTION)
-            matched = self._instruction_pub.get_subscription_count()
-            if policies and listeners and matched >= listeners:
-                return
+    def graph_gaps(self) -> list[str]:
+        """What the graph still lacks before the first instruction may go out (empty: ready).
+
+        A policy must publish ee_trajectory; if something consumes goal_latent (System 1), a System 2
+        must publish it; every discovered subscriber of instruction must be matched to our publisher. A
+        subscriber that matches after an instruction went out misses it unless it is transient local
+        (System 2 and the scripted expert subscribe volatile), and a missed first instruction fails the
+        chain for nothing. Models load for a minute or more, so a graph started together with the
+        evaluator is usually not complete when the first goal arrives."""
+        gaps = []
+        if not self.count_publishers(graph.EE_TRAJECTORY):
+            gaps.append(f"no policy publishes {graph.EE_TRAJECTORY}")
+        # Our own goal_latent subscription (for timing) does not count as a consumer.
+        consumers = [info for info in self.get_subscriptions_info_by_topic(self.resolve_topic_name(graph.GOAL_LATENT))
+                     if (info.node_name, info.node_namespace) != (self.get_name(), self.get_namespace())]
+        if consumers and not self.count_publishers(graph.GOAL_LATENT):
+            gaps.append(f"{graph.GOAL_LATENT} has subscribers but no publisher (System 2 not up)")
+        listeners = self.count_subscribers(graph.INSTRUCTION)
+        matched = self._instruction_pub.get_subscription_count()
+        if not listeners or matched < listeners:
+            gaps.append(f"{matched} of {listeners} {graph.INSTRUCTION} subscriber(s) matched")
+        return gaps
+
+    def _wait_for_graph(self, goal_handle, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` s for ``graph_gaps()`` to close and stay closed for GRAPH_SETTLE s
+        (a node creates its endpoints one after the other); returns the gaps left. Logs what it waits
+        for every 10 s; a cancel or shutdown ends the wait."""
+        started = time.monotonic()
+        said = started
+        settled_since = None
+        while not goal_handle.is_cancel_requested and not self._stopping.is_set():
+            now = time.monotonic()
+            gaps = self.graph_gaps()
+            if gaps:
+                settled_since = None
+            elif settled_since is None:
+                settled_since = now
+            elif now - settled_since >= GRAPH_SETTLE:
+                return []
+            if now - started >= timeout:
+                return gaps
+            if gaps and now - said >= 10.0:
+                said = now
+                self.get_logger().info(f"waiting for the graph ({now - started:.0f} s): {'; '.join(gaps)}")
             time.sleep(0.05)
-        self.get_logger().warning(
-            f"starting without a complete graph after {timeout:g} s: {self.count_publishers(graph.EE_TRAJECTORY)} "
-            f"ee_trajectory publisher(s), {self._instruction_pub.get_subscription_count()} of "
-            f"{self.count_subscribers(graph.INSTRUCTION)} instruction subscriber(s) matched")
+        return []
 
     def _full_name(self, client) -> str:
         return self.resolve_service_name(client.srv_name)
@@ -284,7 +318,8 @@ class Evaluator(Node):
 
     def _recorded_parameters(self) -> dict:
         return {name: self.get_parameter(name).value for name in
-                ("bridge_name", "runs_dir", "control_rate", "latent_period_steps", "service_timeout")}
+                ("bridge_name", "runs_dir", "control_rate", "latent_period_steps", "service_timeout",
+                 "graph_timeout")}
 
     # -- commands of the core ------------------------------------------------------------------
     def _carry_out(self, command, run: EvaluationRun, goal_handle, started: float) -> list:
