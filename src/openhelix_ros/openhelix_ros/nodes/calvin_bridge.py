@@ -14,7 +14,9 @@ plan), else the first waypoint of a trajectory stamped exactly with step t's sta
 the executor: the state machine is driven by the trajectory callback, a guard condition and a watchdog
 timer, so services answer while it waits. With no ``ee_trajectory`` publisher at all the bridge waits
 without a timeout; when one appears it re-sends the current observation (the newcomer missed it);
-with one, ``step_timeout`` seconds without a plan make it log what it waits for and hold for one step.
+with one, after ``resend_after`` seconds without a plan it re-sends the observation once (a
+best-effort subscriber may have lost the cloud), and ``step_timeout`` seconds without a plan make it
+log what it waits for and hold for one step.
 
 Bad input (NaN or out-of-workspace trajectories, wrong array lengths on reset, unknown tasks) is logged
 or answered with ``success: false`` naming the problem; the node keeps running.
@@ -100,6 +102,9 @@ PARAMETERS = (
                   value_range=(1, 1000)),
     ParameterSpec("step_timeout", 5.0, "Lockstep: seconds (wall clock) to wait for a plan before logging a "
                   "warning and holding the pose for one step.", read_only=True, value_range=(0.01, 3600.0)),
+    ParameterSpec("resend_after", 1.0, "Lockstep: seconds without a plan after which the observation is "
+                  "published once more (a best-effort subscriber may have lost its cloud); 0 = never.",
+                  read_only=True, value_range=(0.0, 3600.0)),
     ParameterSpec("render", True, "Render both cameras (images, depth, points). False: state topics only, "
                   "about ten times faster.", read_only=True),
     ParameterSpec("renderer", "auto", "Embedded simulator's renderer: auto | tiny | egl.", read_only=True),
@@ -135,6 +140,8 @@ class CalvinBridge(Node):
         config.validate()  # a ValueError here is a configuration error: run_node says so and exits 2
         self._lockstep = config.clock_mode == "lockstep"
         self._step_timeout = p["step_timeout"]
+        self._resend_after = p["resend_after"]
+        self._resent = False  # the awaited observation was already published a second time
         self._points_every_step = p["publish_points_every_step"] or not self._lockstep
         self._core = BridgeCore(config, clock=self._now_ns)
 
@@ -217,6 +224,7 @@ class CalvinBridge(Node):
         self._publish(observation, with_points=needs_plan or self._points_every_step)
         if needs_plan:
             self._waiting = True
+            self._resent = False
             self._wait_started = time.monotonic()
         else:
             self._waiting = False
@@ -251,6 +259,12 @@ class CalvinBridge(Node):
         if self._resend_at is not None and now >= self._resend_at:
             self._resend_at = None
             self._wait_started = now
+            self._publish(self._core.current, with_points=True)
+            return
+        if self._resend_after > 0 and not self._resent and now - self._wait_started > self._resend_after:
+            # System 1 subscribes best effort: a cloud lost on the way would otherwise cost a whole
+            # step_timeout. Same stamp, same data: a plan for it is still the awaited one.
+            self._resent = True
             self._publish(self._core.current, with_points=True)
             return
         if now - self._wait_started > self._step_timeout:
