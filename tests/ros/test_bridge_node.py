@@ -249,6 +249,15 @@ def test_services_reset_and_check_tasks_with_bad_input(peer, lockstep_bridge):
                                                                                           value=value)]),
                             20, [lockstep_bridge]).results[0]
 
+    # An instruction naming an unknown task is logged; the node stays up.
+    instructions = peer.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_QOS)
+    wait_for(peer, lambda: instructions.get_subscription_count() > 0, 20, "the bridge's instruction subscription",
+             [lockstep_bridge])
+    instructions.publish(Instruction(text="do a backflip", task="do_a_backflip", sequence=1))
+    wait_for(peer, lambda: "do_a_backflip" in lockstep_bridge.log(), 10, "the unknown-task log line",
+             [lockstep_bridge])
+    peer.destroy_publisher(instructions)
+
     refused = set_dynamic("sideways")
     assert not refused.successful and "dynamic must be empty or one of" in refused.reason
     assert set_dynamic("circle").successful and set_dynamic("").successful
