@@ -43,3 +43,18 @@ def apply_ros_defaults(environ: MutableMapping[str, str] | None = None,
     ros_home = Path(env.setdefault("ROS_HOME", str((root or project_root()) / ".ros")))
     env.setdefault("ROS_LOG_DIR", str(ros_home / "log"))
     return env
+
+
+def config_dir(root: Path | None = None) -> Path:
+    """The graph's parameter files: ``config/`` of a source checkout, else the installed
+    ``share/openhelix/config`` (colcon or ament install of the metapackage)."""
+    source = (root or project_root()) / "config"
+    if (source / "graph.yaml").is_file():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("openhelix")) / "config"
+    except (ImportError, LookupError) as error:
+        raise FileNotFoundError(f"no config/graph.yaml under {source} and no installed openhelix package "
+                                f"({error})") from error

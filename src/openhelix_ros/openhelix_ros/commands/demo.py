@@ -1,0 +1,153 @@
+"""``openhelix demo``: the whole graph on the embedded simulator, a few CALVIN chains, a report.
+
+Starts calvin_bridge (embedded play table, lockstep), system2, system1 and the evaluator as separate
+processes talking over DDS (the same nodes and parameter files as launch/eval.launch.py), runs
+``--chains`` evaluation chains through the ``run_evaluation`` action, and writes the evaluator's report
+plus a ``demo.md`` that says which models and checkpoint were used. ``--policy expert`` puts the
+scripted expert (privileged state) in place of System 1 and System 2: the reference of what the graph
+and protocol allow.
+
+The checkpoint is ``--checkpoint`` when given, else the newest training output under runs/ (a directory
+with checkpoints/latest), else none: then the untrained configurations run, and the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from openhelix_ros.environment import config_dir, project_root
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chains", type=int, default=3, help="evaluation chains (CALVIN uses 1000)")
+    parser.add_argument("--variant", default="standard",
+                        help="standard, enriched or dynamic-{left,forward,diagonal,circle}")
+    parser.add_argument("--policy", choices=["dual", "expert"], default="dual",
+                        help="dual: System 2 + System 1 (default); expert: the scripted expert as reference")
+    parser.add_argument("--checkpoint", default="auto",
+                        help="training output or checkpoint directory; 'auto': newest under runs/; 'none'")
+    parser.add_argument("--system2-model", default="embedded", help="System 2 configuration without checkpoint")
+    parser.add_argument("--system1-model", default="default", help="System 1 configuration without checkpoint")
+    parser.add_argument("--latent-period-steps", type=int, default=10, help="Asy(N); 0 = synchronous")
+    parser.add_argument("--episode-length", type=int, default=0, help="env steps per subtask; 0 = CALVIN's 360")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="demo", help="results go to <runs-dir>/<name>/")
+    parser.add_argument("--runs-dir", default="", help="default: runs/ of the project")
+
+
+def newest_checkpoint(runs: Path) -> Path | None:
+    """The newest training output under ``runs`` (by the time its checkpoints/latest was written)."""
+    candidates = [marker.parent.parent for marker in runs.glob("*/checkpoints/latest") if marker.is_file()]
+    return max(candidates, key=lambda path: (path / "checkpoints" / "latest").stat().st_mtime, default=None)
+
+
+def choose_checkpoint(argument: str, runs: Path) -> tuple[str, str]:
+    """(checkpoint directory or "", a sentence for the report saying what was used and why)."""
+    if argument == "none":
+        return "", "no checkpoint (asked for none): untrained configurations"
+    if argument != "auto":
+        path = Path(argument)
+        if not path.exists():
+            raise SystemExit(f"openhelix demo: checkpoint {path} does not exist")
+        return str(path.resolve()), f"checkpoint {path} (given)"
+    found = newest_checkpoint(runs)
+    if found is None:
+        return "", ("no trained checkpoint under runs/ (train one with `openhelix train`): untrained "
+                    "configurations, so expect no task to succeed")
+    return str(found.resolve()), f"checkpoint {found} (newest training output under runs/)"
+
+
+def run(args: argparse.Namespace) -> int:
+    import rclpy
+    from rclpy.action import ActionClient
+
+    from openhelix_msgs.action import RunEvaluation
+    from openhelix_ros.commands import evaluate
+    from openhelix_ros.processes import NodeProcess, ProcessDied, check_alive, stop_all, wait_for
+
+    root = project_root()
+    runs = Path(args.runs_dir).resolve() if args.runs_dir else root / "runs"
+    run_dir = runs / args.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = config_dir(root)
+    shared = {"clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps}
+    checkpoint, checkpoint_note = ("", "scripted expert (privileged state); no model") \
+        if args.policy == "expert" else choose_checkpoint(args.checkpoint, runs)
+
+    nodes = [("calvin_bridge", {**shared, "backend": "embedded", "seed": args.seed})]
+    if args.policy == "dual":
+        nodes += [("system2", {**shared, "model": args.system2_model, "checkpoint": checkpoint}),
+                  ("system1", {**shared, "model": args.system1_model, "checkpoint": checkpoint})]
+    else:
+        nodes += [("scripted_expert", {})]
+    nodes += [("evaluator", {"runs_dir": str(runs)})]
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # SIGTERM must end the demo like Ctrl-C does, through the finally below that stops every node:
+    # an orphaned lockstep bridge would otherwise wait for plans forever.
+    signal.signal(signal.SIGTERM, interrupted)
+    print(f"[demo] {checkpoint_note}", flush=True)
+    print(f"[demo] starting {', '.join(name for name, _ in nodes)} (logs in {run_dir / 'logs'})", flush=True)
+    started = time.monotonic()
+    processes: list[NodeProcess] = []
+    rclpy.init()
+    watcher = rclpy.create_node("openhelix_demo")
+    try:
+        for name, parameters in nodes:
+            files = [config / "graph.yaml", config / f"{name}.yaml"]
+            processes.append(NodeProcess.start(name, parameters, log_dir=run_dir / "logs",
+                                               params_files=[f for f in files if f.is_file()]))
+        client = ActionClient(watcher, RunEvaluation, "run_evaluation")
+        # Model loading (System 2 embedded converts its weights once) dominates the start.
+        wait_for(watcher, client.server_is_ready, 300, "the evaluator's run_evaluation action",
+                 processes=processes)
+        print(f"[demo] graph up after {time.monotonic() - started:.0f} s; running {args.chains} chains", flush=True)
+        evaluation = SimpleNamespace(num_sequences=args.chains, variant=args.variant,
+                                     episode_length=args.episode_length, seed=args.seed, run_name=args.name,
+                                     namespace="", server_timeout=30.0, json=False)
+        # evaluate.run owns its rclpy context; ours stays for watching the processes afterwards.
+        watcher.destroy_node()
+        rclpy.try_shutdown()
+        status = evaluate.run(evaluation)
+        check_alive(processes)
+    except ProcessDied as died:
+        print(f"[demo] a node died: {died}", flush=True)
+        status = 1
+    except KeyboardInterrupt:
+        print("[demo] interrupted; stopping the graph", flush=True)
+        status = 130
+    finally:
+        if rclpy.ok():
+            watcher.destroy_node()
+            rclpy.try_shutdown()
+        stop_all(processes)
+
+    summary = {"policy": args.policy, "checkpoint": checkpoint or None, "checkpoint_note": checkpoint_note,
+               "system2_model": args.system2_model if args.policy == "dual" else None,
+               "system1_model": args.system1_model if args.policy == "dual" else None,
+               "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
+               "chains": args.chains, "variant": args.variant, "seconds": round(time.monotonic() - started, 1),
+               "exit_status": status}
+    results_file = run_dir / "results.json"
+    if results_file.is_file():
+        results = json.loads(results_file.read_text())
+        summary["average_length"] = results.get("average_length")
+        summary["success_rates"] = results.get("success_rates")
+    (run_dir / "demo.json").write_text(json.dumps(summary, indent=2))
+    lines = ["# openhelix demo", "",
+             f"- Policy: {'System 2 + System 1' if args.policy == 'dual' else 'scripted expert'}; {checkpoint_note}.",
+             f"- Graph: calvin_bridge (embedded, lockstep) + "
+             f"{'system2 + system1' if args.policy == 'dual' else 'scripted_expert'} + evaluator, "
+             f"Asy({args.latent_period_steps}).",
+             f"- {args.chains} chains, variant {args.variant}; {summary['seconds']:.0f} s in all.",
+             f"- Average length: {summary.get('average_length', 'n/a')}; see report.md for the tables and plots."]
+    (run_dir / "demo.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    return status
