@@ -319,3 +319,30 @@ def test_camera_info_and_images_are_unrendered_absent_in_lockstep_without_render
     call_service(peer, reset, ResetScene.Request(), 20, [lockstep_bridge])
     wait_for(peer, lambda: joints.messages, 10, "joint_states after a reset", [lockstep_bridge])
     assert not images.messages and not infos.messages and not clouds.messages
+
+
+def test_lockstep_executes_waypoints_per_plan_from_one_trajectory(peer, tmp_path):
+    """waypoints_per_plan 3: one plan for the awaited observation moves the world exactly 3 steps (the
+    bridge steps on by itself, between executor turns), then it waits again. In its own namespace, so
+    it does not meet the module's other bridge."""
+    bridge = NodeProcess.start("calvin_bridge", {"clock_mode": "lockstep", "render": False,
+                                                 "waypoints_per_plan": 3, "step_timeout": 30.0},
+                               log_dir=tmp_path, remaps={"__ns": "/multi"})
+    try:
+        states = Watch(peer, "/multi/scene_state", SceneState, SCENE_STATE_QOS)
+        wait_for(peer, lambda: peer.count_publishers("/multi/scene_state") > 0, 30, "the bridge", [bridge])
+        spin_for(peer, 0.3, [bridge])
+        publisher = peer.create_publisher(EETrajectory, "/multi/ee_trajectory", TRAJECTORY_QOS)
+        wait_for(peer, lambda: states.messages, 30, "the awaited observation", [bridge])
+        awaited = states.last
+        position, quaternion = robot_pose(awaited)
+        plan = trajectory_to_msg(np.array([position + [0.0, 0.01 * i, 0.0] for i in range(1, 6)]),
+                                 np.tile(quaternion, (5, 1)), np.ones(5), 1 / 30,
+                                 stamp=stamp_to_ns(awaited.header.stamp), sequence=1)
+        publisher.publish(plan)
+        wait_for(peer, lambda: states.last.step >= awaited.step + 3, 15, "three steps", [bridge])
+        spin_for(peer, 0.5, [bridge])
+        assert max(m.step for m in states.messages) == awaited.step + 3  # then it waits for a new plan
+        peer.destroy_publisher(publisher)
+    finally:
+        stop_all([bridge])

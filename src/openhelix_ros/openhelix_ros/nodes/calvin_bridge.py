@@ -232,10 +232,9 @@ class CalvinBridge(Node):
 
     # ------------------------------------------------------------------------------ lockstep
     def _step_on_plan(self) -> None:
-        if self._waiting:
-            return
-        if self._core.lockstep_step() is None:  # a reset in between dropped the plan
-            self._publish_and_continue()
+        # Triggered after publishing an observation the current plan still covers. A reset in between
+        # has published its own observation and started waiting (or dropped the plan): nothing to do.
+        if self._waiting or self._core.lockstep_step() is None:
             return
         self._publish_and_continue()
 
