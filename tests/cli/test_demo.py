@@ -42,3 +42,24 @@ def test_demo_refuses_a_missing_checkpoint(tmp_path):
                              str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "does not exist" in result.stderr
+
+
+def _training_output(root: Path, name: str, data_kind: str) -> Path:
+    output = root / name
+    step = output / "checkpoints" / "step_0000010"
+    step.mkdir(parents=True)
+    (output / "checkpoints" / "latest").write_text("step_0000010")
+    (step / "training_state.json").write_text(json.dumps({"step": 10, "train_config": {"data": {"kind": data_kind}}}))
+    return output
+
+
+def test_demo_picks_the_newest_checkpoint_trained_on_demonstrations(tmp_path):
+    from openhelix_ros.commands.demo import choose_checkpoint
+
+    assert choose_checkpoint("auto", tmp_path)[0] == ""
+    _training_output(tmp_path, "smoke", "synthetic")
+    path, note = choose_checkpoint("auto", tmp_path)
+    assert path == "" and "untrained" in note, "a run on synthetic data is no policy"
+    bags = _training_output(tmp_path, "from-bags", "rosbag")
+    assert choose_checkpoint("auto", tmp_path)[0] == str(bags.resolve())
+    assert choose_checkpoint("none", tmp_path)[0] == ""

@@ -8,7 +8,8 @@ scripted expert (privileged state) in place of System 1 and System 2: the refere
 and protocol allow.
 
 The checkpoint is ``--checkpoint`` when given, else the newest training output under runs/ (a directory
-with checkpoints/latest), else none: then the untrained configurations run, and the report says so.
+with checkpoints/latest) that was trained on demonstrations rather than the trainer's synthetic data,
+else none: then the untrained configurations run, and the report says so.
 """
 
 from __future__ import annotations
@@ -40,9 +41,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="", help="default: runs/ of the project")
 
 
+def trained_on_demonstrations(output: Path) -> bool:
+    """Whether a training output learnt from real data (CALVIN episodes or recorded bags): a run on the
+    trainer's synthetic data (smoke tests, the tiny recipe) is no policy for the play table."""
+    latest = output / "checkpoints" / "latest"
+    state = output / "checkpoints" / latest.read_text().strip() / "training_state.json"
+    try:
+        data = json.loads(state.read_text())["train_config"]["data"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+    return data.get("kind") not in (None, "synthetic")
+
+
 def newest_checkpoint(runs: Path) -> Path | None:
-    """The newest training output under ``runs`` (by the time its checkpoints/latest was written)."""
-    candidates = [marker.parent.parent for marker in runs.glob("*/checkpoints/latest") if marker.is_file()]
+    """The newest training output under ``runs`` trained on demonstrations (by the time its
+    checkpoints/latest was written)."""
+    candidates = [marker.parent.parent for marker in runs.glob("*/checkpoints/latest")
+                  if marker.is_file() and trained_on_demonstrations(marker.parent.parent)]
     return max(candidates, key=lambda path: (path / "checkpoints" / "latest").stat().st_mtime, default=None)
 
 
@@ -57,9 +72,9 @@ def choose_checkpoint(argument: str, runs: Path) -> tuple[str, str]:
         return str(path.resolve()), f"checkpoint {path} (given)"
     found = newest_checkpoint(runs)
     if found is None:
-        return "", ("no trained checkpoint under runs/ (train one with `openhelix train`): untrained "
-                    "configurations, so expect no task to succeed")
-    return str(found.resolve()), f"checkpoint {found} (newest training output under runs/)"
+        return "", ("no checkpoint trained on demonstrations under runs/ (record some with `openhelix "
+                    "collect`, then `openhelix train`): untrained configurations, so expect no task to succeed")
+    return str(found.resolve()), f"checkpoint {found} (newest training output on demonstrations under runs/)"
 
 
 def run(args: argparse.Namespace) -> int:
