@@ -217,13 +217,14 @@ def test_lockstep_selector_waits_for_the_exact_asy_latent():
     assert selector.choose(step_stamp(3)).record.sequence == 1  # steps 0-3 use step 0's latent
     choice = selector.choose(step_stamp(4))
     assert choice.wait and choice.required_step == 2  # step 4 needs step 2's, not yet here
-    selector.add(record(4, 3))  # a newer one does not stand in for the required one
-    assert selector.choose(step_stamp(4)).wait
-    fallback = selector.choose(step_stamp(4), fallback=True)
+    fallback = selector.choose(step_stamp(4), fallback=True)  # after the caller's bounded wait
     assert fallback.record.sequence == 1 and not fallback.exact and "not exact" in fallback.reason
     selector.add(record(2, 2))
     assert selector.choose(step_stamp(5)).record.sequence == 2
-    assert selector.choose(step_stamp(7)).record.sequence == 3
+    selector.add(record(6, 3))  # the latent of step 4 was lost: step 6 came first
+    lost = selector.choose(step_stamp(6))
+    assert not lost.wait and not lost.exact and lost.record.sequence == 2  # no pointless wait
+    assert selector.choose(step_stamp(9)).record.sequence == 3
 
 
 def test_realtime_selector_takes_the_newest_and_the_gate_stops_stale_latents():

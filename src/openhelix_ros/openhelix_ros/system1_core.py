@@ -95,6 +95,10 @@ class LatentHistory:
             del self._by_stamp[stamp]
         return len(old)
 
+    def stamps(self) -> list[int]:
+        """Observation stamps of the latents held, oldest received first."""
+        return list(self._by_stamp)
+
     def clear(self) -> None:
         self._by_stamp.clear()
 
@@ -116,7 +120,9 @@ class LatentSelector:
 
     lockstep: planning at step ``t`` uses the latent of step ``latent_step_for_plan(t, N)``; when it has
     not arrived the caller waits (bounded) and then asks with ``fallback=True``, which takes the latent
-    of the latest step before the required one and says so (``exact`` False) rather than stalling.
+    of the latest step before the required one and says so (``exact`` False) rather than stalling. No
+    wait when a later step's latent is already here: System 2 works in step order, so the required one
+    was lost.
     realtime: the newest latent.
     """
 
@@ -148,7 +154,10 @@ class LatentSelector:
         record = self.history.at_step(required, self.control_rate)
         if record is not None:
             return LatentChoice(record, False, f"latent of step {required} for step {step}", required)
-        if not fallback:
+        # System 2 encodes its steps in order: once a later step's latent is here, the required one will
+        # never come (its image was lost, or System 2 started after it), so waiting would only stall.
+        lost = any(stamp_to_step(stamp, self.control_rate) > required for stamp in self.history.stamps())
+        if not fallback and not lost:
             return LatentChoice(None, True, f"waiting for the latent of step {required} (planning step {step}, "
                                             f"Asy({self.latent_period_steps}))", required)
         older = self.history.latest_at_or_before(required, self.control_rate)

@@ -179,10 +179,11 @@ class System1Node(Node):
             f"{self._core.num_inference_steps} denoising steps), {mode}, max_latent_age {p['max_latent_age']:g} s, "
             f"workspace {p['workspace_low']}..{p['workspace_high']}")
 
-    def _drop(self, topic: str, text: str) -> None:
-        """Log why a message was dropped: each new reason at once, a repeated one every 2 s at most."""
+    def _drop(self, topic: str, text: str, label: str = "") -> None:
+        """Log why a message was dropped: each new reason at once, a repeated one every 2 s at most
+        (``label``, e.g. a sequence number, is shown but does not make a repeat new)."""
         if self._repeats.should_log(topic, text):
-            self.get_logger().error(text)
+            self.get_logger().error(f"{topic}{label} dropped: {text}")
 
     def _say_once(self, key: str, text: str) -> None:
         if key not in self._said:
@@ -202,7 +203,7 @@ class System1Node(Node):
             if len(cloud.xyz) == 0:
                 raise ValueError(f"PointCloud2 has no finite point ({cloud.dropped} NaN or infinite dropped)")
         except ValueError as error:
-            self._drop("points", f"points dropped: {error}")
+            self._drop("points", str(error))
             return
         if cloud.dropped:
             self.get_logger().warning(f"points: {cloud.dropped} NaN or infinite points dropped, "
@@ -226,7 +227,7 @@ class System1Node(Node):
             if frame != self._frame:
                 raise ValueError(f"pose is in frame {frame!r}, expected {self._frame!r}")
         except ValueError as error:
-            self._drop("ee_pose", f"ee_pose dropped: {error}")
+            self._drop("ee_pose", str(error))
             return
         with self._lock:
             self._poses[stamp] = (position, quaternion)
@@ -242,12 +243,11 @@ class System1Node(Node):
                                       "gripper counts as open")
             return
         if len(message.position) != len(message.name):
-            self._drop("joint_states", f"joint_states dropped: {len(message.name)} names but "
-                                       f"{len(message.position)} positions")
+            self._drop("joint_states", f"{len(message.name)} names but {len(message.position)} positions")
             return
         width = float(sum(message.position[index[name]] for name in present))
         if not np.isfinite(width):
-            self._drop("joint_states", "joint_states dropped: finger joint position is NaN or infinite")
+            self._drop("joint_states", "finger joint position is NaN or infinite")
             return
         with self._lock:
             self._gripper_open = gripper_openness_from_width(width, self._open_width)
@@ -256,7 +256,7 @@ class System1Node(Node):
         try:
             latent = self._core.check_latent(np.asarray(message.latent, dtype=np.float32))
         except ValueError as error:
-            self._drop("goal_latent", f"goal_latent {message.sequence} dropped: {error}")
+            self._drop("goal_latent", str(error), f" {message.sequence}")
             return
         record = LatentRecord(latent=latent, sequence=int(message.sequence), stamp_ns=stamp_to_ns(message.header.stamp),
                               observation_stamp_ns=stamp_to_ns(message.observation_stamp),
@@ -299,6 +299,9 @@ class System1Node(Node):
             if inputs is not None:
                 self._plan_and_publish(stamp, xyz, rgb, arrival, *inputs)
 
+    def _newer_points(self, stamp: int) -> bool:
+        return bool(self._points) and self._points[-1][0] != stamp
+
     def _gather(self, stamp: int, skipped: int):
         """With the lock held: the pose, openness and latent for a plan at ``stamp``, or None (logged)."""
         if self._lockstep:
@@ -306,18 +309,24 @@ class System1Node(Node):
                 self.get_logger().warning(f"{skipped} cloud(s) arrived while planning; planning the newest "
                                           f"(step {stamp_to_step(stamp, self._control_rate)})")
             choice = self._selector.choose(stamp)
+            waited = 0.0
             if choice.wait:
                 started = time.monotonic()
-                self._wait(lambda: not self._selector.choose(stamp).wait, self._wait_timeout)
+                self._wait(lambda: not self._selector.choose(stamp).wait or self._newer_points(stamp),
+                           self._wait_timeout)
                 waited = time.monotonic() - started
                 reason = choice.reason
+                if self._newer_points(stamp) and self._selector.choose(stamp).wait:
+                    # The bridge gave up on this step (its step_timeout) and went on: plan the new one.
+                    self.get_logger().warning(f"{reason}: a newer cloud came after {waited:.2f} s, planning that one")
+                    return None
                 choice = self._selector.choose(stamp, fallback=True)
-                if not choice.exact:
-                    self.get_logger().warning(f"waited {waited:.2f} s: {choice.reason}")
-                elif waited > 0.5:
+                if choice.exact and waited > 0.5:
                     # Short waits are the normal lockstep rhythm (System 2 still encoding); long ones are
                     # worth a line, since the whole simulation waits with System 1.
                     self.get_logger().info(f"{reason}: waited {waited:.2f} s")
+            if not choice.exact:
+                self.get_logger().warning(choice.reason + (f" (after waiting {waited:.2f} s)" if waited else ""))
             if not self._wait(lambda: stamp in self._poses, self._wait_timeout if not self._poses else 0.2):
                 if not self._poses:
                     self._say_once("no_pose", "no ee_pose received yet: cannot plan (need the current pose)")
