@@ -1,8 +1,9 @@
 """Run OpenHelix nodes as separate processes without ros2 launch (which no registry ships).
 
 The ``openhelix`` verbs (collect, demo, eval) and the tests start the graph with this module: each node
-is ``python -m openhelix_ros.nodes.<name> --ros-args -p name:=value ...`` with its output in a log file,
-so the processes talk over real DDS exactly as under ros2 launch.
+is ``python -m openhelix_ros.nodes.<name> --ros-args [--params-file ...] [-p name:=value ...]`` with its
+output in a log file, so the processes talk over real DDS exactly as under ros2 launch. Parameter files
+come first and the given values win over them, as launch_ros's ``parameters=[file, {...}]`` does.
 
     from openhelix_ros.processes import NodeProcess, wait_for
 
