@@ -227,6 +227,15 @@ def test_lockstep_selector_waits_for_the_exact_asy_latent():
     assert selector.choose(step_stamp(9)).record.sequence == 3
 
 
+def test_lockstep_selector_goes_on_with_a_younger_latent_when_system2_missed_the_first_images():
+    selector = LatentSelector("lockstep", latent_period_steps=2)
+    selector.add(record(2, 1))  # System 2 came up after step 0's image
+    early = selector.choose(step_stamp(1))  # needs step 0's, known lost; step 2's is from the future
+    assert early.record is None and not early.wait
+    choice = selector.choose(step_stamp(3))  # needs step 0's, lost: step 2's, younger than Asy(2) wants
+    assert not choice.wait and choice.record.sequence == 1 and not choice.exact and "not exact" in choice.reason
+
+
 def test_realtime_selector_takes_the_newest_and_the_gate_stops_stale_latents():
     selector = LatentSelector("realtime", max_latent_age=0.5)
     assert selector.choose(0).record is None

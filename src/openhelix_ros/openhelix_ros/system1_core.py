@@ -88,6 +88,12 @@ class LatentHistory:
                 best = record
         return best
 
+    def earliest_at_or_before(self, step: int, control_rate: float) -> LatentRecord | None:
+        """The latent of the earliest observation step <= ``step``, if any."""
+        candidates = [(stamp_to_step(stamp, control_rate), record) for stamp, record in self._by_stamp.items()]
+        candidates = [(s, record) for s, record in candidates if s <= step]
+        return min(candidates, key=lambda item: item[0])[1] if candidates else None
+
     def forget_received_before(self, monotonic_time: float) -> int:
         """Drop latents that arrived before ``monotonic_time``; returns how many."""
         old = [stamp for stamp, record in self._by_stamp.items() if record.received < monotonic_time]
@@ -120,9 +126,9 @@ class LatentSelector:
 
     lockstep: planning at step ``t`` uses the latent of step ``latent_step_for_plan(t, N)``; when it has
     not arrived the caller waits (bounded) and then asks with ``fallback=True``, which takes the latent
-    of the latest step before the required one and says so (``exact`` False) rather than stalling. No
-    wait when a later step's latent is already here: System 2 works in step order, so the required one
-    was lost.
+    of the latest step before the required one (or, when there is none, the earliest one up to ``t``)
+    and says so (``exact`` False) rather than stalling. No wait when a later step's latent is already
+    here: System 2 works in step order, so the required one was lost.
     realtime: the newest latent.
     """
 
@@ -162,8 +168,13 @@ class LatentSelector:
                                             f"Asy({self.latent_period_steps}))", required)
         older = self.history.latest_at_or_before(required, self.control_rate)
         if older is None:
-            return LatentChoice(None, False, f"no latent of step {required} or earlier arrived for step {step}",
-                                required, exact=False)
+            # Nothing that old: typically System 2 came up after the episode's first images. The earliest
+            # latent of this episode up to the current step is too young for Asy(N), but planning with it
+            # beats holding the arm for a bridge step_timeout on every step of the next period.
+            older = self.history.earliest_at_or_before(step, self.control_rate)
+            if older is None:
+                return LatentChoice(None, False, f"no latent of step {step} or earlier arrived for step {step}",
+                                    required, exact=False)
         older_step = stamp_to_step(older.observation_stamp_ns, self.control_rate)
         return LatentChoice(older, False, f"latent of step {required} missing for step {step}: used the one of "
                                           f"step {older_step} (Asy({self.latent_period_steps}) not exact here)",

@@ -278,6 +278,9 @@ class System1Node(Node):
         return predicate()
 
     def _work(self) -> None:
+        # The stamp of the last cloud a trajectory was published for. A cloud with that stamp again (the
+        # lockstep bridge re-sends an observation it got no plan for) is not planned twice; one whose
+        # earlier attempt published nothing (the gate was closed, say) is planned again.
         last_planned: int | None = None
         next_slot = time.monotonic()
         while True:
@@ -286,7 +289,11 @@ class System1Node(Node):
                 if delay > 0:
                     time.sleep(delay)
             with self._lock:
-                while not self._stop and not (self._points and self._points[-1][0] != last_planned):
+                while not self._stop:
+                    if self._points and self._points[-1][0] == last_planned:
+                        self._points.clear()  # a re-sent observation that was already answered
+                    if self._points:
+                        break
                     self._lock.wait(timeout=0.5)
                 if self._stop:
                     return
@@ -295,9 +302,8 @@ class System1Node(Node):
                 self._points.clear()
                 inputs = self._gather(stamp, skipped)
             next_slot = max(next_slot + self._replan_period, time.monotonic())
-            last_planned = stamp
-            if inputs is not None:
-                self._plan_and_publish(stamp, xyz, rgb, arrival, *inputs)
+            if inputs is not None and self._plan_and_publish(stamp, xyz, rgb, arrival, *inputs):
+                last_planned = stamp
 
     def _newer_points(self, stamp: int) -> bool:
         return bool(self._points) and self._points[-1][0] != stamp
@@ -356,13 +362,14 @@ class System1Node(Node):
         return pose[0], pose[1], gripper_open, choice.record
 
     def _plan_and_publish(self, stamp: int, xyz, rgb, arrival: float, position, quaternion, gripper_open: float,
-                          record: LatentRecord) -> None:
+                          record: LatentRecord) -> bool:
+        """Plan, then publish the trajectory and its markers; whether a trajectory was published."""
         started = time.perf_counter()
         try:
             plan = self._core.plan(xyz, rgb, position, quaternion, gripper_open, record.latent)
         except ValueError as error:
             self.get_logger().error(f"no trajectory for the cloud at {stamp * 1e-9:.3f} s: {error}")
-            return
+            return False
         if plan.safety.modified:
             self.get_logger().warning(f"trajectory adjusted by the safety filter: {plan.safety.summary()}",
                                       throttle_duration_sec=5.0)
@@ -375,7 +382,7 @@ class System1Node(Node):
                                         inference_time=compute)
         except ValueError as error:  # the last line of defence: never publish NaN
             self.get_logger().error(f"trajectory {self._sequence} not published: {error}")
-            return
+            return False
         self._trajectory_pub.publish(message)
         if self._publish_markers:
             self._marker_pub.publish(self._markers(plan, stamp))
@@ -385,6 +392,7 @@ class System1Node(Node):
                 f"trajectory {self._sequence}: model {plan.inference_time * 1e3:.1f} ms, cloud to trajectory "
                 f"{(time.monotonic() - arrival) * 1e3:.1f} ms, latent {record.sequence} "
                 f"({(stamp - record.observation_stamp_ns) * 1e-9:.3f} s older than the cloud)")
+        return True
 
     def _markers(self, plan, stamp: int) -> MarkerArray:
         header = make_header(self._frame, stamp)
