@@ -2,8 +2,9 @@
 
 Four motions, as in OpenHelix's dynamic evaluation: ``left`` (-x), ``forward`` (+y, away from the
 robot), ``diagonal`` (-x +y) and ``circle`` (a circle of ``dynamic_circle_radius`` through the start
-position). Linear motions turn back after ``dynamic_amplitude`` metres or at the edge of the free strip
-of table, so a block never wanders off the desk. The block is driven by setting its velocity before
+position). Linear motions turn back after ``dynamic_amplitude`` metres, and every motion turns back at
+the edge of the free strip of table (10 cm in front of the door), so a block never wanders off the
+desk or against the cabinet. The block is driven by setting its velocity before
 every physics substep (friction still acts, so it slides rather than teleports) and stops for good once
 the robot touches it or it leaves the table surface.
 """
@@ -28,6 +29,10 @@ _DIRECTIONS = {"left": (-1.0, 0.0), "forward": (0.0, 1.0), "diagonal": (-math.sq
 # Free strip of table the moving block stays in (between the desk's front edge and the cabinet).
 _FREE_X = (-0.33, 0.33)
 _FREE_Y = (-0.16, -0.05)  # stays 10 cm in front of the door, clear of it when rotated
+
+
+def _inside_strip(xy: np.ndarray) -> bool:
+    return _FREE_X[0] < xy[0] < _FREE_X[1] and _FREE_Y[0] < xy[1] < _FREE_Y[1]
 
 
 class BlockMotion:
@@ -75,13 +80,16 @@ class BlockMotion:
             norm = np.linalg.norm(tangent)
             if norm < 1e-9:
                 return np.zeros(2)
+            tangent /= norm
+            # Like the linear motions, turn back (along the arc) rather than leave the free strip.
+            if not _inside_strip(position_xy + tangent * self.sign * 0.01):
+                self.sign = -self.sign
             # Tangential speed plus a small radial correction that keeps the block on its circle.
             radial_error = np.linalg.norm(offset) - self.config.dynamic_circle_radius
-            return speed * tangent / norm - 2.0 * radial_error * offset / max(np.linalg.norm(offset), 1e-9)
+            return speed * self.sign * tangent - 2.0 * radial_error * offset / max(np.linalg.norm(offset), 1e-9)
         direction = np.array(_DIRECTIONS[mode])
         travelled = float(np.dot(position_xy - self.origin, direction))
-        ahead = position_xy + direction * self.sign * 0.01
-        out_of_strip = not (_FREE_X[0] < ahead[0] < _FREE_X[1] and _FREE_Y[0] < ahead[1] < _FREE_Y[1])
+        out_of_strip = not _inside_strip(position_xy + direction * self.sign * 0.01)
         if out_of_strip or (self.sign > 0 and travelled > self.config.dynamic_amplitude) or (
                 self.sign < 0 and travelled < -self.config.dynamic_amplitude):
             self.sign = -self.sign
