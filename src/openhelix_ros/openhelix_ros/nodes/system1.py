@@ -56,6 +56,7 @@ from openhelix_ros.node_utils import (
     declare_parameters,
     run_node,
 )
+from openhelix_ros.nodes.system2 import LOCKSTEP_SENSOR_QOS
 from openhelix_ros.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
 from openhelix_ros.system1_core import (
     SYSTEM1_CONFIGS,
@@ -86,8 +87,9 @@ PARAMETERS = (
     ParameterSpec("max_latent_age", 2.0, "No trajectory is published when the latent's image is older than "
                   "this (s of the active clock). Lockstep Asy(N) latents are up to (2N - 1) / control_rate old.",
                   read_only=True, value_range=(0.001, 1e6)),
-    ParameterSpec("latent_wait_timeout", 5.0, "lockstep: wall-clock seconds to wait for the latent Asy(N) "
-                  "requires (and for the ee_pose of the same step) before going on without it.",
+    ParameterSpec("latent_wait_timeout", 3.0, "lockstep: wall-clock seconds to wait for the latent Asy(N) "
+                  "requires (and for the ee_pose of the same step) before going on with an earlier one (logged "
+                  "as not exact). Keep it below the bridge's step_timeout, or the bridge holds the pose first.",
                   read_only=True, value_range=(0.0, 600.0)),
     ParameterSpec("waypoint_period", 1.0 / 30.0, "Seconds between published waypoints.", read_only=True,
                   value_range=(0.001, 10.0)),
@@ -165,9 +167,11 @@ class System1Node(Node):
 
         self._trajectory_pub = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, graph.TRAJECTORY_MARKERS, TRAJECTORY_QOS)
-        self.create_subscription(PointCloud2, graph.POINTS, self._on_points, SENSOR_QOS)
-        self.create_subscription(PoseStamped, graph.EE_POSE, self._on_pose, SENSOR_QOS)
-        self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_states, SENSOR_QOS)
+        # Lockstep: every cloud is a step the bridge waits on, and its pose must come with it: reliable.
+        sensor_qos = LOCKSTEP_SENSOR_QOS if self._lockstep else SENSOR_QOS
+        self.create_subscription(PointCloud2, graph.POINTS, self._on_points, sensor_qos)
+        self.create_subscription(PoseStamped, graph.EE_POSE, self._on_pose, sensor_qos)
+        self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_states, sensor_qos)
         self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_latent, LATENT_QOS)
         self._worker = threading.Thread(target=self._work, name="system1-inference", daemon=True)
         self._worker.start()

@@ -53,6 +53,14 @@ LOCKSTEP_QUEUE = 64
 INSTRUCTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE)
 
+# Lockstep sensor input: reliable. Exact Asy(N) needs every Nth image (System 1 waits for its latent),
+# and a best-effort reader loses large images under load even from the bridge's reliable writer
+# (measured: the image of step 30 of 90 lost with the embedded model on the shared 2-core machine). The
+# lockstep bridge publishes reliable (keep-last 10), so this matches it; a best-effort camera (realtime)
+# would not, hence SENSOR_QOS there.
+LOCKSTEP_SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.VOLATILE)
+
 PARAMETERS = (
     ParameterSpec("model", "tiny", f"System 2 configuration: {' | '.join(SYSTEM2_CONFIGS)} (ignored when "
                   "'checkpoint' is set).", read_only=True),
@@ -105,7 +113,8 @@ class System2Node(Node):
         self._repeats = RepeatLimiter(2.0)
 
         self._publisher = self.create_publisher(GoalLatent, graph.GOAL_LATENT, LATENT_QOS)
-        self.create_subscription(Image, graph.STATIC_IMAGE, self._on_image, SENSOR_QOS)
+        self.create_subscription(Image, graph.STATIC_IMAGE, self._on_image,
+                                 LOCKSTEP_SENSOR_QOS if self._lockstep else SENSOR_QOS)
         self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_QOS)
         self._worker = threading.Thread(target=self._work, name="system2-inference", daemon=True)
         self._worker.start()
