@@ -220,3 +220,44 @@ def test_parameter_files_set_only_declared_parameters_of_the_right_type(module):
     for key in ("clock_mode", "latent_period_steps", "control_rate"):
         assert key in shared and key in specs and key not in values
         assert type(shared[key]) is type(specs[key].default)
+
+
+@pytest.mark.slow  # the embedded simulator, System 2 and System 1 as three processes: 25-40 s here
+def test_with_the_real_bridge_in_lockstep_every_step_uses_the_exact_asy_n_latent(tmp_path):
+    """calvin_bridge (embedded, lockstep) + system2 + system1 (tiny, Asy(3)): the bridge steps only on
+    System 1's trajectories, and each one names the latent of step max(0, (t // 3 - 1) * 3)."""
+    from openhelix_ros.system2_core import latent_step_for_plan
+
+    logs = {name: tmp_path / f"{name}.log" for name in ("system1", "system2", "calvin_bridge")}
+    shared = ("clock_mode:=lockstep", "latent_period_steps:=3")
+    system2 = start_node("system2", logs["system2"], *shared)
+    system1 = start_node("system1", logs["system1"], *shared, "num_inference_steps:=2")
+    bridge = None
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not all("ready" in logs[n].read_text() for n in ("system1", "system2")):
+            time.sleep(0.2)
+        # The bridge comes last, as `openhelix demo` orders it, so System 2 sees the image of step 0.
+        bridge = subprocess.Popen([sys.executable, "-m", "openhelix_ros.nodes.calvin_bridge", "--ros-args",
+                                   "-p", "backend:=embedded", "-p", "clock_mode:=lockstep"],
+                                  stdout=logs["calvin_bridge"].open("w"), stderr=subprocess.STDOUT,
+                                  env=dict(os.environ))
+        out = tmp_path / "observed.json"
+        result = run_peer("lockstep_observer.py", "--out", str(out), "--trajectories", "24", timeout=150)
+        text = {name: log.read_text() for name, log in logs.items()}
+        assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{text}"
+    finally:
+        for process in (bridge, system1, system2):
+            if process is not None:
+                stop_node(process)
+    data = json.loads(out.read_text())
+    latent_step = {int(sequence): round(stamp / STEP_NS) for sequence, stamp in data["latents"].items()}
+    steps = []
+    for trajectory in data["trajectories"]:
+        step = round(trajectory["stamp"] / STEP_NS)
+        steps.append(step)
+        assert latent_step[trajectory["latent_sequence"]] == latent_step_for_plan(step, 3), (step, trajectory)
+        assert trajectory["poses"] == 19
+    assert steps == list(range(len(steps)))  # one plan per step, in order: the world waited for each
+    assert "holding the pose" not in text["calvin_bridge"], text["calvin_bridge"]
+    assert "not exact" not in text["system1"]

@@ -1,0 +1,53 @@
+"""Peer process that plays the evaluator for a lockstep bridge + system2 + system1 graph: sends one
+instruction (repeated until System 2 has it), records every goal_latent (sequence -> observation
+stamp) and every ee_trajectory (stamp, latent_sequence) until --trajectories have arrived, and writes
+them to --out as JSON."""
+
+import argparse
+import json
+import sys
+import time
+
+import rclpy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from openhelix_msgs.msg import EETrajectory, GoalLatent, Instruction
+from openhelix_ros.conversions import make_header, stamp_to_ns
+
+RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+LATENT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--trajectories", type=int, default=30)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    rclpy.init()
+    node = rclpy.create_node("lockstep_observer")
+    latents, trajectories = {}, []
+    node.create_subscription(GoalLatent, "goal_latent", lambda m: latents.__setitem__(
+        int(m.sequence), stamp_to_ns(m.observation_stamp)), LATENT)
+    node.create_subscription(EETrajectory, "ee_trajectory", lambda m: trajectories.append(
+        {"stamp": stamp_to_ns(m.header.stamp), "latent_sequence": int(m.latent_sequence),
+         "latent_stamp": stamp_to_ns(m.latent_stamp), "poses": len(m.poses)}), RELIABLE)
+    instructions = node.create_publisher(Instruction, "instruction", RELIABLE)
+    end = time.monotonic() + args.timeout
+    next_instruction = 0.0
+    while time.monotonic() < end and len(trajectories) < args.trajectories:
+        if not latents and time.monotonic() > next_instruction:
+            instructions.publish(Instruction(header=make_header(""), text="open the drawer", task="open_drawer",
+                                             sequence=1))
+            next_instruction = time.monotonic() + 0.5
+        rclpy.spin_once(node, timeout_sec=0.05)
+    with open(args.out, "w") as handle:
+        json.dump({"latents": {str(k): v for k, v in latents.items()}, "trajectories": trajectories}, handle)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0 if len(trajectories) >= args.trajectories else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
