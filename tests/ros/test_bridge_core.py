@@ -300,3 +300,17 @@ def test_expert_core_tells_episodes_apart_that_share_a_stamp(core):
     # The bridge re-sending the observation it waits on is not a reset, and gets the same plan.
     assert not expert.observe(second.robot_obs.copy(), second.scene_obs.copy(), 0, second.stamp_ns)
     assert not expert.pending and expert.act() is plan
+
+
+def test_an_arm_outside_the_box_may_be_brought_back_but_not_farther_out():
+    # Physics can overshoot a boundary waypoint; System 1 then returns at the speed limit, so its first
+    # waypoints are still outside. Refusing them would strand the arm outside for good.
+    bounds = WorkspaceBounds()
+    above = np.array([0.0, -0.2, bounds.high[2] + 0.02])
+    returning = trajectory([above - [0, 0, 0.01], above - [0, 0, 0.02], [0.0, -0.2, 0.4]])
+    validate_trajectory(returning, bounds, current_position=above)
+    with pytest.raises(ValueError, match="outside the workspace"):
+        validate_trajectory(returning, bounds)  # without the current pose: refused as before
+    farther = trajectory([above + [0, 0, 0.01]])
+    with pytest.raises(ValueError, match=r"waypoint\(s\) \[0\] outside the workspace"):
+        validate_trajectory(farther, bounds, current_position=above)

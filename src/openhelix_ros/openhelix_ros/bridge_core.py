@@ -84,13 +84,18 @@ def waypoint_to_action(position: Sequence[float], quaternion_xyzw: Sequence[floa
 
 
 def validate_trajectory(trajectory: TrajectoryArrays, bounds: WorkspaceBounds,
-                        world_frame: str = "world") -> None:
+                        world_frame: str = "world", current_position: np.ndarray | None = None) -> None:
     """Raise ValueError naming what makes ``trajectory`` unfit to execute.
 
     ``conversions.trajectory_from_msg`` already refuses NaN, empty and mismatched trajectories; this adds
     what only the executor knows: the frame, and the workspace. A pose outside the box is refused, not
     clipped: System 1 clips before it publishes (docs/ros_graph.md), so one outside means a bug or a
     foreign publisher, and executing a silently altered plan would hide it.
+
+    One exception keeps the arm from being stranded: when the TCP itself is outside the box (physics
+    can overshoot a waypoint on the boundary), System 1's safety filter brings it back at the speed
+    limit, so the first waypoints are still outside. Waypoints no farther from the box than
+    ``current_position`` is are then accepted: they never take the arm farther out.
     """
     if trajectory.frame_id not in (world_frame, ""):
         raise ValueError(f"trajectory is in frame {trajectory.frame_id!r}; the bridge executes poses in "
@@ -101,7 +106,13 @@ def validate_trajectory(trajectory: TrajectoryArrays, bounds: WorkspaceBounds,
     if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(trajectory.quaternions)) \
             or not np.all(np.isfinite(trajectory.gripper)):
         raise ValueError("trajectory contains NaN or infinite values")
-    outside = np.flatnonzero(~bounds.contains(positions))
+    outside_mask = ~bounds.contains(positions)
+    if current_position is not None and outside_mask.any():
+        current = np.asarray(current_position, dtype=np.float64).reshape(1, 3)
+        current_distance = float(np.linalg.norm(current - bounds.clip(current)))
+        distances = np.linalg.norm(positions - bounds.clip(positions), axis=1)
+        outside_mask &= distances > current_distance + 1e-6
+    outside = np.flatnonzero(outside_mask)
     if outside.size:
         first = positions[outside[0]].round(3).tolist()
         raise ValueError(f"trajectory waypoint(s) {outside.tolist()} outside the workspace "

@@ -82,8 +82,16 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.action import ActionClient
 
     from openhelix_msgs.action import RunEvaluation
+    from openhelix_ros import graph
     from openhelix_ros.commands import evaluate
-    from openhelix_ros.processes import NodeProcess, ProcessDied, check_alive, stop_all, wait_for
+    from openhelix_ros.processes import (
+        NodeProcess,
+        ProcessDied,
+        check_alive,
+        stop_all,
+        topic_has_publishers,
+        wait_for,
+    )
 
     root = project_root()
     runs = Path(args.runs_dir).resolve() if args.runs_dir else root / "runs"
@@ -123,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         # Model loading (System 2 embedded converts its weights once) dominates the start.
         wait_for(watcher, client.server_is_ready, 300, "the evaluator's run_evaluation action",
                  processes=processes)
+        # The policy nodes announce their publishers once their models are loaded; a node that dies
+        # while loading (a checkpoint that does not fit, say) stops the demo here with its log.
+        policy_topics = [graph.EE_TRAJECTORY] + ([graph.GOAL_LATENT] if args.policy == "dual" else [])
+        wait_for(watcher, lambda: all(topic_has_publishers(watcher, t) for t in policy_topics), 600,
+                 f"publishers of {', '.join(policy_topics)}", processes=processes)
         print(f"[demo] graph up after {time.monotonic() - started:.0f} s; running {args.chains} chains", flush=True)
         evaluation = SimpleNamespace(num_sequences=args.chains, variant=args.variant,
                                      episode_length=args.episode_length, seed=args.seed, run_name=args.name,
@@ -132,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
         rclpy.try_shutdown()
         status = evaluate.run(evaluation)
         check_alive(processes)
-    except ProcessDied as died:
-        print(f"[demo] a node died: {died}", flush=True)
+    except (ProcessDied, TimeoutError) as failure:
+        print(f"[demo] {failure}", flush=True)
         status = 1
     except KeyboardInterrupt:
         print("[demo] interrupted; stopping the graph", flush=True)

@@ -285,7 +285,9 @@ class CalvinBridge(Node):
     def _on_trajectory(self, message: EETrajectory) -> None:
         try:
             trajectory = trajectory_from_msg(message)
-            validate_trajectory(trajectory, self._core.bounds, graph.WORLD_FRAME)
+            current = self._core.current
+            validate_trajectory(trajectory, self._core.bounds, graph.WORLD_FRAME,
+                                current_position=None if current is None else current.tcp_position)
         except ValueError as error:
             self.get_logger().error(f"dropped {graph.EE_TRAJECTORY} #{message.sequence} stamped "
                                     f"{stamp_to_ns(message.header.stamp) * 1e-9:.4f} s: {error}")
