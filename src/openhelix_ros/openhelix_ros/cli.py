@@ -18,10 +18,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "info": ("info", "show the ROS 2 / Python environment and check that the interfaces load"),
     "demo": ("demo", "run the whole graph on the embedded simulator, a few evaluation chains, a report"),
     "eval": ("evaluate", "run the CALVIN evaluation protocol through the ROS graph"),
-    "collect": ("collect", "record scripted or tele-operated demonstrations into rosbag2 bags"),
+    "collect": ("collect", "record scripted-expert demonstrations into rosbag2 bags for training"),
     "train": ("train", "train System 2 / System 1 offline (delegates to openhelix-train)"),
     "bench": ("bench", "measure simulator, model and graph speed; report under runs/"),
-    "latent-probe": ("latent_probe", "inspect System 2 goal latents for a set of instructions"),
+    "latent-probe": ("latent_probe", "read what the <ACT> latent carries while a block moves (the paper's Figure 5)"),
 }
 
 
