@@ -163,7 +163,6 @@ class System1Node(Node):
         self._stop = False
         self._said: set[str] = set()  # one-off notices already logged
         self._repeats = RepeatLimiter(2.0)
-        self.plan_times: collections.deque = collections.deque(maxlen=1000)
 
         self._trajectory_pub = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, graph.TRAJECTORY_MARKERS, TRAJECTORY_QOS)
@@ -377,20 +376,20 @@ class System1Node(Node):
         if plan.safety.modified:
             self.get_logger().warning(f"trajectory adjusted by the safety filter: {plan.safety.summary()}",
                                       throttle_duration_sec=5.0)
-        self._sequence += 1
+        sequence = self._sequence + 1  # taken only once published: sequences have no gaps
         compute = time.perf_counter() - started
         try:
             message = trajectory_to_msg(plan.positions, plan.quaternions, plan.gripper, plan.period,
-                                        frame_id=self._frame, stamp=stamp, sequence=self._sequence,
+                                        frame_id=self._frame, stamp=stamp, sequence=sequence,
                                         latent_sequence=record.sequence, latent_stamp=record.stamp_ns,
                                         inference_time=compute)
         except ValueError as error:  # the last line of defence: never publish NaN
-            self.get_logger().error(f"trajectory {self._sequence} not published: {error}")
+            self.get_logger().error(f"trajectory {sequence} not published: {error}")
             return False
         self._trajectory_pub.publish(message)
+        self._sequence = sequence
         if self._publish_markers:
             self._marker_pub.publish(self._markers(plan, stamp))
-        self.plan_times.append(compute)
         if self._sequence == 1 or self._sequence % 100 == 0:
             self.get_logger().info(
                 f"trajectory {self._sequence}: model {plan.inference_time * 1e3:.1f} ms, cloud to trajectory "
