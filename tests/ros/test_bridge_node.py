@@ -30,8 +30,8 @@ from openhelix_ros.conversions import (
     trajectory_to_msg,
 )
 from openhelix_ros.messages import message_class
-from openhelix_ros.node_utils import SENSOR_QOS, TRAJECTORY_QOS
-from openhelix_ros.nodes.calvin_bridge import INSTRUCTION_QOS, SCENE_STATE_QOS
+from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, SENSOR_QOS, TRAJECTORY_QOS
+from openhelix_ros.nodes.calvin_bridge import SCENE_STATE_QOS
 from openhelix_ros.processes import NodeProcess, call_service, stop_all, wait_for
 from openhelix_ros.sim.protocol import state_for_condition
 
@@ -250,7 +250,7 @@ def test_services_reset_and_check_tasks_with_bad_input(peer, lockstep_bridge):
                             20, [lockstep_bridge]).results[0]
 
     # An instruction naming an unknown task is logged; the node stays up.
-    instructions = peer.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_QOS)
+    instructions = peer.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
     wait_for(peer, lambda: instructions.get_subscription_count() > 0, 20, "the bridge's instruction subscription",
              [lockstep_bridge])
     instructions.publish(Instruction(text="do a backflip", task="do_a_backflip", sequence=1))
@@ -271,7 +271,7 @@ def test_expert_completes_a_task_through_the_lockstep_bridge(peer, lockstep_brid
     try:
         states = Watch(peer, graph.SCENE_STATE, SceneState, SCENE_STATE_QOS)
         plans = Watch(peer, graph.EE_TRAJECTORY, EETrajectory, TRAJECTORY_QOS)
-        instructions = peer.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_QOS)
+        instructions = peer.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
         reset = peer.create_client(ResetScene, graph.RESET_SCENE)
         check = peer.create_client(CheckTasks, graph.CHECK_TASKS)
         wait_for(peer, lambda: reset.service_is_ready() and check.service_is_ready()

@@ -51,6 +51,26 @@ ESTOP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                        reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
 
+# Instructions are rare and each one matters (a lost one is a lost subtask): reliable on both ends.
+# The sender latches the current one (transient local, depth 1) so a System 2 that starts or restarts
+# late still gets it; readers stay volatile, because a transient-local reader would not match a
+# volatile sender, and this way any reliable sender (latched or not, a user's `ros2 topic pub`) is heard.
+INSTRUCTION_PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                       reliability=ReliabilityPolicy.RELIABLE,
+                                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+INSTRUCTION_SUBSCRIBER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                        reliability=ReliabilityPolicy.RELIABLE,
+                                        durability=DurabilityPolicy.VOLATILE)
+
+# Images and clouds in lockstep mode: every observation is one the policy must answer, and a best-effort
+# reader loses large images under load even from the bridge's reliable writer (measured: the image of
+# step 30 of 90 lost with the embedded model on the shared 2-core machine). The lockstep bridge publishes
+# reliable, keep-last 10, so this matches it; a best-effort camera (realtime) would not, hence
+# SENSOR_QOS there.
+LOCKSTEP_SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                 reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.VOLATILE)
+
 _PARAMETER_TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
     int: ParameterType.PARAMETER_INTEGER,

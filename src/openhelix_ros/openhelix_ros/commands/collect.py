@@ -202,7 +202,8 @@ class Collector:
         from openhelix_msgs.msg import Instruction, SceneState
         from openhelix_msgs.srv import CheckTasks, ResetScene
         from openhelix_ros import graph
-        from openhelix_ros.nodes.calvin_bridge import INSTRUCTION_QOS, SCENE_STATE_QOS
+        from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS
+        from openhelix_ros.nodes.calvin_bridge import SCENE_STATE_QOS
         from openhelix_ros.processes import NodeProcess, stop_all, topic_has_subscribers, wait_for
 
         if self.bag_dir.exists() and any(self.bag_dir.iterdir()):
@@ -233,7 +234,7 @@ class Collector:
                 del latest[:-4]
 
             node.create_subscription(SceneState, graph.SCENE_STATE, on_scene_state, SCENE_STATE_QOS)
-            instructions = node.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_QOS)
+            instructions = node.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
             reset = node.create_client(ResetScene, graph.RESET_SCENE)
             check = node.create_client(CheckTasks, graph.CHECK_TASKS)
             print(f"collect: starting the bridge and the expert (logs in {self.log_dir})", flush=True)

@@ -58,7 +58,13 @@ from openhelix_ros.conversions import (
     stamp_to_ns,
     trajectory_from_msg,
 )
-from openhelix_ros.node_utils import TRAJECTORY_QOS, ParameterSpec, declare_parameters, run_node
+from openhelix_ros.node_utils import (
+    INSTRUCTION_SUBSCRIBER_QOS,
+    TRAJECTORY_QOS,
+    ParameterSpec,
+    declare_parameters,
+    run_node,
+)
 from openhelix_ros.safety import WorkspaceBounds
 from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES
 
@@ -74,9 +80,6 @@ SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliabil
 # /clock: only the newest time matters; reliable so a sim-time node never misses the tick it waits on.
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.VOLATILE)
-# Instructions are rare and each matters; volatile so that any reliable sender matches (as system2).
-INSTRUCTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
 
 CAMERA_FRAMES = {"static": "static_camera_optical_frame", "gripper": "gripper_camera_optical_frame"}
 CAMERA_TOPICS = {
@@ -156,7 +159,7 @@ class CalvinBridge(Node):
         self._pose_pub = self.create_publisher(PoseStamped, graph.EE_POSE, SENSOR_PUBLISH_QOS)
         self._scene_pub = self.create_publisher(SceneState, graph.SCENE_STATE, SCENE_STATE_QOS)
         self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS)
-        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_QOS)
+        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
         self.create_service(ResetScene, graph.RESET_SCENE, self._on_reset)
         self.create_service(CheckTasks, graph.CHECK_TASKS, self._on_check_tasks)
         self.add_on_set_parameters_callback(self._on_set_parameters)

@@ -63,7 +63,7 @@ from openhelix_ros.evaluation_core import (
 from openhelix_ros.evaluation_core import CheckTasks as CheckCommand
 from openhelix_ros.evaluation_core import ResetScene as ResetCommand
 from openhelix_ros.evaluation_report import build_results, write_report
-from openhelix_ros.node_utils import LATENT_QOS, ParameterSpec, declare_parameters
+from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, LATENT_QOS, ParameterSpec, declare_parameters
 
 PROGRESS_TOPIC = "evaluation/progress"
 RECENT_LATENTS = 100
@@ -92,11 +92,6 @@ PARAMETERS = (
                   "before the current subtask counts as failed.", value_range=(0.1, 3600.0)),
 )
 
-# The current instruction must reach System 2 even if it starts (or restarts) after it was sent:
-# transient local with depth 1. Reliable, because a lost instruction is a lost subtask. Matches
-# volatile subscribers too.
-INSTRUCTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # In realtime every scene_state is a counted step, so none may be lost: reliable (as the bridge
 # publishes it), with room for a burst while a check is out. In lockstep they only trigger checks.
 SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -133,7 +128,7 @@ class Evaluator(Node):
         self._wall_clock = Clock(clock_type=ClockType.SYSTEM_TIME)
 
         io = ReentrantCallbackGroup()
-        self._instruction_pub = self.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_QOS)
+        self._instruction_pub = self.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
         self._progress_pub = self.create_publisher(EvaluationProgress, PROGRESS_TOPIC, PROGRESS_QOS)
         self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS,
                                  callback_group=io)

@@ -25,14 +25,17 @@ from openhelix_msgs.msg import EETrajectory, Instruction, SceneState
 from openhelix_ros import graph
 from openhelix_ros.conversions import stamp_to_ns, trajectory_to_msg
 from openhelix_ros.expert_core import ExpertCore
-from openhelix_ros.node_utils import TRAJECTORY_QOS, ParameterSpec, declare_parameters, run_node
+from openhelix_ros.node_utils import (
+    INSTRUCTION_SUBSCRIBER_QOS,
+    TRAJECTORY_QOS,
+    ParameterSpec,
+    declare_parameters,
+    run_node,
+)
 
 # Every scene state matters (each is an observation the lockstep bridge waits on a plan for): reliable,
 # with room for a few while a plan is computed. Matches the bridge's reliable publisher.
 SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
-# Instructions are rare and each matters; volatile so that any reliable sender matches.
-INSTRUCTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE)
 
 PARAMETERS = (
@@ -51,7 +54,7 @@ class ScriptedExpertNode(Node):
         self._sequence = 0
         self._publisher = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS)
-        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_QOS)
+        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
         self.get_logger().info(f"scripted_expert ready: horizon {p['horizon']} at {p['control_rate']:g} Hz; "
                                f"waiting for an instruction")
 

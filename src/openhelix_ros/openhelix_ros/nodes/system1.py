@@ -50,13 +50,13 @@ from openhelix_ros.conversions import (
 )
 from openhelix_ros.node_utils import (
     LATENT_QOS,
+    LOCKSTEP_SENSOR_QOS,
     SENSOR_QOS,
     TRAJECTORY_QOS,
     ParameterSpec,
     declare_parameters,
     run_node,
 )
-from openhelix_ros.nodes.system2 import LOCKSTEP_SENSOR_QOS
 from openhelix_ros.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
 from openhelix_ros.system1_core import (
     SYSTEM1_CONFIGS,

@@ -26,13 +26,20 @@ import numpy as np
 import torch
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from openhelix_msgs.msg import GoalLatent, Instruction
 from openhelix_ros import graph
 from openhelix_ros.conversions import image_to_array, make_header, ns_to_stamp, stamp_to_ns
-from openhelix_ros.node_utils import LATENT_QOS, SENSOR_QOS, ParameterSpec, declare_parameters, run_node
+from openhelix_ros.node_utils import (
+    INSTRUCTION_SUBSCRIBER_QOS,
+    LATENT_QOS,
+    LOCKSTEP_SENSOR_QOS,
+    SENSOR_QOS,
+    ParameterSpec,
+    declare_parameters,
+    run_node,
+)
 from openhelix_ros.system2_core import (
     CLOCK_MODES,
     SYSTEM2_CONFIGS,
@@ -48,18 +55,7 @@ COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 # the bound only protects memory when System 2 is far behind (each drop is logged).
 LOCKSTEP_QUEUE = 64
 
-# Instructions are rare and each one matters: reliable. Volatile, because a transient-local reader does
-# not match a volatile writer, and this way any reliable sender (latched or not) is heard.
-INSTRUCTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
 
-# Lockstep sensor input: reliable. Exact Asy(N) needs every Nth image (System 1 waits for its latent),
-# and a best-effort reader loses large images under load even from the bridge's reliable writer
-# (measured: the image of step 30 of 90 lost with the embedded model on the shared 2-core machine). The
-# lockstep bridge publishes reliable (keep-last 10), so this matches it; a best-effort camera (realtime)
-# would not, hence SENSOR_QOS there.
-LOCKSTEP_SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.VOLATILE)
 
 PARAMETERS = (
     ParameterSpec("model", "tiny", f"System 2 configuration: {' | '.join(SYSTEM2_CONFIGS)} (ignored when "
@@ -115,7 +111,7 @@ class System2Node(Node):
         self._publisher = self.create_publisher(GoalLatent, graph.GOAL_LATENT, LATENT_QOS)
         self.create_subscription(Image, graph.STATIC_IMAGE, self._on_image,
                                  LOCKSTEP_SENSOR_QOS if self._lockstep else SENSOR_QOS)
-        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_QOS)
+        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
         self._worker = threading.Thread(target=self._work, name="system2-inference", daemon=True)
         self._worker.start()
         mode = (f"lockstep, images of steps divisible by {self._period_steps}" if self._lockstep and self._period_steps
