@@ -105,7 +105,8 @@ def main() -> int:
     step["name"] = "valid"
     trajectories.publish(line(valid_offsets, sequence=1))
     spin_until(lambda: count("valid", 10) > 0, 10)
-    spin_for(0.4)  # some target_pose stream
+    # some target_pose stream (waited for by count: at 30 Hz it takes 0.2 s, longer on a loaded machine)
+    spin_until(lambda: sum(1 for m in received["target_pose"] if m["step"] == "valid") >= 5, 10)
 
     step["name"] = "nan"
     bad = line(valid_offsets, sequence=2)

@@ -104,6 +104,8 @@ class ArmInterface(Node):
         # Planning (IK) runs in its own callback group on a second executor thread, so joint states,
         # the estop and the control tick are never queued behind it; this lock guards what they share.
         self._lock = threading.Lock()
+        # Notified on every joint_states: a plan that finds them stale waits for fresh ones first (below).
+        self._joints_arrived = threading.Condition(self._lock)
         self._estop_presses = 0  # counts presses, so a plan started before one is never published
         self._joints: np.ndarray | None = None  # newest joint positions, panda_joint1..7
         self._joints_stamp_ns = 0  # when they arrived (node clock)
@@ -138,6 +140,7 @@ class ArmInterface(Node):
         with self._lock:
             self._joints = joints
             self._joints_stamp_ns = self.get_clock().now().nanoseconds
+            self._joints_arrived.notify_all()
 
     def _on_estop(self, message: Bool) -> None:
         pressed = bool(message.data)
@@ -162,6 +165,13 @@ class ArmInterface(Node):
     def _on_trajectory(self, message: EETrajectory) -> None:
         label = f"trajectory {message.sequence}"
         with self._lock:
+            # Joint states can look stale only because this node was busy: a long IK (an unreachable
+            # plan takes seconds) starves the other executor thread of the GIL. Give a fresh one up to
+            # joint_state_timeout to arrive before judging the robot's state stale.
+            timeout_s = self._joint_state_timeout_ns * 1e-9
+            self._joints_arrived.wait_for(
+                lambda: self.get_clock().now().nanoseconds - self._joints_stamp_ns <= self._joint_state_timeout_ns,
+                timeout=timeout_s)
             estop, presses = self._estop, self._estop_presses
             joints, joints_stamp_ns = self._joints, self._joints_stamp_ns
         if estop:
