@@ -140,21 +140,21 @@ class NodeProcess:
         return f"NodeProcess({self.label!r}, pid {self.process.pid}, {state}, log {self.log_path})"
 
 
-def stop_all(processes: Iterable[NodeProcess], grace: float = 10.0) -> list[int]:
-    """Stop every process: SIGINT to all at once, wait up to ``grace`` s in total, SIGKILL what is left.
-    Returns the exit codes in order."""
-    processes = list(processes)
-    for entry in processes:
-        if entry.alive:
-            entry.process.send_signal(signal.SIGINT)
+def stop_all(processes: Iterable[NodeProcess | subprocess.Popen], grace: float = 10.0) -> list[int]:
+    """Stop every process (a NodeProcess or a bare Popen): SIGINT to all at once, wait up to ``grace`` s
+    in total, SIGKILL what is left. Returns the exit codes in order."""
+    popens = [entry.process if isinstance(entry, NodeProcess) else entry for entry in processes]
+    for process in popens:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
     deadline = time.monotonic() + grace
-    for entry in processes:
+    for process in popens:
         try:
-            entry.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            entry.process.kill()
-            entry.process.wait()
-    return [entry.process.returncode for entry in processes]
+            process.kill()
+            process.wait()
+    return [process.returncode for process in popens]
 
 
 class ProcessDied(RuntimeError):

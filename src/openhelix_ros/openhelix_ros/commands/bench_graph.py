@@ -117,13 +117,9 @@ def _spawn(args: list[str], log_path: Path | None = None) -> subprocess.Popen:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    from openhelix_ros.processes import stop_all
+
+    stop_all([process], grace=15.0)
 
 
 def _spin(node, seconds: float) -> None:
