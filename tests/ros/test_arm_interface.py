@@ -16,6 +16,7 @@ import pytest
 from support.processes import run_peer
 
 from openhelix_ros.kinematics import JOINT_NAMES, JOINT_UPPER, READY_JOINTS
+from openhelix_ros.processes import wait_for
 
 BASE_POSITION = [0.0, -0.52, 0.0]
 BASE_ORIENTATION = [0.0, 0.0, 0.7071067811865476, 0.7071067811865476]
@@ -41,6 +42,11 @@ def session(tmp_path_factory):
                           "--base-orientation", *map(str, BASE_ORIENTATION), "--tcp-offset", str(TCP_OFFSET),
                           timeout=90)
         alive = node.poll() is None
+        # The driver's last trajectory (7) is judged after a wait for fresh joint states and may still be
+        # queued behind earlier planning when the driver exits: wait for its verdict in the log (by
+        # content, not by clock) before stopping the node, or a loaded machine loses the line.
+        if alive and result.returncode == 0:
+            wait_for(None, lambda: "trajectory 7 " in log.read_text(), 60, "the node's verdict on trajectory 7")
     finally:
         if node.poll() is None:
             node.send_signal(signal.SIGINT)

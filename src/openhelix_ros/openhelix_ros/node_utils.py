@@ -21,6 +21,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 
 from openhelix_ros.environment import apply_ros_defaults
 
@@ -156,9 +157,15 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
     executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
     failures: list[BaseException] = []
 
+    # Spinning ends by completing this future, not by shutting the executor down under a running spin:
+    # the spin loop then stops between dispatches, so every callback it handed to the worker threads is
+    # already queued and executor.shutdown() below waits for all of them. (Shutting down first let a
+    # dispatch land after the wait, and that callback then ran against a node being destroyed.)
+    finished = Future()
+
     def spin() -> None:
         try:
-            executor.spin()
+            executor.spin_until_future_complete(finished)
         except ExternalShutdownException:
             pass
         except BaseException as error:  # a callback raised: stop, and re-raise it in the main thread
@@ -181,8 +188,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         spinner.start()
         while not stop.wait(0.1):
             pass
-        executor.shutdown()
+        finished.set_result(None)
         spinner.join(timeout=10.0)
+        executor.shutdown()  # waits for the callbacks still running on worker threads
         if failures:
             raise failures[0]
         return 0
