@@ -39,6 +39,7 @@ TRAJECTORY_MARKERS = "visualization/trajectory"
 ESTOP = "estop"
 JOINT_TRAJECTORY = "joint_trajectory"
 TARGET_POSE = "target_pose"
+EVALUATION_PROGRESS = "evaluation/progress"
 
 # Services and the action (name -> type).
 RESET_SCENE = "reset_scene"
@@ -63,10 +64,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(GRIPPER_CAMERA_INFO, "sensor_msgs/msg/CameraInfo", _BRIDGE),
     TopicSpec(POINTS, "sensor_msgs/msg/PointCloud2", _BRIDGE, ("system1",)),
     TopicSpec(JOINT_STATES, "sensor_msgs/msg/JointState", _BRIDGE, ("system1", "arm_interface")),
-    TopicSpec(EE_POSE, "geometry_msgs/msg/PoseStamped", _BRIDGE, ("system1", "scripted_expert")),
+    # The scripted expert reads the TCP pose from scene_state's robot_obs (same step, no pairing wait).
+    TopicSpec(EE_POSE, "geometry_msgs/msg/PoseStamped", _BRIDGE, ("system1",)),
     TopicSpec(SCENE_STATE, "openhelix_msgs/msg/SceneState", _BRIDGE, ("evaluator", "scripted_expert")),
     TopicSpec(CLOCK, "rosgraph_msgs/msg/Clock", _BRIDGE),
-    TopicSpec(INSTRUCTION, "openhelix_msgs/msg/Instruction", ("evaluator",), ("system2",)),
+    TopicSpec(INSTRUCTION, "openhelix_msgs/msg/Instruction", ("evaluator",), ("system2", "scripted_expert")),
+    TopicSpec(EVALUATION_PROGRESS, "openhelix_msgs/msg/EvaluationProgress", ("evaluator",)),
     TopicSpec(GOAL_LATENT, "openhelix_msgs/msg/GoalLatent", ("system2",), ("system1",)),
     TopicSpec(EE_TRAJECTORY, "openhelix_msgs/msg/EETrajectory", ("system1", "scripted_expert"),
               ("calvin_bridge", "arm_interface")),
