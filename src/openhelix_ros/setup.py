@@ -22,6 +22,7 @@ setup(
             "arm_interface = openhelix_ros.nodes.arm_interface:main",
             "calvin_bridge = openhelix_ros.nodes.calvin_bridge:main",
             "scripted_expert = openhelix_ros.nodes.scripted_expert:main",
+            "teleop = openhelix_ros.nodes.teleop:main",
             "system1 = openhelix_ros.nodes.system1:main",
             "system2 = openhelix_ros.nodes.system2:main",
             "evaluator = openhelix_ros.nodes.evaluator:main",

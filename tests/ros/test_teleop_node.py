@@ -1,0 +1,85 @@
+"""The teleop node as a real process in front of a real bridge: a twist from another process moves the
+simulated arm that way, stopping the twist stops it (dead man's switch), the gripper follows its topic,
+and a bad twist is refused with a log line while the node stays up. In both clock modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import Twist
+from std_msgs.msg import Bool
+
+from openhelix_msgs.msg import SceneState
+from openhelix_ros import graph
+from openhelix_ros.node_utils import SCENE_STATE_QOS
+from openhelix_ros.nodes.teleop import GRIPPER_TOPIC, TWIST_TOPIC
+from openhelix_ros.processes import NodeProcess, stop_all, wait_for
+
+
+@pytest.mark.parametrize("clock_mode", ["lockstep", "realtime"])
+def test_twist_moves_the_arm_and_stopping_it_stops_the_arm(peer, tmp_path, clock_mode):
+    horizon = 1 if clock_mode == "lockstep" else 3
+    processes = [
+        NodeProcess.start("calvin_bridge", {"clock_mode": clock_mode, "render": False}, log_dir=tmp_path),
+        NodeProcess.start("teleop", {"clock_mode": clock_mode, "horizon": horizon, "command_timeout": 0.3},
+                          log_dir=tmp_path),
+    ]
+    states: list[SceneState] = []
+    subscription = peer.create_subscription(SceneState, graph.SCENE_STATE, states.append, SCENE_STATE_QOS)
+    twist_pub = peer.create_publisher(Twist, TWIST_TOPIC, 10)
+    gripper_pub = peer.create_publisher(Bool, GRIPPER_TOPIC, 10)
+    command = {"twist": None}
+
+    def send_twist() -> None:  # a device streams its twist at 20 Hz while a key or stick is held
+        if command["twist"] is not None:
+            twist_pub.publish(command["twist"])
+
+    timer = peer.create_timer(0.05, send_twist)
+    bridge, teleop = processes
+    try:
+        wait_for(peer, lambda: twist_pub.get_subscription_count() > 0 and gripper_pub.get_subscription_count() > 0
+                 and len(states) > 3, 60, "the teleop node and the bridge's steps", processes)
+
+        def tcp() -> np.ndarray:
+            return np.asarray(states[-1].robot_obs[:3])
+
+        start = tcp()
+        # The world moves on with no command (the teleop node answers every step) and the arm holds.
+        step = states[-1].step
+        wait_for(peer, lambda: states[-1].step >= step + 15, 60, "steps without a command", processes)
+        assert np.abs(tcp() - start).max() < 0.005
+
+        # +x at 0.1 m/s: the arm goes right, not elsewhere.
+        command["twist"] = Twist()
+        command["twist"].linear.x = 0.1
+        wait_for(peer, lambda: tcp()[0] - start[0] > 0.03, 60, "the arm to move 3 cm along +x", processes)
+        moved = tcp() - start
+        assert abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01, moved
+
+        # No more twists: after command_timeout the target stands still and the arm settles there.
+        command["twist"] = None
+        step = states[-1].step
+        wait_for(peer, lambda: states[-1].step >= step + 45, 60, "steps after the last twist", processes)
+        recent = np.array([s.robot_obs[0] for s in states[-15:]])
+        assert recent.max() - recent.min() < 0.002, recent
+
+        # The gripper topic closes the gripper (robot_obs[14], the gripper action, goes to -1).
+        gripper_pub.publish(Bool(data=True))
+        wait_for(peer, lambda: states[-1].robot_obs[14] < 0, 60, "the gripper to close", processes)
+
+        # A NaN twist is refused by name; the node stays up and the world keeps stepping.
+        bad = Twist()
+        bad.angular.z = float("nan")
+        twist_pub.publish(bad)
+        wait_for(peer, lambda: "twist angular contains NaN" in teleop.log(), 30, "the NaN twist's log line",
+                 processes)
+        step = states[-1].step
+        wait_for(peer, lambda: states[-1].step >= step + 5, 60, "steps after the bad twist", processes)
+        assert teleop.alive and bridge.alive
+    finally:
+        peer.destroy_timer(timer)
+        peer.destroy_subscription(subscription)
+        peer.destroy_publisher(twist_pub)
+        peer.destroy_publisher(gripper_pub)
+        stop_all(processes)
+    assert "holding the pose" not in bridge.log(), bridge.log()[-2000:]
