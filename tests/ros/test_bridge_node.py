@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -30,21 +29,11 @@ from openhelix_ros.conversions import (
     trajectory_to_msg,
 )
 from openhelix_ros.messages import message_class
-from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, SENSOR_QOS, TRAJECTORY_QOS
-from openhelix_ros.nodes.calvin_bridge import SCENE_STATE_QOS
+from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, SCENE_STATE_QOS, SENSOR_QOS, TRAJECTORY_QOS
 from openhelix_ros.processes import NodeProcess, call_service, stop_all, wait_for
 from openhelix_ros.sim.protocol import state_for_condition
 
 TICK_NS = round(1e9 / 30)
-
-
-@pytest.fixture(scope="module")
-def peer():
-    rclpy.init()
-    node = Node("bridge_test_peer")
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
 
 
 class Watch:

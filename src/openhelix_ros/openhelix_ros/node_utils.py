@@ -72,6 +72,13 @@ LOCKSTEP_SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                                  reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.VOLATILE)
 
+# Scene states: each is a step (the evaluator counts realtime steps by them; the expert and the teleop
+# node answer every lockstep observation), so none may be lost: reliable, with room for a burst while a
+# subscriber is busy. Volatile: a late joiner must not take an old state for the current one.
+SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+
 _PARAMETER_TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
     int: ParameterType.PARAMETER_INTEGER,

@@ -60,6 +60,7 @@ from openhelix_ros.conversions import (
 )
 from openhelix_ros.node_utils import (
     INSTRUCTION_SUBSCRIBER_QOS,
+    SCENE_STATE_QOS,
     TRAJECTORY_QOS,
     ParameterSpec,
     declare_parameters,
@@ -74,9 +75,6 @@ from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES
 # history, and a recorder writing clouds to disk was measured lagging 4 steps behind a lockstep bridge.
 SENSOR_PUBLISH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.VOLATILE)
-# Scene states are counted (the evaluator counts realtime steps by them): reliable, with room for a burst.
-SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
 # /clock: only the newest time matters; reliable so a sim-time node never misses the tick it waits on.
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.VOLATILE)

@@ -19,7 +19,6 @@ import sys
 import time
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from openhelix_msgs.msg import EETrajectory, Instruction, SceneState
 from openhelix_ros import graph
@@ -27,16 +26,12 @@ from openhelix_ros.conversions import stamp_to_ns, trajectory_to_msg
 from openhelix_ros.expert_core import ExpertCore
 from openhelix_ros.node_utils import (
     INSTRUCTION_SUBSCRIBER_QOS,
+    SCENE_STATE_QOS,
     TRAJECTORY_QOS,
     ParameterSpec,
     declare_parameters,
     run_node,
 )
-
-# Every scene state matters (each is an observation the lockstep bridge waits on a plan for): reliable,
-# with room for a few while a plan is computed. Matches the bridge's reliable publisher.
-SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
 
 PARAMETERS = (
     ParameterSpec("control_rate", 30.0, "Control rate (Hz) of the bridge; waypoint_period is its inverse.",
