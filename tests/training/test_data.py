@@ -130,3 +130,24 @@ def test_bad_bags_are_named(tmp_path):
     (tmp_path / "junk" / "metadata.yaml").write_text("not: [a bag")
     with pytest.raises(BagDataError, match="cannot read bag"):
         read_bag_samples(tmp_path / "junk")
+
+
+def test_directory_of_bags_and_point_subsets(tmp_path):
+    """`openhelix collect` writes runs/<name>/bags/episode_NNNN/ (and failed/): the directory reads as
+    all its bags but the failed ones; max_points keeps a seeded subset of every cloud."""
+    from openhelix_training.data.rosbag import BagDataError, BagDataset, write_synthetic_bag
+
+    bags = tmp_path / "bags"
+    xyz, _, _ = write_synthetic_bag(bags / "episode_0000")
+    write_synthetic_bag(bags / "episode_0001")
+    write_synthetic_bag(bags / "failed" / "episode_0002")
+    ds = BagDataset(bags, max_points=100)
+    assert [b.name for b in ds.bags] == ["episode_0000", "episode_0001"]
+    assert len(ds) == 4
+    points = ds[0].observation.points
+    assert points.shape == (100, 3)
+    assert {tuple(p) for p in points} <= {tuple(p) for p in xyz}
+    np.testing.assert_array_equal(points, BagDataset(bags, max_points=100)[0].observation.points)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BagDataError, match="neither a bag"):
+        BagDataset(tmp_path / "empty")

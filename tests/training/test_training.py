@@ -164,3 +164,30 @@ def test_training_on_a_bag_with_the_point_cloud_policy(tmp_path):
     assert result["steps"] == 2 and all(np.isfinite(m["total"]) for m in result["history"])
     loaded = load_checkpoint(tmp_path / "run")
     assert loaded.system1.config.scene_encoder == "points"
+
+
+def test_cached_latents_encode_each_instruction_once_and_match_the_node(tmp_path, small_calvin_dir):
+    """Policy pre-training against a frozen System 2: latents come from a cache keyed by instruction (a
+    text-only System 2), equal to what System2.encode (the node's call) gives, and System 2 stays as it
+    was built, so its checkpoint reproduces them."""
+    cfg = config(tmp_path, small_calvin_dir, "training.stage1_steps=0", "training.stage2_steps=3",
+                 "training.cache_latents=true", "system2.overrides={mode: frozen, use_image: false}")
+    trainer = Trainer(cfg)
+    s2_before = {k: v.clone() for k, v in trainer.s2.state_dict().items()}
+    calls = []
+    trainer.s2.register_forward_hook(lambda _m, args, _out: calls.append(list(args[1])))
+    trainer.run()
+    encoded = [text for call in calls for text in call]
+    assert sorted(encoded) == sorted(set(encoded)), "an instruction was encoded twice"
+    assert set(trainer.latent_cache) == {(t,) for t in encoded}
+    after = trainer.s2.state_dict()
+    assert [k for k in s2_before if not torch.equal(s2_before[k], after[k])] == []
+    loaded = load_checkpoint(tmp_path / "run")
+    for (text,), latent in trainer.latent_cache.items():
+        np.testing.assert_allclose(loaded.system2.encode(None, text).numpy(), latent.numpy(), atol=1e-4)
+
+
+def test_cached_latents_refuse_a_system2_that_trains(tmp_path, small_calvin_dir):
+    cfg = config(tmp_path, small_calvin_dir, "training.stage1_steps=2", "training.cache_latents=true")
+    with pytest.raises(ValueError, match="mode is 'prompt_tuning'.*stage1_steps"):
+        Trainer(cfg)

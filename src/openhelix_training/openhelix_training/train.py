@@ -31,6 +31,7 @@ DEFAULTS: dict = {
         "frames": "keyposes",  # "keyposes" | "all"
         "latent_delay": 0,  # System 2 sees the image of k frames earlier (OpenHelix's delay training)
         "max_windows": None,
+        "max_points": None,  # rosbag: keep at most this many points of each recorded cloud (memory)
         "synthetic": {"num_windows": 4, "frames_per_window": 16, "static_size": 64, "gripper_size": 32},
     },
     "system1": {"preset": "tiny", "overrides": {}, "pretrained": None},  # pretrained: System 1 checkpoint dir
@@ -51,6 +52,10 @@ DEFAULTS: dict = {
         "grad_clip": 1.0,
         "mixed_precision": "no",  # "no" | "bf16" | "fp16"
         "gradient_checkpointing": False,
+        # Pre-train the policy against a System 2 that does not train (mode frozen, no aux/clip loss, no
+        # stage 1): each distinct (instruction, image) is encoded once and its latent reused, which makes
+        # the policy's steps as cheap as System 1 alone (the paper's order: policy first, then prompt tuning).
+        "cache_latents": False,
         "log_every": 10,
         "checkpoint_every": 0,  # 0: only at the end of each stage
         "keep_checkpoints": 2,
@@ -117,7 +122,7 @@ def build_dataset(cfg: dict, system1_config):
         if not d["path"]:
             raise ValueError("data.kind 'rosbag' needs data.path: a bag directory or a list of them")
         return BagDataset(d["path"], frames=d["frames"], latent_delay=d["latent_delay"],
-                          trajectory_length=system1_config.trajectory_length)
+                          trajectory_length=system1_config.trajectory_length, max_points=d["max_points"])
     raise ValueError(f"data.kind must be 'synthetic', 'calvin' or 'rosbag', got {d['kind']!r}")
 
 
@@ -271,6 +276,18 @@ class Trainer:
         self.step = 0
         self.rng = np.random.default_rng(cfg["seed"])
         self.tb = None
+        self.latent_cache: dict | None = None
+        if t["cache_latents"]:
+            problems = [why for bad, why in (
+                (self.s2.config.mode != "frozen", f"system2 mode is {self.s2.config.mode!r}, not 'frozen'"),
+                (t["stage1_steps"] > 0, "stage1_steps > 0 (stage 1 trains only System 2)"),
+                (t["aux_loss"], "aux_loss is on (it trains System 2's heads)"),
+                (t["clip_loss"], "clip_loss is on (it trains System 2's heads)")) if bad]
+            if problems:
+                raise ValueError("training.cache_latents needs a System 2 that does not train: " + "; ".join(problems))
+            # the projector and <ACT> keep their initial values, which the checkpoint then stores
+            self.s2.requires_grad_(False)
+            self.latent_cache = {}
 
     @property
     def s1(self):
@@ -291,12 +308,46 @@ class Trainer:
         while True:
             yield from self.loader
 
+    def _latent_key(self, instruction: str, image) -> tuple:
+        if not self.s2.config.use_image:
+            return (instruction,)
+        import hashlib
+
+        image = np.ascontiguousarray(image)
+        return (instruction, image.shape, hashlib.sha1(image.tobytes()).hexdigest())
+
+    def cached_latents(self, batch: dict) -> torch.Tensor:
+        """The frozen System 2's latents of a batch (B, latent_dim), each distinct (instruction, image; or
+        instruction alone for a text-only System 2) encoded once, in eval mode as the node encodes."""
+        s2 = self.s2
+        keys = [self._latent_key(text, img) for text, img in zip(batch["instructions"], batch["images"], strict=True)]
+        missing = {}
+        for key, text, img in zip(keys, batch["instructions"], batch["images"], strict=True):
+            if key not in self.latent_cache and key not in missing:
+                missing[key] = (text, img)
+        if missing:
+            was_training = s2.training
+            s2.eval()
+            try:
+                with torch.no_grad():
+                    texts = [text for text, _ in missing.values()]
+                    px = s2.preprocess_images([img for _, img in missing.values()]) if s2.config.use_image else None
+                    latents = s2(px, texts)["latent"].float()
+            finally:
+                s2.train(was_training)
+            for key, latent in zip(missing, latents, strict=True):
+                self.latent_cache[key] = latent.detach()
+        return torch.stack([self.latent_cache[key] for key in keys])
+
     def train_step(self, batch: dict, stage: int) -> dict:
         t = self.cfg["training"]
         s2 = self.s2
         with self.accelerator.autocast():
-            px = s2.preprocess_images(batch["images"]) if s2.config.use_image else None
-            out2 = self.system2(px, batch["instructions"])
+            if self.latent_cache is not None:
+                out2 = {"latent": self.cached_latents(batch)}
+            else:
+                px = s2.preprocess_images(batch["images"]) if s2.config.use_image else None
+                out2 = self.system2(px, batch["instructions"])
             obs = self.s1.observation_tensors(batch["observations"], self.rng)
             losses = self.system1(obs, out2["latent"], batch["proprio"], batch["rel_positions"], batch["rot6d"],
                                   batch["gripper_open"])

@@ -6,6 +6,9 @@ Topics (names relative, as the recorder writes them; a namespace prefix is accep
 (sensor_msgs/Image, rgb8/bgr8) for System 2. Every scene_state message is one frame, paired with the
 newest cloud, image and instruction received before it; a new instruction (text or sequence) starts a
 new demonstration segment, within which keyposes and trajectories are found as for CALVIN data.
+
+A path may also be a directory of bags (what `openhelix collect` writes under runs/<name>/bags/): every
+bag directly inside it is read, in name order; `failed/` (episodes the oracle did not pass) is skipped.
 """
 
 from __future__ import annotations
@@ -99,9 +102,37 @@ def _topic_is(topic: str, name: str) -> bool:
     return topic == name or topic.endswith("/" + name)
 
 
+def is_bag(path: Path) -> bool:
+    """A rosbag2 directory (metadata.yaml), or an MCAP / sqlite3 file of one."""
+    path = Path(path)
+    return (path / "metadata.yaml").is_file() or (path.is_file() and path.suffix in (".mcap", ".db3"))
+
+
+def expand_bag_paths(paths) -> list[Path]:
+    """Bag directories, with each directory of bags replaced by the bags directly inside it (name order,
+    `failed/` left out: the demonstrations the oracle did not pass)."""
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    out = []
+    for p in paths:
+        if not p.exists():
+            raise BagDataError(f"bag {p} does not exist")
+        if is_bag(p) or not p.is_dir():
+            out.append(p)
+            continue
+        inner = sorted(c for c in p.iterdir() if c.is_dir() and c.name != "failed" and is_bag(c))
+        if not inner:
+            raise BagDataError(f"{p} is neither a bag (no metadata.yaml) nor a directory of bags")
+        out += inner
+    return out
+
+
 def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes", latent_delay: int = 0,
-                     image_size: int = 200) -> list[Sample]:
-    """All samples of one bag directory (or a list of them)."""
+                     image_size: int = 200, max_points: int | None = None, seed: int = 0) -> list[Sample]:
+    """All samples of one bag directory (or a list of them, read as one recording).
+
+    max_points: keep a random subset (seeded) of at most this many points of every cloud. System 1 reads
+    a random `max_input_points` subset of a cloud anyway; a whole 29k-point cloud per frame would hold
+    gigabytes in memory over a few thousand frames."""
     from rosbags.highlevel import AnyReader
 
     from ..modeling_system1 import proprio_from_robot_obs
@@ -111,6 +142,7 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
         if not p.exists():
             raise BagDataError(f"bag {p} does not exist")
     store = typestore_with_project_types()
+    rng = np.random.default_rng(seed)
     frames_list = []  # (robot_obs, cloud, image, instruction_key)
     latest = {"points": None, "image": None, "instruction": None}
     try:
@@ -121,7 +153,11 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
             for conn, _t, raw in reader.messages(connections=wanted):
                 msg = reader.deserialize(raw, conn.msgtype)
                 if _topic_is(conn.topic, "points"):
-                    latest["points"] = pointcloud2_to_arrays(msg)
+                    xyz, rgb = pointcloud2_to_arrays(msg)
+                    if max_points and len(xyz) > max_points:
+                        keep = np.sort(rng.choice(len(xyz), int(max_points), replace=False))
+                        xyz, rgb = xyz[keep], rgb[keep]
+                    latest["points"] = (xyz, rgb)
                 elif _topic_is(conn.topic, "camera/static/image_raw"):
                     latest["image"] = image_to_array(msg)
                 elif _topic_is(conn.topic, "instruction"):
@@ -172,10 +208,10 @@ class BagDataset:
     """Samples of one or more bags, loaded into memory (bags of demonstrations are small)."""
 
     def __init__(self, paths, **kwargs):
-        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        self.bags = expand_bag_paths(paths)
         self.samples = []
-        for p in paths:
-            self.samples += read_bag_samples(p, **kwargs)
+        for i, p in enumerate(self.bags):
+            self.samples += read_bag_samples(p, **{"seed": i, **kwargs})
 
     def __len__(self) -> int:
         return len(self.samples)
