@@ -4,8 +4,12 @@ processes), its episode planning, and process helpers it shares with other verbs
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +98,65 @@ def test_collect_refuses_bad_arguments_with_one_line(tmp_path):
     assert result.returncode == 2
     assert "need a block in the hand" in result.stderr
     assert not (tmp_path / "collect").exists()
+
+
+def test_collect_with_keyboard_teleop_records_what_the_keys_did(tmp_path):
+    """A person at a terminal (a pseudo-terminal here): keys drive the arm through the teleop node, Enter
+    gives up on an episode (kept with --keep-failed) and q stops collecting."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen([str(OPENHELIX), "collect", "--teleop", "keyboard", "--name", "teleop", "--episodes",
+                                "2", "--tasks", "turn_on_led", "--no-render", "--keep-failed", "--runs-dir",
+                                str(tmp_path)], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    os.close(slave)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+
+    def wait_for_output(text: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in lines):
+            assert process.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, f"no {text!r} in:\n" + "".join(lines)
+            time.sleep(0.1)
+
+    def type_keys(keys: str, times: int = 1, every: float = 0.05) -> None:
+        for _ in range(times):
+            os.write(master, keys.encode())
+            time.sleep(every)
+
+    try:
+        wait_for_output("episode 1/2: ")
+        type_keys("d", times=40)  # held: the terminal's auto-repeat, about 20 presses a second
+        type_keys(" ")  # close the gripper
+        time.sleep(1.0)
+        type_keys("\r")  # give up on this episode
+        wait_for_output("episode 2/2: ")
+        type_keys("q")
+        assert process.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    reader.join(timeout=5)
+    output = "".join(lines)
+    assert "the operator ended the episode" in output and "stopped by the operator" in output
+    summary = json.loads((tmp_path / "teleop" / "summary.json").read_text())
+    assert summary["successful_episodes"] == 0 and len(summary["episodes"]) == 2
+    bag = Path(summary["episodes"][0]["bag"])
+    assert bag.parent == tmp_path / "teleop" / "bags" / "failed"
+
+    store = independent_typestore()
+    states, trajectories = [], []
+    with Reader(bag) as reader_:
+        for connection, _, raw in reader_.messages():
+            message = store.deserialize_cdr(raw, connection.msgtype)
+            if connection.topic == "/scene_state":
+                states.append(message)
+            elif connection.topic == "/ee_trajectory":
+                trajectories.append(message)
+    assert states and trajectories
+    moved = np.asarray(states[-1].robot_obs[:3]) - np.asarray(states[0].robot_obs[:3])
+    assert moved[0] > 0.05 and abs(moved[1]) < 0.02 and abs(moved[2]) < 0.02, moved  # "d" is +x
+    assert states[0].robot_obs[14] > 0 and states[-1].robot_obs[14] < 0  # space closed the gripper
+    assert np.all(np.diff([s.step for s in states]) == 1)  # every step recorded

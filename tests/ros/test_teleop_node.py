@@ -12,7 +12,6 @@ from std_msgs.msg import Bool
 from openhelix_msgs.msg import SceneState
 from openhelix_ros import graph
 from openhelix_ros.node_utils import SCENE_STATE_QOS
-from openhelix_ros.nodes.teleop import GRIPPER_TOPIC, TWIST_TOPIC
 from openhelix_ros.processes import NodeProcess, stop_all, wait_for
 
 
@@ -26,8 +25,8 @@ def test_twist_moves_the_arm_and_stopping_it_stops_the_arm(peer, tmp_path, clock
     ]
     states: list[SceneState] = []
     subscription = peer.create_subscription(SceneState, graph.SCENE_STATE, states.append, SCENE_STATE_QOS)
-    twist_pub = peer.create_publisher(Twist, TWIST_TOPIC, 10)
-    gripper_pub = peer.create_publisher(Bool, GRIPPER_TOPIC, 10)
+    twist_pub = peer.create_publisher(Twist, graph.TELEOP_TWIST, 10)
+    gripper_pub = peer.create_publisher(Bool, graph.TELEOP_GRIPPER, 10)
     command = {"twist": None}
 
     def send_twist() -> None:  # a device streams its twist at 20 Hz while a key or stick is held

@@ -1,4 +1,5 @@
-"""The ``openhelix`` command: one verb per job (demo, eval, collect, train, bench, latent-probe, info).
+"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, latent-probe,
+info).
 
 Each verb lives in its own module under ``openhelix_ros.commands`` exposing ``add_arguments(parser)``
 and ``run(args) -> int`` (or ``run_argv(argv) -> int`` when another tool parses the arguments); modules are imported only when their verb runs, so ``openhelix --help``
@@ -18,7 +19,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "info": ("info", "show the ROS 2 / Python environment and check that the interfaces load"),
     "demo": ("demo", "run the whole graph on the embedded simulator, a few evaluation chains, a report"),
     "eval": ("evaluate", "run the CALVIN evaluation protocol through the ROS graph"),
-    "collect": ("collect", "record scripted-expert demonstrations into rosbag2 bags for training"),
+    "collect": ("collect", "record scripted or tele-operated demonstrations into rosbag2 bags for training"),
+    "teleop": ("teleop", "drive the arm of a running graph from the keyboard (teleop/twist, teleop/gripper)"),
     "train": ("train", "train System 2 / System 1 offline (delegates to openhelix-train)"),
     "bench": ("bench", "measure simulator, model and graph speed; report under runs/"),
     "latent-probe": ("latent_probe", "read what the <ACT> latent carries while a block moves (the paper's Figure 5)"),

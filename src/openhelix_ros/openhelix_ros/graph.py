@@ -40,6 +40,8 @@ ESTOP = "estop"
 JOINT_TRAJECTORY = "joint_trajectory"
 TARGET_POSE = "target_pose"
 EVALUATION_PROGRESS = "evaluation/progress"
+TELEOP_TWIST = "teleop/twist"
+TELEOP_GRIPPER = "teleop/gripper"
 
 # Services and the action (name -> type).
 RESET_SCENE = "reset_scene"
@@ -66,16 +68,20 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(JOINT_STATES, "sensor_msgs/msg/JointState", _BRIDGE, ("system1", "arm_interface")),
     # The scripted expert reads the TCP pose from scene_state's robot_obs (same step, no pairing wait).
     TopicSpec(EE_POSE, "geometry_msgs/msg/PoseStamped", _BRIDGE, ("system1",)),
-    TopicSpec(SCENE_STATE, "openhelix_msgs/msg/SceneState", _BRIDGE, ("evaluator", "scripted_expert")),
+    TopicSpec(SCENE_STATE, "openhelix_msgs/msg/SceneState", _BRIDGE, ("evaluator", "scripted_expert", "teleop")),
     TopicSpec(CLOCK, "rosgraph_msgs/msg/Clock", _BRIDGE),
     TopicSpec(INSTRUCTION, "openhelix_msgs/msg/Instruction", ("evaluator",), ("system2", "scripted_expert")),
     TopicSpec(EVALUATION_PROGRESS, "openhelix_msgs/msg/EvaluationProgress", ("evaluator",)),
     TopicSpec(GOAL_LATENT, "openhelix_msgs/msg/GoalLatent", ("system2",), ("system1",)),
-    TopicSpec(EE_TRAJECTORY, "openhelix_msgs/msg/EETrajectory", ("system1", "scripted_expert"),
+    TopicSpec(EE_TRAJECTORY, "openhelix_msgs/msg/EETrajectory", ("system1", "scripted_expert", "teleop"),
               ("calvin_bridge", "arm_interface")),
     TopicSpec(TRAJECTORY_MARKERS, "visualization_msgs/msg/MarkerArray", ("system1",)),
     # estop comes from the user (a button, a teleop pad); no node of the graph publishes it.
     TopicSpec(ESTOP, "std_msgs/msg/Bool", (), ("arm_interface",)),
+    # Twist and gripper commands come from a person's device (openhelix collect --teleop keyboard, a
+    # joystick or SpaceMouse driver); no node of the graph publishes them either.
+    TopicSpec(TELEOP_TWIST, "geometry_msgs/msg/Twist", (), ("teleop",)),
+    TopicSpec(TELEOP_GRIPPER, "std_msgs/msg/Bool", (), ("teleop",)),
     TopicSpec(JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory", ("arm_interface",)),
     TopicSpec(TARGET_POSE, "geometry_msgs/msg/PoseStamped", ("arm_interface",)),
 )

@@ -1,15 +1,19 @@
-"""``openhelix collect``: scripted demonstrations through the ROS graph, recorded as rosbag2 bags.
+"""``openhelix collect``: scripted or tele-operated demonstrations through the ROS graph, recorded as
+rosbag2 bags.
 
 Starts three node processes, as a launch file would: ``calvin_bridge`` (lockstep, both cameras
-rendered, ``points`` on every step so that every recorded frame has its cloud), ``scripted_expert``
-and, for each episode, a ``recorder`` (config/recorder.yaml's topics) writing one MCAP bag. An episode
+rendered, ``points`` on every step so that every recorded frame has its cloud), the demonstrator
+(``scripted_expert``, or with ``--teleop`` the ``teleop`` node, which a person drives: ``keyboard`` from
+this terminal, ``topic`` from any device publishing ``teleop/twist``) and, for each episode, a
+``recorder`` (config/recorder.yaml's topics) writing one MCAP bag. An episode
 is a start state and one or more subtasks: CALVIN evaluation chains from ``sample_chains`` (the first
 ``--subtasks`` of each), or, with ``--tasks``, one listed task from a random valid start state for it.
 
 Per episode: reset the scene (the expert drops its previous task when it sees the reset, so the world
 stands still), start the recorder and wait until it listens, then per subtask publish the instruction
 and call ``check_tasks`` after every step until the oracle says done or ``--episode-length`` steps have
-passed; a chain stops at its first failure. Then the recorder is stopped (SIGINT: the bag is closed)
+passed; a chain stops at its first failure. A person at the keyboard may also give up on an episode (Enter:
+recorded as failed) or stop collecting (q). Then the recorder is stopped (SIGINT: the bag is closed)
 before the next reset, so no bag holds a frame of another episode.
 
 Output under ``runs/<name>/``: ``bags/episode_NNNN/`` (successful episodes; failed ones under
@@ -34,6 +38,10 @@ from openhelix_ros.environment import project_root
 RECORDER_TOPICS_FALLBACK = ("camera/static/image_raw", "camera/static/depth", "camera/static/camera_info",
                             "camera/gripper/image_raw", "camera/gripper/depth", "camera/gripper/camera_info",
                             "points", "joint_states", "ee_pose", "scene_state", "instruction", "ee_trajectory")
+
+
+CALVIN_EPISODE_LENGTH = 360  # env steps per subtask, as CALVIN's evaluation allows a policy
+TELEOP_EPISODE_LENGTH = 1800  # one minute at 30 Hz: people are slower than the expert
 
 
 @dataclass
@@ -106,8 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="",
                         help="comma-separated CALVIN task ids to demonstrate instead of chains")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episodes' start states")
-    parser.add_argument("--episode-length", type=int, default=360,
-                        help="env steps allowed per subtask before it counts as failed (CALVIN: 360)")
+    parser.add_argument("--episode-length", type=int, default=None,
+                        help="env steps allowed per subtask before it counts as failed (default: CALVIN's "
+                             "360; 1800, one minute, with --teleop)")
+    parser.add_argument("--teleop", choices=("keyboard", "topic"), default=None,
+                        help="a person demonstrates instead of the scripted expert: 'keyboard' from this "
+                             "terminal, 'topic' from any device publishing geometry_msgs/Twist on teleop/twist")
     parser.add_argument("--no-render", action="store_true",
                         help="state topics only (fast; the bags then have no images or clouds, which "
                              "System 1 training needs)")
@@ -167,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         specs = plan_episodes(args.episodes, args.seed, args.subtasks, tasks or None)
+        if args.episode_length is None:
+            args.episode_length = TELEOP_EPISODE_LENGTH if args.teleop else CALVIN_EPISODE_LENGTH
         if args.episode_length < 1:
             raise ValueError(f"--episode-length must be >= 1, got {args.episode_length}")
         if args.dynamic:
@@ -202,30 +216,45 @@ class Collector:
         from openhelix_msgs.msg import Instruction, SceneState
         from openhelix_msgs.srv import CheckTasks, ResetScene
         from openhelix_ros import graph
-        from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS
-        from openhelix_ros.nodes.calvin_bridge import SCENE_STATE_QOS
+        from openhelix_ros.commands.teleop import KeyboardOperator, TerminalKeys
+        from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, SCENE_STATE_QOS
         from openhelix_ros.processes import NodeProcess, stop_all, topic_has_subscribers, wait_for
+        from openhelix_ros.teleop_core import KEYBOARD_HELP
 
         if self.bag_dir.exists() and any(self.bag_dir.iterdir()):
             print(f"openhelix collect: {self.bag_dir} already holds bags; choose another --name or remove it",
                   file=sys.stderr)
             return 2
+        keys = TerminalKeys() if self.args.teleop == "keyboard" else None
+        if keys is not None:
+            try:
+                keys.__enter__()  # left in the finally below; before any process starts, so a refusal costs nothing
+            except RuntimeError as error:
+                print(f"openhelix collect: {error}", file=sys.stderr)
+                return 2
         self.bag_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         bridge_params = {"clock_mode": "lockstep", "render": not self.args.no_render,
                          "publish_points_every_step": True, "seed": int(self.args.seed),
                          "dynamic": self.args.dynamic, "step_timeout": 10.0}
+        # The teleop node answers every lockstep observation at the control rate, so the world runs in
+        # real time for the person; it does not read instructions (the person does), the expert does.
+        demonstrator = "teleop" if self.args.teleop else "scripted_expert"
+        demonstrator_params = {"horizon": 1, "clock_mode": "lockstep"} if self.args.teleop else {"horizon": 1}
         processes = [
             NodeProcess.start("calvin_bridge", bridge_params, log_dir=self.log_dir,
                               params_files=self._params_files("calvin_bridge")),
-            NodeProcess.start("scripted_expert", {"horizon": 1}, log_dir=self.log_dir,
-                              params_files=self._params_files("scripted_expert")),
+            NodeProcess.start(demonstrator, demonstrator_params, log_dir=self.log_dir,
+                              params_files=self._params_files(demonstrator)),
         ]
+        instruction_readers = 1 if self.args.teleop else 2
         recorder: NodeProcess | None = None
         rclpy.init()
         node = Node("openhelix_collect")
         results: list[EpisodeResult] = []
         status = 0
+        operator: KeyboardOperator | None = None
+        quitting = False
         try:
             latest: list[SceneState] = []  # the newest scene states, newest last
 
@@ -237,10 +266,16 @@ class Collector:
             instructions = node.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
             reset = node.create_client(ResetScene, graph.RESET_SCENE)
             check = node.create_client(CheckTasks, graph.CHECK_TASKS)
-            print(f"collect: starting the bridge and the expert (logs in {self.log_dir})", flush=True)
+            print(f"collect: starting the bridge and the {demonstrator} (logs in {self.log_dir})", flush=True)
             wait_for(node, lambda: reset.service_is_ready() and check.service_is_ready()
-                     and node.count_subscribers(graph.INSTRUCTION) >= 2, self.args.timeout,
-                     "calvin_bridge's services and the expert", processes)
+                     and node.count_subscribers(graph.INSTRUCTION) >= instruction_readers, self.args.timeout,
+                     f"calvin_bridge's services and the {demonstrator}", processes)
+            if keys is not None:
+                operator = KeyboardOperator(node, keys)
+                print(f"collect: drive with the keyboard: {KEYBOARD_HELP}", flush=True)
+            elif self.args.teleop == "topic":
+                print(f"collect: drive with any geometry_msgs/Twist on {graph.TELEOP_TWIST} and std_msgs/Bool "
+                      f"on {graph.TELEOP_GRIPPER} (true closes)", flush=True)
             topics = _recorder_topics(self.root)
             sequence = 0
 
@@ -265,6 +300,8 @@ class Collector:
                 wait_for(node, lambda w=wanted: all(topic_has_subscribers(node, t, "recorder") for t in w),
                          self.args.timeout, "the recorder to subscribe", [*processes, recorder])
                 start_state = answer.state
+                if operator is not None:
+                    operator.new_episode()
                 # The world stands still until the first instruction (the expert dropped its task at the
                 # reset), so everything received so far is the reset's observation or older: forget it,
                 # lest a late scene state of the previous episode be taken for a step of this one.
@@ -275,6 +312,9 @@ class Collector:
                     message = Instruction(text=text, task=task, sequence=sequence)
                     message.header.stamp = node.get_clock().now().to_msg()
                     instructions.publish(message)
+                    if self.args.teleop:
+                        print(f"collect: episode {spec.index + 1}/{len(self.specs)}: {text!r} ({task}); "
+                              f"{self.args.episode_length} steps", flush=True)
                     first_step = checked = int(start_state.step)
                     done = False
                     while not done:
@@ -289,6 +329,12 @@ class Collector:
                         done = task in response.completed
                         if checked - first_step >= self.args.episode_length:
                             break
+                        if operator is not None and not done:
+                            request = operator.poll()
+                            quitting |= request.quit
+                            if request.end_episode or request.quit:
+                                print("collect: the operator ended the episode", flush=True)
+                                break
                     result.steps.append(checked - first_step)
                     if not done:
                         break
@@ -321,6 +367,9 @@ class Collector:
                 print(f"collect: episode {spec.index + 1}/{len(self.specs)}: {' -> '.join(spec.tasks)}: "
                       f"{result.completed}/{len(spec.tasks)} done in {sum(result.steps)} steps "
                       f"({result.seconds:.1f} s){' -> ' + result.bag if result.bag else ''}", flush=True)
+                if quitting:
+                    print("collect: stopped by the operator", flush=True)
+                    break
         except (TimeoutError, RuntimeError) as error:
             print(f"openhelix collect: {error}", file=sys.stderr, flush=True)
             status = 1
@@ -328,6 +377,8 @@ class Collector:
             stop_all([p for p in (recorder, *processes) if p is not None])
             node.destroy_node()
             rclpy.try_shutdown()
+            if keys is not None:
+                keys.__exit__(None, None, None)
         summary = self._summary(results, time.monotonic() - started, status)
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"collect: {summary['successful_episodes']}/{len(self.specs)} episodes recorded, "

@@ -65,10 +65,6 @@ PARAMETERS = (
                   read_only=True),
 )
 
-TWIST_TOPIC = "teleop/twist"
-GRIPPER_TOPIC = "teleop/gripper"
-
-
 class TeleopNode(Node):
     def __init__(self) -> None:
         super().__init__("teleop")
@@ -89,13 +85,13 @@ class TeleopNode(Node):
         self._publisher = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS)
         # Best effort + volatile matches every twist publisher (keyboards, joysticks, SpaceMouse drivers).
-        self.create_subscription(Twist, TWIST_TOPIC, self._on_twist, SENSOR_QOS)
-        self.create_subscription(Bool, GRIPPER_TOPIC, self._on_gripper, ESTOP_QOS)
+        self.create_subscription(Twist, graph.TELEOP_TWIST, self._on_twist, SENSOR_QOS)
+        self.create_subscription(Bool, graph.TELEOP_GRIPPER, self._on_gripper, ESTOP_QOS)
         self.create_timer(config.period, self._on_tick)
         self.get_logger().info(
-            f"teleop ready ({p['clock_mode']}): twist on {TWIST_TOPIC} ({config.twist_frame} frame, at most "
+            f"teleop ready ({p['clock_mode']}): twist on {graph.TELEOP_TWIST} ({config.twist_frame} frame, at most "
             f"{config.max_linear_speed:g} m/s, {config.max_angular_speed:g} rad/s, stop after "
-            f"{config.command_timeout:g} s without one), gripper on {GRIPPER_TOPIC}")
+            f"{config.command_timeout:g} s without one), gripper on {graph.TELEOP_GRIPPER}")
 
     # ------------------------------------------------------------------------------ inputs
     def _on_twist(self, message: Twist) -> None:
@@ -104,11 +100,11 @@ class TeleopNode(Node):
         try:
             scaled = self._core.command(linear, angular, time.monotonic())
         except ValueError as error:
-            self.get_logger().error(f"{TWIST_TOPIC} dropped, arm stopped: {error}", throttle_duration_sec=2.0)
+            self.get_logger().error(f"{graph.TELEOP_TWIST} dropped, arm stopped: {error}", throttle_duration_sec=2.0)
             return
         if scaled and not self._scaled_said:
             self._scaled_said = True
-            self.get_logger().warning(f"{TWIST_TOPIC} faster than the limits; scaled down (said once)")
+            self.get_logger().warning(f"{graph.TELEOP_TWIST} faster than the limits; scaled down (said once)")
 
     def _on_gripper(self, message: Bool) -> None:
         self._core.set_gripper(bool(message.data))
