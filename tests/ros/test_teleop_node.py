@@ -4,6 +4,12 @@ and a bad twist is refused with a log line while the node stays up. In both cloc
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from geometry_msgs.msg import Twist
@@ -82,3 +88,35 @@ def test_twist_moves_the_arm_and_stopping_it_stops_the_arm(peer, tmp_path, clock
         peer.destroy_publisher(gripper_pub)
         stop_all(processes)
     assert "holding the pose" not in bridge.log(), bridge.log()[-2000:]
+
+
+def test_openhelix_teleop_verb_drives_a_running_graph_from_a_terminal(peer, tmp_path):
+    processes = [
+        NodeProcess.start("calvin_bridge", {"clock_mode": "realtime", "render": False}, log_dir=tmp_path),
+        NodeProcess.start("teleop", {"clock_mode": "realtime", "horizon": 3}, log_dir=tmp_path),
+    ]
+    states: list[SceneState] = []
+    subscription = peer.create_subscription(SceneState, graph.SCENE_STATE, states.append, SCENE_STATE_QOS)
+    master, slave = pty.openpty()
+    keyboard = subprocess.Popen([str(Path(sys.executable).parent / "openhelix"), "teleop"], stdin=slave,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.close(slave)
+    try:
+        wait_for(peer, lambda: len(states) > 3 and peer.count_publishers(graph.TELEOP_TWIST) > 0, 60,
+                 "the bridge's steps and the keyboard's publisher", processes)
+        start = np.asarray(states[-1].robot_obs[:3])
+
+        def up_by(metres: float) -> bool:
+            os.write(master, b"r")  # held: repeated about 20 times a second
+            return states[-1].robot_obs[2] - start[2] > metres
+
+        wait_for(peer, lambda: up_by(0.03), 60, "the arm to rise 3 cm", processes)
+        os.write(master, b"q")
+        assert keyboard.wait(timeout=30) == 0
+    finally:
+        if keyboard.poll() is None:
+            keyboard.kill()
+        os.close(master)
+        peer.destroy_subscription(subscription)
+        stop_all(processes)
+    assert "w/s forward/back" in keyboard.stdout.read()  # it told the person the keys
