@@ -54,12 +54,25 @@ def _training_output(root: Path, name: str, data_kind: str) -> Path:
 
 
 def test_demo_picks_the_newest_checkpoint_trained_on_demonstrations(tmp_path):
+    import os
+
     from openhelix_ros.commands.demo import choose_checkpoint
 
-    assert choose_checkpoint("auto", tmp_path)[0] == ""
-    _training_output(tmp_path, "smoke", "synthetic")
-    path, note = choose_checkpoint("auto", tmp_path)
+    runs, shipped = tmp_path / "runs", tmp_path / "checkpoints"
+    runs.mkdir()
+    assert choose_checkpoint("auto", runs, shipped)[0] == ""
+    _training_output(runs, "smoke", "synthetic")
+    path, note = choose_checkpoint("auto", runs, shipped)
     assert path == "" and "untrained" in note, "a run on synthetic data is no policy"
-    bags = _training_output(tmp_path, "from-bags", "rosbag")
-    assert choose_checkpoint("auto", tmp_path)[0] == str(bags.resolve())
-    assert choose_checkpoint("none", tmp_path)[0] == ""
+    # a checkpoint committed under checkpoints/ (system1/, system2/, training_state.json)
+    committed = shipped / "easy"
+    for part in ("system1", "system2"):
+        (committed / part).mkdir(parents=True)
+    (committed / "training_state.json").write_text(json.dumps({"train_config": {"data": {"kind": "rosbag"}}}))
+    os.utime(committed / "training_state.json", (1e9, 1e9))
+    path, note = choose_checkpoint("auto", runs, shipped)
+    assert path == str(committed.resolve()) and "checkpoints/" in note
+    # a run trained here afterwards is newer than the clone's files
+    bags = _training_output(runs, "from-bags", "rosbag")
+    assert choose_checkpoint("auto", runs, shipped)[0] == str(bags.resolve())
+    assert choose_checkpoint("none", runs, shipped)[0] == ""

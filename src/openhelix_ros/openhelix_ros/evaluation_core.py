@@ -46,9 +46,11 @@ from openhelix_ros.sim.protocol import (
     EPISODE_LENGTH,
     ChainResult,
     EvaluationSummary,
+    conditions_for_task,
     sample_chains,
     state_for_condition,
 )
+from openhelix_ros.sim.tasks import check_task_names
 
 VARIANTS = ("standard", "enriched", *(f"dynamic-{mode}" for mode in DYNAMIC_MODES))
 CLOCK_MODES = ("lockstep", "realtime")
@@ -82,6 +84,31 @@ def instruction_for(variant: str, task: str, seed: int, chain_index: int, subtas
     return evaluation_instruction(task)
 
 
+def task_episodes(n: int, seed: int, tasks: list[str] | tuple[str, ...]) -> list[tuple[dict, list[str]]]:
+    """``n`` single-subtask episodes as chains of one task: episode ``i`` asks for ``tasks[i % len(tasks)]``
+    from a start condition that allows it, drawn with ``seed`` (the per-task success of the paper's
+    tables, for a policy trained on a few tasks that CALVIN's 5-task chains would never reach). Raises
+    EvaluationError for unknown tasks and for tasks no start condition allows (a block in the hand)."""
+    tasks = list(tasks)
+    try:
+        check_task_names(tasks)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    conditions = {task: conditions_for_task(task) for task in tasks}
+    impossible = [task for task, found in conditions.items() if not found]
+    if impossible:
+        raise EvaluationError(f"no start state allows {', '.join(impossible)} directly (they need a block in the "
+                              "hand); evaluate them within chains")
+    # A stream of its own (not sample_chains'), so the same seed and tasks give the same episodes.
+    rng = np.random.default_rng([int(seed), 7])
+    episodes = []
+    for i in range(int(n)):
+        task = tasks[i % len(tasks)]
+        options = conditions[task]
+        episodes.append((dict(options[int(rng.integers(len(options)))]), [task]))
+    return episodes
+
+
 def initial_scene(initial_state: dict, seed: int, chain_index: int) -> tuple[list[float], list[float]]:
     """Concrete (robot_obs, scene_obs) for a chain's symbolic start state, as ``reset_scene`` takes it."""
     robot_obs, scene_obs = state_for_condition(initial_state, np.random.default_rng(chain_seed(seed, chain_index)))
@@ -101,6 +128,9 @@ class EvaluationConfig:
     # Seconds (wall clock) without any progress (no scene_state, no service answer) before the current
     # subtask is counted as failed, so a dead bridge cannot hang the evaluation.
     stall_timeout: float = 30.0
+    # Empty: CALVIN's chains of five. Task ids: ``num_sequences`` single-subtask episodes of these tasks
+    # in turn (``task_episodes``), for policies trained on a subset of the 34 tasks.
+    tasks: tuple[str, ...] = ()
 
     def validate(self) -> EvaluationConfig:
         """Normalise (episode_length 0 -> 360) and raise EvaluationError naming the first bad field."""
@@ -121,6 +151,9 @@ class EvaluationConfig:
             raise EvaluationError(f"unknown clock_mode {self.clock_mode!r}; choose one of {', '.join(CLOCK_MODES)}")
         if not self.stall_timeout > 0:
             raise EvaluationError(f"stall_timeout must be > 0 s, got {self.stall_timeout!r}")
+        self.tasks = tuple(str(t).strip() for t in self.tasks if str(t).strip())
+        if self.tasks:
+            task_episodes(1, 0, self.tasks)  # raises EvaluationError naming bad tasks
         if any(c in self.run_name for c in "/\\") or self.run_name in (".", ".."):
             raise EvaluationError(f"run_name must be a plain directory name, got {self.run_name!r}")
         return self
@@ -245,7 +278,10 @@ class EvaluationRun:
 
     def __init__(self, config: EvaluationConfig, chains: list[tuple[dict, list[str]]] | None = None):
         self.config = config.validate()
-        self.chains = chains if chains is not None else sample_chains(self.config.num_sequences, self.config.seed)
+        if chains is None:
+            chains = (task_episodes(self.config.num_sequences, self.config.seed, self.config.tasks)
+                      if self.config.tasks else sample_chains(self.config.num_sequences, self.config.seed))
+        self.chains = chains
         self.records: list[ChainRecord] = []
         self.current: ChainRecord | None = None
         self.interrupted: ChainRecord | None = None  # the chain a cancel cut short

@@ -7,9 +7,10 @@ plus a ``demo.md`` that says which models and checkpoint were used. ``--policy e
 scripted expert (privileged state) in place of System 1 and System 2: the reference of what the graph
 and protocol allow.
 
-The checkpoint is ``--checkpoint`` when given, else the newest training output under runs/ (a directory
-with checkpoints/latest) that was trained on demonstrations rather than the trainer's synthetic data,
-else none: then the untrained configurations run, and the report says so.
+The checkpoint is ``--checkpoint`` when given, else the newest of: the training outputs under runs/ (a
+directory with checkpoints/latest) and the checkpoints committed under checkpoints/ (system1/, system2/,
+training_state.json), counting only those trained on demonstrations rather than the trainer's synthetic
+data; else none: then the untrained configurations run, and the report says so.
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ from openhelix_ros.environment import config_dir, project_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--chains", type=int, default=3, help="evaluation chains (CALVIN uses 1000)")
+    parser.add_argument("--chains", type=int, default=3,
+                        help="evaluation chains (CALVIN uses 1000); with --tasks, single-subtask episodes")
+    parser.add_argument("--tasks", default="",
+                        help="comma-separated CALVIN task ids: run --chains single-subtask episodes of these tasks "
+                             "in turn instead of CALVIN's chains of five (per-task success of a policy trained "
+                             "on a few tasks)")
     parser.add_argument("--variant", default="standard",
                         help="standard, enriched or dynamic-{left,forward,diagonal,circle}")
     parser.add_argument("--policy", choices=["dual", "expert"], default="dual",
                         help="dual: System 2 + System 1 (default); expert: the scripted expert as reference")
     parser.add_argument("--checkpoint", default="auto",
-                        help="training output or checkpoint directory; 'auto': newest under runs/; 'none'")
+                        help="training output or checkpoint directory; 'auto': newest under runs/ or checkpoints/; 'none'")
     parser.add_argument("--system2-model", default="embedded", help="System 2 configuration without checkpoint")
     parser.add_argument("--system1-model", default="default", help="System 1 configuration without checkpoint")
     parser.add_argument("--latent-period-steps", type=int, default=10, help="Asy(N); 0 = synchronous")
@@ -41,27 +47,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="", help="default: runs/ of the project")
 
 
+def _state_file(checkpoint: Path) -> Path:
+    """training_state.json of a training output (its newest checkpoint) or of a checkpoint directory."""
+    latest = checkpoint / "checkpoints" / "latest"
+    if latest.is_file():
+        return checkpoint / "checkpoints" / latest.read_text().strip() / "training_state.json"
+    return checkpoint / "training_state.json"
+
+
 def trained_on_demonstrations(output: Path) -> bool:
-    """Whether a training output learnt from real data (CALVIN episodes or recorded bags): a run on the
-    trainer's synthetic data (smoke tests, the tiny recipe) is no policy for the play table."""
-    latest = output / "checkpoints" / "latest"
-    state = output / "checkpoints" / latest.read_text().strip() / "training_state.json"
+    """Whether a training output (or checkpoint directory) learnt from real data (CALVIN episodes or
+    recorded bags): a run on the trainer's synthetic data (smoke tests, the tiny recipe) is no policy for
+    the play table."""
     try:
-        data = json.loads(state.read_text())["train_config"]["data"]
+        data = json.loads(_state_file(output).read_text())["train_config"]["data"]
     except (OSError, KeyError, TypeError, ValueError):
         return False
     return data.get("kind") not in (None, "synthetic")
 
 
-def newest_checkpoint(runs: Path) -> Path | None:
-    """The newest training output under ``runs`` trained on demonstrations (by the time its
-    checkpoints/latest was written)."""
-    candidates = [marker.parent.parent for marker in runs.glob("*/checkpoints/latest")
-                  if marker.is_file() and trained_on_demonstrations(marker.parent.parent)]
-    return max(candidates, key=lambda path: (path / "checkpoints" / "latest").stat().st_mtime, default=None)
+def newest_checkpoint(runs: Path, shipped: Path | None = None) -> Path | None:
+    """The newest checkpoint trained on demonstrations, by the time its training_state.json was written:
+    training outputs under ``runs`` and checkpoint directories under ``shipped`` (the repository's
+    checkpoints/, whose files date from the clone, so a run trained here afterwards wins)."""
+    candidates = [marker.parent.parent for marker in runs.glob("*/checkpoints/latest") if marker.is_file()]
+    if shipped is not None and shipped.is_dir():
+        candidates += [d for d in shipped.iterdir() if (d / "system1").is_dir() and (d / "system2").is_dir()]
+    candidates = [c for c in candidates if trained_on_demonstrations(c)]
+    return max(candidates, key=lambda path: _state_file(path).stat().st_mtime, default=None)
 
 
-def choose_checkpoint(argument: str, runs: Path) -> tuple[str, str]:
+def choose_checkpoint(argument: str, runs: Path, shipped: Path | None = None) -> tuple[str, str]:
     """(checkpoint directory or "", a sentence for the report saying what was used and why)."""
     if argument == "none":
         return "", "no checkpoint (asked for none): untrained configurations"
@@ -70,11 +86,13 @@ def choose_checkpoint(argument: str, runs: Path) -> tuple[str, str]:
         if not path.exists():
             raise SystemExit(f"openhelix demo: checkpoint {path} does not exist")
         return str(path.resolve()), f"checkpoint {path} (given)"
-    found = newest_checkpoint(runs)
+    found = newest_checkpoint(runs, shipped)
     if found is None:
-        return "", ("no checkpoint trained on demonstrations under runs/ (record some with `openhelix "
-                    "collect`, then `openhelix train`): untrained configurations, so expect no task to succeed")
-    return str(found.resolve()), f"checkpoint {found} (newest training output on demonstrations under runs/)"
+        return "", ("no checkpoint trained on demonstrations under runs/ or checkpoints/ (record some with "
+                    "`openhelix collect`, then `openhelix train`): untrained configurations, so expect no task "
+                    "to succeed")
+    where = "committed under checkpoints/" if shipped is not None and found.parent == shipped else "under runs/"
+    return str(found.resolve()), f"checkpoint {found} (newest trained on demonstrations, {where})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_dir(root)
     shared = {"clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps}
     checkpoint, checkpoint_note = ("", "scripted expert (privileged state); no model") \
-        if args.policy == "expert" else choose_checkpoint(args.checkpoint, runs)
+        if args.policy == "expert" else choose_checkpoint(args.checkpoint, runs, root / "checkpoints")
 
     nodes = [("calvin_bridge", {**shared, "backend": "embedded", "seed": args.seed})]
     if args.policy == "dual":
@@ -108,7 +126,16 @@ def run(args: argparse.Namespace) -> int:
                   ("system1", {**shared, "model": args.system1_model, "checkpoint": checkpoint})]
     else:
         nodes += [("scripted_expert", {})]
-    nodes += [("evaluator", {"runs_dir": str(runs)})]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if tasks:
+        from openhelix_ros.evaluation_core import EvaluationError, task_episodes
+
+        try:
+            task_episodes(1, 0, tasks)
+        except EvaluationError as error:
+            raise SystemExit(f"openhelix demo: --tasks: {error}") from None
+    # [""] is the evaluator's "no task list" (a ROS string array cannot be declared empty)
+    nodes += [("evaluator", {"runs_dir": str(runs), "tasks": tasks or [""]})]
 
     def interrupted(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -161,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
                "system2_model": args.system2_model if args.policy == "dual" else None,
                "system1_model": args.system1_model if args.policy == "dual" else None,
                "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
-               "chains": args.chains, "variant": args.variant, "seconds": round(time.monotonic() - started, 1),
+               "chains": args.chains, "tasks": tasks or None, "variant": args.variant, "seconds": round(time.monotonic() - started, 1),
                "exit_status": status}
     results_file = run_dir / "results.json"
     if results_file.is_file():
@@ -174,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
              f"- Graph: calvin_bridge (embedded, lockstep) + "
              f"{'system2 + system1' if args.policy == 'dual' else 'scripted_expert'} + evaluator, "
              f"Asy({args.latent_period_steps}).",
-             f"- {args.chains} chains, variant {args.variant}; {summary['seconds']:.0f} s in all.",
+             (f"- {args.chains} single-subtask episodes of {', '.join(tasks)}, variant {args.variant}; "
+              if tasks else f"- {args.chains} chains, variant {args.variant}; ") + f"{summary['seconds']:.0f} s in all.",
              f"- Average length: {summary.get('average_length', 'n/a')}; see report.md for the tables and plots."]
     (run_dir / "demo.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)

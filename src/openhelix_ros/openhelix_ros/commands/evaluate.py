@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             feedback = message.feedback
             progress = feedback.progress
             done = progress.chain_index + 1
-            print(f"chain {done}/{progress.num_chains}: {feedback.chain_completed}/5  "
+            print(f"chain {done}/{progress.num_chains}: {feedback.chain_completed}/{len(feedback.chain_tasks)}  "
                   f"[{', '.join(feedback.chain_tasks[:feedback.chain_completed + 1])}]  "
                   f"avg. len so far {progress.average_length:.2f}  ({progress.elapsed:.0f} s)", flush=True)
 

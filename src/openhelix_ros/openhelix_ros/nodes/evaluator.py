@@ -90,6 +90,11 @@ PARAMETERS = (
                   "a while to load. On timeout the run starts anyway, with a warning.", value_range=(0.0, 3600.0)),
     ParameterSpec("stall_timeout", 30.0, "Seconds (wall clock) without a scene_state or service answer "
                   "before the current subtask counts as failed.", value_range=(0.1, 3600.0)),
+    # A parameter rather than a goal field, so the RunEvaluation interface stays as it is; read at each
+    # goal, so `ros2 param set` changes it between runs.
+    ParameterSpec("tasks", [""], "Empty (or ['']): CALVIN's chains of five. CALVIN task ids: each goal runs "
+                  "num_sequences single-subtask episodes of these tasks in turn (per-task success of a policy "
+                  "trained on a few tasks).", type=ParameterType.PARAMETER_STRING_ARRAY),
 )
 
 # In realtime every scene_state is a counted step, so none may be lost: reliable (as the bridge
@@ -151,7 +156,8 @@ class Evaluator(Node):
         return EvaluationConfig(num_sequences=int(goal.num_sequences), variant=goal.variant or "standard",
                                 episode_length=int(goal.episode_length), seed=int(goal.seed),
                                 run_name=goal.run_name, clock_mode=self.params["clock_mode"],
-                                stall_timeout=float(self.get_parameter("stall_timeout").value)).validate()
+                                stall_timeout=float(self.get_parameter("stall_timeout").value),
+                                tasks=tuple(self.get_parameter("tasks").value or ())).validate()
 
     def _on_goal(self, goal: RunEvaluation.Goal) -> GoalResponse:
         try:
@@ -184,7 +190,8 @@ class Evaluator(Node):
         directory = self._runs_dir / run_name
         started = time.time()
         log = self.get_logger()
-        log.info(f"evaluation {run_name!r}: {config.num_sequences} chains, {config.variant}, "
+        episodes = f"single-subtask episodes of {', '.join(config.tasks)}" if config.tasks else "chains"
+        log.info(f"evaluation {run_name!r}: {config.num_sequences} {episodes}, {config.variant}, "
                  f"{config.episode_length} steps per subtask, seed {config.seed}")
         timeout = float(self.get_parameter("service_timeout").value)
         for client in (self._reset_client, self._check_client):
@@ -314,7 +321,7 @@ class Evaluator(Node):
     def _recorded_parameters(self) -> dict:
         return {name: self.get_parameter(name).value for name in
                 ("bridge_name", "runs_dir", "control_rate", "latent_period_steps", "service_timeout",
-                 "graph_timeout")}
+                 "graph_timeout", "tasks")}
 
     # -- commands of the core ------------------------------------------------------------------
     def _carry_out(self, command, run: EvaluationRun, goal_handle, started: float) -> list:
@@ -343,7 +350,8 @@ class Evaluator(Node):
             self._progress_pub.publish(progress)
             goal_handle.publish_feedback(RunEvaluation.Feedback(progress=progress, chain_tasks=list(record.tasks),
                                                                 chain_completed=record.completed))
-            self.get_logger().info(f"chain {record.index + 1}/{run.config.num_sequences}: {record.completed}/5"
+            self.get_logger().info(f"chain {record.index + 1}/{run.config.num_sequences}: "
+                                   f"{record.completed}/{len(record.tasks)}"
                                    + (f" ({record.failure})" if record.failure else ""))
             return []
         if isinstance(command, RunFinished):
