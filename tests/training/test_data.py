@@ -151,3 +151,21 @@ def test_directory_of_bags_and_point_subsets(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BagDataError, match="neither a bag"):
         BagDataset(tmp_path / "empty")
+
+
+def test_frame_trajectories_follow_the_recorded_steps(tmp_path):
+    """trajectory 'frames': waypoint j is the pose j control steps later (the graph's waypoint timing),
+    padded with the segment's last frame, and carries the gripper command that led there."""
+    from openhelix_training.data.rosbag import BagDataset, write_synthetic_bag
+
+    _, _, robot = write_synthetic_bag(tmp_path / "demo")  # 12 frames, x += 1 cm per frame, closes after 6
+    ds = BagDataset(tmp_path / "demo", frames="all", trajectory="frames")
+    assert [s.frame for s in ds] == list(range(11))
+    s5 = ds[5]
+    idx = np.minimum(np.arange(5, 25), 11)
+    np.testing.assert_allclose(s5.rel_positions, robot[idx, :3] - robot[5, :3], atol=1e-6)
+    np.testing.assert_array_equal(s5.gripper_open, (robot[idx, 14] > 0).astype(np.float32))
+    assert s5.gripper_open[1] == 1.0 and s5.gripper_open[2] == 0.0  # frame 7 is the first closed one
+    np.testing.assert_allclose(s5.rot6d, np.tile([1, 0, 0, 0, 1, 0], (20, 1)), atol=1e-6)
+    with pytest.raises(ValueError, match="trajectory"):
+        BagDataset(tmp_path / "demo", trajectory="splines")

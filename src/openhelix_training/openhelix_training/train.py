@@ -32,6 +32,9 @@ DEFAULTS: dict = {
         "latent_delay": 0,  # System 2 sees the image of k frames earlier (OpenHelix's delay training)
         "max_windows": None,
         "max_points": None,  # rosbag: keep at most this many points of each recorded cloud (memory)
+        # rosbag: "keypose" (to the next keypose, resampled) or "frames" (the next recorded frames, one per
+        # control step: what a policy that replans every step, as the graph's does, executes)
+        "trajectory": "keypose",
         "synthetic": {"num_windows": 4, "frames_per_window": 16, "static_size": 64, "gripper_size": 32},
     },
     "system1": {"preset": "tiny", "overrides": {}, "pretrained": None},  # pretrained: System 1 checkpoint dir
@@ -122,7 +125,8 @@ def build_dataset(cfg: dict, system1_config):
         if not d["path"]:
             raise ValueError("data.kind 'rosbag' needs data.path: a bag directory or a list of them")
         return BagDataset(d["path"], frames=d["frames"], latent_delay=d["latent_delay"],
-                          trajectory_length=system1_config.trajectory_length, max_points=d["max_points"])
+                          trajectory_length=system1_config.trajectory_length, max_points=d["max_points"],
+                          trajectory=d["trajectory"])
     raise ValueError(f"data.kind must be 'synthetic', 'calvin' or 'rosbag', got {d['kind']!r}")
 
 

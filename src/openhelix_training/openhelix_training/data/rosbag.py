@@ -19,7 +19,7 @@ import numpy as np
 
 from ..observation import Observation
 from .sample import Sample
-from .trajectory import discover_keyposes, trajectory_to_next_keypose
+from .trajectory import discover_keyposes, trajectory_of_next_frames, trajectory_to_next_keypose
 
 MSG_PACKAGE = "openhelix_msgs"
 
@@ -127,12 +127,18 @@ def expand_bag_paths(paths) -> list[Path]:
 
 
 def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes", latent_delay: int = 0,
-                     image_size: int = 200, max_points: int | None = None, seed: int = 0) -> list[Sample]:
+                     image_size: int = 200, max_points: int | None = None, seed: int = 0,
+                     trajectory: str = "keypose") -> list[Sample]:
     """All samples of one bag directory (or a list of them, read as one recording).
 
     max_points: keep a random subset (seeded) of at most this many points of every cloud. System 1 reads
     a random `max_input_points` subset of a cloud anyway; a whole 29k-point cloud per frame would hold
-    gigabytes in memory over a few thousand frames."""
+    gigabytes in memory over a few thousand frames.
+    trajectory: "keypose" (3D Diffuser Actor's: to the next keypose, resampled to trajectory_length) or
+    "frames" (the next trajectory_length recorded frames, one per control step; see
+    trajectory_of_next_frames)."""
+    if trajectory not in ("keypose", "frames"):
+        raise ValueError(f"trajectory must be 'keypose' or 'frames', got {trajectory!r}")
     from rosbags.highlevel import AnyReader
 
     from ..modeling_system1 import proprio_from_robot_obs
@@ -191,7 +197,10 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
         keys = discover_keyposes(ro[:, :3], grip)
         local = [0] + [k for k in keys[:-1] if k > 0] if frames == "keyposes" else range(len(seg) - 1)
         for i in local:
-            traj = trajectory_to_next_keypose(ro[:, :3], ro[:, 3:6], grip, i, keys, trajectory_length)
+            if trajectory == "frames":
+                traj = trajectory_of_next_frames(ro[:, :3], ro[:, 3:6], ro[:, 14], i, trajectory_length)
+            else:
+                traj = trajectory_to_next_keypose(ro[:, :3], ro[:, 3:6], grip, i, keys, trajectory_length)
             xyz, rgb = seg[i][1]
             img = seg[max(0, i - latent_delay)][2]
             if img is None:

@@ -65,3 +65,27 @@ def trajectory_to_next_keypose(tcp_pos: np.ndarray, tcp_euler: np.ndarray, gripp
         "gripper_open": (grip > 0).astype(np.float32),
         "keypose": int(nxt),
     }
+
+
+def trajectory_of_next_frames(tcp_pos: np.ndarray, tcp_euler: np.ndarray, last_action: np.ndarray, frame: int,
+                              length: int = 20) -> dict:
+    """The poses of frames `frame`, `frame` + 1, ... `frame` + length - 1 as they were recorded (the last
+    frame repeated past the end), relative to the pose at `frame`: waypoint j is where the tool was j
+    control steps later. This is the graph's contract (waypoint j is due j steps after the observation,
+    docs/ros_graph.md) and suits a policy that replans at every step and executes waypoint 1; the keypose
+    trajectories above stretch 20 waypoints over however many steps the keypose is away, so executing one
+    waypoint per step crawls (1/19 of the remaining way per step).
+
+    last_action: CALVIN's robot_obs[14] per frame (+1 open / -1 close), the gripper command that brought
+    the tool to that frame; so waypoint 1 carries the command given at `frame`."""
+    n = len(tcp_pos)
+    idx = np.minimum(np.arange(frame, frame + length), n - 1)
+    rots = euler_xyz_to_matrix(np.asarray(tcp_euler)[idx])
+    cur_rot = euler_xyz_to_matrix(np.asarray(tcp_euler[frame]))
+    rel_pos, rel_rot = absolute_to_relative(np.asarray(tcp_pos, float)[idx], rots, tcp_pos[frame], cur_rot)
+    return {
+        "rel_positions": rel_pos.astype(np.float32),
+        "rot6d": matrix_to_rot6d(rel_rot).astype(np.float32),
+        "gripper_open": (np.asarray(last_action, float)[idx] > 0).astype(np.float32),
+        "keypose": int(idx[-1]),
+    }
