@@ -40,7 +40,7 @@ def session(tmp_path_factory):
         out = directory / "received.json"
         result = run_peer("arm_driver.py", "--out", str(out), "--base-position", *map(str, BASE_POSITION),
                           "--base-orientation", *map(str, BASE_ORIENTATION), "--tcp-offset", str(TCP_OFFSET),
-                          timeout=90)
+                          timeout=240)
         alive = node.poll() is None
         # The driver's last trajectory (7) is judged after a wait for fresh joint states and may still be
         # queued behind earlier planning when the driver exits: wait for its verdict in the log (by

@@ -161,7 +161,7 @@ def test_lockstep_waits_for_a_plan_stamped_with_the_observation(peer, lockstep_b
         count = len(ticks())
         publisher.publish(lockstep_trajectory(stamp, position + [0.0, 0.01 * (i + 1), 0.0], quaternion,
                                               sequence=i + 2))
-        wait_for(peer, lambda c=count: len(ticks()) > c, 10, f"step {i + 1}", [lockstep_bridge])
+        wait_for(peer, lambda c=count: len(ticks()) > c, 30, f"step {i + 1}", [lockstep_bridge])
         spin_for(peer, 0.3, [lockstep_bridge])
         assert len(ticks()) == count + 1
         new = states.last
@@ -175,17 +175,17 @@ def test_lockstep_waits_for_a_plan_stamped_with_the_observation(peer, lockstep_b
     nan.poses[0].position.x = float("nan")
     count = len(ticks())
     publisher.publish(nan)
-    wait_for(peer, lambda: "NaN" in lockstep_bridge.log(), 10, "the bridge to log the NaN trajectory",
+    wait_for(peer, lambda: "NaN" in lockstep_bridge.log(), 30, "the bridge to log the NaN trajectory",
              [lockstep_bridge])
     # Out of the workspace: refused too, naming the workspace.
     far = lockstep_trajectory(stamp_to_ns(current.header.stamp), [0.0, 0.0, 5.0], quaternion, sequence=100)
     publisher.publish(far)
-    wait_for(peer, lambda: "outside the workspace" in lockstep_bridge.log(), 10, "the out-of-bounds log",
+    wait_for(peer, lambda: "outside the workspace" in lockstep_bridge.log(), 30, "the out-of-bounds log",
              [lockstep_bridge])
     assert len(ticks()) == count
     # Still alive and still waiting on the same observation: a good plan steps it.
     publisher.publish(lockstep_trajectory(stamp_to_ns(current.header.stamp), position, quaternion, sequence=101))
-    wait_for(peer, lambda: len(ticks()) > count, 10, "a step after the bad input", [lockstep_bridge])
+    wait_for(peer, lambda: len(ticks()) > count, 30, "a step after the bad input", [lockstep_bridge])
     assert states.last.step == current.step + 1
     peer.destroy_publisher(publisher)
 
@@ -243,7 +243,7 @@ def test_services_reset_and_check_tasks_with_bad_input(peer, lockstep_bridge):
     wait_for(peer, lambda: instructions.get_subscription_count() > 0, 20, "the bridge's instruction subscription",
              [lockstep_bridge])
     instructions.publish(Instruction(text="do a backflip", task="do_a_backflip", sequence=1))
-    wait_for(peer, lambda: "do_a_backflip" in lockstep_bridge.log(), 10, "the unknown-task log line",
+    wait_for(peer, lambda: "do_a_backflip" in lockstep_bridge.log(), 30, "the unknown-task log line",
              [lockstep_bridge])
     peer.destroy_publisher(instructions)
 
@@ -306,7 +306,7 @@ def test_camera_info_and_images_are_unrendered_absent_in_lockstep_without_render
     reset = peer.create_client(ResetScene, graph.RESET_SCENE)
     wait_for(peer, reset.service_is_ready, 20, "reset_scene", [lockstep_bridge])
     call_service(peer, reset, ResetScene.Request(), 20, [lockstep_bridge])
-    wait_for(peer, lambda: joints.messages, 10, "joint_states after a reset", [lockstep_bridge])
+    wait_for(peer, lambda: joints.messages, 30, "joint_states after a reset", [lockstep_bridge])
     assert not images.messages and not infos.messages and not clouds.messages
 
 
@@ -329,7 +329,7 @@ def test_lockstep_executes_waypoints_per_plan_from_one_trajectory(peer, tmp_path
                                  np.tile(quaternion, (5, 1)), np.ones(5), 1 / 30,
                                  stamp=stamp_to_ns(awaited.header.stamp), sequence=1)
         publisher.publish(plan)
-        wait_for(peer, lambda: states.last.step >= awaited.step + 3, 15, "three steps", [bridge])
+        wait_for(peer, lambda: states.last.step >= awaited.step + 3, 30, "three steps", [bridge])
         spin_for(peer, 0.5, [bridge])
         assert max(m.step for m in states.messages) == awaited.step + 3  # then it waits for a new plan
         peer.destroy_publisher(publisher)

@@ -108,7 +108,7 @@ def test_signal_mid_stream_leaves_a_complete_bag(tmp_path, sig):
                             "trajectory", "cloud", "chatter")
         wait_for_line(stream, "SENT 100")
         # The latched latent comes from another participant, whose discovery can take seconds.
-        wait_for(lambda: "recording /rec/latent" in log.read_text(), 15, "the latent subscription")
+        wait_for(lambda: "recording /rec/latent" in log.read_text(), 30, "the latent subscription")
         time.sleep(0.3)
         recorder.send_signal(sig)  # mid-stream: the publisher keeps going
         assert recorder.wait(timeout=15) == 0, log.read_text()
@@ -160,7 +160,7 @@ def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_pat
         burst = start_peer("bag_publisher.py", "--count", "300", "--wait-subscribers",
                            "trajectory", "chatter", "feedback")
         wait_for_line(burst, "DONE")
-        wait_for(lambda: "cannot record /rec/feedback" in log.read_text(), 10, "the bad-type log line")
+        wait_for(lambda: "cannot record /rec/feedback" in log.read_text(), 30, "the bad-type log line")
         time.sleep(1.0)  # reliable samples still in flight
         assert recorder.poll() is None, "recorder died:\n" + log.read_text()
         recorder.send_signal(signal.SIGINT)
@@ -187,7 +187,7 @@ def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
     recorder = start_recorder(log, "topics:=[/rec/chatter, 'bad topic!']", f"output:={target}",
                               console_script=True)
     try:
-        wait_for(lambda: "not recording" in log.read_text(), 15, "the error line")
+        wait_for(lambda: "not recording" in log.read_text(), 30, "the error line")
         time.sleep(0.5)
         assert recorder.poll() is None, "recorder exited:\n" + log.read_text()
         recorder.send_signal(signal.SIGTERM)
