@@ -505,7 +505,8 @@ class System1(nn.Module):
             for train in (self.position_scheduler, self.rotation_scheduler):
                 # "trailing" spacing starts at the last training timestep (pure noise, where sampling
                 # begins); diffusers' default "leading" would start 20% short of it at 5 steps
-                ddim = DDIMScheduler.from_config(train.config, timestep_spacing="trailing")
+                ddim = DDIMScheduler.from_config(train.config, timestep_spacing="trailing", clip_sample=True,
+                                                 clip_sample_range=1.0)
                 ddim.set_timesteps(steps)
                 scheds.append(ddim)
             cache[steps] = tuple(scheds)
