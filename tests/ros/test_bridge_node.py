@@ -335,3 +335,39 @@ def test_lockstep_executes_waypoints_per_plan_from_one_trajectory(peer, tmp_path
         peer.destroy_publisher(publisher)
     finally:
         stop_all([bridge])
+
+
+def test_step_timeout_runs_only_after_an_instruction(peer, tmp_path):
+    """With a policy on ee_trajectory but no instruction since the reset, nobody is due to act: the bridge
+    waits without holding. Once an instruction arrives, step_timeout without a plan holds for a step; a
+    reset stops that again. In its own namespace, away from the module's other bridge."""
+    bridge = NodeProcess.start("calvin_bridge", {"clock_mode": "lockstep", "render": False, "step_timeout": 1.0,
+                                                 "resend_after": 0.0},
+                               log_dir=tmp_path, remaps={"__ns": "/timeout"})
+    try:
+        states = Watch(peer, "/timeout/scene_state", SceneState, SCENE_STATE_QOS)
+        policy = peer.create_publisher(EETrajectory, "/timeout/ee_trajectory", TRAJECTORY_QOS)
+        instructions = peer.create_publisher(Instruction, "/timeout/instruction", INSTRUCTION_PUBLISHER_QOS)
+        reset = peer.create_client(ResetScene, "/timeout/reset_scene")
+        wait_for(peer, lambda: states.messages and reset.service_is_ready()
+                 and bridge.log().count("waits for a plan; no instruction") >= 1, 30,
+                 "the bridge to see the policy and wait", [bridge])
+        spin_for(peer, 2.5, [bridge])  # more than twice step_timeout
+        assert "holding the pose" not in bridge.log()
+        assert {m.step for m in states.messages} == {0}
+
+        instructions.publish(Instruction(text="open the drawer", task="open_drawer", sequence=1))
+        wait_for(peer, lambda: "holding the pose" in bridge.log(), 30, "a hold after the instruction", [bridge])
+        wait_for(peer, lambda: states.last.step >= 1, 30, "the held step", [bridge])
+
+        call_service(peer, reset, ResetScene.Request(), 30, [bridge])
+        holds = bridge.log().count("holding the pose")
+        wait_for(peer, lambda: bridge.log().count("waits for a plan; no instruction") >= 2, 30,
+                 "the bridge to wait again after the reset", [bridge])
+        spin_for(peer, 2.5, [bridge])
+        assert bridge.log().count("holding the pose") == holds
+        peer.destroy_publisher(policy)
+        peer.destroy_publisher(instructions)
+        peer.destroy_client(reset)
+    finally:
+        stop_all([bridge])

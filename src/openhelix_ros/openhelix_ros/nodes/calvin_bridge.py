@@ -16,7 +16,9 @@ timer, so services answer while it waits. With no ``ee_trajectory`` publisher at
 without a timeout; when one appears it re-sends the current observation (the newcomer missed it);
 with one, after ``resend_after`` seconds without a plan it re-sends the observation once (a
 best-effort subscriber may have lost the cloud), and ``step_timeout`` seconds without a plan make it
-log what it waits for and hold for one step.
+log what it waits for and hold for one step. That timeout runs only once an instruction has arrived
+since the last reset: before one, no policy is due to act (System 2 has nothing to encode, the expert
+no task), and holding would only age the episode before it starts.
 
 Bad input (NaN or out-of-workspace trajectories, wrong array lengths on reset, unknown tasks) is logged
 or answered with ``success: false`` naming the problem; the node keeps running.
@@ -102,7 +104,8 @@ PARAMETERS = (
                   "bridge waits for a new plan (1 = replan every step).", read_only=True,
                   value_range=(1, 1000)),
     ParameterSpec("step_timeout", 5.0, "Lockstep: seconds (wall clock) to wait for a plan before logging a "
-                  "warning and holding the pose for one step.", read_only=True, value_range=(0.01, 3600.0)),
+                  "warning and holding the pose for one step; counted from the first instruction after a reset.",
+                  read_only=True, value_range=(0.01, 3600.0)),
     ParameterSpec("resend_after", 1.0, "Lockstep: seconds without a plan after which the observation is "
                   "published once more (a best-effort subscriber may have lost its cloud); 0 = never.",
                   read_only=True, value_range=(0.0, 3600.0)),
@@ -167,6 +170,8 @@ class CalvinBridge(Node):
         self._policies = 0  # ee_trajectory publishers seen at the last look
         self._resend_at: float | None = None
         self._said_no_policy = False
+        self._instructed_at: float | None = None  # when the first instruction since the last reset came
+        self._said_no_instruction = False
         self._ignored_stale = 0
         if self._lockstep:
             self._advance = self.create_guard_condition(self._step_on_plan)
@@ -267,7 +272,13 @@ class CalvinBridge(Node):
             self._resent = True
             self._publish(self._core.current, with_points=True)
             return
-        if now - self._wait_started > self._step_timeout:
+        if self._instructed_at is None:
+            if not self._said_no_instruction:
+                self._said_no_instruction = True
+                self.get_logger().info(f"lockstep: step {self._core.current.step} waits for a plan; no instruction "
+                                       f"since the reset, so no step_timeout until one comes")
+            return
+        if now - max(self._wait_started, self._instructed_at) > self._step_timeout:
             observation = self._core.current
             self.get_logger().warning(
                 f"lockstep: no {graph.EE_TRAJECTORY} stamped {observation.stamp_ns * 1e-9:.4f} s (step "
@@ -313,6 +324,8 @@ class CalvinBridge(Node):
         self._publish_and_continue()
 
     def _on_instruction(self, message: Instruction) -> None:
+        if self._instructed_at is None:
+            self._instructed_at = time.monotonic()
         task = message.task.strip()
         if not task:
             return  # an instruction without a task id starts no simulator subtask (System 2 still reads it)
@@ -347,6 +360,7 @@ class CalvinBridge(Node):
             self.get_logger().error(response.message)
             return response
         self._waiting = False
+        self._instructed_at, self._said_no_instruction = None, False
         self._publish_and_continue()
         response.success = True
         response.message = f"reset to step 0 at {self._core.current.stamp_ns * 1e-9:.4f} s"
