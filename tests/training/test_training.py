@@ -191,3 +191,18 @@ def test_cached_latents_refuse_a_system2_that_trains(tmp_path, small_calvin_dir)
     cfg = config(tmp_path, small_calvin_dir, "training.stage1_steps=2", "training.cache_latents=true")
     with pytest.raises(ValueError, match="mode is 'prompt_tuning'.*stage1_steps"):
         Trainer(cfg)
+
+
+def test_latent_normalization_is_set_from_the_training_latents_and_saved(tmp_path, small_calvin_dir):
+    cfg = config(tmp_path, small_calvin_dir, "training.stage1_steps=0", "training.stage2_steps=1",
+                 "training.cache_latents=true", "training.latent_normalization=true",
+                 "system2.overrides={mode: frozen, use_image: false}")
+    trainer = Trainer(cfg)
+    latents = torch.stack(list(trainer.latent_cache.values()))
+    assert len(latents) == len({trainer.dataset[i].instruction for i in range(len(trainer.dataset))}) >= 2
+    torch.testing.assert_close(trainer.s1.latent_mean, latents.mean(0))
+    centred = (latents - trainer.s1.latent_mean) / trainer.s1.latent_std
+    assert float(centred.pow(2).mean()) == pytest.approx(1.0, rel=1e-4)
+    trainer.run()
+    loaded = load_checkpoint(tmp_path / "run").system1
+    assert torch.equal(loaded.latent_mean, trainer.s1.latent_mean) and torch.equal(loaded.latent_std, trainer.s1.latent_std)

@@ -293,6 +293,12 @@ class System1(nn.Module):
         # normalization statistics travel with the weights
         self.register_buffer("position_bounds", torch.tensor(config.position_bounds, dtype=torch.float32))
         self.register_buffer("workspace_bounds", torch.tensor(config.workspace_bounds, dtype=torch.float32))
+        # Goal latents are centred and scaled before use: a frozen LLM's hidden state at <ACT> is dominated
+        # by the prompt template (cosine ~0.998 between any two instructions of the play table), which a
+        # randomly initialised input layer would take many steps to see past. Identity until the trainer
+        # sets them from the training latents (set_latent_normalization).
+        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("latent_std", torch.ones(()))
         self.position_scheduler = self._make_scheduler(config.position_beta_schedule)
         self.rotation_scheduler = self._make_scheduler(config.rotation_beta_schedule)
 
@@ -337,7 +343,8 @@ class System1(nn.Module):
         return model
 
     def load_weights(self, directory: str | os.PathLike) -> None:
-        load_state_checked(self, read_weights(directory), str(directory))
+        # checkpoints written before the latent normalization existed keep the identity
+        load_state_checked(self, read_weights(directory), str(directory), allow_missing=("latent_mean", "latent_std"))
         self.config.position_bounds = self.position_bounds.tolist()
         self.config.workspace_bounds = self.workspace_bounds.tolist()
 
@@ -347,6 +354,16 @@ class System1(nn.Module):
             self.workspace_bounds.copy_(torch.as_tensor(np.asarray(workspace_bounds), dtype=torch.float32))
         self.config.position_bounds = self.position_bounds.tolist()
         self.config.workspace_bounds = self.workspace_bounds.tolist()
+
+    def set_latent_normalization(self, latents) -> None:
+        """Centre goal latents on the mean of ``latents`` (N, latent_dim) and scale by the root mean square
+        of the centred ones (one number, so the geometry between instructions is kept)."""
+        latents = torch.as_tensor(np.asarray(latents), dtype=torch.float32).reshape(-1, self.config.latent_dim)
+        mean = latents.mean(0)
+        std = (latents - mean).pow(2).mean().sqrt()
+        with torch.no_grad():
+            self.latent_mean.copy_(mean)
+            self.latent_std.copy_(std.clamp_min(1e-6) if len(latents) > 1 else torch.ones(()))
 
     # --- normalization ------------------------------------------------------------------------------
 
@@ -430,6 +447,7 @@ class System1(nn.Module):
         feats, xyz = self.encode_scene(obs)
         scene_rope = self.rotary(xyz)
         b = latent.shape[0]
+        latent = (latent - self.latent_mean) / self.latent_std
         lat = self.latent_in(latent.view(b, cfg.num_latent_tokens, -1)) + self.latent_pos
         return {
             "scene_kv": [layer.scene_attn.keys_values(feats, scene_rope) for layer in self.layers],
