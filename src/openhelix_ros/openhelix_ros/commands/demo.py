@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system1-model", default="default", help="System 1 configuration without checkpoint")
     parser.add_argument("--latent-period-steps", type=int, default=10, help="Asy(N); 0 = synchronous")
     parser.add_argument("--episode-length", type=int, default=0, help="env steps per subtask; 0 = CALVIN's 360")
+    parser.add_argument("--waypoints-per-plan", type=int, default=0,
+                        help="bridge: waypoints executed from one System 1 trajectory before the next plan "
+                             "(0: config/calvin_bridge.yaml's, 1 = replan every step as the paper's evaluation)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="demo", help="results go to <runs-dir>/<name>/")
     parser.add_argument("--runs-dir", default="", help="default: runs/ of the project")
@@ -120,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
     checkpoint, checkpoint_note = ("", "scripted expert (privileged state); no model") \
         if args.policy == "expert" else choose_checkpoint(args.checkpoint, runs, root / "checkpoints")
 
-    nodes = [("calvin_bridge", {**shared, "backend": "embedded", "seed": args.seed})]
+    bridge = {**shared, "backend": "embedded", "seed": args.seed}
+    if args.waypoints_per_plan:
+        bridge["waypoints_per_plan"] = args.waypoints_per_plan
+    nodes = [("calvin_bridge", bridge)]
     if args.policy == "dual":
         nodes += [("system2", {**shared, "model": args.system2_model, "checkpoint": checkpoint}),
                   ("system1", {**shared, "model": args.system1_model, "checkpoint": checkpoint})]
@@ -188,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
                "system2_model": args.system2_model if args.policy == "dual" else None,
                "system1_model": args.system1_model if args.policy == "dual" else None,
                "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
+               "waypoints_per_plan": args.waypoints_per_plan or None,
                "chains": args.chains, "tasks": tasks or None, "variant": args.variant, "seconds": round(time.monotonic() - started, 1),
                "exit_status": status}
     results_file = run_dir / "results.json"
@@ -200,7 +207,8 @@ def run(args: argparse.Namespace) -> int:
              f"- Policy: {'System 2 + System 1' if args.policy == 'dual' else 'scripted expert'}; {checkpoint_note}.",
              f"- Graph: calvin_bridge (embedded, lockstep) + "
              f"{'system2 + system1' if args.policy == 'dual' else 'scripted_expert'} + evaluator, "
-             f"Asy({args.latent_period_steps}).",
+             f"Asy({args.latent_period_steps})"
+             + (f", {args.waypoints_per_plan} waypoints per plan." if args.waypoints_per_plan else "."),
              (f"- {args.chains} single-subtask episodes of {', '.join(tasks)}, variant {args.variant}; "
               if tasks else f"- {args.chains} chains, variant {args.variant}; ") + f"{summary['seconds']:.0f} s in all.",
              f"- Average length: {summary.get('average_length', 'n/a')}; see report.md for the tables and plots."]
