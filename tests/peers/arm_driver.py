@@ -4,8 +4,8 @@ Publishes joint_states (the ready pose, at 50 Hz), sends a scripted sequence of 
 messages, records every joint_trajectory and target_pose it receives per step, and writes them to
 --out as JSON. The base pose must match the arm_interface's parameters (given on the command line).
 
-Steps: valid, nan, unreachable, out_of_bounds, estop_on, during_estop, estop_off, after_estop,
-bad_joint_states.
+Steps: valid, close_gripper, nan, unreachable, out_of_bounds, estop_on, during_estop, estop_off,
+after_estop, bad_joint_states.
 """
 
 import argparse
@@ -18,7 +18,7 @@ import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from openhelix_msgs.msg import EETrajectory
@@ -44,7 +44,7 @@ def main() -> int:
     joint_states = node.create_publisher(JointState, "joint_states", RELIABLE)
     trajectories = node.create_publisher(EETrajectory, "ee_trajectory", RELIABLE)
     estop = node.create_publisher(Bool, "estop", RELIABLE)
-    received = {"joint_trajectory": [], "target_pose": []}
+    received = {"joint_trajectory": [], "target_pose": [], "gripper_command": []}
     step = {"name": "startup"}
 
     def on_joint_trajectory(message: JointTrajectory):
@@ -60,6 +60,9 @@ def main() -> int:
 
     node.create_subscription(JointTrajectory, "joint_trajectory", on_joint_trajectory, RELIABLE)
     node.create_subscription(PoseStamped, "target_pose", on_target_pose, RELIABLE)
+    node.create_subscription(Float64MultiArray, "gripper_command",
+                             lambda m: received["gripper_command"].append({"step": step["name"], "data": list(m.data)}),
+                             RELIABLE)
     bad_joints = {"on": False}
 
     def publish_joints():
@@ -88,10 +91,11 @@ def main() -> int:
         return sum(1 for m in received["joint_trajectory"]
                    if m["step"] == name and (points is None or len(m["positions"]) == points))
 
-    def line(offsets, period=0.1, sequence=1):
+    def line(offsets, period=0.1, sequence=1, gripper=1.0):
         positions = start_position + np.asarray(offsets, dtype=float)
         return trajectory_to_msg(positions, np.tile(start_quaternion, (len(positions), 1)),
-                                 np.ones(len(positions)), period, sequence=sequence)
+                                 np.broadcast_to(np.asarray(gripper, dtype=float), len(positions)), period,
+                                 sequence=sequence)
 
     ok = spin_until(lambda: all(p.get_subscription_count() > 0 for p in (joint_states, trajectories, estop))
                     and node.count_publishers("joint_trajectory") > 0 and node.count_publishers("target_pose") > 0,
@@ -107,6 +111,12 @@ def main() -> int:
     spin_until(lambda: count("valid", 10) > 0, 60)
     # some target_pose stream (waited for by count: at 30 Hz it takes 0.2 s, longer on a loaded machine)
     spin_until(lambda: sum(1 for m in received["target_pose"] if m["step"] == "valid") >= 5, 60)
+
+    # Closing on the way: the gripper command changes once, when the first closing waypoint is due.
+    step["name"] = "close_gripper"
+    trajectories.publish(line(valid_offsets, sequence=9, gripper=[1.0] * 3 + [-1.0] * 7))
+    spin_until(lambda: any(m["step"] == "close_gripper" for m in received["gripper_command"]), 60)
+    spin_for(0.5)
 
     step["name"] = "nan"
     bad = line(valid_offsets, sequence=2)

@@ -101,6 +101,15 @@ def test_target_pose_streams_waypoints_in_the_base_frame(session):
     assert ys == sorted(ys, reverse=True)  # moving along base -y as time passes
 
 
+def test_gripper_commands_reach_a_forward_command_controller_on_change(session):
+    data, _ = session
+    commands = data["received"]["gripper_command"]
+    # The first plan opens (the controller's first command), the closing plan closes once, mid-way.
+    assert [(c["step"], c["data"]) for c in commands[:2]] == [("valid", [0.04, 0.04]),
+                                                              ("close_gripper", [0.0, 0.0])]
+    assert all(c["data"] == [0.0, 0.0] for c in commands if c["step"] in ("nan", "unreachable"))
+
+
 def test_bad_trajectories_are_rejected_with_a_reason(session):
     data, log = session
     assert not trajectories(data, "nan")

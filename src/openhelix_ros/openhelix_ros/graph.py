@@ -39,6 +39,7 @@ TRAJECTORY_MARKERS = "visualization/trajectory"
 ESTOP = "estop"
 JOINT_TRAJECTORY = "joint_trajectory"
 TARGET_POSE = "target_pose"
+GRIPPER_COMMAND = "gripper_command"
 EVALUATION_PROGRESS = "evaluation/progress"
 TELEOP_TWIST = "teleop/twist"
 TELEOP_GRIPPER = "teleop/gripper"
@@ -84,6 +85,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TELEOP_GRIPPER, "std_msgs/msg/Bool", (), ("teleop",)),
     TopicSpec(JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory", ("arm_interface",)),
     TopicSpec(TARGET_POSE, "geometry_msgs/msg/PoseStamped", ("arm_interface",)),
+    TopicSpec(GRIPPER_COMMAND, "std_msgs/msg/Float64MultiArray", ("arm_interface",)),
 )
 
 TOPICS_BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}

@@ -7,7 +7,10 @@ Subscribes ``ee_trajectory`` (openhelix_msgs/EETrajectory, world frame), ``joint
   trajectory controller: inverse kinematics warm-started from the current joint state, one point per
   waypoint at ``(i + 1) * waypoint_period``, stretched where a joint would exceed its velocity limit;
 - ``target_pose`` (geometry_msgs/PoseStamped, in ``base_frame``) for Cartesian controllers: the
-  waypoint due now, streamed at ``control_rate`` and held at the last one when the trajectory ends.
+  waypoint due now, streamed at ``control_rate`` and held at the last one when the trajectory ends;
+- ``gripper_command`` (std_msgs/Float64MultiArray: both finger joint positions, m) for a ros2_control
+  forward command controller of the Panda's fingers, published when the gripper command of the
+  waypoint due now changes (open: ``gripper_open_position``, closed: ``gripper_closed_position``).
 
 Before any of that the trajectory is clipped to the workspace box and slowed to the speed limits
 (safety.py). While ``estop`` is true the node publishes a hold (the joints at the moment it was
@@ -26,7 +29,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from openhelix_msgs.msg import EETrajectory
@@ -84,6 +87,10 @@ PARAMETERS = (
                   value_range=(0.01, 60.0)),
     ParameterSpec("control_rate", 30.0, "Rate (Hz) of target_pose streaming and of the estop hold.",
                   read_only=True, value_range=(1.0, 1000.0)),
+    ParameterSpec("gripper_open_position", 0.04, "Finger joint position (m, each finger) commanded to open "
+                  "the gripper (Franka Hand: 0.04).", read_only=True, value_range=(0.0, 0.1)),
+    ParameterSpec("gripper_closed_position", 0.0, "Finger joint position (m, each finger) commanded to close "
+                  "the gripper; the fingers stop on what they hold.", read_only=True, value_range=(0.0, 0.1)),
 )
 
 
@@ -114,9 +121,13 @@ class ArmInterface(Node):
         self._plan_start_ns = 0
         self._plan_times: np.ndarray | None = None  # time_from_start of each waypoint (s)
         self._plan_poses: list = []  # (position, quaternion) in the base frame, per waypoint
+        self._plan_gripper: np.ndarray | None = None  # +1 open / -1 close, per waypoint
+        self._gripper_positions = {1.0: p["gripper_open_position"], -1.0: p["gripper_closed_position"]}
+        self._gripper_sent: float | None = None  # the last command published (+1 / -1)
 
         self._joint_trajectory_pub = self.create_publisher(JointTrajectory, graph.JOINT_TRAJECTORY, TRAJECTORY_QOS)
         self._target_pose_pub = self.create_publisher(PoseStamped, graph.TARGET_POSE, TRAJECTORY_QOS)
+        self._gripper_pub = self.create_publisher(Float64MultiArray, graph.GRIPPER_COMMAND, TRAJECTORY_QOS)
         planning, realtime = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS,
                                  callback_group=planning)
@@ -178,7 +189,7 @@ class ArmInterface(Node):
             self.get_logger().warning(f"{label} ignored: ESTOP is pressed", throttle_duration_sec=1.0)
             return
         try:
-            joints, times, base_poses, safety = self._plan(message, joints, joints_stamp_ns)
+            joints, times, base_poses, gripper, safety = self._plan(message, joints, joints_stamp_ns)
         except ValueError as error:  # bad input or unreachable: say why, drop it, keep the last plan
             self.get_logger().error(f"{label} rejected: {error}")
             return
@@ -196,6 +207,7 @@ class ArmInterface(Node):
             command.header.stamp = now.to_msg()
             self._joint_trajectory_pub.publish(command)
             self._plan_start_ns, self._plan_times, self._plan_poses = now.nanoseconds, times, base_poses
+            self._plan_gripper = gripper
         self._on_control_tick()  # the first target now, not a control period later
 
     # ----- the core path, ROS types only at its edges --------------------------------------------------
@@ -219,8 +231,10 @@ class ArmInterface(Node):
         except UnreachableError as error:
             raise ValueError(str(error)) from None
         times = trajectory_times(joints, current, trajectory.period)
+        # CALVIN's convention: > 0 opens, anything else closes.
+        gripper = np.where(trajectory.gripper > 0, 1.0, -1.0)
         return joints, times, [self._to_base(p, q) for p, q in zip(safety.positions, safety.quaternions,
-                                                                    strict=True)], safety
+                                                                    strict=True)], gripper, safety
 
     def _to_base(self, position: np.ndarray, quaternion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return matrix_to_pose(self._world_to_base @ pose_matrix(position, quaternion))
@@ -255,6 +269,11 @@ class ArmInterface(Node):
             position, quaternion = self._plan_poses[index]
             self._target_pose_pub.publish(pose_stamped_to_msg(position, quaternion, self._base_frame,
                                                               now.nanoseconds))
+            if self._plan_gripper is not None and self._plan_gripper[index] != self._gripper_sent:
+                # Only changes: a forward command controller keeps its last command.
+                self._gripper_sent = float(self._plan_gripper[index])
+                finger = float(self._gripper_positions[self._gripper_sent])
+                self._gripper_pub.publish(Float64MultiArray(data=[finger, finger]))
 
 
 def main(args: list[str] | None = None) -> int:
