@@ -174,3 +174,32 @@ def test_ddim_keeps_its_estimates_within_the_normalised_range(obs):
                            generator=torch.Generator().manual_seed(0))
     low, high = model.position_bounds
     assert torch.all(out["relative_positions"] >= low - 1e-5) and torch.all(out["relative_positions"] <= high + 1e-5)
+
+
+def test_world_frame_rotation_targets_and_predictions():
+    """rotation_frame 'world': targets are R_cur R_rel (the samples stay relative), and predict() returns
+    the model's rotations as they are, where 'relative' composes them with the current one."""
+    from scipy.spatial.transform import Rotation
+
+    from openhelix_training.geometry import matrix_to_rot6d
+
+    torch.manual_seed(0)
+    world = System1.from_config("tiny", scene_encoder="points", rotation_frame="world")
+    relative = System1.from_config("tiny", scene_encoder="points")
+    relative.load_state_dict(world.state_dict())
+    cur = Rotation.from_euler("xyz", [3.0, 0.2, -0.4]).as_matrix()
+    rel = Rotation.from_euler("xyz", [[0.1 * i, 0.0, 0.05 * i] for i in range(world.config.trajectory_length)]).as_matrix()
+    proprio = torch.tensor(np.r_[0.1, -0.2, 0.3, matrix_to_rot6d(cur), 1.0], dtype=torch.float32)[None]
+    rel6 = torch.tensor(matrix_to_rot6d(rel), dtype=torch.float32)[None]
+    pos = torch.zeros(1, world.config.trajectory_length, 3)
+    targets = world.trajectory_targets(pos, rel6, proprio)[0, :, 3:].numpy()
+    np.testing.assert_allclose(targets, matrix_to_rot6d(cur @ rel), atol=1e-5)
+    np.testing.assert_allclose(relative.trajectory_targets(pos, rel6)[0, :, 3:].numpy(), rel6[0].numpy(), atol=1e-6)
+    rng = np.random.default_rng(0)
+    obs = Observation(points=rng.uniform(-0.5, 0.5, (300, 3)).astype(np.float32),
+                      colors=rng.integers(0, 255, (300, 3)).astype(np.uint8))
+    lat = latent(world)
+    a, b = world.predict(obs, lat, proprio[0].numpy()), relative.predict(obs, lat, proprio[0].numpy())
+    np.testing.assert_allclose(b.rotations, np.einsum("ij,njk->nik", cur, a.rotations), atol=1e-4)
+    with pytest.raises(ValueError, match="rotation_frame"):
+        System1.from_config("tiny", rotation_frame="tool")

@@ -35,6 +35,10 @@ class System1Config:
     num_train_timesteps: int = 100
     position_beta_schedule: str = "scaled_linear"
     rotation_beta_schedule: str = "squaredcos_cap_v2"
+    # "relative": waypoint rotations R_cur^T R_i (3D Diffuser Actor's relative actions); "world": R_i itself.
+    # A policy that replans every step and executes one waypoint compounds the small errors of relative
+    # rotations into a drifting tool orientation; world-frame targets pull back to the demonstrated one.
+    rotation_frame: str = "relative"
     num_inference_steps: int = 5  # DDIM steps; sized for <= 30 ms p50 on a 2-core CPU
     prediction_type: str = "epsilon"
     # losses (3D Diffuser Actor): 30 * L1 position + 10 * L1 rotation + BCE gripper
@@ -46,6 +50,8 @@ class System1Config:
     workspace_bounds: list[list[float]] = field(default_factory=lambda: [[-1.0, -1.0, -0.5], [1.0, 1.0, 1.5]])
 
     def validate(self) -> None:
+        if self.rotation_frame not in ("relative", "world"):
+            raise ValueError(f"rotation_frame must be 'relative' or 'world', got {self.rotation_frame!r}")
         if self.scene_encoder not in ("camera", "points"):
             raise ValueError(f"scene_encoder must be 'camera' or 'points', got {self.scene_encoder!r}")
         head_dim = self.embed_dim // self.num_heads

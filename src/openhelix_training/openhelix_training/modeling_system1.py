@@ -480,7 +480,15 @@ class System1(nn.Module):
 
     # --- training -----------------------------------------------------------------------------------
 
-    def trajectory_targets(self, rel_positions: torch.Tensor, rot6d: torch.Tensor) -> torch.Tensor:
+    def trajectory_targets(self, rel_positions: torch.Tensor, rot6d: torch.Tensor,
+                           proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised diffusion targets (B, T, 9) from the samples' relative trajectories; with
+        rotation_frame 'world' the rotations are composed with the current one (proprio[:, 3:9])."""
+        if self.config.rotation_frame == "world":
+            if proprio is None:
+                raise ValueError("rotation_frame 'world' needs the proprioception to compose rotations")
+            cur = rot6d_to_matrix(proprio[:, 3:9])[:, None]
+            rot6d = matrix_to_rot6d(cur @ rot6d_to_matrix(rot6d))
         return torch.cat([self._to_unit(rel_positions, self.position_bounds), rot6d], dim=-1)
 
     def compute_loss(self, obs: dict, latent, proprio, rel_positions, rot6d, gripper_open,
@@ -490,7 +498,7 @@ class System1(nn.Module):
         cfg = self.config
         dev = self.position_bounds.device
         latent, proprio = latent.to(dev).float(), proprio.to(dev).float()
-        x0 = self.trajectory_targets(rel_positions.to(dev).float(), rot6d.to(dev).float())
+        x0 = self.trajectory_targets(rel_positions.to(dev).float(), rot6d.to(dev).float(), proprio)
         b = x0.shape[0]
         t = torch.randint(0, cfg.num_train_timesteps, (b,), device=dev, generator=generator)
         noise = torch.randn(x0.shape, device=dev, generator=generator)
@@ -591,7 +599,8 @@ class System1(nn.Module):
         rel = out["relative_positions"][0].double().cpu().numpy()
         rel_rot = rot6d_to_matrix(out["rot6d"][0].double()).cpu().numpy()
         cur_rot = rot6d_to_matrix(proprio[3:9].double()).numpy()
-        rotations = np.einsum("ij,njk->nik", cur_rot, rel_rot)
+        # "world": the model's rotations are already world-frame (see System1Config.rotation_frame)
+        rotations = rel_rot if self.config.rotation_frame == "world" else np.einsum("ij,njk->nik", cur_rot, rel_rot)
         return Trajectory(
             positions=(rel + proprio[:3].double().numpy()).astype(np.float32),
             rotations=rotations.astype(np.float32),
