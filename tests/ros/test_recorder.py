@@ -150,6 +150,34 @@ def test_signal_mid_stream_leaves_a_complete_bag(tmp_path, sig):
     assert info["message_count"] == sum(len(v) for v in recorded.values())
 
 
+def test_record_latched_false_leaves_out_what_was_published_before(tmp_path):
+    """One bag per episode: a latched message from before the recorder started (the previous episode's
+    instruction, in `openhelix collect`) is not recorded; what comes afterwards is."""
+    bag = tmp_path / "bag"
+    log = tmp_path / "recorder.log"
+    latched = start_peer("bag_publisher.py", "--count", "1", "latent")  # before the recorder exists
+    recorder = start_recorder(log, "topics:=[/rec/latent, /rec/chatter]", f"output:={bag}",
+                              "record_latched:=false")
+    stream = None
+    try:
+        wait_for(lambda: "recording /rec/latent (openhelix_msgs/msg/GoalLatent, reliable)" in log.read_text(), 30,
+                 "a volatile subscription to the latched latent")
+        stream = start_peer("bag_publisher.py", "--count", "20", "--wait-subscribers", "chatter")
+        wait_for_line(stream, "DONE", timeout=60)
+        time.sleep(1.0)  # reliable samples still in flight
+        recorder.send_signal(signal.SIGINT)
+        assert recorder.wait(timeout=15) == 0, log.read_text()
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        if stream is not None:
+            stop_peer(stream)
+        stop_peer(latched)
+    recorded = read_bag(bag)
+    assert "/rec/latent" not in recorded, recorded.get("/rec/latent")
+    assert numbers("/rec/chatter", recorded["/rec/chatter"]) == list(range(1, 21))
+
+
 def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_path):
     bag = tmp_path / "burst"
     log = tmp_path / "recorder.log"

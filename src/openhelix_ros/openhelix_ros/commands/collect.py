@@ -293,7 +293,9 @@ class Collector:
                     results.append(result)
                     continue
                 bag = self.bag_dir / f"episode_{spec.index:04d}"
-                recorder = NodeProcess.start("recorder", {"output": str(bag), "topics": topics},
+                # Not latched: the instruction publisher still holds the previous episode's instruction.
+                recorder = NodeProcess.start("recorder", {"output": str(bag), "topics": topics,
+                                                          "record_latched": False},
                                              log_dir=self.log_dir, label=f"recorder_{spec.index:04d}",
                                              params_files=self._params_files("recorder"))
                 wanted = [t for t in topics if node.count_publishers(t) > 0 or t == graph.INSTRUCTION]

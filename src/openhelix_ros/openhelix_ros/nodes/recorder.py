@@ -39,6 +39,10 @@ PARAMETERS = (
     ParameterSpec("storage", "mcap", f"Storage plugin: {' or '.join(STORAGE_PLUGINS)}.", read_only=True),
     ParameterSpec("discovery_period", 0.2, "Seconds between looks for topics not yet subscribed.",
                   read_only=True, value_range=(0.01, 10.0)),
+    ParameterSpec("record_latched", True, "Subscribe transient local to latched publishers, so the message "
+                  "they hold from before the recorder started is recorded too (as ros2 bag does); false: "
+                  "only what is published after the recorder subscribed (one bag per episode, where the "
+                  "previous episode's latched instruction does not belong).", read_only=True),
 )
 # Keep-last, never keep-all: a keep-all reliable reader back-pressures the publisher (measured: a
 # 2000-cloud burst made the publisher's publish() fail), and a recorder must never disturb the graph it
@@ -52,6 +56,7 @@ class Recorder(Node):
     def __init__(self) -> None:
         super().__init__("recorder")
         params = declare_parameters(self, PARAMETERS)
+        self._record_latched = bool(params["record_latched"])
         self._wanted: dict[str, str] = {}  # resolved name -> name as given
         for name in params["topics"]:
             try:
@@ -101,8 +106,8 @@ class Recorder(Node):
         publishers = self.get_publishers_info_by_topic(topic)
         reliable = bool(publishers) and all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE
                                             for p in publishers)
-        latched = bool(publishers) and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
-                                           for p in publishers)
+        latched = self._record_latched and bool(publishers) and all(
+            p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH,
                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
