@@ -61,13 +61,13 @@ def test_parameter_formatting_for_ros_args():
 
 
 def test_collect_records_a_demonstration_the_training_data_can_use(tmp_path):
-    result = subprocess.run([str(OPENHELIX), "collect", "--name", "demo", "--episodes", "1", "--tasks",
-                             "turn_on_led", "--runs-dir", str(tmp_path)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([str(OPENHELIX), "collect", "--name", "demo", "--episodes", "2", "--tasks",
+                             "turn_on_led,turn_off_led", "--runs-dir", str(tmp_path)], capture_output=True,
+                            text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1/1 episodes recorded" in result.stdout
+    assert "2/2 episodes recorded" in result.stdout
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["successful_episodes"] == 1 and summary["episodes"][0]["tasks"] == ["turn_on_led"]
+    assert summary["successful_episodes"] == 2 and summary["episodes"][0]["tasks"] == ["turn_on_led"]
     steps = summary["episodes"][0]["steps"][0]
     assert 0 < steps < 360
     bag = Path(summary["bags"][0])
@@ -90,6 +90,12 @@ def test_collect_records_a_demonstration_the_training_data_can_use(tmp_path):
     assert all((s.header.stamp.sec, s.header.stamp.nanosec) in cloud_stamps for s in states)
     # The LED went on during the demonstration.
     assert states[0].scene_obs[5] == 0.0 and states[-1].scene_obs[5] == 1.0
+    # Each bag holds its own episode's instruction only (none latched over from the previous episode).
+    assert [m.task for topic, m in order if topic == "/instruction"] == ["turn_on_led"]
+    with Reader(Path(summary["bags"][1])) as reader:
+        second = [store.deserialize_cdr(raw, c.msgtype).task for c, _, raw in reader.messages()
+                  if c.topic == "/instruction"]
+    assert second == ["turn_off_led"]
 
 
 def test_collect_refuses_bad_arguments_with_one_line(tmp_path):

@@ -293,14 +293,20 @@ class Collector:
                     results.append(result)
                     continue
                 bag = self.bag_dir / f"episode_{spec.index:04d}"
-                # Not latched: the instruction publisher still holds the previous episode's instruction.
-                recorder = NodeProcess.start("recorder", {"output": str(bag), "topics": topics,
-                                                          "record_latched": False},
+                # A fresh instruction publisher per episode: the old one, latched, still holds the previous
+                # episode's instruction, which the new recorder (a late joiner) would record first.
+                node.destroy_publisher(instructions)
+                instructions = node.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
+                recorder = NodeProcess.start("recorder", {"output": str(bag), "topics": topics},
                                              log_dir=self.log_dir, label=f"recorder_{spec.index:04d}",
                                              params_files=self._params_files("recorder"))
                 wanted = [t for t in topics if node.count_publishers(t) > 0 or t == graph.INSTRUCTION]
                 wait_for(node, lambda w=wanted: all(topic_has_subscribers(node, t, "recorder") for t in w),
                          self.args.timeout, "the recorder to subscribe", [*processes, recorder])
+                # The bridge and the expert read instructions volatile: they must have matched the new
+                # publisher (not merely be visible in the graph) before the instruction goes out.
+                wait_for(node, lambda p=instructions: p.get_subscription_count() >= instruction_readers + 1,
+                         self.args.timeout, "the instruction's readers to match", [*processes, recorder])
                 start_state = answer.state
                 if operator is not None:
                     operator.new_episode()
