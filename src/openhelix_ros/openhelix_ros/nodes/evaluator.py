@@ -63,9 +63,15 @@ from openhelix_ros.evaluation_core import (
 from openhelix_ros.evaluation_core import CheckTasks as CheckCommand
 from openhelix_ros.evaluation_core import ResetScene as ResetCommand
 from openhelix_ros.evaluation_report import build_results, write_report
-from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, LATENT_QOS, ParameterSpec, declare_parameters
+from openhelix_ros.node_utils import (
+    INSTRUCTION_PUBLISHER_QOS,
+    LATENT_QOS,
+    SCENE_STATE_QOS,
+    ParameterSpec,
+    declare_parameters,
+)
 
-PROGRESS_TOPIC = "evaluation/progress"
+PROGRESS_TOPIC = graph.EVALUATION_PROGRESS
 RECENT_LATENTS = 100
 GRAPH_SETTLE = 0.5  # s the graph must stay complete before the first instruction (endpoints appear one by one)
 RESULT_GRACE = 1.0  # s of spinning at shutdown after a goal ended, for its result to reach the client
@@ -97,10 +103,6 @@ PARAMETERS = (
                   "trained on a few tasks).", type=ParameterType.PARAMETER_STRING_ARRAY),
 )
 
-# In realtime every scene_state is a counted step, so none may be lost: reliable (as the bridge
-# publishes it), with room for a burst while a check is out. In lockstep they only trigger checks.
-SCENE_STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
 # Progress is for people and logs: reliable, a small backlog, nothing replayed to late joiners.
 PROGRESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
