@@ -416,3 +416,22 @@ def test_first_instruction_waits_for_a_policy(tmp_path):
     finally:
         stop(evaluator)
         stop_peer(bridge)
+
+
+def test_openhelix_eval_tasks_runs_single_task_episodes_and_restores_the_parameter(graph):
+    command = [sys.executable, "-m", "openhelix_ros.cli", "eval"]
+    done = subprocess.run([*command, "-n", "4", "--tasks", "open_drawer,turn_on_led", "--episode-length",
+                           str(EPISODE), "--run-name", "cli-tasks"], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ))
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((graph["runs"] / "cli-tasks" / "results.json").read_text())
+    assert [chain["tasks"] for chain in results["chains"]] == [["open_drawer"], ["turn_on_led"]] * 2
+    # The evaluator is back on CALVIN's chains for the next client.
+    client = graph["client"]
+    outcome = client.run(num_sequences=1, episode_length=EPISODE, seed=SEED, run_name="after-tasks")
+    assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED
+    after = json.loads((graph["runs"] / "after-tasks" / "results.json").read_text())
+    assert len(after["chains"][0]["tasks"]) == 5
+    bad = subprocess.run([*command, "-n", "1", "--tasks", "open_everything"], capture_output=True, text=True,
+                         timeout=30, env=dict(os.environ))
+    assert bad.returncode == 2 and "unknown task" in bad.stderr

@@ -5,6 +5,10 @@ bridge and the policy nodes), prints a line per finished chain, then the results
 the report went. Ctrl-C cancels the goal; the evaluator still writes the partial results.
 Exit status: 0 when the run completed, 1 when it failed or was rejected, 2 for bad arguments,
 130 when cancelled.
+
+``--tasks a,b`` runs single-subtask episodes of those tasks instead of chains: the task list is the
+evaluator's ``tasks`` parameter (the RunEvaluation goal has no field for it), so the command sets it
+through the evaluator's parameter service for this run and puts the old value back afterwards.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-timeout", type=float, default=30.0,
                         help="seconds to wait for the evaluator's action server")
     parser.add_argument("--json", action="store_true", help="print the final result as one JSON object")
+    parser.add_argument("--tasks", default="",
+                        help="comma-separated CALVIN task ids: -n single-subtask episodes of these tasks in turn "
+                             "instead of chains of five (per-task success)")
+    parser.add_argument("--evaluator-name", default="evaluator",
+                        help="node name of the evaluator (for --tasks, which sets its 'tasks' parameter)")
 
 
 def _action_name(namespace: str) -> str:
@@ -39,9 +48,10 @@ def _action_name(namespace: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # Same checks as the evaluator's, here so a typo gets a clear message rather than a bare rejection.
+    tasks = tuple(t.strip() for t in getattr(args, "tasks", "").split(",") if t.strip())
     try:
         EvaluationConfig(num_sequences=args.num_sequences, variant=args.variant, episode_length=args.episode_length,
-                         seed=args.seed, run_name=args.run_name).validate()
+                         seed=args.seed, run_name=args.run_name, tasks=tasks).validate()
     except EvaluationError as error:
         print(f"openhelix eval: {error}", file=sys.stderr)
         return 2
@@ -63,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     node = rclpy.create_node("openhelix_eval", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
+    restore_tasks: list[str] | None = None  # the evaluator's tasks before --tasks changed them
     try:
         name = _action_name(args.namespace)
         client = ActionClient(node, RunEvaluation, name)
@@ -71,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"openhelix eval: no evaluator serves {name} (is the graph running? "
                   "`openhelix demo` or eval.launch.py starts one)", file=sys.stderr)
             return 1
+        if tasks:
+            try:
+                restore_tasks = _set_evaluator_tasks(node, executor, args, list(tasks))
+            except RuntimeError as error:
+                print(f"openhelix eval: {error}", file=sys.stderr)
+                return 1
         goal = RunEvaluation.Goal(num_sequences=args.num_sequences, variant=args.variant,
                                   episode_length=args.episode_length, seed=args.seed, run_name=args.run_name)
         started = time.monotonic()
@@ -121,7 +138,46 @@ def run(args: argparse.Namespace) -> int:
             return 1
         return 0
     finally:
+        if restore_tasks is not None:
+            try:
+                _set_evaluator_tasks(node, executor, args, restore_tasks)
+            except RuntimeError as error:
+                print(f"openhelix eval: could not put the evaluator's tasks back: {error}", file=sys.stderr)
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
         signal.signal(signal.SIGINT, previous)
+
+
+def _set_evaluator_tasks(node, executor, args: argparse.Namespace, tasks: list[str]) -> list[str]:
+    """Set the evaluator's ``tasks`` parameter; returns the value it had. RuntimeError saying why not."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import GetParameters, SetParameters
+
+    namespace = args.namespace.strip("/")
+    base = f"/{namespace}/{args.evaluator_name}" if namespace else f"/{args.evaluator_name}"
+
+    def call(service_type, name: str, request):
+        client = node.create_client(service_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=args.server_timeout):
+                raise RuntimeError(f"{name} is not available (is the evaluator named {args.evaluator_name!r}?)")
+            future = client.call_async(request)
+            deadline = time.monotonic() + args.server_timeout
+            while not future.done():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not answer within {args.server_timeout:g} s")
+                executor.spin_once(timeout_sec=0.05)
+            return future.result()
+        finally:
+            node.destroy_client(client)
+
+    old = call(GetParameters, f"{base}/get_parameters", GetParameters.Request(names=["tasks"])).values
+    previous = list(old[0].string_array_value) if old and old[0].type == ParameterType.PARAMETER_STRING_ARRAY else [""]
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=tasks)
+    results = call(SetParameters, f"{base}/set_parameters",
+                   SetParameters.Request(parameters=[Parameter(name="tasks", value=value)])).results
+    if not results or not results[0].successful:
+        reason = results[0].reason if results else "no answer"
+        raise RuntimeError(f"the evaluator refused tasks {tasks}: {reason}")
+    return previous
