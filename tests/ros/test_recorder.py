@@ -89,6 +89,17 @@ def wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 20.0)
     raise AssertionError(f"peer never printed {marker!r}")
 
 
+def stop_recorder(recorder: subprocess.Popen, log: Path, sig: int = signal.SIGINT) -> None:
+    """Signal the recorder as a user would; it must close its bag and exit 0."""
+    recorder.send_signal(sig)
+    assert recorder.wait(timeout=15) == 0, log.read_text()
+
+
+def kill_if_running(recorder: subprocess.Popen) -> None:
+    if recorder.poll() is None:
+        recorder.kill()
+
+
 def rosidl_hash(type_name: str) -> str:
     package, _, name = type_name.split("/")
     description = json.loads((Path(sys.prefix) / "share" / package / "msg" / f"{name}.json").read_text())
@@ -110,11 +121,9 @@ def test_signal_mid_stream_leaves_a_complete_bag(tmp_path, sig):
         # The latched latent comes from another participant, whose discovery can take seconds.
         wait_for(lambda: "recording /rec/latent" in log.read_text(), 30, "the latent subscription")
         time.sleep(0.3)
-        recorder.send_signal(sig)  # mid-stream: the publisher keeps going
-        assert recorder.wait(timeout=15) == 0, log.read_text()
+        stop_recorder(recorder, log, sig)  # mid-stream: the publisher keeps going
     finally:
-        if recorder.poll() is None:
-            recorder.kill()
+        kill_if_running(recorder)
         if stream is not None:
             stop_peer(stream)
         stop_peer(latched)
@@ -165,11 +174,9 @@ def test_record_latched_false_leaves_out_what_was_published_before(tmp_path):
         stream = start_peer("bag_publisher.py", "--count", "20", "--wait-subscribers", "chatter")
         wait_for_line(stream, "DONE", timeout=60)
         time.sleep(1.0)  # reliable samples still in flight
-        recorder.send_signal(signal.SIGINT)
-        assert recorder.wait(timeout=15) == 0, log.read_text()
+        stop_recorder(recorder, log)
     finally:
-        if recorder.poll() is None:
-            recorder.kill()
+        kill_if_running(recorder)
         if stream is not None:
             stop_peer(stream)
         stop_peer(latched)
@@ -191,11 +198,9 @@ def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_pat
         wait_for(lambda: "cannot record /rec/feedback" in log.read_text(), 30, "the bad-type log line")
         time.sleep(1.0)  # reliable samples still in flight
         assert recorder.poll() is None, "recorder died:\n" + log.read_text()
-        recorder.send_signal(signal.SIGINT)
-        assert recorder.wait(timeout=15) == 0, log.read_text()
+        stop_recorder(recorder, log)
     finally:
-        if recorder.poll() is None:
-            recorder.kill()
+        kill_if_running(recorder)
         if burst is not None:
             stop_peer(burst)
     output = log.read_text()
@@ -221,8 +226,7 @@ def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
         recorder.send_signal(signal.SIGTERM)
         assert recorder.wait(timeout=10) == 0
     finally:
-        if recorder.poll() is None:
-            recorder.kill()
+        kill_if_running(recorder)
     output = log.read_text()
     assert f"parent directory {target.parent} does not exist" in output
     assert "not recording 'bad topic!': invalid topic name" in output
@@ -303,8 +307,7 @@ def test_bag_of_a_killed_recorder_is_recovered(tmp_path):
         recorder.kill()
         recorder.wait(timeout=10)
     finally:
-        if recorder.poll() is None:
-            recorder.kill()
+        kill_if_running(recorder)
         if stream is not None:
             stop_peer(stream)
     assert not (bag / "metadata.yaml").exists()
