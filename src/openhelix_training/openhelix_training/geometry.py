@@ -46,19 +46,42 @@ def matrix_to_rot6d(m):
     return np.concatenate([m[..., :, 0], m[..., :, 1]], axis=-1)
 
 
+# Below this length a Gram-Schmidt remainder has no usable direction (float32 rounding dominates it).
+_DEGENERATE_NORM = 1e-6
+
+
 def rot6d_to_matrix(r6):
-    """6D (..., 6) -> rotation matrices by Gram-Schmidt; works on numpy arrays and torch tensors."""
+    """6D (..., 6) -> rotation matrices by Gram-Schmidt; works on numpy arrays and torch tensors.
+
+    Total: every input gives a proper rotation. A model's raw output can be degenerate (an untrained
+    one whose clipped columns saturate to the same corner of [-1, 1]^3 gives two parallel vectors),
+    and a "rotation" with a null column is no pose. Then the missing direction is completed
+    deterministically: a zero first column becomes the x axis, and a second column parallel to the
+    first is replaced by the world axis least aligned with it, made orthogonal."""
     if isinstance(r6, torch.Tensor):
         a1, a2 = r6[..., :3], r6[..., 3:6]
-        b1 = torch.nn.functional.normalize(a1, dim=-1)
-        b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+        eye = torch.eye(3, dtype=r6.dtype, device=r6.device)
+        n1 = a1.norm(dim=-1, keepdim=True)
+        b1 = torch.where(n1 > _DEGENERATE_NORM, a1 / n1.clamp_min(_DEGENERATE_NORM), eye[0].expand_as(a1))
+        u = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+        nu = u.norm(dim=-1, keepdim=True)
+        axis = eye[b1.abs().argmin(dim=-1)]
+        v = axis - (b1 * axis).sum(-1, keepdim=True) * b1
+        v = v / v.norm(dim=-1, keepdim=True)
+        # clamp_min keeps the branch not taken finite, so no NaN flows back through torch.where
+        b2 = torch.where(nu > _DEGENERATE_NORM, u / nu.clamp_min(_DEGENERATE_NORM), v)
         b3 = torch.cross(b1, b2, dim=-1)
         return torch.stack([b1, b2, b3], dim=-1)
     r6 = np.asarray(r6, dtype=np.float64)
     a1, a2 = r6[..., :3], r6[..., 3:6]
-    b1 = a1 / np.linalg.norm(a1, axis=-1, keepdims=True)
-    b2 = a2 - (b1 * a2).sum(-1, keepdims=True) * b1
-    b2 = b2 / np.linalg.norm(b2, axis=-1, keepdims=True)
+    n1 = np.linalg.norm(a1, axis=-1, keepdims=True)
+    b1 = np.where(n1 > _DEGENERATE_NORM, a1 / np.maximum(n1, _DEGENERATE_NORM), np.eye(3)[0])
+    u = a2 - (b1 * a2).sum(-1, keepdims=True) * b1
+    nu = np.linalg.norm(u, axis=-1, keepdims=True)
+    axis = np.eye(3)[np.abs(b1).argmin(axis=-1)]
+    v = axis - (b1 * axis).sum(-1, keepdims=True) * b1
+    v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    b2 = np.where(nu > _DEGENERATE_NORM, u / np.maximum(nu, _DEGENERATE_NORM), v)
     b3 = np.cross(b1, b2)
     return np.stack([b1, b2, b3], axis=-1)
 
