@@ -189,6 +189,20 @@ def test_system1_loads_a_checkpoint_directory(system1, tmp_path):
                                atol=1e-5)
 
 
+def test_untrained_system1_weights_follow_the_seed_and_leave_the_global_rng_alone():
+    import torch
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first = System1Core.load("tiny", seed=5).model.state_dict()
+    assert torch.equal(torch.rand(3), expected_next)  # building the model drew nothing from the caller's RNG
+    again = System1Core.load("tiny", seed=5).model.state_dict()
+    other = System1Core.load("tiny", seed=6).model.state_dict()
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert any(not torch.equal(first[name], other[name]) for name in first)
+
+
 def test_proprio_from_pose_matches_the_training_layout():
     from openhelix_training import proprio_from_robot_obs
 

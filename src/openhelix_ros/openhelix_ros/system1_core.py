@@ -280,7 +280,14 @@ class System1Core:
             if model not in SYSTEM1_CONFIGS:
                 raise ValueError(f"unknown System 1 configuration {model!r}; choose from {', '.join(SYSTEM1_CONFIGS)} "
                                  "or give a checkpoint directory")
-            instance, model_id = System1.from_config(model, scene_encoder="points"), model
+            import torch
+
+            # Untrained weights from the node's seed, as System 2 builds its own: the same untrained
+            # graph behaves the same in every run, and the caller's global RNG is left as it was.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(kwargs.get("seed", 0)))
+                instance = System1.from_config(model, scene_encoder="points")
+            model_id = model
         return cls(instance, model_id, **kwargs)
 
     @property
