@@ -24,6 +24,7 @@ the bags (``openhelix_training.data.rosbag``): each instruction starts a demonst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -210,30 +211,45 @@ class Collector:
                 if p.exists()]
 
     def run(self) -> int:
+        from openhelix_ros.commands.teleop import TerminalKeys
+
+        if self.bag_dir.exists() and any(self.bag_dir.iterdir()):
+            print(f"openhelix collect: {self.bag_dir} already holds bags; choose another --name or remove it",
+                  file=sys.stderr)
+            return 2
+        started = time.monotonic()
+        with contextlib.ExitStack() as terminal:
+            keys = None
+            if self.args.teleop == "keyboard":
+                try:  # before any process starts, so a refusal costs nothing
+                    keys = terminal.enter_context(TerminalKeys())
+                except RuntimeError as error:
+                    print(f"openhelix collect: {error}", file=sys.stderr)
+                    return 2
+            results, status = self._collect(keys)
+        # the terminal is back in its own mode before the summary is printed
+        summary = self._summary(results, time.monotonic() - started, status)
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"collect: {summary['successful_episodes']}/{len(self.specs)} episodes recorded, "
+              f"{summary['total_steps']} steps in {summary['seconds']:.0f} s "
+              f"({summary['steps_per_second']:.1f} steps/s); summary in {self.run_dir / 'summary.json'}",
+              flush=True)
+        return status
+
+    def _collect(self, keys) -> tuple[list[EpisodeResult], int]:
+        """Start the nodes, record every episode, stop the nodes; keys: TerminalKeys in cbreak mode or None."""
         import rclpy
         from rclpy.node import Node
 
         from openhelix_msgs.msg import Instruction, SceneState
         from openhelix_msgs.srv import CheckTasks, ResetScene
         from openhelix_ros import graph
-        from openhelix_ros.commands.teleop import KeyboardOperator, TerminalKeys
+        from openhelix_ros.commands.teleop import KeyboardOperator
         from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, SCENE_STATE_QOS
         from openhelix_ros.processes import NodeProcess, stop_all, topic_has_subscribers, wait_for
         from openhelix_ros.teleop_core import KEYBOARD_HELP
 
-        if self.bag_dir.exists() and any(self.bag_dir.iterdir()):
-            print(f"openhelix collect: {self.bag_dir} already holds bags; choose another --name or remove it",
-                  file=sys.stderr)
-            return 2
-        keys = TerminalKeys() if self.args.teleop == "keyboard" else None
-        if keys is not None:
-            try:
-                keys.__enter__()  # left in the finally below; before any process starts, so a refusal costs nothing
-            except RuntimeError as error:
-                print(f"openhelix collect: {error}", file=sys.stderr)
-                return 2
         self.bag_dir.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
         bridge_params = {"clock_mode": "lockstep", "render": not self.args.no_render,
                          "publish_points_every_step": True, "seed": int(self.args.seed),
                          "dynamic": self.args.dynamic, "step_timeout": 10.0}
@@ -385,15 +401,7 @@ class Collector:
             stop_all([p for p in (recorder, *processes) if p is not None])
             node.destroy_node()
             rclpy.try_shutdown()
-            if keys is not None:
-                keys.__exit__(None, None, None)
-        summary = self._summary(results, time.monotonic() - started, status)
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        print(f"collect: {summary['successful_episodes']}/{len(self.specs)} episodes recorded, "
-              f"{summary['total_steps']} steps in {summary['seconds']:.0f} s "
-              f"({summary['steps_per_second']:.1f} steps/s); summary in {self.run_dir / 'summary.json'}",
-              flush=True)
-        return status
+        return results, status
 
     def _summary(self, results: list[EpisodeResult], seconds: float, status: int) -> dict:
         total_steps = sum(sum(r.steps) for r in results)
