@@ -169,3 +169,38 @@ def test_frame_trajectories_follow_the_recorded_steps(tmp_path):
     np.testing.assert_allclose(s5.rot6d, np.tile([1, 0, 0, 0, 1, 0], (20, 1)), atol=1e-6)
     with pytest.raises(ValueError, match="trajectory"):
         BagDataset(tmp_path / "demo", trajectory="splines")
+
+
+def test_command_trajectories_are_what_the_demonstrator_commanded(tmp_path):
+    """trajectory 'commands': waypoint 0 is the tool's pose, waypoint j the target commanded at frame
+    i + j - 1 (it leads the recorded pose: the arm lags its commands and pushes against contacts), the last
+    command repeated; a frame nobody answered falls back to where the tool went next."""
+    from openhelix_training.data.rosbag import BagDataError, BagDataset, write_synthetic_bag
+
+    _, _, robot = write_synthetic_bag(tmp_path / "demo")  # command for frame i: x = 0.01 (i + 2), closes at 6
+    ds = BagDataset(tmp_path / "demo", frames="all", trajectory="commands")
+    assert [s.frame for s in ds] == list(range(11))
+    s5 = ds[5]
+    commanded_x = 0.01 * (np.minimum(np.arange(5, 24), 11) + 2)
+    commanded_x[np.arange(5, 24) >= 11] = robot[11, 0]  # frame 11 has no answer: the tool's last pose
+    np.testing.assert_allclose(s5.rel_positions[:, 0], np.r_[robot[5, 0], commanded_x] - robot[5, 0], atol=1e-6)
+    np.testing.assert_allclose(s5.rel_positions[:, 1:], 0.0, atol=1e-6)
+    assert s5.rel_positions[1, 0] == pytest.approx(0.02, abs=1e-6)  # two recorded steps ahead, not one
+    np.testing.assert_array_equal(s5.gripper_open[:3], [1.0, 1.0, 0.0])  # waypoint 2 = the command at frame 6: close
+    np.testing.assert_allclose(s5.rot6d, np.tile([1, 0, 0, 0, 1, 0], (20, 1)), atol=1e-6)
+    # the frames reading of the same bag is one step per waypoint
+    assert BagDataset(tmp_path / "demo", frames="all", trajectory="frames")[5].rel_positions[1, 0] == \
+        pytest.approx(0.01, abs=1e-6)
+
+    from rosbags.rosbag2 import Reader, Writer
+
+    without = tmp_path / "no_commands"  # the same bag without its ee_trajectory connection
+    with Reader(tmp_path / "demo") as reader, Writer(without, version=9) as writer:
+        connections = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=None, msgdef=c.msgdef.data,
+                                                   rihs01=c.digest)
+                       for c in reader.connections if c.topic != "/ee_trajectory"}
+        for connection, timestamp, raw in reader.messages():
+            if connection.id in connections:
+                writer.write(connections[connection.id], timestamp, raw)
+    with pytest.raises(BagDataError, match="ee_trajectory"):
+        BagDataset(without, trajectory="commands")

@@ -32,8 +32,9 @@ DEFAULTS: dict = {
         "latent_delay": 0,  # System 2 sees the image of k frames earlier (OpenHelix's delay training)
         "max_windows": None,
         "max_points": None,  # rosbag: keep at most this many points of each recorded cloud (memory)
-        # rosbag: "keypose" (to the next keypose, resampled) or "frames" (the next recorded frames, one per
-        # control step: what a policy that replans every step, as the graph's does, executes)
+        # rosbag: "keypose" (to the next keypose, resampled), "frames" (the next recorded frames, one per
+        # control step) or "commands" (the demonstrator's commanded targets, one per control step: what a
+        # policy that replans every step, as the graph's does, must publish; see trajectory_of_commands)
         "trajectory": "keypose",
         "synthetic": {"num_windows": 4, "frames_per_window": 16, "static_size": 64, "gripper_size": 32},
     },

@@ -3,9 +3,11 @@
 Topics (names relative, as the recorder writes them; a namespace prefix is accepted): `scene_state`
 (openhelix_msgs/SceneState: CALVIN robot_obs/scene_obs), `points` (sensor_msgs/PointCloud2 xyz + rgb in
 `world`), `instruction` (openhelix_msgs/Instruction), optional `camera/static/image_raw`
-(sensor_msgs/Image, rgb8/bgr8) for System 2. Every scene_state message is one frame, paired with the
-newest cloud, image and instruction received before it; a new instruction (text or sequence) starts a
-new demonstration segment, within which keyposes and trajectories are found as for CALVIN data.
+(sensor_msgs/Image, rgb8/bgr8) for System 2, and `ee_trajectory` (openhelix_msgs/EETrajectory: what the
+demonstrator commanded, for `trajectory="commands"`). Every scene_state message is one frame, paired
+with the newest cloud, image and instruction received before it and with the command stamped like it;
+a new instruction (text or sequence) starts a new demonstration segment, within which keyposes and
+trajectories are found as for CALVIN data.
 
 A path may also be a directory of bags (what `openhelix collect` writes under runs/<name>/bags/): every
 bag directly inside it is read, in name order; `failed/` (episodes the oracle did not pass) is skipped.
@@ -19,7 +21,14 @@ import numpy as np
 
 from ..observation import Observation
 from .sample import Sample
-from .trajectory import discover_keyposes, trajectory_of_next_frames, trajectory_to_next_keypose
+from .trajectory import (
+    discover_keyposes,
+    trajectory_of_commands,
+    trajectory_of_next_frames,
+    trajectory_to_next_keypose,
+)
+
+TRAJECTORY_KINDS = ("keypose", "frames", "commands")
 
 MSG_PACKAGE = "openhelix_msgs"
 
@@ -136,11 +145,13 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
     gigabytes in memory over a few thousand frames.
     trajectory: "keypose" (3D Diffuser Actor's: to the next keypose, resampled to trajectory_length) or
     "frames" (the next trajectory_length recorded frames, one per control step; see
-    trajectory_of_next_frames)."""
-    if trajectory not in ("keypose", "frames"):
-        raise ValueError(f"trajectory must be 'keypose' or 'frames', got {trajectory!r}")
+    trajectory_of_next_frames) or "commands" (the demonstrator's commanded targets from `ee_trajectory`,
+    one per control step; see trajectory_of_commands: what a policy in the graph must output)."""
+    if trajectory not in TRAJECTORY_KINDS:
+        raise ValueError(f"trajectory must be one of {', '.join(TRAJECTORY_KINDS)}, got {trajectory!r}")
     from rosbags.highlevel import AnyReader
 
+    from ..geometry import quaternion_wxyz_to_matrix
     from ..modeling_system1 import proprio_from_robot_obs
 
     paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
@@ -149,16 +160,25 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
             raise BagDataError(f"bag {p} does not exist")
     store = typestore_with_project_types()
     rng = np.random.default_rng(seed)
-    frames_list = []  # (robot_obs, cloud, image, instruction_key)
+    frames_list = []  # (robot_obs, cloud, image, instruction_key, stamp ns)
     latest = {"points": None, "image": None, "instruction": None}
+    commands = {}  # observation stamp ns -> (position, rotation matrix, gripper) of the first waypoint
+    topics = ("scene_state", "points", "instruction", "camera/static/image_raw") + (
+        ("ee_trajectory",) if trajectory == "commands" else ())
     try:
         with AnyReader(paths, default_typestore=store) as reader:
-            wanted = [c for c in reader.connections
-                      if any(_topic_is(c.topic, t) for t in ("scene_state", "points", "instruction",
-                                                             "camera/static/image_raw"))]
+            wanted = [c for c in reader.connections if any(_topic_is(c.topic, t) for t in topics)]
             for conn, _t, raw in reader.messages(connections=wanted):
                 msg = reader.deserialize(raw, conn.msgtype)
-                if _topic_is(conn.topic, "points"):
+                if _topic_is(conn.topic, "ee_trajectory"):
+                    stamp = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+                    if len(msg.poses) and stamp not in commands:  # a re-sent observation's answer repeats it
+                        pose = msg.poses[0]
+                        q = pose.orientation
+                        commands[stamp] = ((pose.position.x, pose.position.y, pose.position.z),
+                                           quaternion_wxyz_to_matrix(np.array([q.w, q.x, q.y, q.z])),
+                                           float(msg.gripper[0]) if len(msg.gripper) else np.nan)
+                elif _topic_is(conn.topic, "points"):
                     xyz, rgb = pointcloud2_to_arrays(msg)
                     if max_points and len(xyz) > max_points:
                         keep = np.sort(rng.choice(len(xyz), int(max_points), replace=False))
@@ -172,13 +192,17 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
                     if latest["points"] is None or latest["instruction"] is None:
                         continue  # nothing to pair the state with yet
                     robot_obs = np.asarray(msg.robot_obs, dtype=np.float64)
-                    frames_list.append((robot_obs, latest["points"], latest["image"], latest["instruction"]))
+                    stamp = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+                    frames_list.append((robot_obs, latest["points"], latest["image"], latest["instruction"], stamp))
     except BagDataError:
         raise
     except Exception as exc:  # rosbags raises several unrelated types for corrupt bags
         raise BagDataError(f"cannot read bag {', '.join(map(str, paths))}: {type(exc).__name__}: {exc}") from exc
     if not frames_list:
         raise BagDataError(f"bag {paths[0]}: no scene_state message after a points and an instruction message")
+    if trajectory == "commands" and not commands:
+        raise BagDataError(f"bag {paths[0]}: trajectory 'commands' needs the demonstrator's ee_trajectory "
+                           "messages, and the bag has none (record ee_trajectory, or use 'frames')")
     # split into segments by instruction
     segments, cur = [], [frames_list[0]]
     for f in frames_list[1:]:
@@ -196,8 +220,13 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
         grip = np.r_[ro[1:, 14], ro[-1, 14]]
         keys = discover_keyposes(ro[:, :3], grip)
         local = [0] + [k for k in keys[:-1] if k > 0] if frames == "keyposes" else range(len(seg) - 1)
+        if trajectory == "commands":
+            command_pos, command_rot, command_grip = _commands_of_segment(seg, ro, commands)
         for i in local:
-            if trajectory == "frames":
+            if trajectory == "commands":
+                traj = trajectory_of_commands(ro[:, :3], ro[:, 3:6], ro[:, 14], command_pos, command_rot,
+                                              command_grip, i, trajectory_length)
+            elif trajectory == "frames":
                 traj = trajectory_of_next_frames(ro[:, :3], ro[:, 3:6], ro[:, 14], i, trajectory_length)
             else:
                 traj = trajectory_to_next_keypose(ro[:, :3], ro[:, 3:6], grip, i, keys, trajectory_length)
@@ -211,6 +240,26 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
                                   rot6d=traj["rot6d"], gripper_open=traj["gripper_open"], task=task,
                                   episode=f"{paths[0]}#{seg_i}", frame=i, meta={"keypose": traj["keypose"]}))
     return samples
+
+
+def _commands_of_segment(segment: list, robot_obs: np.ndarray, commands: dict):
+    """Per frame of a segment, the command answering its observation: (N, 3) positions, (N, 3, 3)
+    rotations, (N,) gripper. A frame nobody answered (the demonstrator had not started, or the bag ends
+    before its answer) takes the next recorded pose and gripper action: where the tool went anyway."""
+    from ..geometry import euler_xyz_to_matrix
+
+    n = len(segment)
+    positions, rotations, gripper = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty(n)
+    for i, frame in enumerate(segment):
+        command = commands.get(frame[4])
+        if command is not None and np.isfinite(command[2]):
+            positions[i], rotations[i], gripper[i] = command
+        else:
+            after = min(i + 1, n - 1)
+            positions[i] = robot_obs[after, :3]
+            rotations[i] = euler_xyz_to_matrix(robot_obs[after, 3:6])
+            gripper[i] = robot_obs[after, 14]
+    return positions, rotations, gripper
 
 
 class BagDataset:
@@ -231,8 +280,11 @@ class BagDataset:
 
 def write_synthetic_bag(path, frames: int = 12):
     """Writes a small MCAP bag with the recorder's topics and types (points, camera/static/image_raw,
-    scene_state, instruction): one "open the drawer" demonstration where the tool moves along x and the
-    gripper closes after frame 6. Returns the cloud's xyz, its rgb and the robot_obs of every frame."""
+    scene_state, instruction, ee_trajectory): one "open the drawer" demonstration where the tool moves
+    along x by 1 cm per frame and the gripper closes after frame 6. The demonstrator's command answering
+    frame i (ee_trajectory stamped like it) leads the tool as a real controller's does: x = 0.01 (i + 2),
+    gripper -1 from frame 6 on; the last frame has no answer. Returns the cloud's xyz, its rgb and the
+    robot_obs of every frame."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = typestore_with_project_types()
@@ -241,6 +293,9 @@ def write_synthetic_bag(path, frames: int = 12):
     PointField, PointCloud2 = T["sensor_msgs/msg/PointField"], T["sensor_msgs/msg/PointCloud2"]
     Image, SceneState, Instruction = T["sensor_msgs/msg/Image"], T["openhelix_msgs/msg/SceneState"], \
         T["openhelix_msgs/msg/Instruction"]
+    EETrajectory, Pose, Duration = T["openhelix_msgs/msg/EETrajectory"], T["geometry_msgs/msg/Pose"], \
+        T["builtin_interfaces/msg/Duration"]
+    Point, Quaternion = T["geometry_msgs/msg/Point"], T["geometry_msgs/msg/Quaternion"]
     rng = np.random.default_rng(0)
     xyz = rng.uniform(-0.5, 0.5, (300, 3)).astype(np.float32)
     rgb = rng.integers(0, 255, (300, 3)).astype(np.uint32)
@@ -255,6 +310,7 @@ def write_synthetic_bag(path, frames: int = 12):
         c_img = w.add_connection("/camera/static/image_raw", Image.__msgtype__, typestore=store)
         c_ss = w.add_connection("/scene_state", SceneState.__msgtype__, typestore=store)
         c_in = w.add_connection("/instruction", Instruction.__msgtype__, typestore=store)
+        c_tr = w.add_connection("/ee_trajectory", EETrajectory.__msgtype__, typestore=store)
         for i in range(frames):
             ns = 1_000_000_000 + i * 33_000_000
             hdr = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id="world")
@@ -277,4 +333,14 @@ def write_synthetic_bag(path, frames: int = 12):
             w.write(c_ss, ns + 3, store.serialize_cdr(
                 SceneState(header=hdr, robot_obs=ro, scene_obs=np.zeros(24), robot_obs_labels=[],
                            scene_obs_labels=[], step=i), SceneState.__msgtype__))
+            if i < frames - 1:
+                # tool pointing down (roll pi): quaternion x, y, z, w = 1, 0, 0, 0
+                pose = Pose(position=Point(x=0.01 * (i + 2), y=0.0, z=0.3),
+                            orientation=Quaternion(x=1.0, y=0.0, z=0.0, w=0.0))
+                command = EETrajectory(header=hdr, poses=[pose], gripper=np.array([1.0 if i < 6 else -1.0],
+                                                                                   np.float32),
+                                       waypoint_period=Duration(sec=0, nanosec=33_333_333), sequence=i,
+                                       latent_sequence=0, latent_stamp=Time(sec=0, nanosec=0),
+                                       inference_time=0.0)
+                w.write(c_tr, ns + 4, store.serialize_cdr(command, EETrajectory.__msgtype__))
     return xyz, rgb.astype(np.uint8), np.stack(robot)

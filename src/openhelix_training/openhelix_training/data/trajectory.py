@@ -89,3 +89,32 @@ def trajectory_of_next_frames(tcp_pos: np.ndarray, tcp_euler: np.ndarray, last_a
         "gripper_open": (np.asarray(last_action, float)[idx] > 0).astype(np.float32),
         "keypose": int(idx[-1]),
     }
+
+
+def trajectory_of_commands(tcp_pos: np.ndarray, tcp_euler: np.ndarray, last_action: np.ndarray,
+                           command_pos: np.ndarray, command_rot: np.ndarray, command_gripper: np.ndarray,
+                           frame: int, length: int = 20) -> dict:
+    """Waypoint 0 is the pose at `frame`; waypoint j >= 1 is the target the demonstrator commanded at
+    frame `frame` + j - 1 (the last command repeated past the end), relative to the pose at `frame`.
+
+    What a graph policy publishes is a command (waypoint j is the target due j steps after the
+    observation, docs/ros_graph.md), and a command is not where the tool then was: the arm's controller
+    covers about half of a commanded step per control step, and against a button, a switch or a drawer
+    the command must lead the tool into the contact to push at all. A policy trained on recorded poses
+    ("frames") commands where the tool went, so it moves at half speed and stops at the surface.
+
+    command_pos (N, 3), command_rot (N, 3, 3), command_gripper (N,) (+1 open / -1 close): per frame, the
+    first waypoint the demonstrator published for that frame's observation."""
+    n = len(tcp_pos)
+    idx = np.minimum(np.arange(frame, frame + length - 1), n - 1)
+    cur_rot = euler_xyz_to_matrix(np.asarray(tcp_euler[frame]))
+    positions = np.concatenate([np.asarray(tcp_pos, float)[frame][None], np.asarray(command_pos, float)[idx]])
+    rotations = np.concatenate([cur_rot[None], np.asarray(command_rot, float)[idx]])
+    gripper = np.r_[float(last_action[frame]), np.asarray(command_gripper, float)[idx]]
+    rel_pos, rel_rot = absolute_to_relative(positions, rotations, tcp_pos[frame], cur_rot)
+    return {
+        "rel_positions": rel_pos.astype(np.float32),
+        "rot6d": matrix_to_rot6d(rel_rot).astype(np.float32),
+        "gripper_open": (gripper > 0).astype(np.float32),
+        "keypose": int(idx[-1]),
+    }
