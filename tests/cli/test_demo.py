@@ -76,3 +76,27 @@ def test_demo_picks_the_newest_checkpoint_trained_on_demonstrations(tmp_path):
     bags = _training_output(runs, "from-bags", "rosbag")
     assert choose_checkpoint("auto", runs, shipped)[0] == str(bags.resolve())
     assert choose_checkpoint("none", runs, shipped)[0] == ""
+
+
+def test_demo_evaluates_a_few_task_policy_on_its_tasks(tmp_path):
+    from openhelix_ros.commands.demo import checkpoint_tasks, evaluation_tasks
+    from openhelix_ros.sim.tasks import TASKS
+
+    few = tmp_path / "few"
+    few.mkdir()
+    (few / "training_state.json").write_text(json.dumps({"data_tasks": ["open_drawer", "turn_on_led"]}))
+    everything = tmp_path / "all"
+    everything.mkdir()
+    (everything / "training_state.json").write_text(json.dumps({"data_tasks": list(TASKS)}))
+    old = tmp_path / "old"  # written before the trainer recorded its tasks
+    old.mkdir()
+    (old / "training_state.json").write_text(json.dumps({"step": 3}))
+
+    assert checkpoint_tasks(str(few)) == ["open_drawer", "turn_on_led"]
+    assert checkpoint_tasks(str(old)) == [] and checkpoint_tasks("") == []
+    assert evaluation_tasks("", str(few)) == (["open_drawer", "turn_on_led"], "the tasks the checkpoint was trained on")
+    assert evaluation_tasks("", str(everything))[0] == []  # a policy of all 34 tasks: CALVIN's chains
+    assert evaluation_tasks("", str(old))[0] == [] and evaluation_tasks("", "")[0] == []
+    assert evaluation_tasks("all", str(few))[0] == []
+    assert evaluation_tasks("close_drawer, lift_red_block_table", str(few))[0] == ["close_drawer",
+                                                                                  "lift_red_block_table"]

@@ -57,6 +57,7 @@ def test_calvin_reader_samples(calvin_dir):
     # keyposes: the frame before the gripper closes (6) and the end of each 16-frame window
     assert [w["keyposes"] for w in ds.windows] == [[6, 15], [6, 15]]
     assert len(ds) == 4
+    assert ds.tasks == sorted({w["task"] for w in ds.windows}) and ds.tasks
     s = ds[1]
     assert s.frame == 6 and s.instruction == "lift the red block" and s.meta["keypose"] == 15
     assert s.rel_positions.shape == (20, 3) and s.gripper_open.shape == (20,)

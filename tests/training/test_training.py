@@ -164,6 +164,9 @@ def test_training_on_a_bag_with_the_point_cloud_policy(tmp_path):
     assert result["steps"] == 2 and all(np.isfinite(m["total"]) for m in result["history"])
     loaded = load_checkpoint(tmp_path / "run")
     assert loaded.system1.config.scene_encoder == "points"
+    # the checkpoint says which tasks its policy was shown (openhelix demo evaluates those)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step_0000002" / "training_state.json").read_text())
+    assert state["data_tasks"] == ["open_drawer"]
 
 
 def test_cached_latents_encode_each_instruction_once_and_match_the_node(tmp_path, small_calvin_dir):

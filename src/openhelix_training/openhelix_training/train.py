@@ -423,7 +423,9 @@ class Trainer:
                     "torch_rng": torch.get_rng_state(), "rng": self.rng.bit_generator.state},
                    target / "optimizer.pt")
         (target / "training_state.json").write_text(json.dumps(
-            {"step": self.step, "stage": self.stage_of(max(self.step - 1, 0)), "train_config": self.cfg}, indent=2))
+            {"step": self.step, "stage": self.stage_of(max(self.step - 1, 0)), "train_config": self.cfg,
+             # what the policy was shown: `openhelix demo` evaluates a few-task policy on these tasks
+             "data_tasks": list(getattr(self.dataset, "tasks", []))}, indent=2))
         (ckdir / "latest").write_text(name)
         keep = self.cfg["training"]["keep_checkpoints"]
         old = sorted(p for p in ckdir.glob("step_*") if p.is_dir())

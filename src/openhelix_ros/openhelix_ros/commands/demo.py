@@ -11,6 +11,10 @@ The checkpoint is ``--checkpoint`` when given, else the newest of: the training 
 directory with checkpoints/latest) and the checkpoints committed under checkpoints/ (system1/, system2/,
 training_state.json), counting only those trained on demonstrations rather than the trainer's synthetic
 data; else none: then the untrained configurations run, and the report says so.
+
+What is evaluated: CALVIN's chains of five, unless the policy was trained on a few tasks (the
+checkpoint's ``data_tasks``, written by the trainer), which are then evaluated as single-subtask
+episodes, one per task by default; ``--tasks`` chooses either way.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from openhelix_ros.environment import config_dir, project_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--chains", type=int, default=3,
-                        help="evaluation chains (CALVIN uses 1000); with --tasks, single-subtask episodes")
+    parser.add_argument("--chains", type=int, default=0,
+                        help="evaluation chains (CALVIN uses 1000); with tasks, single-subtask episodes; "
+                             "0: 3 chains, or one episode per task")
     parser.add_argument("--tasks", default="",
                         help="comma-separated CALVIN task ids: run --chains single-subtask episodes of these tasks "
                              "in turn instead of CALVIN's chains of five (per-task success of a policy trained "
-                             "on a few tasks)")
+                             "on a few tasks); empty: the tasks the checkpoint was trained on when it records "
+                             "fewer than CALVIN's 34, else chains; 'all': CALVIN's chains")
     parser.add_argument("--variant", default="standard",
                         help="standard, enriched or dynamic-{left,forward,diagonal,circle}")
     parser.add_argument("--policy", choices=["dual", "expert"], default="dual",
@@ -78,6 +84,34 @@ def newest_checkpoint(runs: Path, shipped: Path | None = None) -> Path | None:
         candidates += [d for d in shipped.iterdir() if (d / "system1").is_dir() and (d / "system2").is_dir()]
     candidates = [c for c in candidates if trained_on_demonstrations(c)]
     return max(candidates, key=lambda path: _state_file(path).stat().st_mtime, default=None)
+
+
+def checkpoint_tasks(checkpoint: str) -> list[str]:
+    """The CALVIN tasks a checkpoint's policy was trained on (``data_tasks`` of its training_state.json,
+    written by the trainer); [] when it does not say."""
+    if not checkpoint:
+        return []
+    try:
+        tasks = json.loads(_state_file(Path(checkpoint)).read_text()).get("data_tasks") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(task) for task in tasks]
+
+
+def evaluation_tasks(argument: str, checkpoint: str) -> tuple[list[str], str]:
+    """(the tasks of single-subtask episodes, or [] for CALVIN's chains; why). A policy trained on a few
+    tasks is evaluated on those: CALVIN's chains over all 34 would only show that it knows no others."""
+    from openhelix_ros.sim.tasks import TASKS
+
+    if argument.strip() == "all":
+        return [], "CALVIN's chains (asked for all tasks)"
+    given = [t.strip() for t in argument.split(",") if t.strip()]
+    if given:
+        return given, "the tasks asked for"
+    trained = checkpoint_tasks(checkpoint)
+    if trained and set(trained) < set(TASKS):
+        return trained, "the tasks the checkpoint was trained on"
+    return [], "CALVIN's chains"
 
 
 def choose_checkpoint(argument: str, runs: Path, shipped: Path | None = None) -> tuple[str, str]:
@@ -132,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
                   ("system1", {**shared, "model": args.system1_model, "checkpoint": checkpoint})]
     else:
         nodes += [("scripted_expert", {})]
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks, tasks_note = evaluation_tasks(args.tasks, checkpoint) if args.policy == "dual" else \
+        evaluation_tasks(args.tasks, "")
+    chains = args.chains or (len(tasks) if tasks else 3)
     if tasks:
         from openhelix_ros.evaluation_core import EvaluationError, task_episodes
 
@@ -140,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
             task_episodes(1, 0, tasks)
         except EvaluationError as error:
             raise SystemExit(f"openhelix demo: --tasks: {error}") from None
+    print(f"[demo] evaluating {tasks_note}", flush=True)
     # [""] is the evaluator's "no task list" (a ROS string array cannot be declared empty)
     nodes += [("evaluator", {"runs_dir": str(runs), "tasks": tasks or [""]})]
 
@@ -169,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
         policy_topics = [graph.EE_TRAJECTORY] + ([graph.GOAL_LATENT] if args.policy == "dual" else [])
         wait_for(watcher, lambda: all(topic_has_publishers(watcher, t) for t in policy_topics), 600,
                  f"publishers of {', '.join(policy_topics)}", processes=processes)
-        print(f"[demo] graph up after {time.monotonic() - started:.0f} s; running {args.chains} chains", flush=True)
-        evaluation = SimpleNamespace(num_sequences=args.chains, variant=args.variant,
+        print(f"[demo] graph up after {time.monotonic() - started:.0f} s; running {chains} chains", flush=True)
+        evaluation = SimpleNamespace(num_sequences=chains, variant=args.variant,
                                      episode_length=args.episode_length, seed=args.seed, run_name=args.name,
                                      namespace="", server_timeout=30.0, json=False)
         # evaluate.run owns its rclpy context; ours stays for watching the processes afterwards.
@@ -195,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
                "system1_model": args.system1_model if args.policy == "dual" else None,
                "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
                "waypoints_per_plan": args.waypoints_per_plan or None,
-               "chains": args.chains, "tasks": tasks or None, "variant": args.variant, "seconds": round(time.monotonic() - started, 1),
+               "chains": chains, "tasks": tasks or None, "tasks_note": tasks_note, "variant": args.variant, "seconds": round(time.monotonic() - started, 1),
                "exit_status": status}
     results_file = run_dir / "results.json"
     if results_file.is_file():
@@ -209,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
              f"{'system2 + system1' if args.policy == 'dual' else 'scripted_expert'} + evaluator, "
              f"Asy({args.latent_period_steps})"
              + (f", {args.waypoints_per_plan} waypoints per plan." if args.waypoints_per_plan else "."),
-             (f"- {args.chains} single-subtask episodes of {', '.join(tasks)}, variant {args.variant}; "
-              if tasks else f"- {args.chains} chains, variant {args.variant}; ") + f"{summary['seconds']:.0f} s in all.",
+             (f"- {chains} single-subtask episodes of {', '.join(tasks)} ({tasks_note}), variant {args.variant}; "
+              if tasks else f"- {chains} chains, variant {args.variant}; ") + f"{summary['seconds']:.0f} s in all.",
              f"- Average length: {summary.get('average_length', 'n/a')}; see report.md for the tables and plots."]
     (run_dir / "demo.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)

@@ -84,6 +84,11 @@ class CalvinDataset:
             local = [0] + [k for k in keys[:-1] if k > 0] if frames == "keyposes" else range(end - start)
             self.index += [(len(self.windows) - 1, int(i)) for i in local]
 
+    @property
+    def tasks(self) -> list[str]:
+        """The CALVIN task ids of the language windows read, sorted."""
+        return sorted({w["task"] for w in self.windows if w["task"]})
+
     def _load(self, frame: int, keys) -> dict:
         path = episode_path(self.root, frame)
         if not path.is_file():

@@ -274,6 +274,11 @@ class BagDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def tasks(self) -> list[str]:
+        """The CALVIN task ids the demonstrations perform (from their instructions), sorted."""
+        return sorted({s.task for s in self.samples if s.task})
+
     def __getitem__(self, i: int) -> Sample:
         return self.samples[i]
 
