@@ -86,6 +86,10 @@ def newest_checkpoint(runs: Path, shipped: Path | None = None) -> Path | None:
     return max(candidates, key=lambda path: _state_file(path).stat().st_mtime, default=None)
 
 
+def _two_decimals(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "n/a"
+
+
 def checkpoint_tasks(checkpoint: str) -> list[str]:
     """The CALVIN tasks a checkpoint's policy was trained on (``data_tasks`` of its training_state.json,
     written by the trainer); [] when it does not say."""
@@ -248,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
              + (f", {args.waypoints_per_plan} waypoints per plan." if args.waypoints_per_plan else "."),
              (f"- {chains} single-subtask episodes of {', '.join(tasks)} ({tasks_note}), variant {args.variant}; "
               if tasks else f"- {chains} chains, variant {args.variant}; ") + f"{summary['seconds']:.0f} s in all.",
-             f"- Average length: {summary.get('average_length', 'n/a')}; see report.md for the tables and plots."]
+             f"- Average length: {_two_decimals(summary.get('average_length'))}; see report.md for the tables and "
+             "plots."]
     (run_dir / "demo.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
     return status
