@@ -170,8 +170,7 @@ def run(args: argparse.Namespace) -> int:
                   ("system1", {**shared, "model": args.system1_model, "checkpoint": checkpoint})]
     else:
         nodes += [("scripted_expert", {})]
-    tasks, tasks_note = evaluation_tasks(args.tasks, checkpoint) if args.policy == "dual" else \
-        evaluation_tasks(args.tasks, "")
+    tasks, tasks_note = evaluation_tasks(args.tasks, checkpoint)  # the expert has no checkpoint: chains
     chains = args.chains or (len(tasks) if tasks else 3)
     if tasks:
         from openhelix_ros.evaluation_core import EvaluationError, task_episodes
