@@ -171,7 +171,7 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
             for conn, _t, raw in reader.messages(connections=wanted):
                 msg = reader.deserialize(raw, conn.msgtype)
                 if _topic_is(conn.topic, "ee_trajectory"):
-                    stamp = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+                    stamp = _stamp_ns(msg.header)
                     if len(msg.poses) and stamp not in commands:  # a re-sent observation's answer repeats it
                         pose = msg.poses[0]
                         q = pose.orientation
@@ -192,7 +192,7 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
                     if latest["points"] is None or latest["instruction"] is None:
                         continue  # nothing to pair the state with yet
                     robot_obs = np.asarray(msg.robot_obs, dtype=np.float64)
-                    stamp = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+                    stamp = _stamp_ns(msg.header)
                     frames_list.append((robot_obs, latest["points"], latest["image"], latest["instruction"], stamp))
     except BagDataError:
         raise
@@ -240,6 +240,11 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
                                   rot6d=traj["rot6d"], gripper_open=traj["gripper_open"], task=task,
                                   episode=f"{paths[0]}#{seg_i}", frame=i, meta={"keypose": traj["keypose"]}))
     return samples
+
+
+def _stamp_ns(header) -> int:
+    """A deserialized std_msgs/Header's stamp in integer nanoseconds (exact, for matching stamps)."""
+    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
 
 
 def _commands_of_segment(segment: list, robot_obs: np.ndarray, commands: dict):
