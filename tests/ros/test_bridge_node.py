@@ -149,10 +149,11 @@ def test_lockstep_waits_for_a_plan_stamped_with_the_observation(peer, lockstep_b
         return sorted({stamp_to_ns(m.header.stamp) for m in states.messages})
 
     publisher.publish(lockstep_trajectory(stamp + 7 * TICK_NS, position, quaternion))
-    spin_for(peer, 2.0, [lockstep_bridge])
+    spin_for(peer, 3.5, [lockstep_bridge])
     assert ticks() == [stamp]
-    # Waiting that long (resend_after 1 s), the bridge published the awaited observation once more.
-    assert sum(stamp_to_ns(m.header.stamp) == stamp for m in states.messages) >= 2
+    # Waiting that long (resend_after 1 s), the bridge published the awaited observation again, and
+    # again: a node that starts late (System 2 loading its model) gets it whenever it comes up.
+    assert sum(stamp_to_ns(m.header.stamp) == stamp for m in states.messages) >= 3
 
     # Each plan stamped with the awaited observation advances exactly one step, stamp + 1/30 s.
     for i in range(3):

@@ -17,6 +17,7 @@ from openhelix_ros.system1_core import (
     proprio_from_pose,
 )
 from openhelix_ros.system2_core import (
+    LockstepImages,
     System2Core,
     check_image,
     check_instruction,
@@ -33,6 +34,61 @@ def step_stamp(step: int) -> int:
 
 
 # ----- Asy(N) ---------------------------------------------------------------------------------------
+
+
+def image(value: int) -> np.ndarray:
+    return np.full((4, 4, 3), value, np.uint8)
+
+
+def test_lockstep_images_are_those_of_each_period_start_each_once_per_instruction():
+    images = LockstepImages(3)
+    for step in range(7):
+        assert images.offer(step_stamp(step), step, image(step), 0.0) == []
+    assert len(images) == 3  # steps 0, 3, 6
+    assert [images.pop(1).step for _ in range(3)] == [0, 3, 6] and images.pop(1) is None
+    # The bridge re-sends step 6 while it waits: already encoded for instruction 1, so not again ...
+    images.offer(step_stamp(6), 6, image(6), 1.0)
+    images.offer(step_stamp(6), 6, image(6), 2.0)  # ... and queued once, however often it comes
+    assert len(images) == 1 and images.pop(1) is None
+    # ... but a new instruction on the same observation gets its own latent.
+    images.offer(step_stamp(6), 6, image(6), 3.0)
+    assert images.pop(2).step == 6
+
+
+def test_a_period_whose_own_image_never_came_is_encoded_from_its_first_image_that_does():
+    images = LockstepImages(10)
+    # System 2 came up while the bridge held step 3 (and re-sent it): step 0 never arrives.
+    notes = images.offer(step_stamp(3), 3, image(3), 0.0)
+    assert len(notes) == 1 and "step 0 never arrived" in notes[0] and "not exact" in notes[0]
+    assert images.offer(step_stamp(3), 3, image(3), 1.0) == []  # the re-send: no second stand-in
+    for step in range(4, 10):
+        images.offer(step_stamp(step), step, image(step), 0.0)
+    stand_in = images.pop(1)
+    assert stand_in.step == 3 and stand_in.stand_in and images.pop(1) is None
+    images.offer(step_stamp(10), 10, image(10), 0.0)  # the next period starts normally
+    following = images.pop(1)
+    assert following.step == 10 and not following.stand_in
+
+
+def test_a_reset_starts_a_new_episode_whose_step_0_is_encoded_again():
+    images = LockstepImages(10)
+    images.offer(step_stamp(0), 0, image(0), 0.0)
+    assert images.pop(1).step == 0
+    images.offer(step_stamp(4), 4, image(4), 0.0)  # inside period 0: nothing to encode
+    assert images.pop(1) is None
+    images.offer(step_stamp(0), 0, image(7), 0.0)  # reset: same stamp, another scene
+    assert images.pop(1).step == 0
+    images.offer(step_stamp(0), 0, image(7), 0.0)  # reset to the very same scene: the latent is the same
+    assert images.pop(1) is None
+
+
+def test_lockstep_images_drop_the_oldest_when_far_behind_and_say_so():
+    images = LockstepImages(0, capacity=2)
+    images.offer(step_stamp(0), 0, image(0), 0.0)
+    images.offer(step_stamp(1), 1, image(1), 0.0)
+    notes = images.offer(step_stamp(2), 2, image(2), 0.0)
+    assert notes and "2 images behind" in notes[0] and "step 0" in notes[0]
+    assert [images.pop(1).step, images.pop(1).step] == [1, 2]
 
 
 def test_asy_n_latent_of_the_previous_period():

@@ -12,6 +12,8 @@ Never imports rclpy.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,82 @@ def latent_step_for_plan(step: int, latent_period_steps: int) -> int:
     if n == 0:
         return step
     return max(0, (step // n - 1) * n)
+
+
+@dataclass(frozen=True)
+class LockstepImage:
+    """One lockstep image waiting to be encoded."""
+
+    stamp_ns: int
+    step: int
+    rgb: np.ndarray
+    arrival: float
+    digest: bytes
+    stand_in: bool = False  # encoded for a period whose own first image never came
+
+
+class LockstepImages:
+    """Which lockstep images System 2 encodes, in order: those of steps 0, N, 2N, ... (Asy(N)).
+
+    Two things make this more than a step filter. The lockstep bridge re-sends the observation it waits
+    on until a plan comes, so the same image arrives again: an image already queued, or already encoded
+    for the current instruction, is not encoded twice (identified by stamp *and* content, since sim time
+    restarts at every reset). And when a period's own image never came (System 2 was still loading its
+    model when the bridge published step 0, say), the first image of that period that does come is
+    encoded in its place (``stand_in``), because a latent that can never come would otherwise hold the
+    whole graph; Asy(N) is then not exact for that period, and the caller says so.
+
+    Episodes are told apart by the step going back (a reset restarts it at 0).
+    """
+
+    def __init__(self, latent_period_steps: int, capacity: int = 64, remembered: int = 16) -> None:
+        if latent_period_steps < 0:
+            raise ValueError(f"latent_period_steps must be >= 0, got {latent_period_steps}")
+        self.period = int(latent_period_steps)
+        self.capacity = int(capacity)
+        self._queue: collections.deque[LockstepImage] = collections.deque()
+        self._encoded: collections.deque[tuple[int, bytes, int]] = collections.deque(maxlen=remembered)
+        self._last_step: int | None = None
+        self._covered_period: int | None = None  # the newest period of this episode with an image queued
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def offer(self, stamp_ns: int, step: int, rgb: np.ndarray, arrival: float) -> list[str]:
+        """Take an image; returns what is worth a log line (a stand-in, a drop)."""
+        notes = []
+        if self._last_step is not None and step < self._last_step:
+            self._covered_period = None  # a reset: a new episode starts
+        self._last_step = step
+        period = step // self.period if self.period else step
+        encodes = encodes_step(step, self.period)
+        if not encodes and self._covered_period is not None and period <= self._covered_period:
+            return notes
+        digest = hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).digest()
+        if any(item.stamp_ns == stamp_ns and item.digest == digest for item in self._queue):
+            return notes  # a re-send of an image still waiting
+        stand_in = not encodes
+        if stand_in:
+            notes.append(f"the image of step {period * self.period} never arrived (started late, or lost): "
+                         f"encoding step {step}'s for its period; Asy({self.period}) is not exact there")
+        if len(self._queue) >= self.capacity:
+            dropped = self._queue.popleft()
+            notes.append(f"System 2 is {self.capacity} images behind: the image of step {dropped.step} will "
+                         "get no latent")
+        self._queue.append(LockstepImage(int(stamp_ns), int(step), rgb, arrival, digest, stand_in))
+        self._covered_period = period if self._covered_period is None else max(self._covered_period, period)
+        return notes
+
+    def pop(self, instruction_sequence: int) -> LockstepImage | None:
+        """The next image to encode for this instruction, skipping those already encoded for it."""
+        while self._queue:
+            item = self._queue.popleft()
+            key = (item.stamp_ns, item.digest, int(instruction_sequence))
+            if key in self._encoded:
+                continue
+            self._encoded.append(key)
+            return item
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------

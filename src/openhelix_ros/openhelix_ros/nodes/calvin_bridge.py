@@ -14,9 +14,10 @@ plan), else the first waypoint of a trajectory stamped exactly with step t's sta
 the executor: the state machine is driven by the trajectory callback, a guard condition and a watchdog
 timer, so services answer while it waits. With no ``ee_trajectory`` publisher at all the bridge waits
 without a timeout; when one appears it re-sends the current observation (the newcomer missed it);
-with one, after ``resend_after`` seconds without a plan it re-sends the observation once (a
-best-effort subscriber may have lost the cloud), and ``step_timeout`` seconds without a plan make it
-log what it waits for and hold for one step. That timeout runs only once an instruction has arrived
+with one, it re-sends the observation every ``resend_after`` seconds until a plan comes (a subscriber
+that started after it was published, System 2 still loading its model, say, or one that lost the cloud,
+gets it then; the nodes answer a stamp once), and ``step_timeout`` seconds without a plan make it log
+what it waits for and hold for one step. That timeout runs only once an instruction has arrived
 since the last reset: before one, no policy is due to act (System 2 has nothing to encode, the expert
 no task), and holding would only age the episode before it starts.
 
@@ -106,8 +107,8 @@ PARAMETERS = (
     ParameterSpec("step_timeout", 5.0, "Lockstep: seconds (wall clock) to wait for a plan before logging a "
                   "warning and holding the pose for one step; counted from the first instruction after a reset.",
                   read_only=True, value_range=(0.01, 3600.0)),
-    ParameterSpec("resend_after", 1.0, "Lockstep: seconds without a plan after which the observation is "
-                  "published once more (a best-effort subscriber may have lost its cloud); 0 = never.",
+    ParameterSpec("resend_after", 1.0, "Lockstep: while waiting for a plan, publish the observation again "
+                  "every this many seconds (a node that started late or lost it gets it then); 0 = never.",
                   read_only=True, value_range=(0.0, 3600.0)),
     ParameterSpec("render", True, "Render both cameras (images, depth, points). False: state topics only, "
                   "about ten times faster.", read_only=True),
@@ -145,7 +146,7 @@ class CalvinBridge(Node):
         self._lockstep = config.clock_mode == "lockstep"
         self._step_timeout = p["step_timeout"]
         self._resend_after = p["resend_after"]
-        self._resent = False  # the awaited observation was already published a second time
+        self._sent_at = 0.0  # lockstep: when the awaited observation was last published
         self._points_every_step = p["publish_points_every_step"] or not self._lockstep
         self._core = BridgeCore(config, clock=self._now_ns)
 
@@ -230,8 +231,7 @@ class CalvinBridge(Node):
         self._publish(observation, with_points=needs_plan or self._points_every_step)
         if needs_plan:
             self._waiting = True
-            self._resent = False
-            self._wait_started = time.monotonic()
+            self._wait_started = self._sent_at = time.monotonic()
         else:
             self._waiting = False
             self._advance.trigger()  # step from the executor, so services get a turn in between
@@ -263,13 +263,14 @@ class CalvinBridge(Node):
             return
         if self._resend_at is not None and now >= self._resend_at:
             self._resend_at = None
-            self._wait_started = now
+            self._wait_started = self._sent_at = now
             self._publish(self._core.current, with_points=True)
             return
-        if self._resend_after > 0 and not self._resent and now - self._wait_started > self._resend_after:
-            # System 1 subscribes best effort: a cloud lost on the way would otherwise cost a whole
-            # step_timeout. Same stamp, same data: a plan for it is still the awaited one.
-            self._resent = True
+        if self._resend_after > 0 and now - self._sent_at > self._resend_after:
+            # Same stamp, same data: a plan for it is still the awaited one. Without this a node that
+            # missed the observation (System 2 finishing its model load after it went out) would leave
+            # the graph holding a step per step_timeout, waiting for a latent that never comes.
+            self._sent_at = now
             self._publish(self._core.current, with_points=True)
             return
         if self._instructed_at is None:

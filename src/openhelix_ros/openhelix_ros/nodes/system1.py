@@ -163,6 +163,7 @@ class System1Node(Node):
         self._stop = False
         self._said: set[str] = set()  # one-off notices already logged
         self._repeats = RepeatLimiter(2.0)
+        self._idle_repeats = RepeatLimiter(30.0)
 
         self._trajectory_pub = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, graph.TRAJECTORY_MARKERS, TRAJECTORY_QOS)
@@ -334,7 +335,9 @@ class System1Node(Node):
                     # Short waits are the normal lockstep rhythm (System 2 still encoding); long ones are
                     # worth a line, since the whole simulation waits with System 1.
                     self.get_logger().info(f"{reason}: waited {waited:.2f} s")
-            if not choice.exact:
+            if not choice.exact and (choice.record is not None or self._idle_repeats.should_log("none", choice.reason)):
+                # With no latent at all (no instruction yet), the bridge re-sends its observation every
+                # resend_after s: say so every 30 s, not at every re-send.
                 self.get_logger().warning(choice.reason + (f" (after waiting {waited:.2f} s)" if waited else ""))
             if not self._wait(lambda: stamp in self._poses, self._wait_timeout if not self._poses else 0.2):
                 if not self._poses:

@@ -8,7 +8,10 @@ Timing (docs/ros_graph.md):
 - ``realtime``: encodes the newest image at ``rate`` Hz (0: as fast as the model goes); an image is
   encoded once unless a new instruction arrives.
 - ``lockstep``: sim time; encodes the images of steps 0, N, 2N, ... (``latent_period_steps`` = N; every
-  step when N = 0), each exactly once and in order, so System 1 can wait for the exact Asy(N) latent.
+  step when N = 0), each exactly once per instruction and in order, so System 1 can wait for the exact
+  Asy(N) latent. When a period's own image never came (this node started after the bridge published
+  it), the first image of that period that comes (the bridge re-sends what it waits on) is encoded
+  instead, and the log says Asy(N) was not exact there (system2_core.LockstepImages).
 
 Inference runs in a worker thread: the executor keeps taking images and instructions meanwhile, so
 in realtime the worker always finds the newest image. Bad input (wrong encoding, a broken buffer, an
@@ -17,7 +20,6 @@ empty instruction) is logged with its reason and dropped; the node keeps running
 
 from __future__ import annotations
 
-import collections
 import sys
 import threading
 import time
@@ -43,10 +45,10 @@ from openhelix_ros.node_utils import (
 from openhelix_ros.system2_core import (
     CLOCK_MODES,
     SYSTEM2_CONFIGS,
+    LockstepImages,
     RepeatLimiter,
     System2Core,
     check_instruction,
-    encodes_step,
     stamp_to_step,
 )
 
@@ -102,7 +104,7 @@ class System2Node(Node):
         self._lock = threading.Condition()
         self._instruction: tuple[str, int] | None = None  # (text, sequence)
         self._newest: tuple[int, np.ndarray, float] | None = None  # realtime: (stamp ns, rgb, arrival)
-        self._queue: collections.deque = collections.deque()  # lockstep: (stamp ns, step, rgb, arrival)
+        self._queue = LockstepImages(self._period_steps, LOCKSTEP_QUEUE)  # lockstep: images to encode
         self._sequence = 0
         self._stop = False
         self._said_waiting = False
@@ -154,14 +156,8 @@ class System2Node(Node):
             return
         with self._lock:
             if self._lockstep:
-                step = stamp_to_step(stamp, self._control_rate)
-                if not encodes_step(step, self._period_steps):
-                    return
-                if len(self._queue) >= LOCKSTEP_QUEUE:
-                    dropped = self._queue.popleft()
-                    self.get_logger().warning(f"System 2 is {LOCKSTEP_QUEUE} images behind: the image of step "
-                                              f"{dropped[1]} will get no latent")
-                self._queue.append((stamp, step, rgb, arrival))
+                for note in self._queue.offer(stamp, stamp_to_step(stamp, self._control_rate), rgb, arrival):
+                    self.get_logger().warning(note)
             else:
                 self._newest = (stamp, rgb, arrival)
             self._lock.notify_all()
@@ -177,8 +173,10 @@ class System2Node(Node):
                         self._said_waiting = True
                         self.get_logger().warning("images arrive but no instruction yet: no latent until one comes")
                 elif self._lockstep and self._queue:
-                    stamp, _, rgb, arrival = self._queue.popleft()
-                    return stamp, rgb, arrival, self._instruction
+                    image = self._queue.pop(self._instruction[1])
+                    if image is not None:
+                        return image.stamp_ns, image.rgb, image.arrival, self._instruction
+                    continue  # only images already encoded for this instruction were waiting
                 elif not self._lockstep and self._newest is not None:
                     stamp, rgb, arrival = self._newest
                     # The same image and instruction give the same latent: encode each pair once.
