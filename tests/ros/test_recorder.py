@@ -284,9 +284,10 @@ def test_core_writes_what_rosbags_reads(tmp_path, storage):
 
 def test_recorder_config_names_graph_topics():
     from openhelix_ros.graph import TOPICS_BY_NAME
+    from openhelix_ros.graphs import parameter_file_values
     from openhelix_ros.nodes.recorder import PARAMETERS
 
-    parameters = yaml.safe_load((ROOT / "config" / "recorder.yaml").read_text())["recorder"]["ros__parameters"]
+    parameters = parameter_file_values(ROOT / "config" / "recorder.yaml")
     assert set(parameters) == {spec.name for spec in PARAMETERS}
     unknown = [topic for topic in parameters["topics"] if topic not in TOPICS_BY_NAME]
     assert not unknown, f"config/recorder.yaml records topics the graph does not have: {unknown}"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from support.processes import run_peer
 
+from openhelix_ros.graphs import parameter_file_values
 from openhelix_ros.nodes import system1 as system1_node
 from openhelix_ros.nodes import system2 as system2_node
 from openhelix_ros.safety import WorkspaceBounds
@@ -208,7 +208,7 @@ def test_killing_system2_stops_the_arm_and_restarting_it_resumes(tmp_path):
 @pytest.mark.parametrize("module", [system1_node, system2_node], ids=["system1", "system2"])
 def test_parameter_files_set_only_declared_parameters_of_the_right_type(module):
     name = module.__name__.rsplit(".", 1)[1]
-    values = yaml.safe_load((CONFIG / f"{name}.yaml").read_text())[name]["ros__parameters"]
+    values = parameter_file_values(CONFIG / f"{name}.yaml")
     specs = {spec.name: spec for spec in module.PARAMETERS}
     assert set(values) <= set(specs), f"config/{name}.yaml sets undeclared {set(values) - set(specs)}"
     for key, value in values.items():
@@ -216,7 +216,7 @@ def test_parameter_files_set_only_declared_parameters_of_the_right_type(module):
         assert type(value) is type(default), f"{key}: {value!r} is not a {type(default).__name__}"
     # The timing both systems must agree on comes from graph.yaml alone (applied to every node first),
     # so a node file cannot set a different clock or Asy(N) for one of them.
-    shared = yaml.safe_load((CONFIG / "graph.yaml").read_text())["/**"]["ros__parameters"]
+    shared = parameter_file_values(CONFIG / "graph.yaml")
     for key in ("clock_mode", "latent_period_steps", "control_rate"):
         assert key in shared and key in specs and key not in values
         assert type(shared[key]) is type(specs[key].default)

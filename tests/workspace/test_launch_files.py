@@ -1,24 +1,29 @@
-"""Static checks of launch/, config/ and rviz/: ros2 launch is not installable here (no registry carries
-launch_ros), so every launch file is read as Python source and everything it references is checked to
-exist: packages, executables, parameter files, launch arguments, parameter names. Where launch_ros is
-installed (a full ROS 2 install), the files are also loaded for real.
+"""Checks of launch/, config/, rviz/ and the graph declarations behind them (openhelix_ros/graphs.py).
+
+ros2 launch is not installable here (no registry carries launch_ros), so what a launch file would do is
+checked on the declaration it is built from: every node exists and reads existing parameter files,
+every launch argument reaches a parameter the node declares (or a remap, or a node switch) and nothing
+in a node's own parameter file can override it. tests/cli/test_up.py then starts the same declarations
+as real processes and reads the parameters back; tests/workspace/test_launch_for_real.py runs the launch
+files themselves where launch_ros is installed.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
+import importlib
 import re
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
 import yaml
 
+from openhelix_ros import graph as graph_names
+from openhelix_ros.graphs import GRAPHS, RVIZ, RVIZ_CONFIG, SHARED_PARAMETER_FILE
+
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-WORKSPACE_PACKAGES = {"openhelix", "openhelix_msgs", "openhelix_ros", "openhelix_training"}
-# Packages a launch file may start that this workspace does not provide, and why.
-EXTERNAL_EXECUTABLES = {("rviz2", "rviz2"): "RViz, optional (rviz:=true), from the user's ROS 2 install"}
 # Parameters every rclpy node has without declaring them.
 BUILTIN_PARAMETERS = {"use_sim_time"}
 
@@ -28,139 +33,106 @@ def console_scripts(package: str) -> set[str]:
     return set(re.findall(r'"([\w-]+)\s*=\s*[\w.]+:\w+"', source))
 
 
-def parameter_file(name: str) -> dict:
-    path = ROOT / "config" / name
-    assert path.exists(), f"config/{name} is referenced but does not exist"
-    content = yaml.safe_load(path.read_text())
-    assert isinstance(content, dict) and content, f"config/{name} is empty"
-    for node, body in content.items():
-        assert isinstance(body, dict) and "ros__parameters" in body, \
-            f"config/{name}: '{node}' lacks ros__parameters"
-    return content
+def declared_parameters(node: str) -> dict:
+    module = importlib.import_module(f"openhelix_ros.nodes.{node}")
+    return {spec.name: spec for spec in module.PARAMETERS}
 
 
-def parameters_of(node_name: str, files: list[str]) -> set[str]:
-    names: set[str] = set()
-    for name in files:
-        for node, body in parameter_file(name).items():
-            if node in (node_name, "/**", f"/{node_name}"):
-                names |= set(body["ros__parameters"])
-    return names
-
-
-def strings_in(node: ast.AST) -> list[str]:
-    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-
-
-class LaunchFile:
-    """What one launch file declares and references, read from its syntax tree."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.tree = ast.parse(path.read_text(), filename=str(path))
-        self.declared = self._declared_arguments()
-
-    def _declared_arguments(self) -> set[str]:
-        declared = set()
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
-                declared |= {item.elts[0].value for item in node.value.elts}
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument" \
-                    and node.args and isinstance(node.args[0], ast.Constant):
-                declared.add(node.args[0].value)
-        return declared
-
-    def calls(self, name: str) -> list[ast.Call]:
-        return [n for n in ast.walk(self.tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == name]
-
-    def used_arguments(self) -> set[str]:
-        used = set()
-        for call in self.calls("arg") + self.calls("LaunchConfiguration"):
-            if call.args and isinstance(call.args[0], ast.Constant):
-                used.add(call.args[0].value)
-        for node in ast.walk(self.tree):  # {name: arg(name) for name in FORWARDED}
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "FORWARDED" for t in node.targets):
-                used |= {item.value for item in node.value.elts}
-        return used
-
-    @staticmethod
-    def keyword(call: ast.Call, name: str):
-        for keyword in call.keywords:
-            if keyword.arg == name:
-                return keyword.value
-        return None
-
-
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_file_references_exist(path):
-    launch = LaunchFile(path)
-    assert "generate_launch_description" in {f.name for f in launch.tree.body if isinstance(f, ast.FunctionDef)}
-    scripts = console_scripts("openhelix_ros")
-
-    for call in launch.calls("Node"):
-        package = launch.keyword(call, "package").value
-        executable = launch.keyword(call, "executable").value
-        if (package, executable) in EXTERNAL_EXECUTABLES:
-            continue
-        assert package == "openhelix_ros", f"{path.name}: unknown package {package!r}"
-        assert executable in scripts, f"{path.name}: openhelix_ros has no executable {executable!r}"
-        yaml_files = [s for s in strings_in(launch.keyword(call, "parameters")) if s.endswith(".yaml")]
-        assert yaml_files, f"{path.name}: node {executable} gets no parameter file"
-        known = parameters_of(launch.keyword(call, "name").value, yaml_files) | BUILTIN_PARAMETERS
-        for dictionary in ast.walk(launch.keyword(call, "parameters")):
-            if isinstance(dictionary, ast.Dict):
-                for key in dictionary.keys:
-                    if isinstance(key, ast.Constant):
-                        assert key.value in known, \
-                            f"{path.name}: {executable} gets parameter {key.value!r} that none of {yaml_files} has"
-                    elif key is None:  # **common: a dict defined in the function
-                        pass
-
-    for call in launch.calls("FindPackageShare"):
-        assert call.args[0].value in WORKSPACE_PACKAGES, f"{path.name}: unknown package {call.args[0].value}"
-    for text in strings_in(launch.tree):
-        if " " in text:  # descriptions, not file names
-            continue
-        if text.endswith(".rviz"):
-            assert (ROOT / "rviz" / text).exists(), f"{path.name}: rviz/{text} missing"
-        if text.endswith(".launch.py"):
-            assert (ROOT / "launch" / text).exists(), f"{path.name}: launch/{text} missing"
-
-    undeclared = launch.used_arguments() - launch.declared
-    assert not undeclared, f"{path.name}: arguments used but not declared: {sorted(undeclared)}"
-
-
-def test_included_launch_files_declare_the_arguments_passed_to_them():
+def test_every_launch_file_is_built_from_its_graph_declaration():
+    assert {path.name.removesuffix(".launch.py") for path in LAUNCH_FILES} == set(GRAPHS)
     for path in LAUNCH_FILES:
-        launch = LaunchFile(path)
-        for call in launch.calls("IncludeLaunchDescription"):
-            included = [s for s in strings_in(call) if s.endswith(".launch.py")]
-            assert included, f"{path.name}: an include names no launch file"
-            target = LaunchFile(ROOT / "launch" / included[0])
-            forwarded = {s for node in ast.walk(launch.tree) if isinstance(node, ast.Assign)
-                         and any(getattr(t, "id", "") == "FORWARDED" for t in node.targets)
-                         for s in strings_in(node.value)}
-            assert forwarded, f"{path.name}: includes {included[0]} without forwarding arguments"
-            missing = forwarded - target.declared
-            assert not missing, f"{path.name} passes {sorted(missing)} that {included[0]} does not declare"
+        tree = ast.parse(path.read_text(), filename=str(path))
+        functions = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+        assert "generate_launch_description" in functions, path.name
+        calls = [n for n in ast.walk(functions["generate_launch_description"]) if isinstance(n, ast.Call)]
+        names = [c.args[0].value for c in calls if c.args and isinstance(c.args[0], ast.Constant)]
+        assert names == [path.name.removesuffix(".launch.py")], \
+            f"{path.name} must build the graph of its own name, got {names}"
+        imported = {alias.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                    and n.module == "openhelix_ros.launching" for alias in n.names}
+        assert imported == {"generate_launch_description"}, path.name
 
 
-def test_the_metapackage_installs_launch_config_and_rviz():
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_graph_nodes_exist_and_every_argument_reaches_a_declared_parameter(name):
+    graph = GRAPHS[name]
+    scripts = console_scripts("openhelix_ros")
+    used = set()
+    for entry in graph.nodes:
+        assert entry.package == "openhelix_ros" and entry.executable in scripts, entry
+        for file in entry.parameter_files:
+            assert (ROOT / "config" / file).is_file(), f"{name}: {entry.name} reads config/{file}, which is missing"
+        declared = declared_parameters(entry.executable)
+        for parameter, argument in entry.arguments.items():
+            assert parameter in declared, f"{name}: {argument}:= sets {entry.name}.{parameter}, not declared"
+            assert graph.argument(argument).type is type(declared[parameter].default), \
+                f"{name}: {argument} is a {graph.argument(argument).type.__name__}, {entry.name}.{parameter} " \
+                f"a {type(declared[parameter].default).__name__}"
+            used.add(argument)
+        for parameter, value in entry.fixed.items():
+            assert parameter in declared | dict.fromkeys(BUILTIN_PARAMETERS), f"{name}: {entry.name}.{parameter}"
+            assert type(value) is type(declared[parameter].default), f"{name}: {entry.name}.{parameter}={value!r}"
+        for topic, argument in entry.remaps.items():
+            spec = graph_names.TOPICS_BY_NAME[topic]
+            assert entry.name in spec.publishers + spec.subscribers, f"{name}: {entry.name} does not use {topic}"
+            used.add(argument)
+        if entry.when is not None:
+            graph.argument(entry.when[0]).parse(entry.when[1])
+            used.add(entry.when[0])
+    if graph.offers_rviz:
+        used.add(RVIZ.name)
+        assert (ROOT / "rviz" / RVIZ_CONFIG).is_file()
+    unused = {a.name for a in graph.arguments} - used
+    assert not unused, f"the {name} graph declares arguments that reach nothing: {sorted(unused)}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_parameter_files_cannot_override_a_launch_argument(path):
+    """rcl applies sections in the order their node names first appear across the files: a section
+    named after the node in config/<node>.yaml would come after the launch overrides' ``/**`` and win.
+    Every file therefore has one ``/**`` section, which the overrides read after it replace."""
+    content = yaml.safe_load(path.read_text())
+    assert list(content) == ["/**"], f"config/{path.name} has sections {list(content)}; only /** is safe"
+    assert isinstance(content["/**"].get("ros__parameters"), dict) and content["/**"]["ros__parameters"]
+
+
+def test_node_files_set_only_parameters_their_node_declares():
+    for path in sorted((ROOT / "config").glob("*.yaml")):
+        if path.name == SHARED_PARAMETER_FILE:
+            continue
+        node = path.stem
+        declared = declared_parameters(node)
+        values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+        unknown = set(values) - set(declared)
+        assert not unknown, f"config/{path.name} sets {sorted(unknown)}, which {node} does not declare"
+
+
+def test_launch_nodes_get_an_explicit_namespace_so_overrides_are_node_scoped():
+    """launch_ros writes a Node's dict parameters under ``/**`` when the Node has no namespace, under
+    its fully qualified name when it has one; every Node the builder makes gets ``namespace=""``."""
+    source = (ROOT / "src" / "openhelix_ros" / "openhelix_ros" / "launching.py").read_text()
+    nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+    assert len(nodes) == 2
+    for call in nodes:
+        namespace = [k.value for k in call.keywords if k.arg == "namespace"]
+        assert namespace and isinstance(namespace[0], ast.Constant) and namespace[0].value == ""
+
+
+def test_robot_graph_remaps_every_topic_a_cell_wires():
+    robot = GRAPHS["robot"]
+    remapped = {topic for entry in robot.nodes for topic in entry.remaps}
+    for topic in (graph_names.STATIC_IMAGE, graph_names.POINTS, graph_names.JOINT_STATES, graph_names.EE_POSE,
+                  graph_names.GRIPPER_COMMAND, graph_names.ESTOP, graph_names.JOINT_TRAJECTORY,
+                  graph_names.TARGET_POSE):
+        assert topic in remapped, f"robot.launch.py cannot remap {topic}"
+    nodes = robot.resolve({"estop": "/cell/estop", "gripper_command": "/gripper/commands"})
+    arm = next(node for node in nodes if node.name == "arm_interface")
+    assert arm.remaps == {"estop": "/cell/estop", "gripper_command": "/gripper/commands"}
+    assert all(node.overrides.get("clock_mode", "realtime") == "realtime" for node in nodes)
+
+
+def test_the_metapackage_installs_launch_config_and_rviz_and_declares_the_launch_system():
     cmake = (ROOT / "CMakeLists.txt").read_text()
     assert re.search(r"install\(DIRECTORY launch config rviz DESTINATION share/\$\{PROJECT_NAME\}\)", cmake)
-
-
-def test_every_parameter_file_parses():
-    for path in sorted((ROOT / "config").glob("*.yaml")):
-        parameter_file(path.name)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
-                    reason="launch_ros is not installed (no registry carries it); the checks above are static")
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_file_loads_with_launch_ros(path):
-    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    assert description.entities
+    depends = {e.text for e in ElementTree.parse(ROOT / "package.xml").getroot().iter("exec_depend")}
+    assert {"launch", "launch_ros", "ament_index_python", "rviz2"} <= depends

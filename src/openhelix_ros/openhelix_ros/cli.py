@@ -1,5 +1,5 @@
-"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, latent-probe,
-info).
+"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, up, say,
+latent-probe, info).
 
 Each verb lives in its own module under ``openhelix_ros.commands`` exposing ``add_arguments(parser)``
 and ``run(args) -> int`` (or ``run_argv(argv) -> int`` when another tool parses the arguments); modules are imported only when their verb runs, so ``openhelix --help``
@@ -23,6 +23,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "teleop": ("teleop", "drive the arm of a running graph from the keyboard (teleop/twist, teleop/gripper)"),
     "train": ("train", "train System 2 / System 1 offline (delegates to openhelix-train)"),
     "bench": ("bench", "measure simulator, model and graph speed; report under runs/"),
+    "up": ("up", "start a launch file's graph (sim, eval, record, robot) without ros2 launch, until Ctrl-C"),
+    "say": ("say", "instruct a running graph: one Instruction on the instruction topic"),
     "latent-probe": ("latent_probe", "read what the <ACT> latent carries while a block moves (the paper's Figure 5)"),
 }
 

@@ -167,11 +167,10 @@ def _recorded_steps(bag: Path) -> int:
 
 
 def _recorder_topics(root: Path) -> list[str]:
-    import yaml
+    from openhelix_ros.graphs import parameter_file_values
 
-    path = root / "config" / "recorder.yaml"
     try:
-        return list(yaml.safe_load(path.read_text())["recorder"]["ros__parameters"]["topics"])
+        return list(parameter_file_values(root / "config" / "recorder.yaml")["topics"])
     except (OSError, KeyError, TypeError):
         return list(RECORDER_TOPICS_FALLBACK)
 
@@ -205,10 +204,6 @@ class Collector:
         self.bag_dir = run_dir / "bags"
         self.log_dir = run_dir / "logs"
         self.rng = np.random.default_rng([args.seed, 3])
-
-    def _params_files(self, node: str) -> list[Path]:
-        return [p for p in (self.root / "config" / "graph.yaml", self.root / "config" / f"{node}.yaml")
-                if p.exists()]
 
     def run(self) -> int:
         from openhelix_ros.commands.teleop import TerminalKeys
@@ -245,24 +240,22 @@ class Collector:
         from openhelix_msgs.srv import CheckTasks, ResetScene
         from openhelix_ros import graph
         from openhelix_ros.commands.teleop import KeyboardOperator
+        from openhelix_ros.graphs import RECORD
         from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, SCENE_STATE_QOS
-        from openhelix_ros.processes import NodeProcess, stop_all, topic_has_subscribers, wait_for
+        from openhelix_ros.processes import NodeProcess, start_node, stop_all, topic_has_subscribers, wait_for
         from openhelix_ros.teleop_core import KEYBOARD_HELP
 
         self.bag_dir.mkdir(parents=True, exist_ok=True)
-        bridge_params = {"clock_mode": "lockstep", "render": not self.args.no_render,
-                         "publish_points_every_step": True, "seed": int(self.args.seed),
-                         "dynamic": self.args.dynamic, "step_timeout": 10.0}
+        # The graph of record.launch.py (openhelix_ros/graphs.py); the recorder is started per episode.
         # The teleop node answers every lockstep observation at the control rate, so the world runs in
         # real time for the person; it does not read instructions (the person does), the expert does.
-        demonstrator = "teleop" if self.args.teleop else "scripted_expert"
-        demonstrator_params = {"horizon": 1, "clock_mode": "lockstep"} if self.args.teleop else {"horizon": 1}
-        processes = [
-            NodeProcess.start("calvin_bridge", bridge_params, log_dir=self.log_dir,
-                              params_files=self._params_files("calvin_bridge")),
-            NodeProcess.start(demonstrator, demonstrator_params, log_dir=self.log_dir,
-                              params_files=self._params_files(demonstrator)),
-        ]
+        nodes = RECORD.resolve({"policy": "teleop" if self.args.teleop else "expert"},
+                               extra={"calvin_bridge": {"render": not self.args.no_render, "seed": int(self.args.seed),
+                                                        "dynamic": self.args.dynamic}})
+        recorder_node = next(node for node in nodes if node.name == "recorder")
+        demonstrator = next(node.name for node in nodes if node.name in ("teleop", "scripted_expert"))
+        config = self.root / "config"
+        processes = [start_node(node, log_dir=self.log_dir, config=config) for node in nodes if node is not recorder_node]
         instruction_readers = 1 if self.args.teleop else 2
         recorder: NodeProcess | None = None
         rclpy.init()
@@ -313,9 +306,9 @@ class Collector:
                 # episode's instruction, which the new recorder (a late joiner) would record first.
                 node.destroy_publisher(instructions)
                 instructions = node.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
-                recorder = NodeProcess.start("recorder", {"output": str(bag), "topics": topics},
-                                             log_dir=self.log_dir, label=f"recorder_{spec.index:04d}",
-                                             params_files=self._params_files("recorder"))
+                recorder = start_node(recorder_node, log_dir=self.log_dir, config=config,
+                                      extra={"output": str(bag), "topics": topics},
+                                      label=f"recorder_{spec.index:04d}")
                 wanted = [t for t in topics if node.count_publishers(t) > 0 or t == graph.INSTRUCTION]
                 wait_for(node, lambda w=wanted: all(topic_has_subscribers(node, t, "recorder") for t in w),
                          self.args.timeout, "the recorder to subscribe", [*processes, recorder])

@@ -143,10 +143,12 @@ def run(args: argparse.Namespace) -> int:
     from openhelix_msgs.action import RunEvaluation
     from openhelix_ros import graph
     from openhelix_ros.commands import evaluate
+    from openhelix_ros.graphs import EVAL
     from openhelix_ros.processes import (
         NodeProcess,
         ProcessDied,
         check_alive,
+        start_graph,
         stop_all,
         topic_has_publishers,
         wait_for,
@@ -156,20 +158,16 @@ def run(args: argparse.Namespace) -> int:
     runs = Path(args.runs_dir).resolve() if args.runs_dir else root / "runs"
     run_dir = runs / args.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = config_dir(root)
-    shared = {"clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps}
     checkpoint, checkpoint_note = ("", "scripted expert (privileged state); no model") \
         if args.policy == "expert" else choose_checkpoint(args.checkpoint, runs, root / "checkpoints")
 
-    bridge = {**shared, "backend": "embedded", "seed": args.seed}
+    # The graph of eval.launch.py (openhelix_ros/graphs.py), with the demo's choices as its arguments.
+    arguments = {"backend": "embedded", "clock_mode": "lockstep", "latent_period_steps": str(args.latent_period_steps),
+                 "policy": args.policy, "system2_model": args.system2_model, "system1_model": args.system1_model,
+                 "checkpoint": checkpoint, "runs_dir": str(runs)}
+    bridge = {"seed": args.seed}
     if args.waypoints_per_plan:
         bridge["waypoints_per_plan"] = args.waypoints_per_plan
-    nodes = [("calvin_bridge", bridge)]
-    if args.policy == "dual":
-        nodes += [("system2", {**shared, "model": args.system2_model, "checkpoint": checkpoint}),
-                  ("system1", {**shared, "model": args.system1_model, "checkpoint": checkpoint})]
-    else:
-        nodes += [("scripted_expert", {})]
     tasks, tasks_note = evaluation_tasks(args.tasks, checkpoint)  # the expert has no checkpoint: chains
     chains = args.chains or (len(tasks) if tasks else 3)
     if tasks:
@@ -181,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"openhelix demo: --tasks: {error}") from None
     print(f"[demo] evaluating {tasks_note}", flush=True)
     # [""] is the evaluator's "no task list" (a ROS string array cannot be declared empty)
-    nodes += [("evaluator", {"runs_dir": str(runs), "tasks": tasks or [""]})]
+    extra = {"calvin_bridge": bridge, "evaluator": {"tasks": tasks or [""]}}
 
     def interrupted(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -190,16 +188,14 @@ def run(args: argparse.Namespace) -> int:
     # an orphaned lockstep bridge would otherwise wait for plans forever.
     signal.signal(signal.SIGTERM, interrupted)
     print(f"[demo] {checkpoint_note}", flush=True)
-    print(f"[demo] starting {', '.join(name for name, _ in nodes)} (logs in {run_dir / 'logs'})", flush=True)
+    names = [node.name for node in EVAL.resolve(arguments, extra)]
+    print(f"[demo] starting {', '.join(names)} (logs in {run_dir / 'logs'})", flush=True)
     started = time.monotonic()
     processes: list[NodeProcess] = []
     rclpy.init()
     watcher = rclpy.create_node("openhelix_demo")
     try:
-        for name, parameters in nodes:
-            files = [config / "graph.yaml", config / f"{name}.yaml"]
-            processes.append(NodeProcess.start(name, parameters, log_dir=run_dir / "logs",
-                                               params_files=[f for f in files if f.is_file()]))
+        processes = start_graph(EVAL, arguments, extra=extra, log_dir=run_dir / "logs", config=config_dir(root))
         client = ActionClient(watcher, RunEvaluation, "run_evaluation")
         # Model loading (System 2 embedded converts its weights once) dominates the start.
         wait_for(watcher, client.server_is_ready, 300, "the evaluator's run_evaluation action",

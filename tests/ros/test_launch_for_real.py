@@ -1,0 +1,157 @@
+"""The launch files run by the real ROS 2 launch system with non-default arguments; every node's
+effective parameters are then read over the ROS parameter services. This is the test that would have
+caught ``checkpoint:=`` being ignored (launch_ros's ``/**`` overrides losing to the nodes' own files).
+
+It needs what a full ROS 2 install has and no registry carries: launch, launch_ros, and this workspace
+installed (colcon) so that share/openhelix and lib/openhelix_ros/<executable> are in the ament index.
+Elsewhere it skips; tests/ros/test_launch_graphs.py starts the same graph declarations without launch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from support.graphs import SHIPPED, parameter_values, say
+
+from openhelix_msgs.msg import EETrajectory
+from openhelix_ros import graph
+from openhelix_ros.node_utils import TRAJECTORY_QOS
+from openhelix_ros.processes import topic_has_publishers
+
+
+def _installed_share() -> Path | None:
+    if importlib.util.find_spec("launch_ros") is None or importlib.util.find_spec("launch") is None:
+        return None
+    try:
+        from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+        share = Path(get_package_share_directory("openhelix"))
+        prefix = Path(get_package_prefix("openhelix_ros"))
+    except (ImportError, LookupError, ValueError):
+        return None
+    return share if (prefix / "lib" / "openhelix_ros" / "system1").exists() else None
+
+
+SHARE = _installed_share()
+pytestmark = [
+    pytest.mark.skipif(SHARE is None, reason="needs the ROS 2 launch system (launch, launch_ros) and this "
+                       "workspace installed with colcon; no registry carries launch_ros"),
+    pytest.mark.slow,
+    pytest.mark.timeout(420),
+]
+PEER = Path(__file__).resolve().parents[1] / "peers" / "launch_file.py"
+
+
+class Launch:
+    """``ros2 launch openhelix <file> name:=value ...``, stopped with Ctrl-C."""
+
+    def __init__(self, file: str, assignments: list[str], output: Path):
+        self.output = output
+        with output.open("w") as out:
+            self.process = subprocess.Popen([sys.executable, str(PEER), str(SHARE / "launch" / file), *assignments],
+                                            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_for(self, peer, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert self.process.poll() is None, f"the launch exited {self.process.returncode}:\n{self.text()[-4000:]}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.text()[-4000:]}"
+            rclpy.spin_once(peer, timeout_sec=0.05)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def test_sim_launch_honours_every_argument_and_plans_after_an_instruction(peer, tmp_path):
+    trajectories = []
+    peer.create_subscription(EETrajectory, graph.EE_TRAJECTORY, trajectories.append, TRAJECTORY_QOS)
+    launch = Launch("sim.launch.py", [f"checkpoint:={SHIPPED}", "system2_model:=tiny", "system1_model:=tiny",
+                                      "latent_period_steps:=5", "backend:=embedded"], tmp_path / "launch.out")
+    try:
+        launch.wait_for(peer, lambda: all(topic_has_publishers(peer, t) for t in (graph.EE_TRAJECTORY,
+                                                                                 graph.GOAL_LATENT)),
+                        300, "System 1 and System 2")
+        for node in ("system1", "system2"):
+            assert parameter_values(peer, node, ["checkpoint", "model", "latent_period_steps"]) == \
+                {"checkpoint": str(SHIPPED), "model": "tiny", "latent_period_steps": 5}, node
+        assert f"model {SHIPPED}" in launch.text()
+        result = say("close the drawer", "close_drawer")  # no reset_scene first
+        assert result.returncode == 0, result.stdout + result.stderr
+        launch.wait_for(peer, lambda: len(trajectories) >= 3, 60, "plans after the instruction")
+    finally:
+        launch.stop()
+
+
+def test_eval_launch_honours_runs_dir_and_the_models(peer, tmp_path):
+    launch = Launch("eval.launch.py", ["system2_model:=tiny", "system1_model:=tiny", f"runs_dir:={tmp_path}",
+                                       "latent_period_steps:=4"], tmp_path / "launch.out")
+    try:
+        launch.wait_for(peer, lambda: "evaluator" in peer.get_node_names(), 120, "the evaluator")
+        assert parameter_values(peer, "evaluator", ["runs_dir", "latent_period_steps"]) == \
+            {"runs_dir": str(tmp_path), "latent_period_steps": 4}
+        assert parameter_values(peer, "system1", ["model", "checkpoint"]) == {"model": "tiny", "checkpoint": ""}
+    finally:
+        launch.stop()
+
+
+def test_record_launch_honours_backend_output_and_the_demonstrator(peer, tmp_path):
+    bag = tmp_path / "episode"
+    launch = Launch("record.launch.py", [f"output:={bag}", "policy:=teleop", "backend:=embedded"],
+                    tmp_path / "launch.out")
+    try:
+        launch.wait_for(peer, lambda: {"recorder", "teleop"} <= set(peer.get_node_names()), 120, "the nodes")
+        assert parameter_values(peer, "recorder", ["output"]) == {"output": str(bag)}
+        assert parameter_values(peer, "calvin_bridge", ["backend", "publish_points_every_step"]) == \
+            {"backend": "embedded", "publish_points_every_step": True}
+        assert "scripted_expert" not in peer.get_node_names()
+    finally:
+        launch.stop()
+    assert (bag / "metadata.yaml").is_file(), "the recorder closed no bag"
+
+
+def test_robot_launch_honours_the_models_and_remaps_every_cell_topic(peer, tmp_path):
+    launch = Launch("robot.launch.py", ["system2_model:=tiny", "system1_model:=tiny", "estop:=/cell/estop",
+                                        "gripper_command:=/cell/gripper", "points:=/cell/points"],
+                    tmp_path / "launch.out")
+    try:
+        launch.wait_for(peer, lambda: {"arm_interface", "system1"} <= set(peer.get_node_names()), 120, "the nodes")
+        assert parameter_values(peer, "system1", ["model", "clock_mode"]) == {"model": "tiny", "clock_mode": "realtime"}
+
+        def wired() -> bool:
+            subscribers = {i.node_name for i in peer.get_subscriptions_info_by_topic("/cell/estop")}
+            publishers = {i.node_name for i in peer.get_publishers_info_by_topic("/cell/gripper")}
+            clouds = {i.node_name for i in peer.get_subscriptions_info_by_topic("/cell/points")}
+            return "arm_interface" in subscribers and "arm_interface" in publishers and "system1" in clouds
+
+        launch.wait_for(peer, wired, 60, "the remapped topics")
+    finally:
+        launch.stop()
+
+
+def test_rviz_without_rviz2_is_refused_before_anything_starts(peer, tmp_path):
+    from openhelix_ros.graphs import rviz_executable
+
+    if rviz_executable() is not None:
+        pytest.skip("rviz2 is installed here")
+    launch = Launch("sim.launch.py", ["rviz:=true", "system2_model:=tiny", "system1_model:=tiny"],
+                    tmp_path / "launch.out")
+    status = launch.process.wait(timeout=60)
+    assert status != 0 and "rviz2 is not installed" in launch.text() and "Nothing was started" in launch.text()
+    assert not {"calvin_bridge", "system1", "system2"} & set(peer.get_node_names())

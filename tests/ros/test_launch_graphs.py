@@ -1,0 +1,133 @@
+"""The launch files' graphs started for real (``openhelix up``, the same declarations ros2 launch builds
+from): every node's effective parameters, read back over the ROS parameter services, are the launch
+arguments given; and an instruction after the graph is up leads to plans without a manual reset_scene,
+whichever node came up last, in both clock modes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from support.graphs import OPENHELIX, SHIPPED, parameter_values, say
+
+from openhelix_msgs.msg import EETrajectory, GoalLatent
+from openhelix_ros import graph
+from openhelix_ros.graphs import SIM
+from openhelix_ros.node_utils import LATENT_QOS, TRAJECTORY_QOS
+from openhelix_ros.processes import start_node, stop_all, topic_has_publishers, wait_for
+
+
+class Up:
+    """``openhelix up <graph> name:=value ...`` as a user runs it, stopped with Ctrl-C (SIGINT)."""
+
+    def __init__(self, graph_name: str, assignments: list[str], log_dir: Path):
+        self.log_dir = log_dir
+        self.output = log_dir.parent / "up.out"
+        with self.output.open("w") as out:
+            self.process = subprocess.Popen([OPENHELIX, "up", graph_name, *assignments, "--log-dir", str(log_dir)],
+                                            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def check(self) -> None:
+        assert self.alive(), f"openhelix up exited {self.process.returncode}:\n{self.text()[-4000:]}"
+
+    def stop(self) -> int:
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def wait_for_up(peer, up: Up, predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        up.check()
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}:\n{up.text()[-4000:]}"
+        rclpy.spin_once(peer, timeout_sec=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+@pytest.mark.skipif(not (SHIPPED / "training_state.json").is_file(), reason="the shipped checkpoint is missing")
+def test_up_sim_applies_every_argument_and_plans_after_an_instruction(peer, tmp_path):
+    """The issue's evidence was nodes reporting model embedded/default and checkpoint "" under
+    checkpoint:=...; here every argument is non-default and read back from the running nodes."""
+    trajectories, latents = [], []
+    peer.create_subscription(EETrajectory, graph.EE_TRAJECTORY, trajectories.append, TRAJECTORY_QOS)
+    peer.create_subscription(GoalLatent, graph.GOAL_LATENT, latents.append, LATENT_QOS)
+    up = Up("sim", [f"checkpoint:={SHIPPED}", "system2_model:=tiny", "system1_model:=tiny",
+                    "latent_period_steps:=5", "clock_mode:=lockstep", "backend:=embedded"], tmp_path / "logs")
+    try:
+        wait_for_up(peer, up, lambda: all(topic_has_publishers(peer, t) for t in (graph.EE_TRAJECTORY,
+                                                                                 graph.GOAL_LATENT)),
+                    300, "System 1 and System 2 to load the checkpoint")
+        for node in ("system1", "system2"):
+            values = parameter_values(peer, node, ["checkpoint", "model", "latent_period_steps", "clock_mode"])
+            assert values == {"checkpoint": str(SHIPPED), "model": "tiny", "latent_period_steps": 5,
+                              "clock_mode": "lockstep"}, node
+        assert parameter_values(peer, "calvin_bridge", ["backend", "clock_mode"]) == \
+            {"backend": "embedded", "clock_mode": "lockstep"}
+        # The nodes say what they loaded: the checkpoint, not the configuration named by model.
+        for node in ("system1", "system2"):
+            log = (tmp_path / "logs" / f"{node}.log").read_text()
+            assert f"model {SHIPPED}" in log, log[-2000:]
+        # System 2 (the embedded model of the checkpoint) finished loading long after the bridge published
+        # step 0; no reset_scene: the instruction alone must lead to a latent and to plans.
+        said = time.monotonic()
+        result = say("close the drawer", "close_drawer")
+        assert result.returncode == 0, result.stdout + result.stderr
+        wait_for_up(peer, up, lambda: len(trajectories) >= 3, 60, "plans after the instruction")
+        assert time.monotonic() - said < 30
+        assert latents and latents[0].instruction == "close the drawer"
+    finally:
+        assert up.stop() == 0, up.text()[-3000:]
+    assert "stopped sim" in up.text()
+    # Ctrl-C on `openhelix up` stops every node it started.
+    deadline = time.monotonic() + 20
+    while {"calvin_bridge", "system1", "system2"} & set(peer.get_node_names()) and time.monotonic() < deadline:
+        rclpy.spin_once(peer, timeout_sec=0.2)
+    assert not {"calvin_bridge", "system1", "system2"} & set(peer.get_node_names())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("clock_mode", ["lockstep", "realtime"])
+def test_a_late_system2_still_gets_the_observation_and_the_graph_plans(peer, tmp_path, clock_mode):
+    """Bridge and System 1 first, System 2 only once the bridge already waits on its first observation:
+    an instruction must still lead to plans within seconds (the bridge re-sends what it waits on, and
+    System 2 encodes the first image it gets for the period it missed)."""
+    trajectories = []
+    peer.create_subscription(EETrajectory, graph.EE_TRAJECTORY, trajectories.append, TRAJECTORY_QOS)
+    nodes = {node.name: node for node in SIM.resolve({"system2_model": "tiny", "system1_model": "tiny",
+                                                      "clock_mode": clock_mode},
+                                                     extra={"calvin_bridge": {"render": True}})}
+    logs = tmp_path / "logs"
+    processes = [start_node(nodes["calvin_bridge"], log_dir=logs), start_node(nodes["system1"], log_dir=logs)]
+    try:
+        wait_for(peer, lambda: topic_has_publishers(peer, graph.EE_TRAJECTORY) and
+                 topic_has_publishers(peer, graph.STATIC_IMAGE), 120, "the bridge and System 1", processes)
+        time.sleep(3.0)  # the bridge has published step 0 (and re-sent it) to nobody who encodes images
+        processes.append(start_node(nodes["system2"], log_dir=logs))
+        wait_for(peer, lambda: topic_has_publishers(peer, graph.GOAL_LATENT), 120, "System 2", processes)
+        said = time.monotonic()
+        result = say("open the drawer", "open_drawer")
+        assert result.returncode == 0, result.stdout + result.stderr
+        wait_for(peer, lambda: len(trajectories) >= 3, 30, "plans after the instruction", processes)
+        assert time.monotonic() - said < 30
+    finally:
+        stop_all(processes)
+    bridge_log = (logs / "calvin_bridge.log").read_text()
+    assert "holding the pose" not in bridge_log, bridge_log[-2000:]
