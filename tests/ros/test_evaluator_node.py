@@ -418,7 +418,7 @@ def test_first_instruction_waits_for_a_policy(tmp_path):
         stop_peer(bridge)
 
 
-def test_openhelix_eval_tasks_runs_single_task_episodes_and_restores_the_parameter(graph):
+def test_openhelix_eval_tasks_runs_single_task_episodes_and_the_next_goal_gets_chains(graph):
     command = [sys.executable, "-m", "openhelix_ros.cli", "eval"]
     done = subprocess.run([*command, "-n", "4", "--tasks", "open_drawer,turn_on_led", "--episode-length",
                            str(EPISODE), "--run-name", "cli-tasks"], capture_output=True, text=True, timeout=120,
@@ -426,7 +426,7 @@ def test_openhelix_eval_tasks_runs_single_task_episodes_and_restores_the_paramet
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((graph["runs"] / "cli-tasks" / "results.json").read_text())
     assert [chain["tasks"] for chain in results["chains"]] == [["open_drawer"], ["turn_on_led"]] * 2
-    # The evaluator is back on CALVIN's chains for the next client.
+    # The tasks travel in the goal: the next goal, without any, gets CALVIN's chains of five.
     client = graph["client"]
     outcome = client.run(num_sequences=1, episode_length=EPISODE, seed=SEED, run_name="after-tasks")
     assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED

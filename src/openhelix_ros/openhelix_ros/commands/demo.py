@@ -24,7 +24,6 @@ import json
 import signal
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from openhelix_ros.environment import config_dir, project_root
 
@@ -143,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from openhelix_msgs.action import RunEvaluation
     from openhelix_ros import graph
     from openhelix_ros.commands import evaluate
+    from openhelix_ros.evaluation_core import EvaluationConfig, EvaluationError, task_episodes
     from openhelix_ros.graphs import EVAL
     from openhelix_ros.processes import (
         NodeProcess,
@@ -171,15 +171,12 @@ def run(args: argparse.Namespace) -> int:
     tasks, tasks_note = evaluation_tasks(args.tasks, checkpoint)  # the expert has no checkpoint: chains
     chains = args.chains or (len(tasks) if tasks else 3)
     if tasks:
-        from openhelix_ros.evaluation_core import EvaluationError, task_episodes
-
         try:
             task_episodes(1, 0, tasks)
         except EvaluationError as error:
             raise SystemExit(f"openhelix demo: --tasks: {error}") from None
     print(f"[demo] evaluating {tasks_note}", flush=True)
-    # [""] is the evaluator's "no task list" (a ROS string array cannot be declared empty)
-    extra = {"calvin_bridge": bridge, "evaluator": {"tasks": tasks or [""]}}
+    extra = {"calvin_bridge": bridge}
 
     def interrupted(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -206,13 +203,12 @@ def run(args: argparse.Namespace) -> int:
         wait_for(watcher, lambda: all(topic_has_publishers(watcher, t) for t in policy_topics), 600,
                  f"publishers of {', '.join(policy_topics)}", processes=processes)
         print(f"[demo] graph up after {time.monotonic() - started:.0f} s; running {chains} chains", flush=True)
-        evaluation = SimpleNamespace(num_sequences=chains, variant=args.variant,
-                                     episode_length=args.episode_length, seed=args.seed, run_name=args.name,
-                                     namespace="", server_timeout=30.0, json=False)
-        # evaluate.run owns its rclpy context; ours stays for watching the processes afterwards.
+        # evaluate.evaluate owns its rclpy context; ours stays for watching the processes afterwards.
         watcher.destroy_node()
         rclpy.try_shutdown()
-        status = evaluate.run(evaluation)
+        status = evaluate.evaluate(EvaluationConfig(num_sequences=chains, variant=args.variant,
+                                                    episode_length=args.episode_length, seed=args.seed,
+                                                    run_name=args.name, tasks=tuple(tasks)))
         check_alive(processes)
     except (ProcessDied, TimeoutError) as failure:
         print(f"[demo] {failure}", flush=True)

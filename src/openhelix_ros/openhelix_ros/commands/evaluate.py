@@ -35,8 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="",
                         help="comma-separated CALVIN task ids: -n single-subtask episodes of these tasks in turn "
                              "instead of chains of five (per-task success)")
-    parser.add_argument("--evaluator-name", default="evaluator",
-                        help="node name of the evaluator (for --tasks, which sets its 'tasks' parameter)")
 
 
 def _action_name(namespace: str) -> str:
@@ -47,11 +45,21 @@ def _action_name(namespace: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    config = EvaluationConfig(num_sequences=args.num_sequences, variant=args.variant,
+                              episode_length=args.episode_length, seed=args.seed, run_name=args.run_name, tasks=tasks)
+    return evaluate(config, namespace=args.namespace, server_timeout=args.server_timeout, json_output=args.json)
+
+
+def evaluate(config: EvaluationConfig, namespace: str = "", server_timeout: float = 30.0,
+             json_output: bool = False) -> int:
+    """Send one RunEvaluation goal (``config``'s chains, variant, episode length, seed, run name and tasks)
+    to the evaluator of a running graph, print its progress and result; returns the exit status.
+
+    Owns its rclpy context, so a caller that already runs rclpy (``openhelix demo``) can call it."""
     # Same checks as the evaluator's, here so a typo gets a clear message rather than a bare rejection.
-    tasks = tuple(t.strip() for t in getattr(args, "tasks", "").split(",") if t.strip())
     try:
-        EvaluationConfig(num_sequences=args.num_sequences, variant=args.variant, episode_length=args.episode_length,
-                         seed=args.seed, run_name=args.run_name, tasks=tasks).validate()
+        config.validate()
     except EvaluationError as error:
         print(f"openhelix eval: {error}", file=sys.stderr)
         return 2
@@ -73,23 +81,17 @@ def run(args: argparse.Namespace) -> int:
     node = rclpy.create_node("openhelix_eval", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    restore_tasks: list[str] | None = None  # the evaluator's tasks before --tasks changed them
     try:
-        name = _action_name(args.namespace)
+        name = _action_name(namespace)
         client = ActionClient(node, RunEvaluation, name)
         print(f"waiting for the evaluator ({name})...", flush=True)
-        if not client.wait_for_server(timeout_sec=args.server_timeout):
+        if not client.wait_for_server(timeout_sec=server_timeout):
             print(f"openhelix eval: no evaluator serves {name} (is the graph running? "
                   "`openhelix demo` or eval.launch.py starts one)", file=sys.stderr)
             return 1
-        if tasks:
-            try:
-                restore_tasks = _set_evaluator_tasks(node, executor, args, list(tasks))
-            except RuntimeError as error:
-                print(f"openhelix eval: {error}", file=sys.stderr)
-                return 1
-        goal = RunEvaluation.Goal(num_sequences=args.num_sequences, variant=args.variant,
-                                  episode_length=args.episode_length, seed=args.seed, run_name=args.run_name)
+        goal = RunEvaluation.Goal(num_sequences=config.num_sequences, variant=config.variant,
+                                  episode_length=config.episode_length, seed=config.seed, run_name=config.run_name,
+                                  tasks=list(config.tasks))
         started = time.monotonic()
 
         def on_feedback(message) -> None:
@@ -110,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
             print("openhelix eval: the evaluator rejected the goal (is another evaluation running? its log "
                   "says why)", file=sys.stderr)
             return 1
-        print(f"evaluating {args.num_sequences} chains ({args.variant})...", flush=True)
+        print(f"evaluating {config.num_sequences} {'episodes' if config.tasks else 'chains'} ({config.variant})...",
+              flush=True)
         result_future = handle.get_result_async()
         cancel_sent = False
         while not result_future.done():
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             executor.spin_once(timeout_sec=0.1)
         outcome = result_future.result()
         result = outcome.result
-        if args.json:
+        if json_output:
             from openhelix_ros.messages import message_to_dict
 
             print(json.dumps({"status": outcome.status, **message_to_dict(result)}))
@@ -138,46 +141,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         return 0
     finally:
-        if restore_tasks is not None:
-            try:
-                _set_evaluator_tasks(node, executor, args, restore_tasks)
-            except RuntimeError as error:
-                print(f"openhelix eval: could not put the evaluator's tasks back: {error}", file=sys.stderr)
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
         signal.signal(signal.SIGINT, previous)
-
-
-def _set_evaluator_tasks(node, executor, args: argparse.Namespace, tasks: list[str]) -> list[str]:
-    """Set the evaluator's ``tasks`` parameter; returns the value it had. RuntimeError saying why not."""
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import GetParameters, SetParameters
-
-    namespace = args.namespace.strip("/")
-    base = f"/{namespace}/{args.evaluator_name}" if namespace else f"/{args.evaluator_name}"
-
-    def call(service_type, name: str, request):
-        client = node.create_client(service_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=args.server_timeout):
-                raise RuntimeError(f"{name} is not available (is the evaluator named {args.evaluator_name!r}?)")
-            future = client.call_async(request)
-            deadline = time.monotonic() + args.server_timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not answer within {args.server_timeout:g} s")
-                executor.spin_once(timeout_sec=0.05)
-            return future.result()
-        finally:
-            node.destroy_client(client)
-
-    old = call(GetParameters, f"{base}/get_parameters", GetParameters.Request(names=["tasks"])).values
-    previous = list(old[0].string_array_value) if old and old[0].type == ParameterType.PARAMETER_STRING_ARRAY else [""]
-    value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=tasks)
-    results = call(SetParameters, f"{base}/set_parameters",
-                   SetParameters.Request(parameters=[Parameter(name="tasks", value=value)])).results
-    if not results or not results[0].successful:
-        reason = results[0].reason if results else "no answer"
-        raise RuntimeError(f"the evaluator refused tasks {tasks}: {reason}")
-    return previous

@@ -96,11 +96,6 @@ PARAMETERS = (
                   "a while to load. On timeout the run starts anyway, with a warning.", value_range=(0.0, 3600.0)),
     ParameterSpec("stall_timeout", 30.0, "Seconds (wall clock) without a scene_state or service answer "
                   "before the current subtask counts as failed.", value_range=(0.1, 3600.0)),
-    # A parameter rather than a goal field, so the RunEvaluation interface stays as it is; read at each
-    # goal, so `ros2 param set` changes it between runs.
-    ParameterSpec("tasks", [""], "Empty (or ['']): CALVIN's chains of five. CALVIN task ids: each goal runs "
-                  "num_sequences single-subtask episodes of these tasks in turn (per-task success of a policy "
-                  "trained on a few tasks).", type=ParameterType.PARAMETER_STRING_ARRAY),
 )
 
 # Progress is for people and logs: reliable, a small backlog, nothing replayed to late joiners.
@@ -159,7 +154,7 @@ class Evaluator(Node):
                                 episode_length=int(goal.episode_length), seed=int(goal.seed),
                                 run_name=goal.run_name, clock_mode=self.params["clock_mode"],
                                 stall_timeout=float(self.get_parameter("stall_timeout").value),
-                                tasks=tuple(self.get_parameter("tasks").value or ())).validate()
+                                tasks=tuple(goal.tasks)).validate()
 
     def _on_goal(self, goal: RunEvaluation.Goal) -> GoalResponse:
         try:
@@ -323,7 +318,7 @@ class Evaluator(Node):
     def _recorded_parameters(self) -> dict:
         return {name: self.get_parameter(name).value for name in
                 ("bridge_name", "runs_dir", "control_rate", "latent_period_steps", "service_timeout",
-                 "graph_timeout", "tasks")}
+                 "graph_timeout")}
 
     # -- commands of the core ------------------------------------------------------------------
     def _carry_out(self, command, run: EvaluationRun, goal_handle, started: float) -> list:
