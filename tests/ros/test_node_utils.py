@@ -49,3 +49,20 @@ def test_bad_parameters_stop_the_node_with_a_clear_message(parameter, message):
     assert result.returncode == 2
     assert "[FATAL] cannot start" in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_node_runs_in_the_environment_it_was_given():
+    """run_node leaves ROS_HOME and the discovery range to its caller (the openhelix verbs and the
+    Makefile set the project's defaults): under ros2 launch on a robot's network a node must reach
+    drivers on other machines."""
+    import os
+
+    code = ("import os, sys\nfrom openhelix_ros.node_utils import run_node\n"
+            "def make():\n    print('ROS_HOME', os.environ.get('ROS_HOME'), flush=True)\n"
+            "    raise ValueError('enough')\n"
+            "sys.exit(run_node(make, []))\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("ROS_HOME", "ROS_LOG_DIR")}
+    env["ROS_LOG_DIR"] = os.environ["ROS_LOG_DIR"]  # rcl's logs still go to the test's directory
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "enough" in done.stderr
+    assert "ROS_HOME None" in done.stdout

@@ -23,8 +23,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
-from openhelix_ros.environment import apply_ros_defaults
-
 # Camera images, depth, point clouds, joint states, poses: a late sample is worth less than the next
 # one, so never retransmit (best effort) and keep only a few. A best-effort subscriber also accepts
 # reliable publishers, so this profile works on both ends.
@@ -151,12 +149,15 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
 
     rclpy's own signal handlers are replaced by ones that only set a flag, so a signal never interrupts
     a callback half-way (a bag write, say); the node's ``close()``, when it has one, runs after spinning
-    stops and before the node is destroyed, so it can flush and close files. ``threads`` > 1 spins a
+    stops and before the node is destroyed, so it can flush and close files; its ``wind_down()``, when it
+    has one, runs before spinning stops, so work in flight can still be answered. ``threads`` > 1 spins a
     MultiThreadedExecutor, for nodes whose long callbacks (IK, inference) must not delay short ones
     (estop); such a node puts them in separate callback groups and guards shared state itself.
     Returns the exit status.
     """
-    apply_ros_defaults()
+    # The environment is the caller's: the openhelix verbs and the Makefile keep discovery on loopback and
+    # logs in the project (environment.apply_ros_defaults); a node under ros2 launch on a robot's network
+    # must find drivers on other machines.
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
@@ -195,6 +196,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         spinner.start()
         while not stop.wait(0.1):
             pass
+        wind_down = getattr(node, "wind_down", None)
+        if callable(wind_down) and not failures:
+            wind_down()  # the executor still spins: work in flight can finish and answer (the evaluator)
         finished.set_result(None)
         spinner.join(timeout=10.0)
         executor.shutdown()  # waits for the callbacks still running on worker threads

@@ -14,8 +14,8 @@ goal is cancelled (partial results) or the node is stopped mid-run.
 Threads: the action's execute callback is one long loop (its own mutually exclusive group); messages
 and service answers arrive on a reentrant group and only put events in a queue the loop reads, so a
 running evaluation never blocks a subscription or a service response. That needs a
-MultiThreadedExecutor, hence this module's own ``main`` instead of ``node_utils.run_node`` (which spins
-a SingleThreadedExecutor); it keeps run_node's clean SIGINT/SIGTERM handling.
+MultiThreadedExecutor (``run_node(..., threads=4)``); at shutdown ``wind_down`` lets a running goal
+write its partial results and send its result while the executor still spins.
 
 Parameters: ``bridge_name``, ``runs_dir``, ``clock_mode``, ``control_rate``, ``latent_period_steps``
 (recorded only), ``service_timeout``, ``graph_timeout``, ``stall_timeout``; see PARAMETERS.
@@ -24,32 +24,26 @@ Parameters: ``bridge_name``, ``runs_dir``, ``clock_mode``, ``control_rate``, ``l
 from __future__ import annotations
 
 import queue
-import signal
 import sys
 import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
 
-import rclpy
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import ParameterException
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 
 from openhelix_msgs.action import RunEvaluation
 from openhelix_msgs.msg import EETrajectory, EvaluationProgress, GoalLatent, Instruction, SceneState
 from openhelix_msgs.srv import CheckTasks, ResetScene
 from openhelix_ros import graph
 from openhelix_ros.conversions import stamp_to_ns
-from openhelix_ros.environment import apply_ros_defaults
 from openhelix_ros.evaluation_core import (
     CLOCK_MODES,
     ChainFinished,
@@ -69,6 +63,7 @@ from openhelix_ros.node_utils import (
     SCENE_STATE_QOS,
     ParameterSpec,
     declare_parameters,
+    run_node,
 )
 
 PROGRESS_TOPIC = graph.EVALUATION_PROGRESS
@@ -454,44 +449,22 @@ class Evaluator(Node):
         """Ask a running evaluation to stop; it writes its partial results and ends its goal."""
         self._stopping.set()
 
+    def wind_down(self) -> None:
+        """Called by run_node at shutdown while the executor still spins: stop a running goal and give it
+        the time to write its partial results, end, and (a moment more, after its execute callback
+        returned) send its result to the client."""
+        was_busy = self.busy
+        self.close()
+        deadline = time.monotonic() + 10.0
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if was_busy:
+            time.sleep(RESULT_GRACE)
+
 
 def main(args: list[str] | None = None) -> int:
-    """Like ``node_utils.run_node``, but with a MultiThreadedExecutor (see the module docstring)."""
-    apply_ros_defaults()
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     # Threads: the execute loop, plus answers and messages arriving while it runs.
-    executor = MultiThreadedExecutor(num_threads=4)
-    node = None
-    try:
-        try:
-            node = Evaluator()
-        except (ValueError, ParameterException) as error:
-            print(f"[FATAL] cannot start: {error}", file=sys.stderr, flush=True)
-            return 2
-        executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-        return 0
-    finally:
-        if node is not None:
-            was_busy = node.busy
-            node.close()
-            # Keep spinning so a running goal can write its partial results, end, and (a moment more,
-            # after its execute callback returned) send its result to the client.
-            deadline = time.monotonic() + 10.0
-            while node.busy and time.monotonic() < deadline and rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
-            settle = time.monotonic() + (RESULT_GRACE if was_busy else 0.0)
-            while time.monotonic() < settle and rclpy.ok():
-                executor.spin_once(timeout_sec=0.05)
-            executor.remove_node(node)
-            node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return run_node(Evaluator, args if args is not None else sys.argv, threads=4)
 
 
 if __name__ == "__main__":
