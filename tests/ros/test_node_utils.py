@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,16 @@ def test_bad_parameters_stop_the_node_with_a_clear_message(parameter, message):
                             timeout=30)
     assert result.returncode == 2
     assert "[FATAL] cannot start" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("calvin_env") is not None, reason="calvin_env is installed here")
+def test_the_calvin_backend_without_calvin_env_is_a_clear_configuration_error():
+    script = Path(sys.executable).parent / "calvin_bridge"
+    result = subprocess.run([str(script), "--ros-args", "-p", "backend:=calvin", "-p", "render:=false"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "[FATAL] cannot start" in result.stderr and "needs calvin_env" in result.stderr
     assert "Traceback" not in result.stderr
 
 

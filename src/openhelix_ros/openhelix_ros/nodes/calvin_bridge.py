@@ -71,6 +71,7 @@ from openhelix_ros.node_utils import (
 )
 from openhelix_ros.safety import WorkspaceBounds
 from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES
+from openhelix_ros.sim.calvin_backend import calvin_available
 
 # Sensor streams go out reliable: a best-effort subscriber (System 1, RViz) still matches and gets them
 # best effort, while a reliable one (the recorder follows its publishers) loses no frame of a
@@ -143,6 +144,10 @@ class CalvinBridge(Node):
             workspace_low=tuple(p["workspace_low"]), workspace_high=tuple(p["workspace_high"]),
             env_options=options)
         config.validate()  # a ValueError here is a configuration error: run_node says so and exits 2
+        if config.backend == "calvin" and not calvin_available():
+            raise ValueError("backend 'calvin' needs calvin_env, which is not installed here (no registry carries "
+                             "it: clone mees/calvin_env and pip install -e it into this environment); use "
+                             "backend 'embedded' for the play table")
         self._lockstep = config.clock_mode == "lockstep"
         self._step_timeout = p["step_timeout"]
         self._resend_after = p["resend_after"]
