@@ -10,16 +10,11 @@ Elsewhere it skips; tests/ros/test_launch_graphs.py starts the same graph declar
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import rclpy
-from support.graphs import SHIPPED, parameter_values, say
+from support.graphs import SHIPPED, GraphCommand, parameter_values, say
 
 from openhelix_msgs.msg import EETrajectory
 from openhelix_ros import graph
@@ -50,39 +45,15 @@ pytestmark = [
 PEER = Path(__file__).resolve().parents[1] / "peers" / "launch_file.py"
 
 
-class Launch:
+def start_launch(file: str, assignments: list[str], output: Path) -> GraphCommand:
     """``ros2 launch openhelix <file> name:=value ...``, stopped with Ctrl-C."""
-
-    def __init__(self, file: str, assignments: list[str], output: Path):
-        self.output = output
-        with output.open("w") as out:
-            self.process = subprocess.Popen([sys.executable, str(PEER), str(SHARE / "launch" / file), *assignments],
-                                            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def wait_for(self, peer, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert self.process.poll() is None, f"the launch exited {self.process.returncode}:\n{self.text()[-4000:]}"
-            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.text()[-4000:]}"
-            rclpy.spin_once(peer, timeout_sec=0.05)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+    return GraphCommand([sys.executable, str(PEER), str(SHARE / "launch" / file), *assignments], output)
 
 
 def test_sim_launch_honours_every_argument_and_plans_after_an_instruction(peer, tmp_path):
     trajectories = []
     peer.create_subscription(EETrajectory, graph.EE_TRAJECTORY, trajectories.append, TRAJECTORY_QOS)
-    launch = Launch("sim.launch.py", [f"checkpoint:={SHIPPED}", "system2_model:=tiny", "system1_model:=tiny",
+    launch = start_launch("sim.launch.py", [f"checkpoint:={SHIPPED}", "system2_model:=tiny", "system1_model:=tiny",
                                       "latent_period_steps:=5", "backend:=embedded"], tmp_path / "launch.out")
     try:
         launch.wait_for(peer, lambda: all(topic_has_publishers(peer, t) for t in (graph.EE_TRAJECTORY,
@@ -100,7 +71,7 @@ def test_sim_launch_honours_every_argument_and_plans_after_an_instruction(peer, 
 
 
 def test_eval_launch_honours_runs_dir_and_the_models(peer, tmp_path):
-    launch = Launch("eval.launch.py", ["system2_model:=tiny", "system1_model:=tiny", f"runs_dir:={tmp_path}",
+    launch = start_launch("eval.launch.py", ["system2_model:=tiny", "system1_model:=tiny", f"runs_dir:={tmp_path}",
                                        "latent_period_steps:=4"], tmp_path / "launch.out")
     try:
         launch.wait_for(peer, lambda: "evaluator" in peer.get_node_names(), 120, "the evaluator")
@@ -113,7 +84,7 @@ def test_eval_launch_honours_runs_dir_and_the_models(peer, tmp_path):
 
 def test_record_launch_honours_backend_output_and_the_demonstrator(peer, tmp_path):
     bag = tmp_path / "episode"
-    launch = Launch("record.launch.py", [f"output:={bag}", "policy:=teleop", "backend:=embedded"],
+    launch = start_launch("record.launch.py", [f"output:={bag}", "policy:=teleop", "backend:=embedded"],
                     tmp_path / "launch.out")
     try:
         launch.wait_for(peer, lambda: {"recorder", "teleop"} <= set(peer.get_node_names()), 120, "the nodes")
@@ -127,7 +98,7 @@ def test_record_launch_honours_backend_output_and_the_demonstrator(peer, tmp_pat
 
 
 def test_robot_launch_honours_the_models_and_remaps_every_cell_topic(peer, tmp_path):
-    launch = Launch("robot.launch.py", ["system2_model:=tiny", "system1_model:=tiny", "estop:=/cell/estop",
+    launch = start_launch("robot.launch.py", ["system2_model:=tiny", "system1_model:=tiny", "estop:=/cell/estop",
                                         "gripper_command:=/cell/gripper", "points:=/cell/points"],
                     tmp_path / "launch.out")
     try:
@@ -150,7 +121,7 @@ def test_rviz_without_rviz2_is_refused_before_anything_starts(peer, tmp_path):
 
     if rviz_executable() is not None:
         pytest.skip("rviz2 is installed here")
-    launch = Launch("sim.launch.py", ["rviz:=true", "system2_model:=tiny", "system1_model:=tiny"],
+    launch = start_launch("sim.launch.py", ["rviz:=true", "system2_model:=tiny", "system1_model:=tiny"],
                     tmp_path / "launch.out")
     status = launch.process.wait(timeout=60)
     assert status != 0 and "rviz2 is not installed" in launch.text() and "Nothing was started" in launch.text()

@@ -5,58 +5,17 @@ whichever node came up last, in both clock modes."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import rclpy
-from support.graphs import OPENHELIX, SHIPPED, parameter_values, say
+from support.graphs import OPENHELIX, SHIPPED, GraphCommand, parameter_values, say
 
 from openhelix_msgs.msg import EETrajectory, GoalLatent
 from openhelix_ros import graph
 from openhelix_ros.graphs import SIM
 from openhelix_ros.node_utils import LATENT_QOS, TRAJECTORY_QOS
 from openhelix_ros.processes import start_node, stop_all, topic_has_publishers, wait_for
-
-
-class Up:
-    """``openhelix up <graph> name:=value ...`` as a user runs it, stopped with Ctrl-C (SIGINT)."""
-
-    def __init__(self, graph_name: str, assignments: list[str], log_dir: Path):
-        self.log_dir = log_dir
-        self.output = log_dir.parent / "up.out"
-        with self.output.open("w") as out:
-            self.process = subprocess.Popen([OPENHELIX, "up", graph_name, *assignments, "--log-dir", str(log_dir)],
-                                            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def check(self) -> None:
-        assert self.alive(), f"openhelix up exited {self.process.returncode}:\n{self.text()[-4000:]}"
-
-    def stop(self) -> int:
-        if self.alive():
-            self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-
-def wait_for_up(peer, up: Up, predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        up.check()
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}:\n{up.text()[-4000:]}"
-        rclpy.spin_once(peer, timeout_sec=0.05)
 
 
 @pytest.mark.slow
@@ -68,10 +27,11 @@ def test_up_sim_applies_every_argument_and_plans_after_an_instruction(peer, tmp_
     trajectories, latents = [], []
     peer.create_subscription(EETrajectory, graph.EE_TRAJECTORY, trajectories.append, TRAJECTORY_QOS)
     peer.create_subscription(GoalLatent, graph.GOAL_LATENT, latents.append, LATENT_QOS)
-    up = Up("sim", [f"checkpoint:={SHIPPED}", "system2_model:=tiny", "system1_model:=tiny",
-                    "latent_period_steps:=5", "clock_mode:=lockstep", "backend:=embedded"], tmp_path / "logs")
+    up = GraphCommand([OPENHELIX, "up", "sim", f"checkpoint:={SHIPPED}", "system2_model:=tiny",
+                       "system1_model:=tiny", "latent_period_steps:=5", "clock_mode:=lockstep", "backend:=embedded",
+                       "--log-dir", str(tmp_path / "logs")], tmp_path / "up.out")
     try:
-        wait_for_up(peer, up, lambda: all(topic_has_publishers(peer, t) for t in (graph.EE_TRAJECTORY,
+        up.wait_for(peer, lambda: all(topic_has_publishers(peer, t) for t in (graph.EE_TRAJECTORY,
                                                                                  graph.GOAL_LATENT)),
                     300, "System 1 and System 2 to load the checkpoint")
         for node in ("system1", "system2"):
@@ -89,7 +49,7 @@ def test_up_sim_applies_every_argument_and_plans_after_an_instruction(peer, tmp_
         said = time.monotonic()
         result = say("close the drawer", "close_drawer")
         assert result.returncode == 0, result.stdout + result.stderr
-        wait_for_up(peer, up, lambda: len(trajectories) >= 3, 60, "plans after the instruction")
+        up.wait_for(peer, lambda: len(trajectories) >= 3, 60, "plans after the instruction")
         assert time.monotonic() - said < 30
         assert latents and latents[0].instruction == "close the drawer"
     finally:

@@ -3,10 +3,14 @@ parameter service, and instructing the graph as a user does (``openhelix say``).
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import rclpy
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
 
@@ -33,3 +37,36 @@ def say(text: str, task: str) -> subprocess.CompletedProcess:
     return subprocess.run([OPENHELIX, "say", text, "--task", task, "--timeout", "60", "--readers", "2"],
                           capture_output=True,
                           text=True, timeout=120)
+
+
+class GraphCommand:
+    """A command that runs a graph until Ctrl-C (``openhelix up``, a launch file), its output in a file."""
+
+    def __init__(self, argv: list[str], output: Path):
+        self.output = output
+        with output.open("w") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_for(self, peer, predicate, timeout: float, what: str) -> None:
+        """Spin ``peer`` until ``predicate()``; fails at once if the command exited, with its output."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert self.alive(), f"{self.process.args[:3]} exited {self.process.returncode}:\n{self.text()[-4000:]}"
+            assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}:\n{self.text()[-4000:]}"
+            rclpy.spin_once(peer, timeout_sec=0.05)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """Ctrl-C (SIGINT), as a user stops it; SIGKILL if it does not end within ``timeout`` s."""
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
