@@ -8,10 +8,10 @@ into a rosbag2 bag (MCAP) that openhelix_training reads.
     # and drive with any Twist source on teleop/twist (teleop_twist_keyboard, a SpaceMouse driver);
     # `openhelix collect [--teleop keyboard|topic]` does all of this for many episodes without ros2 launch.
 
-Declared once in openhelix_ros/graphs.py (``RECORD``); ``openhelix up record`` is the same graph.
+Declared once in openhelix_ros/common/graphs.py (``RECORD``); ``openhelix up record`` is the same graph.
 """
 
-from openhelix_ros.launching import generate_launch_description as graph_launch_description
+from openhelix_ros.common.launching import generate_launch_description as graph_launch_description
 
 
 def generate_launch_description():

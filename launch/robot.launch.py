@@ -11,10 +11,10 @@ arm_interface turns each EETrajectory into a trajectory_msgs/JointTrajectory (`j
 joint trajectory controller), a geometry_msgs/PoseStamped (`target_pose`, for Cartesian controllers)
 and a std_msgs/Float64MultiArray (`gripper_command`); publish std_msgs/Bool true on `estop` to hold the
 arm. Every node logs the model, checkpoint and clock it runs with at start: read them before you enable
-the arm. Declared once in openhelix_ros/graphs.py (``ROBOT``); ``openhelix up robot`` is the same graph.
+the arm. Declared once in openhelix_ros/common/graphs.py (``ROBOT``); ``openhelix up robot`` is the same graph.
 """
 
-from openhelix_ros.launching import generate_launch_description as graph_launch_description
+from openhelix_ros.common.launching import generate_launch_description as graph_launch_description
 
 
 def generate_launch_description():

@@ -56,7 +56,7 @@ def _training_output(root: Path, name: str, data_kind: str) -> Path:
 def test_demo_picks_the_newest_checkpoint_trained_on_demonstrations(tmp_path):
     import os
 
-    from openhelix_ros.commands.demo import choose_checkpoint
+    from openhelix_ros.cli.demo import choose_checkpoint
 
     runs, shipped = tmp_path / "runs", tmp_path / "checkpoints"
     runs.mkdir()
@@ -79,7 +79,7 @@ def test_demo_picks_the_newest_checkpoint_trained_on_demonstrations(tmp_path):
 
 
 def test_demo_evaluates_a_few_task_policy_on_its_tasks(tmp_path):
-    from openhelix_ros.commands.demo import checkpoint_tasks, evaluation_tasks
+    from openhelix_ros.cli.demo import checkpoint_tasks, evaluation_tasks
     from openhelix_ros.sim.tasks import TASKS
 
     few = tmp_path / "few"

@@ -8,7 +8,7 @@ import pytest
 from support.processes import run_peer, start_peer, stop_peer
 from support.samples import sample_message
 
-from openhelix_ros.messages import message_to_dict
+from openhelix_ros.common.messages import message_to_dict
 
 MESSAGE_TYPES = [
     "openhelix_msgs/msg/GoalLatent",
@@ -46,7 +46,7 @@ def test_message_round_trips_between_processes(received_messages, type_name):
 
 def test_samples_fill_every_field_with_non_default_values():
     # The round trip only proves something if the sample differs from a default message everywhere.
-    from openhelix_ros.messages import message_class
+    from openhelix_ros.common.messages import message_class
     for type_name in MESSAGE_TYPES:
         default = message_to_dict(message_class(type_name)())
         sample = message_to_dict(sample_message(type_name, SEED))

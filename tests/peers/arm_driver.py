@@ -22,8 +22,14 @@ from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from openhelix_msgs.msg import EETrajectory
-from openhelix_ros.conversions import duration_to_seconds, joint_state_to_msg, trajectory_to_msg
-from openhelix_ros.kinematics import JOINT_NAMES, READY_JOINTS, PandaKinematics, matrix_to_pose, pose_matrix
+from openhelix_ros.arm.kinematics import (
+    JOINT_NAMES,
+    READY_JOINTS,
+    PandaKinematics,
+    matrix_to_pose,
+    pose_matrix,
+)
+from openhelix_ros.common.conversions import duration_to_seconds, joint_state_to_msg, trajectory_to_msg
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
 

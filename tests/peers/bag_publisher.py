@@ -23,8 +23,8 @@ import numpy as np
 import rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from openhelix_ros.conversions import points_to_pointcloud2, trajectory_to_msg
-from openhelix_ros.messages import message_class
+from openhelix_ros.common.conversions import points_to_pointcloud2, trajectory_to_msg
+from openhelix_ros.common.messages import message_class
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 BEST_EFFORT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)

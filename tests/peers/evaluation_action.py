@@ -17,7 +17,7 @@ from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalRespons
 from rclpy.executors import MultiThreadedExecutor
 
 from openhelix_msgs.action import RunEvaluation
-from openhelix_ros.messages import message_to_dict
+from openhelix_ros.common.messages import message_to_dict
 
 TASKS = ["open_drawer", "turn_on_led", "move_slider_left", "lift_red_block_table", "stack_block"]
 

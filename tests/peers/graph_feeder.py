@@ -19,7 +19,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import Image, JointState, PointCloud2
 
 from openhelix_msgs.msg import EETrajectory, GoalLatent, Instruction
-from openhelix_ros.conversions import (
+from openhelix_ros.common.conversions import (
     joint_state_to_msg,
     make_header,
     points_to_pointcloud2,

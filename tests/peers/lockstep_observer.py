@@ -12,7 +12,7 @@ import rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from openhelix_msgs.msg import EETrajectory, GoalLatent, Instruction
-from openhelix_ros.conversions import make_header, stamp_to_ns
+from openhelix_ros.common.conversions import make_header, stamp_to_ns
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATENT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,

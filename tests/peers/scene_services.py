@@ -14,7 +14,7 @@ import rclpy
 
 from openhelix_msgs.msg import SceneState
 from openhelix_msgs.srv import CheckTasks, ResetScene
-from openhelix_ros.messages import message_to_dict
+from openhelix_ros.common.messages import message_to_dict
 
 KNOWN_TASKS = {"open_drawer", "close_drawer", "turn_on_led", "lift_red_block_table"}
 

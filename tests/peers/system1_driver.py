@@ -27,7 +27,7 @@ from sensor_msgs.msg import JointState, PointCloud2, PointField
 from visualization_msgs.msg import MarkerArray
 
 from openhelix_msgs.msg import EETrajectory, GoalLatent
-from openhelix_ros.conversions import (
+from openhelix_ros.common.conversions import (
     duration_to_seconds,
     joint_state_to_msg,
     make_header,

@@ -22,7 +22,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
 from openhelix_msgs.msg import GoalLatent, Instruction
-from openhelix_ros.conversions import make_header, ns_to_stamp, rgb_to_image, stamp_to_ns
+from openhelix_ros.common.conversions import make_header, ns_to_stamp, rgb_to_image, stamp_to_ns
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE,

@@ -15,7 +15,7 @@ import rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from support.samples import sample_message
 
-from openhelix_ros.messages import message_class, message_to_dict
+from openhelix_ros.common.messages import message_class, message_to_dict
 
 LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)

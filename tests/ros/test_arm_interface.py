@@ -15,8 +15,8 @@ import pybullet_data
 import pytest
 from support.processes import run_peer
 
-from openhelix_ros.kinematics import JOINT_NAMES, JOINT_UPPER, READY_JOINTS
-from openhelix_ros.processes import wait_for
+from openhelix_ros.arm.kinematics import JOINT_NAMES, JOINT_UPPER, READY_JOINTS
+from openhelix_ros.common.processes import wait_for
 
 BASE_POSITION = [0.0, -0.52, 0.0]
 BASE_ORIENTATION = [0.0, 0.0, 0.7071067811865476, 0.7071067811865476]
@@ -30,7 +30,7 @@ def session(tmp_path_factory):
     directory = tmp_path_factory.mktemp("arm")
     log = directory / "arm_interface.log"
     node = subprocess.Popen(
-        [sys.executable, "-m", "openhelix_ros.nodes.arm_interface", "--ros-args",
+        [sys.executable, "-m", "openhelix_ros.arm.node", "--ros-args",
          "-p", f"base_position:={BASE_POSITION}", "-p", f"base_orientation:={BASE_ORIENTATION}",
          "-p", f"tcp_offset:={TCP_OFFSET}", "-p", "joint_state_timeout:=0.5",
          # x stops at 0.45 m: comfortably inside the arm's reach, so clipping (not reach) is tested.

@@ -1,4 +1,4 @@
-"""The bridge's ROS-free core (bridge_core.py) and the expert's (expert_core.py), driven directly on the
+"""The bridge's ROS-free core (bridge/core.py) and the expert's (expert/core.py), driven directly on the
 real embedded simulator: no ROS, no mocks."""
 
 from __future__ import annotations
@@ -9,21 +9,25 @@ import numpy as np
 import pybullet as pb
 import pytest
 
-from openhelix_ros.bridge_core import (
+from openhelix_ros.arm.safety import WorkspaceBounds
+from openhelix_ros.bridge.core import (
     JOINT_NAMES,
     ROBOT_OBS_LABELS,
     SCENE_OBS_LABELS,
     BridgeConfig,
     BridgeCore,
+    HoldStep,
+    LockstepWatchdog,
+    Notice,
+    Republish,
     TrajectoryFollower,
     euler_to_quaternion,
     quaternion_to_euler,
     validate_trajectory,
     waypoint_to_action,
 )
-from openhelix_ros.conversions import TrajectoryArrays
-from openhelix_ros.expert_core import ExpertCore
-from openhelix_ros.safety import WorkspaceBounds
+from openhelix_ros.common.conversions import TrajectoryArrays
+from openhelix_ros.expert.core import ExpertCore
 from openhelix_ros.sim import fuse_point_cloud
 from openhelix_ros.sim.protocol import state_for_condition
 
@@ -314,3 +318,44 @@ def test_an_arm_outside_the_box_may_be_brought_back_but_not_farther_out():
     farther = trajectory([above + [0, 0, 0.01]])
     with pytest.raises(ValueError, match=r"waypoint\(s\) \[0\] outside the workspace"):
         validate_trajectory(farther, bounds, current_position=above)
+
+
+# ----- lockstep waiting ---------------------------------------------------------------------------
+
+
+def test_watchdog_waits_without_a_timeout_while_nobody_can_answer():
+    watchdog = LockstepWatchdog(step_timeout=5.0, resend_after=1.0)
+    watchdog.wait(0.0)
+    watchdog.instructed(0.0)
+    first = watchdog.tick(0.05, policies=0, step=0)
+    assert len(first) == 1 and isinstance(first[0], Notice) and "waits for a policy" in first[0].text
+    assert all(watchdog.tick(t, 0, 0) == [] for t in (1.0, 10.0, 100.0))  # said once, never holds
+
+
+def test_watchdog_resends_when_a_policy_appears_then_every_resend_after_until_a_plan():
+    watchdog = LockstepWatchdog(step_timeout=100.0, resend_after=1.0, new_policy_grace=0.5)
+    watchdog.wait(0.0)
+    watchdog.instructed(0.0)
+    assert watchdog.tick(0.1, policies=1, step=0) == []  # the newcomer's subscriptions still match
+    assert watchdog.tick(0.6, policies=1, step=0) == [Republish()]
+    resends = [t for t in np.arange(0.65, 5.0, 0.05) if watchdog.tick(float(t), 1, 0) == [Republish()]]
+    assert len(resends) == 4 and all(b - a > 0.99 for a, b in zip(resends, resends[1:], strict=False))
+    watchdog.plan_accepted()
+    assert watchdog.tick(10.0, 1, 0) == []
+
+
+def test_watchdog_holds_a_step_only_after_an_instruction_and_step_timeout():
+    watchdog = LockstepWatchdog(step_timeout=5.0, resend_after=0.0)
+    watchdog.wait(0.0)
+    notice = watchdog.tick(0.0, 1, 7)
+    assert isinstance(notice[0], Notice) and "no instruction since the reset" in notice[0].text
+    assert watchdog.tick(0.6, 1, 7) == [Republish()]  # the policy that appeared at 0.0
+    assert watchdog.tick(60.0, 1, 7) == []  # no policy is due to act before an instruction
+    watchdog.instructed(60.0)
+    assert watchdog.tick(64.0, 1, 7) == []
+    hold = watchdog.tick(65.1, 1, 7)
+    assert len(hold) == 1 and isinstance(hold[0], HoldStep) and "step 7" in hold[0].reason
+    assert not watchdog.waiting
+    watchdog.reset()  # a reset forgets the instruction: the new episode waits for its own
+    watchdog.wait(70.0)
+    assert isinstance(watchdog.tick(80.0, 1, 0)[0], Notice)

@@ -2,7 +2,7 @@
 
 This test process is the independent peer: it subscribes, publishes trajectories and instructions and
 calls the services, with its own rclpy node; the bridge and the expert run in their own processes,
-started with openhelix_ros.processes exactly as `openhelix collect` starts them.
+started with openhelix_ros.common.processes exactly as `openhelix collect` starts them.
 """
 
 from __future__ import annotations
@@ -20,17 +20,22 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 
 from openhelix_msgs.msg import EETrajectory, Instruction, SceneState
 from openhelix_msgs.srv import CheckTasks, ResetScene
-from openhelix_ros import graph
-from openhelix_ros.conversions import (
+from openhelix_ros.common import graph
+from openhelix_ros.common.conversions import (
     camera_info_from_msg,
     image_to_array,
     pointcloud2_to_points,
     stamp_to_ns,
     trajectory_to_msg,
 )
-from openhelix_ros.messages import message_class
-from openhelix_ros.node_utils import INSTRUCTION_PUBLISHER_QOS, SCENE_STATE_QOS, SENSOR_QOS, TRAJECTORY_QOS
-from openhelix_ros.processes import NodeProcess, call_service, stop_all, wait_for
+from openhelix_ros.common.messages import message_class
+from openhelix_ros.common.node_utils import (
+    INSTRUCTION_PUBLISHER_QOS,
+    SCENE_STATE_QOS,
+    SENSOR_QOS,
+    TRAJECTORY_QOS,
+)
+from openhelix_ros.common.processes import NodeProcess, call_service, stop_all, wait_for
 from openhelix_ros.sim.protocol import state_for_condition
 
 TICK_NS = round(1e9 / 30)
@@ -69,7 +74,7 @@ def spin_for(node: Node, seconds: float, processes) -> None:
 
 
 def robot_pose(state: SceneState) -> tuple[np.ndarray, np.ndarray]:
-    from openhelix_ros.bridge_core import euler_to_quaternion
+    from openhelix_ros.bridge.core import euler_to_quaternion
 
     robot = np.asarray(state.robot_obs)
     return robot[:3], euler_to_quaternion(robot[3:6])
@@ -284,10 +289,17 @@ def test_expert_completes_a_task_through_the_lockstep_bridge(peer, lockstep_brid
             completed = list(answer.completed)
             assert checked_step <= 300, "the expert needed more than 300 steps"
         assert completed == ["open_drawer"], f"not done after {checked_step} steps"
-        # Every plan was made from an observation the bridge published, and carried no latent.
+        # Every plan was made from an observation the bridge published, and carried no latent. (Plans and
+        # scene states travel on different topics: let the states still on their way arrive first.)
+        spin_for(peer, 0.5, processes)
         published = {stamp_to_ns(s.header.stamp) for s in states.messages}
-        assert plans.messages and all(stamp_to_ns(p.header.stamp) in published for p in plans.messages[-20:])
-        assert all(p.latent_sequence == 0 for p in plans.messages)
+        unpublished = [stamp_to_ns(p.header.stamp) for p in plans.messages[-20:]
+                       if stamp_to_ns(p.header.stamp) not in published]
+        assert plans.messages and not unpublished, \
+            f"plans for stamps never published: {unpublished[:5]} (published {sorted(published)[:5]}...)"
+        foreign = [(p.sequence, p.latent_sequence, stamp_to_ns(p.header.stamp)) for p in plans.messages
+                   if p.latent_sequence != 0]
+        assert not foreign, f"plans with a latent (sequence, latent_sequence, stamp): {foreign[:5]}"
     finally:
         stop_all([expert])
 

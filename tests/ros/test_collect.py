@@ -18,8 +18,8 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from support.processes import TESTS_DIR
 
-from openhelix_ros.commands.collect import plan_episodes
-from openhelix_ros.processes import format_parameter, node_command
+from openhelix_ros.cli.collect import plan_episodes
+from openhelix_ros.common.processes import format_parameter, node_command
 
 ROOT = TESTS_DIR.parent
 OPENHELIX = Path(sys.executable).parent / "openhelix"
@@ -56,7 +56,7 @@ def test_parameter_formatting_for_ros_args():
     assert format_parameter("rate", 30) == "rate:=30" and format_parameter("rate", 30.0) == "rate:=30.0"
     assert format_parameter("low", [-0.6, 0.0, 1]) == "low:=[-0.6, 0.0, 1]"
     command = node_command("calvin_bridge", {"seed": 3}, name="bridge", remaps={"points": "cloud"})
-    assert command[1:5] == ["-m", "openhelix_ros.nodes.calvin_bridge", "--ros-args", "-r"]
+    assert command[1:5] == ["-m", "openhelix_ros.bridge.node", "--ros-args", "-r"]
     assert "seed:=3" in command and "points:=cloud" in command and "__node:=bridge" in command
 
 

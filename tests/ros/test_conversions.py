@@ -1,4 +1,4 @@
-"""ROS messages <-> numpy: round trips, the conventions stated in conversions.py, and bad input."""
+"""ROS messages <-> numpy: round trips, the conventions stated in common/conversions.py, and bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import transforms3d
 from geometry_msgs.msg import Pose
 from sensor_msgs.msg import Image, JointState, PointCloud2, PointField
 
-from openhelix_ros import conversions as cv
+from openhelix_ros.common import conversions as cv
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from openhelix_ros.evaluation_core import (
+from openhelix_ros.evaluation.core import (
     VARIANTS,
     ChainFinished,
     CheckTasks,

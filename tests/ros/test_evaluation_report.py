@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from openhelix_ros.evaluation_core import (
+from openhelix_ros.evaluation.core import (
     CheckTasks,
     EvaluationConfig,
     EvaluationRun,
     ResetScene,
     TimingCollector,
 )
-from openhelix_ros.evaluation_report import (
+from openhelix_ros.evaluation.report import (
     PLOTS,
     build_results,
     load_results,

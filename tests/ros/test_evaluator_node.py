@@ -82,7 +82,7 @@ def wait_for_line(log: Path, marker: str, process: subprocess.Popen, timeout: fl
 
 
 def start_evaluator(log: Path, *parameters: str, namespace: str = "") -> subprocess.Popen:
-    args = [sys.executable, "-m", "openhelix_ros.nodes.evaluator", "--ros-args"]
+    args = [sys.executable, "-m", "openhelix_ros.evaluation.node", "--ros-args"]
     if namespace:
         args += ["-r", f"__ns:={namespace}"]
     for parameter in parameters:
@@ -341,23 +341,16 @@ def test_interrupting_the_command_or_the_node_keeps_partial_results(tmp_path):
         stop_peer(bridge)
 
 
-def _have_real_nodes() -> bool:
-    import importlib.util
-
-    return all(importlib.util.find_spec(f"openhelix_ros.nodes.{name}") for name in ("calvin_bridge", "scripted_expert"))
-
-
-@pytest.mark.skipif(not _have_real_nodes(), reason="calvin_bridge / scripted_expert nodes not in this checkout")
 def test_real_bridge_and_scripted_expert(tmp_path):
     """The whole evaluation path on the embedded simulator: the real bridge (lockstep, no rendering) and
     the scripted expert as the policy. Chain 0 of seed 0 is one the expert completes."""
     namespace = "/embedded"
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("bridge", "expert")}
     base = [sys.executable, "-m"]
-    bridge = subprocess.Popen([*base, "openhelix_ros.nodes.calvin_bridge", "--ros-args", "-r", f"__ns:={namespace}",
+    bridge = subprocess.Popen([*base, "openhelix_ros.bridge.node", "--ros-args", "-r", f"__ns:={namespace}",
                                "-p", "render:=false", "-p", "clock_mode:=lockstep"],
                               stdout=logs["bridge"], stderr=subprocess.STDOUT, env=dict(os.environ))
-    expert = subprocess.Popen([*base, "openhelix_ros.nodes.scripted_expert", "--ros-args", "-r",
+    expert = subprocess.Popen([*base, "openhelix_ros.expert.node", "--ros-args", "-r",
                                f"__ns:={namespace}"], stdout=logs["expert"], stderr=subprocess.STDOUT,
                               env=dict(os.environ))
     evaluator = start_evaluator(tmp_path / "evaluator.log", f"runs_dir:={tmp_path}", "service_timeout:=30.0",
@@ -383,7 +376,7 @@ def test_real_bridge_and_scripted_expert(tmp_path):
 
 
 def test_bad_parameter_stops_the_node_with_one_clear_line():
-    done = subprocess.run([sys.executable, "-m", "openhelix_ros.nodes.evaluator", "--ros-args", "-p",
+    done = subprocess.run([sys.executable, "-m", "openhelix_ros.evaluation.node", "--ros-args", "-p",
                            "clock_mode:=warp"], capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert done.returncode == 2
     assert "[FATAL] cannot start: clock_mode must be one of lockstep, realtime, got 'warp'" in done.stderr

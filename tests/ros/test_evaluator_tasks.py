@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from openhelix_ros.evaluation_core import (
+from openhelix_ros.evaluation.core import (
     CheckTasks,
     EvaluationConfig,
     EvaluationError,

@@ -8,7 +8,7 @@ import pybullet_data
 import pytest
 from scipy.spatial.transform import Rotation
 
-from openhelix_ros.kinematics import (
+from openhelix_ros.arm.kinematics import (
     JOINT_LOWER,
     JOINT_MAX_VELOCITY,
     JOINT_UPPER,

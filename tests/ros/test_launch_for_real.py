@@ -17,9 +17,9 @@ import pytest
 from support.graphs import SHIPPED, GraphCommand, parameter_values, say
 
 from openhelix_msgs.msg import EETrajectory
-from openhelix_ros import graph
-from openhelix_ros.node_utils import TRAJECTORY_QOS
-from openhelix_ros.processes import topic_has_publishers
+from openhelix_ros.common import graph
+from openhelix_ros.common.node_utils import TRAJECTORY_QOS
+from openhelix_ros.common.processes import topic_has_publishers
 
 
 def _installed_share() -> Path | None:
@@ -117,7 +117,7 @@ def test_robot_launch_honours_the_models_and_remaps_every_cell_topic(peer, tmp_p
 
 
 def test_rviz_without_rviz2_is_refused_before_anything_starts(peer, tmp_path):
-    from openhelix_ros.graphs import rviz_executable
+    from openhelix_ros.common.graphs import rviz_executable
 
     if rviz_executable() is not None:
         pytest.skip("rviz2 is installed here")

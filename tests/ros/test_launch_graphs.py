@@ -12,10 +12,10 @@ import rclpy
 from support.graphs import OPENHELIX, SHIPPED, GraphCommand, parameter_values, say
 
 from openhelix_msgs.msg import EETrajectory, GoalLatent
-from openhelix_ros import graph
-from openhelix_ros.graphs import SIM
-from openhelix_ros.node_utils import LATENT_QOS, TRAJECTORY_QOS
-from openhelix_ros.processes import start_node, stop_all, topic_has_publishers, wait_for
+from openhelix_ros.common import graph
+from openhelix_ros.common.graphs import SIM
+from openhelix_ros.common.node_utils import LATENT_QOS, TRAJECTORY_QOS
+from openhelix_ros.common.processes import start_node, stop_all, topic_has_publishers, wait_for
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from rcl_interfaces.msg import ParameterType
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
-from openhelix_ros.node_utils import ESTOP_QOS, LATENT_QOS, SENSOR_QOS, TRAJECTORY_QOS, ParameterSpec
+from openhelix_ros.common.node_utils import ESTOP_QOS, LATENT_QOS, SENSOR_QOS, TRAJECTORY_QOS, ParameterSpec
 
 
 def test_qos_profiles_follow_the_design():
@@ -68,7 +68,7 @@ def test_a_node_runs_in_the_environment_it_was_given():
     drivers on other machines."""
     import os
 
-    code = ("import os, sys\nfrom openhelix_ros.node_utils import run_node\n"
+    code = ("import os, sys\nfrom openhelix_ros.common.node_utils import run_node\n"
             "def make():\n    print('ROS_HOME', os.environ.get('ROS_HOME'), flush=True)\n"
             "    raise ValueError('enough')\n"
             "sys.exit(run_node(make, []))\n")

@@ -1,4 +1,4 @@
-"""The recorder node, run as a real process over DDS, and its ROS-free core (recording.py).
+"""The recorder node, run as a real process over DDS, and its ROS-free core (recording/core.py).
 
 Bags are read back with rosbags' Reader and a typestore built here from the .msg files, independently
 of the recorder's own code path, and checked message by message for gaps.
@@ -21,7 +21,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from support.processes import TESTS_DIR, start_peer, stop_peer
 
-from openhelix_ros.recording import (
+from openhelix_ros.recording.core import (
     BagRecorder,
     RecordingError,
     UnknownTypeError,
@@ -62,7 +62,7 @@ def numbers(topic: str, decoded: list) -> list:
 
 def start_recorder(log: Path, *parameters: str, console_script: bool = False) -> subprocess.Popen:
     command = [str(Path(sys.executable).parent / "recorder")] if console_script else [
-        sys.executable, "-m", "openhelix_ros.nodes.recorder"]
+        sys.executable, "-m", "openhelix_ros.recording.node"]
     args = [*command, "--ros-args"]
     for parameter in parameters:
         args += ["-p", parameter]
@@ -283,9 +283,9 @@ def test_core_writes_what_rosbags_reads(tmp_path, storage):
 
 
 def test_recorder_config_names_graph_topics():
-    from openhelix_ros.graph import TOPICS_BY_NAME
-    from openhelix_ros.graphs import parameter_file_values
-    from openhelix_ros.nodes.recorder import PARAMETERS
+    from openhelix_ros.common.graph import TOPICS_BY_NAME
+    from openhelix_ros.common.graphs import parameter_file_values
+    from openhelix_ros.recording.node import PARAMETERS
 
     parameters = parameter_file_values(ROOT / "config" / "recorder.yaml")
     assert set(parameters) == {spec.name for spec in PARAMETERS}
@@ -295,7 +295,7 @@ def test_recorder_config_names_graph_topics():
 
 def test_bag_of_a_killed_recorder_is_recovered(tmp_path):
     """SIGKILL leaves no metadata.yaml and no MCAP summary; recover_bag rescues every complete chunk."""
-    from openhelix_ros.recording import recover_bag
+    from openhelix_ros.recording.core import recover_bag
 
     bag = tmp_path / "killed"
     log = tmp_path / "recorder.log"

@@ -1,4 +1,4 @@
-"""rviz/openhelix.rviz shows only topics the graph publishes (graph.py), with matching display types."""
+"""rviz/openhelix.rviz shows only topics the graph publishes (common/graph.py), with matching display types."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from openhelix_ros import graph
+from openhelix_ros.common import graph
 
 RVIZ = Path(__file__).resolve().parents[2] / "rviz" / "openhelix.rviz"
 
@@ -76,6 +76,6 @@ def test_graph_table_is_consistent():
     with pytest.raises(KeyError, match="not a topic of the OpenHelix graph"):
         graph.topic_type("cmd_vel")
     # Every type named in the table exists in this installation.
-    from openhelix_ros.messages import message_class
+    from openhelix_ros.common.messages import message_class
     for spec in graph.TOPICS:
         message_class(spec.type)

@@ -1,4 +1,4 @@
-"""Workspace clipping, velocity limiting and the latent age gate (safety.py, ROS-free)."""
+"""Workspace clipping, velocity limiting and the latent age gate (arm/safety.py, ROS-free)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from openhelix_ros.safety import LatentAgeGate, SafetyFilter, VelocityLimits, WorkspaceBounds, limit_velocity
+from openhelix_ros.arm.safety import (
+    LatentAgeGate,
+    SafetyFilter,
+    VelocityLimits,
+    WorkspaceBounds,
+    limit_velocity,
+)
 
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from support.processes import run_peer
 
-from openhelix_ros.graphs import parameter_file_values
-from openhelix_ros.nodes import system1 as system1_node
-from openhelix_ros.nodes import system2 as system2_node
-from openhelix_ros.safety import WorkspaceBounds
+from openhelix_ros.arm.safety import WorkspaceBounds
+from openhelix_ros.common.graph import NODE_MODULES
+from openhelix_ros.common.graphs import parameter_file_values
+from openhelix_ros.system1 import node as system1_node
+from openhelix_ros.system2 import node as system2_node
 
 STEP_NS = 1_000_000_000 / 30
 MAX_LATENT_AGE = 1.0
@@ -32,7 +33,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 def start_node(module: str, log, *params: str) -> subprocess.Popen:
     # The shipped parameter file first (so rcl parses it), then the test's overrides, which win.
-    args = [sys.executable, "-m", f"openhelix_ros.nodes.{module}", "--ros-args",
+    args = [sys.executable, "-m", NODE_MODULES[module], "--ros-args",
             "--params-file", str(CONFIG / f"{module}.yaml"), "-p", "model:=tiny", "-p", "torch_threads:=1"]
     for param in params:
         args += ["-p", param]
@@ -207,7 +208,7 @@ def test_killing_system2_stops_the_arm_and_restarting_it_resumes(tmp_path):
 
 @pytest.mark.parametrize("module", [system1_node, system2_node], ids=["system1", "system2"])
 def test_parameter_files_set_only_declared_parameters_of_the_right_type(module):
-    name = module.__name__.rsplit(".", 1)[1]
+    name = {module_name: node for node, module_name in NODE_MODULES.items()}[module.__name__]
     values = parameter_file_values(CONFIG / f"{name}.yaml")
     specs = {spec.name: spec for spec in module.PARAMETERS}
     assert set(values) <= set(specs), f"config/{name}.yaml sets undeclared {set(values) - set(specs)}"
@@ -226,7 +227,7 @@ def test_parameter_files_set_only_declared_parameters_of_the_right_type(module):
 def test_with_the_real_bridge_in_lockstep_every_step_uses_the_exact_asy_n_latent(tmp_path):
     """calvin_bridge (embedded, lockstep) + system2 + system1 (tiny, Asy(3)): the bridge steps only on
     System 1's trajectories, and each one names the latent of step max(0, (t // 3 - 1) * 3)."""
-    from openhelix_ros.system2_core import latent_step_for_plan
+    from openhelix_ros.common.timing import latent_step_for_plan
 
     logs = {name: tmp_path / f"{name}.log" for name in ("system1", "system2", "calvin_bridge")}
     shared = ("clock_mode:=lockstep", "latent_period_steps:=3")
@@ -238,7 +239,7 @@ def test_with_the_real_bridge_in_lockstep_every_step_uses_the_exact_asy_n_latent
         while time.monotonic() < deadline and not all("ready" in logs[n].read_text() for n in ("system1", "system2")):
             time.sleep(0.2)
         # The bridge comes last, as `openhelix demo` orders it, so System 2 sees the image of step 0.
-        bridge = subprocess.Popen([sys.executable, "-m", "openhelix_ros.nodes.calvin_bridge", "--ros-args",
+        bridge = subprocess.Popen([sys.executable, "-m", "openhelix_ros.bridge.node", "--ros-args",
                                    "-p", "backend:=embedded", "-p", "clock_mode:=lockstep"],
                                   stdout=logs["calvin_bridge"].open("w"), stderr=subprocess.STDOUT,
                                   env=dict(os.environ))

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from openhelix_ros.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
-from openhelix_ros.system1_core import (
+from openhelix_ros.arm.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
+from openhelix_ros.common.timing import encodes_step, latent_step_for_plan, stamp_to_step
+from openhelix_ros.system1.core import (
     LatentRecord,
     LatentSelector,
     System1Core,
@@ -16,14 +17,11 @@ from openhelix_ros.system1_core import (
     gripper_openness_from_width,
     proprio_from_pose,
 )
-from openhelix_ros.system2_core import (
+from openhelix_ros.system2.core import (
     LockstepImages,
     System2Core,
     check_image,
     check_instruction,
-    encodes_step,
-    latent_step_for_plan,
-    stamp_to_step,
 )
 
 STEP_NS = 1_000_000_000 / 30

@@ -14,7 +14,7 @@ import pytest
 
 @pytest.mark.slow  # four processes importing torch at once: about 90 s on the shared 2-core machine
 def test_graph_bench_measures_latency_rates_and_cloud_overhead(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "openhelix_ros.commands.bench_graph", "--tiny", "--duration", "3",
+    result = subprocess.run([sys.executable, "-m", "openhelix_ros.cli.bench_graph", "--tiny", "--duration", "3",
                              "--count", "45", "--points", "5000", "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=240, env=dict(os.environ))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from openhelix_ros.bridge_core import quaternion_to_euler
-from openhelix_ros.safety import WorkspaceBounds
-from openhelix_ros.teleop_core import KEY_BINDINGS, KeyboardTeleop, TeleopConfig, TeleopCore
+from openhelix_ros.arm.safety import WorkspaceBounds
+from openhelix_ros.bridge.core import quaternion_to_euler
+from openhelix_ros.teleop.core import KEY_BINDINGS, KeyboardTeleop, TeleopConfig, TeleopCore
 
 START = np.array([0.1, -0.1, 0.4])
 START_EULER = np.array([np.pi, 0.0, np.pi / 2])

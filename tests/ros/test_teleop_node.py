@@ -16,9 +16,9 @@ from geometry_msgs.msg import Twist
 from std_msgs.msg import Bool
 
 from openhelix_msgs.msg import SceneState
-from openhelix_ros import graph
-from openhelix_ros.node_utils import SCENE_STATE_QOS
-from openhelix_ros.processes import NodeProcess, stop_all, wait_for
+from openhelix_ros.common import graph
+from openhelix_ros.common.node_utils import SCENE_STATE_QOS
+from openhelix_ros.common.processes import NodeProcess, stop_all, wait_for
 
 
 @pytest.mark.parametrize("clock_mode", ["lockstep", "realtime"])

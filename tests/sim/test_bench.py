@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from openhelix_ros.commands.bench_sim import run_sim_bench
+from openhelix_ros.cli.bench_sim import run_sim_bench
 
 
 def test_bench_writes_reports(tmp_path):

@@ -161,7 +161,7 @@ def test_the_simulator_is_ros_free():
     import sys
 
     code = ("import sys, openhelix_ros.sim, openhelix_ros.sim.expert_report, openhelix_ros.sim.calvin_backend, "
-            "openhelix_ros.commands.bench_sim; print('rclpy' in sys.modules)")
+            "openhelix_ros.cli.bench_sim; print('rclpy' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"

@@ -14,7 +14,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
 
-from openhelix_ros.processes import call_service, wait_for
+from openhelix_ros.common.processes import call_service, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENHELIX = str(Path(sys.executable).with_name("openhelix"))

@@ -11,7 +11,7 @@ import random
 import zlib
 from typing import Any
 
-from openhelix_ros.messages import message_class
+from openhelix_ros.common.messages import message_class
 
 _INT_RANGES = {
     "byte": (0, 255), "octet": (0, 255), "char": (0, 255), "uint8": (0, 255), "int8": (-128, 127),

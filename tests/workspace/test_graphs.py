@@ -1,10 +1,10 @@
-"""The graph declarations (openhelix_ros/graphs.py) resolve launch arguments as ros2 launch would."""
+"""The graph declarations (openhelix_ros/common/graphs.py) resolve launch arguments as ros2 launch would."""
 
 from __future__ import annotations
 
 import pytest
 
-from openhelix_ros.graphs import EVAL, RECORD, SIM, get_graph, parameter_file_values, parse_assignments
+from openhelix_ros.common.graphs import EVAL, RECORD, SIM, get_graph, parameter_file_values, parse_assignments
 
 
 def by_name(nodes):

@@ -1,4 +1,4 @@
-"""Checks of launch/, config/, rviz/ and the graph declarations behind them (openhelix_ros/graphs.py).
+"""Checks of launch/, config/, rviz/ and the graph declarations behind them (openhelix_ros/common/graphs.py).
 
 ros2 launch is not installable here (no registry carries launch_ros), so what a launch file would do is
 checked on the declaration it is built from: every node exists and reads existing parameter files,
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from openhelix_ros import graph as graph_names
-from openhelix_ros.graphs import GRAPHS, RVIZ, RVIZ_CONFIG, SHARED_PARAMETER_FILE
+from openhelix_ros.common import graph as graph_names
+from openhelix_ros.common.graphs import GRAPHS, RVIZ, RVIZ_CONFIG, SHARED_PARAMETER_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -34,7 +34,7 @@ def console_scripts(package: str) -> set[str]:
 
 
 def declared_parameters(node: str) -> dict:
-    module = importlib.import_module(f"openhelix_ros.nodes.{node}")
+    module = importlib.import_module(graph_names.NODE_MODULES[node])
     return {spec.name: spec for spec in module.PARAMETERS}
 
 
@@ -49,7 +49,7 @@ def test_every_launch_file_is_built_from_its_graph_declaration():
         assert names == [path.name.removesuffix(".launch.py")], \
             f"{path.name} must build the graph of its own name, got {names}"
         imported = {alias.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                    and n.module == "openhelix_ros.launching" for alias in n.names}
+                    and n.module == "openhelix_ros.common.launching" for alias in n.names}
         assert imported == {"generate_launch_description"}, path.name
 
 
@@ -110,7 +110,7 @@ def test_node_files_set_only_parameters_their_node_declares():
 def test_launch_nodes_get_an_explicit_namespace_so_overrides_are_node_scoped():
     """launch_ros writes a Node's dict parameters under ``/**`` when the Node has no namespace, under
     its fully qualified name when it has one; every Node the builder makes gets ``namespace=""``."""
-    source = (ROOT / "src" / "openhelix_ros" / "openhelix_ros" / "launching.py").read_text()
+    source = (ROOT / "src" / "openhelix_ros" / "openhelix_ros" / "common/launching.py").read_text()
     nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
     assert len(nodes) == 2
     for call in nodes:
@@ -136,3 +136,12 @@ def test_the_metapackage_installs_launch_config_and_rviz_and_declares_the_launch
     assert re.search(r"install\(DIRECTORY launch config rviz DESTINATION share/\$\{PROJECT_NAME\}\)", cmake)
     depends = {e.text for e in ElementTree.parse(ROOT / "package.xml").getroot().iter("exec_depend")}
     assert {"launch", "launch_ros", "ament_index_python", "rviz2"} <= depends
+
+
+def test_every_node_executable_runs_the_module_the_graph_names():
+    """ros2 launch starts lib/openhelix_ros/<executable>; openhelix up runs python -m <module>: the same."""
+    source = (ROOT / "src" / "openhelix_ros" / "setup.py").read_text()
+    scripts = dict(re.findall(r'"([\w-]+)\s*=\s*([\w.]+):main"', source))
+    assert {name: scripts.get(name) for name in graph_names.NODE_MODULES} == graph_names.NODE_MODULES
+    for module in graph_names.NODE_MODULES.values():
+        assert callable(importlib.import_module(module).main)

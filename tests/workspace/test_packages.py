@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from openhelix_ros.environment import apply_ros_defaults, project_root
+from openhelix_ros.common.environment import apply_ros_defaults, project_root
 
 ROOT = Path(__file__).resolve().parents[2]
 

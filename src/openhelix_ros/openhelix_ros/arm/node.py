@@ -1,0 +1,284 @@
+"""arm_interface: EETrajectory -> what standard ROS 2 controllers of a Franka Panda take.
+
+Subscribes ``ee_trajectory`` (openhelix_msgs/EETrajectory, world frame), ``joint_states`` and ``estop``
+(std_msgs/Bool). For each accepted trajectory it publishes
+
+- ``joint_trajectory`` (trajectory_msgs/JointTrajectory, joints panda_joint1..7) for a joint
+  trajectory controller: inverse kinematics warm-started from the current joint state, one point per
+  waypoint at ``(i + 1) * waypoint_period``, stretched where a joint would exceed its velocity limit;
+- ``target_pose`` (geometry_msgs/PoseStamped, in ``base_frame``) for Cartesian controllers: the
+  waypoint due now, streamed at ``control_rate`` and held at the last one when the trajectory ends;
+- ``gripper_command`` (std_msgs/Float64MultiArray: both finger joint positions, m) for a ros2_control
+  forward command controller of the Panda's fingers, published when the gripper command of the
+  waypoint due now changes (open: ``gripper_open_position``, closed: ``gripper_closed_position``).
+
+Before any of that the trajectory is clipped to the workspace box and slowed to the speed limits
+(arm/safety.py). While ``estop`` is true the node publishes a hold (the joints at the moment it was
+pressed) on both topics at ``control_rate`` and ignores trajectories; releasing it does not resume
+the old trajectory. Trajectories with NaN, in another frame, unreachable or needing a joint flip are
+rejected with a log line saying why; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from openhelix_msgs.msg import EETrajectory
+from openhelix_ros.arm.kinematics import (
+    FRANKA_HAND_TCP_OFFSET,
+    JOINT_NAMES,
+    PandaKinematics,
+    UnreachableError,
+    matrix_to_pose,
+    pose_matrix,
+    solve_trajectory,
+    trajectory_times,
+)
+from openhelix_ros.arm.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
+from openhelix_ros.common import graph
+from openhelix_ros.common.conversions import (
+    joint_positions_from_msg,
+    pose_stamped_to_msg,
+    seconds_to_duration,
+    trajectory_from_msg,
+)
+from openhelix_ros.common.node_utils import (
+    ESTOP_QOS,
+    SENSOR_QOS,
+    TRAJECTORY_QOS,
+    ParameterSpec,
+    declare_parameters,
+    run_node,
+)
+
+PARAMETERS = (
+    ParameterSpec("base_position", [0.0, 0.0, 0.0], "Position (m) of panda_link0 in the world frame.",
+                  read_only=True),
+    ParameterSpec("base_orientation", [0.0, 0.0, 0.0, 1.0],
+                  "Orientation of panda_link0 in the world frame, quaternion (x, y, z, w).", read_only=True),
+    ParameterSpec("base_frame", "panda_link0", "frame_id of target_pose (poses are expressed in the base).",
+                  read_only=True),
+    ParameterSpec("world_frame", graph.WORLD_FRAME, "The only frame_id accepted on ee_trajectory.",
+                  read_only=True),
+    ParameterSpec("tcp_offset", FRANKA_HAND_TCP_OFFSET, "Hand to tool centre point along z (m).",
+                  read_only=True, value_range=(0.0, 0.5)),
+    ParameterSpec("workspace_low", list(WorkspaceBounds().low), "Lower corner of the workspace box (world, m).",
+                  read_only=True),
+    ParameterSpec("workspace_high", list(WorkspaceBounds().high), "Upper corner of the workspace box (world, m).",
+                  read_only=True),
+    ParameterSpec("max_linear_speed", VelocityLimits().max_linear_speed, "TCP speed limit (m/s).",
+                  read_only=True, value_range=(0.001, 1.7)),
+    ParameterSpec("max_angular_speed", VelocityLimits().max_angular_speed, "TCP angular speed limit (rad/s).",
+                  read_only=True, value_range=(0.001, 2.5)),
+    ParameterSpec("max_joint_jump", 0.5, "Largest change of one joint between consecutive IK solutions (rad); "
+                  "more means a branch flip and the trajectory is rejected.", read_only=True,
+                  value_range=(0.01, 6.3)),
+    ParameterSpec("joint_state_timeout", 0.5, "Trajectories are rejected when the newest joint_states is "
+                  "older than this (s): IK must start from where the arm is.", read_only=True,
+                  value_range=(0.01, 60.0)),
+    ParameterSpec("control_rate", 30.0, "Rate (Hz) of target_pose streaming and of the estop hold.",
+                  read_only=True, value_range=(1.0, 1000.0)),
+    ParameterSpec("gripper_open_position", 0.04, "Finger joint position (m, each finger) commanded to open "
+                  "the gripper (Franka Hand: 0.04).", read_only=True, value_range=(0.0, 0.1)),
+    ParameterSpec("gripper_closed_position", 0.0, "Finger joint position (m, each finger) commanded to close "
+                  "the gripper; the fingers stop on what they hold.", read_only=True, value_range=(0.0, 0.1)),
+)
+
+
+class ArmInterface(Node):
+    def __init__(self) -> None:
+        super().__init__("arm_interface")
+        p = declare_parameters(self, PARAMETERS)
+        self._base_frame = p["base_frame"]
+        self._world_frame = p["world_frame"]
+        self._joint_state_timeout_ns = int(p["joint_state_timeout"] * 1e9)
+        self._max_joint_jump = p["max_joint_jump"]
+        base = pose_matrix(p["base_position"], p["base_orientation"])
+        self._world_to_base = np.linalg.inv(base)
+        self._kinematics = PandaKinematics(tcp_offset=p["tcp_offset"], base=base)
+        self._safety = SafetyFilter(WorkspaceBounds(tuple(p["workspace_low"]), tuple(p["workspace_high"])),
+                                    VelocityLimits(p["max_linear_speed"], p["max_angular_speed"]))
+
+        # Planning (IK) runs in its own callback group on a second executor thread, so joint states,
+        # the estop and the control tick are never queued behind it; this lock guards what they share.
+        self._lock = threading.Lock()
+        # Notified on every joint_states: a plan that finds them stale waits for fresh ones first (below).
+        self._joints_arrived = threading.Condition(self._lock)
+        self._estop_presses = 0  # counts presses, so a plan started before one is never published
+        self._joints: np.ndarray | None = None  # newest joint positions, panda_joint1..7
+        self._joints_stamp_ns = 0  # when they arrived (node clock)
+        self._estop = False
+        self._hold: np.ndarray | None = None  # joints to hold while the estop is pressed
+        self._plan_start_ns = 0
+        self._plan_times: np.ndarray | None = None  # time_from_start of each waypoint (s)
+        self._plan_poses: list = []  # (position, quaternion) in the base frame, per waypoint
+        self._plan_gripper: np.ndarray | None = None  # +1 open / -1 close, per waypoint
+        self._gripper_positions = {1.0: p["gripper_open_position"], -1.0: p["gripper_closed_position"]}
+        self._gripper_sent: float | None = None  # the last command published (+1 / -1)
+
+        self._joint_trajectory_pub = self.create_publisher(JointTrajectory, graph.JOINT_TRAJECTORY, TRAJECTORY_QOS)
+        self._target_pose_pub = self.create_publisher(PoseStamped, graph.TARGET_POSE, TRAJECTORY_QOS)
+        self._gripper_pub = self.create_publisher(Float64MultiArray, graph.GRIPPER_COMMAND, TRAJECTORY_QOS)
+        planning, realtime = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS,
+                                 callback_group=planning)
+        self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_state, SENSOR_QOS,
+                                 callback_group=realtime)
+        self.create_subscription(Bool, graph.ESTOP, self._on_estop, ESTOP_QOS, callback_group=realtime)
+        self.create_timer(1.0 / p["control_rate"], self._on_control_tick, callback_group=realtime)
+        self.get_logger().info(
+            f"arm_interface ready: base at {np.round(p['base_position'], 3).tolist()} in {self._world_frame}, "
+            f"workspace {p['workspace_low']}..{p['workspace_high']}, limits {p['max_linear_speed']} m/s "
+            f"{p['max_angular_speed']} rad/s")
+
+    # ----- inputs -------------------------------------------------------------------------------------
+
+    def _on_joint_state(self, message: JointState) -> None:
+        try:
+            joints = joint_positions_from_msg(message, JOINT_NAMES)
+        except ValueError as error:
+            self.get_logger().error(f"joint_states dropped: {error}", throttle_duration_sec=5.0)
+            return
+        with self._lock:
+            self._joints = joints
+            self._joints_stamp_ns = self.get_clock().now().nanoseconds
+            self._joints_arrived.notify_all()
+
+    def _on_estop(self, message: Bool) -> None:
+        pressed = bool(message.data)
+        with self._lock:
+            if pressed == self._estop:
+                return
+            self._estop = pressed
+            self._plan_times = None  # a trajectory interrupted by an estop is never resumed
+            self._estop_presses += pressed
+            self._hold = hold = None if not pressed or self._joints is None else self._joints.copy()
+            self._publish_hold()  # at once, not a control period later
+        if pressed:
+            if hold is None:
+                self.get_logger().error("ESTOP pressed, but no joint_states received yet: cannot publish a hold; "
+                                        "ignoring trajectories")
+            else:
+                self.get_logger().warning(f"ESTOP pressed: holding joints {np.round(hold, 3).tolist()}, "
+                                          f"ignoring trajectories")
+        else:
+            self.get_logger().warning("ESTOP released: waiting for a new trajectory")
+
+    def _on_trajectory(self, message: EETrajectory) -> None:
+        label = f"trajectory {message.sequence}"
+        with self._lock:
+            # Joint states can look stale only because this node was busy: a long IK (an unreachable
+            # plan takes seconds) starves the other executor thread of the GIL. Give a fresh one up to
+            # joint_state_timeout to arrive before judging the robot's state stale.
+            timeout_s = self._joint_state_timeout_ns * 1e-9
+            self._joints_arrived.wait_for(
+                lambda: self.get_clock().now().nanoseconds - self._joints_stamp_ns <= self._joint_state_timeout_ns,
+                timeout=timeout_s)
+            estop, presses = self._estop, self._estop_presses
+            joints, joints_stamp_ns = self._joints, self._joints_stamp_ns
+        if estop:
+            self.get_logger().warning(f"{label} ignored: ESTOP is pressed", throttle_duration_sec=1.0)
+            return
+        try:
+            joints, times, base_poses, gripper, safety = self._plan(message, joints, joints_stamp_ns)
+        except ValueError as error:  # bad input or unreachable: say why, drop it, keep the last plan
+            self.get_logger().error(f"{label} rejected: {error}")
+            return
+        if safety.modified:
+            self.get_logger().warning(f"{label} adjusted by the safety filter: {safety.summary()}")
+        command = JointTrajectory(joint_names=list(JOINT_NAMES))
+        command.points = [JointTrajectoryPoint(positions=q.tolist(), time_from_start=seconds_to_duration(t))
+                          for q, t in zip(joints, times, strict=True)]
+        with self._lock:
+            # Publishing under the lock: an estop arriving now waits until this is out, then holds.
+            if self._estop or self._estop_presses != presses:
+                self.get_logger().warning(f"{label} dropped: ESTOP pressed while it was being planned")
+                return
+            now = self.get_clock().now()
+            command.header.stamp = now.to_msg()
+            self._joint_trajectory_pub.publish(command)
+            self._plan_start_ns, self._plan_times, self._plan_poses = now.nanoseconds, times, base_poses
+            self._plan_gripper = gripper
+        self._on_control_tick()  # the first target now, not a control period later
+
+    # ----- the core path, ROS types only at its edges --------------------------------------------------
+
+    def _plan(self, message: EETrajectory, current: np.ndarray | None, current_stamp_ns: int):
+        trajectory = trajectory_from_msg(message)  # ValueError on NaN, empty, mismatched lengths
+        if trajectory.frame_id != self._world_frame:
+            raise ValueError(f"poses are in frame {trajectory.frame_id!r}, expected {self._world_frame!r}")
+        if current is None:
+            raise ValueError("no joint_states received yet: IK needs the current joints")
+        age_ns = self.get_clock().now().nanoseconds - current_stamp_ns
+        if age_ns > self._joint_state_timeout_ns:
+            raise ValueError(f"newest joint_states is {age_ns * 1e-9:.2f} s old (limit "
+                             f"{self._joint_state_timeout_ns * 1e-9:.2f} s)")
+        start_position, start_quaternion = matrix_to_pose(self._kinematics.forward(current))
+        safety = self._safety.apply(trajectory.positions, trajectory.quaternions, trajectory.period,
+                                    start_position, start_quaternion)
+        try:
+            joints = solve_trajectory(self._kinematics, safety.positions, safety.quaternions, current,
+                                      max_joint_jump=self._max_joint_jump)
+        except UnreachableError as error:
+            raise ValueError(str(error)) from None
+        times = trajectory_times(joints, current, trajectory.period)
+        # CALVIN's convention: > 0 opens, anything else closes.
+        gripper = np.where(trajectory.gripper > 0, 1.0, -1.0)
+        return joints, times, [self._to_base(p, q) for p, q in zip(safety.positions, safety.quaternions,
+                                                                    strict=True)], gripper, safety
+
+    def _to_base(self, position: np.ndarray, quaternion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return matrix_to_pose(self._world_to_base @ pose_matrix(position, quaternion))
+
+    # ----- outputs ------------------------------------------------------------------------------------
+
+    def _publish_hold(self) -> None:
+        """Publish the hold; call with the lock held."""
+        if self._hold is None:
+            return
+        now = self.get_clock().now()
+        hold = JointTrajectory(joint_names=list(JOINT_NAMES))
+        hold.header.stamp = now.to_msg()
+        # A single point reached "immediately" makes a joint trajectory controller stop where it is.
+        hold.points = [JointTrajectoryPoint(positions=self._hold.tolist(), velocities=[0.0] * 7,
+                                            time_from_start=seconds_to_duration(0.0))]
+        self._joint_trajectory_pub.publish(hold)
+        position, quaternion = matrix_to_pose(np.linalg.inv(self._kinematics.base) @ self._kinematics.forward(self._hold))
+        self._target_pose_pub.publish(pose_stamped_to_msg(position, quaternion, self._base_frame, now.nanoseconds))
+
+    def _on_control_tick(self) -> None:
+        with self._lock:
+            if self._estop:
+                self._publish_hold()
+                return
+            if self._plan_times is None:
+                return
+            now = self.get_clock().now()
+            elapsed = (now.nanoseconds - self._plan_start_ns) * 1e-9
+            # The waypoint due next: the first whose time has not passed yet, else the last (held).
+            index = min(int(np.searchsorted(self._plan_times, elapsed, side="left")), len(self._plan_times) - 1)
+            position, quaternion = self._plan_poses[index]
+            self._target_pose_pub.publish(pose_stamped_to_msg(position, quaternion, self._base_frame,
+                                                              now.nanoseconds))
+            if self._plan_gripper is not None and self._plan_gripper[index] != self._gripper_sent:
+                # Only changes: a forward command controller keeps its last command.
+                self._gripper_sent = float(self._plan_gripper[index])
+                finger = float(self._gripper_positions[self._gripper_sent])
+                self._gripper_pub.publish(Float64MultiArray(data=[finger, finger]))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(ArmInterface, args if args is not None else sys.argv, threads=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""calvin_bridge: the simulator (the embedded play table or the real calvin_env) as ROS topics.
+
+Publishes, all stamped with the step's stamp (docs/ros_graph.md): ``camera/{static,gripper}/
+{image_raw,depth,camera_info}`` (rgb8, 32FC1 metres, pinhole intrinsics), ``points`` (PointCloud2 xyz +
+rgb, frame ``world``: both depth images fused), ``joint_states``, ``ee_pose``, ``scene_state``
+(openhelix_msgs/SceneState, published last: it marks the step's observation complete) and, in lockstep
+mode, ``/clock`` (first). Subscribes ``ee_trajectory`` and ``instruction`` (its ``task`` starts the
+simulator's subtask: CALVIN-D moves that task's block). Serves ``reset_scene`` and ``check_tasks``.
+
+Clock modes: ``realtime`` steps at ``control_rate`` from a wall timer and executes the waypoint of the
+newest trajectory due now (holding when there is none). ``lockstep`` publishes step t, then steps only
+once it has the action for t: the next waypoint of the current plan (at most ``waypoints_per_plan`` per
+plan), else the first waypoint of a trajectory stamped exactly with step t's stamp. Waiting never blocks
+the executor: the state machine is driven by the trajectory callback, a guard condition and a watchdog
+timer, so services answer while it waits. With no ``ee_trajectory`` publisher at all the bridge waits
+without a timeout; when one appears it re-sends the current observation (the newcomer missed it);
+with one, it re-sends the observation every ``resend_after`` seconds until a plan comes (a subscriber
+that started after it was published, System 2 still loading its model, say, or one that lost the cloud,
+gets it then; the nodes answer a stamp once), and ``step_timeout`` seconds without a plan make it log
+what it waits for and hold for one step. That timeout runs only once an instruction has arrived
+since the last reset: before one, no policy is due to act (System 2 has nothing to encode, the expert
+no task), and holding would only age the episode before it starts.
+
+Bad input (NaN or out-of-workspace trajectories, wrong array lengths on reset, unknown tasks) is logged
+or answered with ``success: false`` naming the problem; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+
+from openhelix_msgs.msg import EETrajectory, Instruction, SceneState
+from openhelix_msgs.srv import CheckTasks, ResetScene
+from openhelix_ros.arm.safety import WorkspaceBounds
+from openhelix_ros.bridge.core import (
+    JOINT_NAMES,
+    ROBOT_OBS_LABELS,
+    SCENE_OBS_LABELS,
+    BridgeConfig,
+    BridgeCore,
+    HoldStep,
+    LockstepWatchdog,
+    Notice,
+    Republish,
+    StepObservation,
+    validate_trajectory,
+)
+from openhelix_ros.common import graph
+from openhelix_ros.common.conversions import (
+    camera_info_to_msg,
+    depth_to_image,
+    joint_state_to_msg,
+    make_header,
+    points_to_pointcloud2,
+    pose_stamped_to_msg,
+    rgb_to_image,
+    stamp_to_ns,
+    trajectory_from_msg,
+)
+from openhelix_ros.common.node_utils import (
+    INSTRUCTION_SUBSCRIBER_QOS,
+    SCENE_STATE_QOS,
+    TRAJECTORY_QOS,
+    ParameterSpec,
+    declare_parameters,
+    run_node,
+)
+from openhelix_ros.common.timing import CLOCK_MODES
+from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES
+from openhelix_ros.sim.calvin_backend import calvin_available
+
+# Sensor streams go out reliable: a best-effort subscriber (System 1, RViz) still matches and gets them
+# best effort, while a reliable one (the recorder follows its publishers) loses no frame of a
+# demonstration. Keep-last 10 rather than DESIGN's 1-5: a reliable writer drops what falls out of its
+# history, and a recorder writing clouds to disk was measured lagging 4 steps behind a lockstep bridge.
+SENSOR_PUBLISH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.VOLATILE)
+# /clock: only the newest time matters; reliable so a sim-time node never misses the tick it waits on.
+CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.VOLATILE)
+
+CAMERA_FRAMES = {"static": "static_camera_optical_frame", "gripper": "gripper_camera_optical_frame"}
+CAMERA_TOPICS = {
+    "static": (graph.STATIC_IMAGE, graph.STATIC_DEPTH, graph.STATIC_CAMERA_INFO),
+    "gripper": (graph.GRIPPER_IMAGE, graph.GRIPPER_DEPTH, graph.GRIPPER_CAMERA_INFO),
+}
+# After an ee_trajectory publisher appears, wait this long before re-sending the current observation,
+# so that discovery has matched our publishers to its subscriptions too.
+NEW_POLICY_GRACE = 0.5  # s
+WATCHDOG_PERIOD = 0.05  # s
+
+_DEFAULT_BOUNDS = WorkspaceBounds()
+PARAMETERS = (
+    ParameterSpec("backend", "embedded", f"Simulator: {' | '.join(BACKENDS)} (calvin needs calvin_env).",
+                  read_only=True),
+    ParameterSpec("clock_mode", "lockstep", f"{' | '.join(CLOCK_MODES)}: lockstep publishes /clock and steps "
+                  "only when the policy acted; realtime steps at control_rate on the wall clock.",
+                  read_only=True),
+    ParameterSpec("control_rate", 30.0, "Control steps per second (CALVIN: 30); sim time per step in "
+                  "lockstep.", read_only=True, value_range=(1.0, 1000.0)),
+    ParameterSpec("waypoints_per_plan", 1, "Lockstep: waypoints executed from one trajectory before the "
+                  "bridge waits for a new plan (1 = replan every step).", read_only=True,
+                  value_range=(1, 1000)),
+    ParameterSpec("step_timeout", 5.0, "Lockstep: seconds (wall clock) to wait for a plan before logging a "
+                  "warning and holding the pose for one step; counted from the first instruction after a reset.",
+                  read_only=True, value_range=(0.01, 3600.0)),
+    ParameterSpec("resend_after", 1.0, "Lockstep: while waiting for a plan, publish the observation again "
+                  "every this many seconds (a node that started late or lost it gets it then); 0 = never.",
+                  read_only=True, value_range=(0.0, 3600.0)),
+    ParameterSpec("render", True, "Render both cameras (images, depth, points). False: state topics only, "
+                  "about ten times faster.", read_only=True),
+    ParameterSpec("renderer", "auto", "Embedded simulator's renderer: auto | tiny | egl.", read_only=True),
+    ParameterSpec("dynamic", "", f"CALVIN-D: '' (static blocks) or {' | '.join(DYNAMIC_MODES)}; may be "
+                  "changed at run time (takes effect at the next instruction)."),
+    ParameterSpec("dynamic_speed", 0.02, "CALVIN-D block speed (m/s); may be changed at run time.",
+                  value_range=(0.0, 1.0)),
+    ParameterSpec("seed", 0, "Seed of the simulator's initial state and of resets without one.",
+                  read_only=True),
+    ParameterSpec("publish_points_every_step", False, "Lockstep: publish points on every step, not only on "
+                  "steps that wait for a plan (recording needs them all). Realtime always publishes them.",
+                  read_only=True),
+    ParameterSpec("workspace_low", list(_DEFAULT_BOUNDS.low), "Lower corner (m, world) of the box "
+                  "trajectories must stay in; one outside is rejected.", read_only=True),
+    ParameterSpec("workspace_high", list(_DEFAULT_BOUNDS.high), "Upper corner (m, world) of that box.",
+                  read_only=True),
+    ParameterSpec("dataset_path", "", "calvin backend: a CALVIN dataset split to build the scene from "
+                  "(empty: calvin_env's packaged configuration).", read_only=True),
+)
+
+
+class CalvinBridge(Node):
+    def __init__(self) -> None:
+        super().__init__("calvin_bridge")
+        p = declare_parameters(self, PARAMETERS)
+        options = {"dataset_path": p["dataset_path"] or None} if p["backend"] == "calvin" else {}
+        config = BridgeConfig(
+            backend=p["backend"], clock_mode=p["clock_mode"], control_rate=p["control_rate"],
+            waypoints_per_plan=p["waypoints_per_plan"], render=p["render"], renderer=p["renderer"],
+            dynamic=p["dynamic"] or None, dynamic_speed=p["dynamic_speed"], seed=p["seed"],
+            workspace_low=tuple(p["workspace_low"]), workspace_high=tuple(p["workspace_high"]),
+            env_options=options)
+        config.validate()  # a ValueError here is a configuration error: run_node says so and exits 2
+        if config.backend == "calvin" and not calvin_available():
+            raise ValueError("backend 'calvin' needs calvin_env, which is not installed here (no registry carries "
+                             "it: clone mees/calvin_env and pip install -e it into this environment); use "
+                             "backend 'embedded' for the play table")
+        self._lockstep = config.clock_mode == "lockstep"
+        self._watchdog = LockstepWatchdog(p["step_timeout"], p["resend_after"], NEW_POLICY_GRACE)
+        self._points_every_step = p["publish_points_every_step"] or not self._lockstep
+        self._core = BridgeCore(config, clock=self._now_ns)
+
+        self._clock_pub = self.create_publisher(Clock, graph.CLOCK, CLOCK_QOS) if self._lockstep else None
+        self._camera_pubs = {
+            name: (self.create_publisher(Image, image, SENSOR_PUBLISH_QOS),
+                   self.create_publisher(Image, depth, SENSOR_PUBLISH_QOS),
+                   self.create_publisher(CameraInfo, info, SENSOR_PUBLISH_QOS))
+            for name, (image, depth, info) in CAMERA_TOPICS.items()}
+        self._points_pub = self.create_publisher(PointCloud2, graph.POINTS, SENSOR_PUBLISH_QOS)
+        self._joint_pub = self.create_publisher(JointState, graph.JOINT_STATES, SENSOR_PUBLISH_QOS)
+        self._pose_pub = self.create_publisher(PoseStamped, graph.EE_POSE, SENSOR_PUBLISH_QOS)
+        self._scene_pub = self.create_publisher(SceneState, graph.SCENE_STATE, SCENE_STATE_QOS)
+        self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS)
+        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
+        self.create_service(ResetScene, graph.RESET_SCENE, self._on_reset)
+        self.create_service(CheckTasks, graph.CHECK_TASKS, self._on_check_tasks)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._ignored_stale = 0
+        if self._lockstep:
+            self._advance = self.create_guard_condition(self._step_on_plan)
+            self.create_timer(WATCHDOG_PERIOD, self._on_watchdog)
+        else:
+            self.create_timer(1.0 / config.control_rate, self._realtime_tick)
+        self._publish_and_continue()
+        self.get_logger().info(
+            f"calvin_bridge ready: backend {config.backend}, {config.clock_mode} at {config.control_rate:g} Hz, "
+            f"render {config.render}, waypoints_per_plan {config.waypoints_per_plan}, "
+            f"dynamic {config.dynamic or 'off'}")
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    # ------------------------------------------------------------------------------ publishing
+    def _publish(self, observation: StepObservation, with_points: bool) -> None:
+        stamp = make_header(stamp=observation.stamp_ns).stamp
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=stamp))  # first: sim-time nodes see the new time before data
+        if observation.rendered:
+            for name, (image_pub, depth_pub, info_pub) in self._camera_pubs.items():
+                frame = CAMERA_FRAMES[name]
+                camera = observation.cameras.get(name)
+                image_pub.publish(rgb_to_image(observation.rgb[name], frame, stamp))
+                depth_pub.publish(depth_to_image(observation.depth[name], frame, stamp))
+                if camera is not None:
+                    info_pub.publish(camera_info_to_msg(camera["intrinsics"], camera["width"], camera["height"],
+                                                        frame, stamp))
+            if with_points and observation.cameras:
+                xyz, rgb = observation.points()
+                self._points_pub.publish(points_to_pointcloud2(xyz, rgb, graph.WORLD_FRAME, stamp))
+        self._joint_pub.publish(joint_state_to_msg(JOINT_NAMES, observation.joint_positions, stamp=stamp))
+        self._pose_pub.publish(pose_stamped_to_msg(observation.tcp_position, observation.tcp_quaternion,
+                                                   graph.WORLD_FRAME, stamp))
+        self._scene_pub.publish(self._scene_state(observation))  # last: the observation is complete
+
+    @staticmethod
+    def _scene_state(observation: StepObservation) -> SceneState:
+        state = SceneState()
+        state.header = make_header(graph.WORLD_FRAME, observation.stamp_ns)
+        state.robot_obs = observation.robot_obs.tolist()
+        state.scene_obs = observation.scene_obs.tolist()
+        state.robot_obs_labels = list(ROBOT_OBS_LABELS)
+        state.scene_obs_labels = list(SCENE_OBS_LABELS)
+        state.step = int(observation.step)
+        return state
+
+    def _publish_and_continue(self) -> None:
+        """Publish the current observation; in lockstep, then either step on (plan left) or wait."""
+        observation = self._core.current
+        if not self._lockstep:
+            self._publish(observation, with_points=True)
+            return
+        needs_plan = self._core.follower.needs_plan()
+        self._publish(observation, with_points=needs_plan or self._points_every_step)
+        if needs_plan:
+            self._watchdog.wait(time.monotonic())
+        else:
+            self._watchdog.plan_accepted()
+            self._advance.trigger()  # step from the executor, so services get a turn in between
+
+    # ------------------------------------------------------------------------------ lockstep
+    def _step_on_plan(self) -> None:
+        # Triggered after publishing an observation the current plan still covers. A reset in between
+        # has published its own observation and started waiting (or dropped the plan): nothing to do.
+        if self._watchdog.waiting or self._core.lockstep_step() is None:
+            return
+        self._publish_and_continue()
+
+    def _on_watchdog(self) -> None:
+        current = self._core.current
+        for command in self._watchdog.tick(time.monotonic(), self.count_publishers(graph.EE_TRAJECTORY), current.step):
+            if isinstance(command, Republish):
+                self._publish(current, with_points=True)
+            elif isinstance(command, Notice):
+                self.get_logger().info(command.text)
+            elif isinstance(command, HoldStep):
+                self.get_logger().warning(f"lockstep: {command.reason} (stamp {current.stamp_ns * 1e-9:.4f} s)")
+                self._core.step_env(None)
+                self._publish_and_continue()
+
+    # ------------------------------------------------------------------------------ realtime
+    def _realtime_tick(self) -> None:
+        self._core.realtime_step(self._now_ns())
+        self._publish_and_continue()
+
+    # ------------------------------------------------------------------------------ inputs
+    def _on_trajectory(self, message: EETrajectory) -> None:
+        try:
+            trajectory = trajectory_from_msg(message)
+            current = self._core.current
+            validate_trajectory(trajectory, self._core.bounds, graph.WORLD_FRAME,
+                                current_position=None if current is None else current.tcp_position)
+        except ValueError as error:
+            self.get_logger().error(f"dropped {graph.EE_TRAJECTORY} #{message.sequence} stamped "
+                                    f"{stamp_to_ns(message.header.stamp) * 1e-9:.4f} s: {error}")
+            return
+        follower = self._core.follower
+        if not self._lockstep:
+            if not follower.offer(trajectory):
+                self.get_logger().debug("ignored a trajectory older than the current one")
+            return
+        current = self._core.current
+        if not self._watchdog.waiting or not follower.accept_plan(trajectory, current.stamp_ns):
+            # A plan for another observation (older, or one already served): ignored, as the contract says.
+            self._ignored_stale += 1
+            if self._ignored_stale in (1, 10, 100, 1000) or self._ignored_stale % 10000 == 0:
+                self.get_logger().info(
+                    f"lockstep: ignored {self._ignored_stale} trajectory(ies) not stamped with the awaited "
+                    f"observation (last {trajectory.stamp_ns * 1e-9:.4f} s, awaiting "
+                    f"{current.stamp_ns * 1e-9:.4f} s)")
+            return
+        self._watchdog.plan_accepted()
+        self._core.lockstep_step()
+        self._publish_and_continue()
+
+    def _on_instruction(self, message: Instruction) -> None:
+        self._watchdog.instructed(time.monotonic())
+        task = message.task.strip()
+        if not task:
+            return  # an instruction without a task id starts no simulator subtask (System 2 still reads it)
+        try:
+            self._core.begin_subtask(task)
+        except ValueError as error:
+            self.get_logger().error(f"instruction #{message.sequence} {message.text!r}: {error}")
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters if p.name in ("dynamic", "dynamic_speed")}
+        if not changes:
+            return SetParametersResult(successful=True)
+        mode = changes.get("dynamic", self._core.config.dynamic or "")
+        speed = changes.get("dynamic_speed")
+        try:
+            self._core.set_dynamic(mode, speed)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        self.get_logger().info(f"CALVIN-D: dynamic {self._core.config.dynamic or 'off'}, "
+                               f"speed {self._core.config.dynamic_speed:g} m/s")
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------------------ services
+    def _on_reset(self, request: ResetScene.Request, response: ResetScene.Response) -> ResetScene.Response:
+        try:
+            self._core.reset(request.robot_obs, request.scene_obs,
+                             seed=int(request.seed) if request.use_seed else None)
+        except ValueError as error:
+            response.success = False
+            response.message = f"reset refused, scene unchanged: {error}"
+            response.state = self._scene_state(self._core.current)
+            self.get_logger().error(response.message)
+            return response
+        self._watchdog.reset()
+        self._publish_and_continue()
+        response.success = True
+        response.message = f"reset to step 0 at {self._core.current.stamp_ns * 1e-9:.4f} s"
+        response.state = self._scene_state(self._core.current)
+        return response
+
+    def _on_check_tasks(self, request: CheckTasks.Request, response: CheckTasks.Response) -> CheckTasks.Response:
+        start = request.start_state
+        try:
+            response.completed = self._core.check_tasks(list(request.tasks), stamp_to_ns(start.header.stamp),
+                                                        start.robot_obs, start.scene_obs)
+            response.success = True
+            response.message = f"{len(response.completed)} of {len(request.tasks)} completed"
+        except ValueError as error:
+            response.success = False
+            response.completed = []
+            response.message = str(error)
+            self.get_logger().error(f"check_tasks: {error}")
+        response.current_state = self._scene_state(self._core.current)
+        return response
+
+    def close(self) -> None:
+        self._core.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(CalvinBridge, args if args is not None else sys.argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

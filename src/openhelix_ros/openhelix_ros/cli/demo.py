@@ -1,0 +1,250 @@
+"""``openhelix demo``: the whole graph on the embedded simulator, a few CALVIN chains, a report.
+
+Starts calvin_bridge (embedded play table, lockstep), system2, system1 and the evaluator as separate
+processes talking over DDS (the same nodes and parameter files as launch/eval.launch.py), runs
+``--chains`` evaluation chains through the ``run_evaluation`` action, and writes the evaluator's report
+plus a ``demo.md`` that says which models and checkpoint were used. ``--policy expert`` puts the
+scripted expert (privileged state) in place of System 1 and System 2: the reference of what the graph
+and protocol allow.
+
+The checkpoint is ``--checkpoint`` when given, else the newest of: the training outputs under runs/ (a
+directory with checkpoints/latest) and the checkpoints committed under checkpoints/ (system1/, system2/,
+training_state.json), counting only those trained on demonstrations rather than the trainer's synthetic
+data; else none: then the untrained configurations run, and the report says so.
+
+What is evaluated: CALVIN's chains of five, unless the policy was trained on a few tasks (the
+checkpoint's ``data_tasks``, written by the trainer), which are then evaluated as single-subtask
+episodes, one per task by default; ``--tasks`` chooses either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import time
+from pathlib import Path
+
+from openhelix_ros.common.environment import config_dir, project_root
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chains", type=int, default=0,
+                        help="evaluation chains (CALVIN uses 1000); with tasks, single-subtask episodes; "
+                             "0: 3 chains, or one episode per task")
+    parser.add_argument("--tasks", default="",
+                        help="comma-separated CALVIN task ids: run --chains single-subtask episodes of these tasks "
+                             "in turn instead of CALVIN's chains of five (per-task success of a policy trained "
+                             "on a few tasks); empty: the tasks the checkpoint was trained on when it records "
+                             "fewer than CALVIN's 34, else chains; 'all': CALVIN's chains")
+    parser.add_argument("--variant", default="standard",
+                        help="standard, enriched or dynamic-{left,forward,diagonal,circle}")
+    parser.add_argument("--policy", choices=["dual", "expert"], default="dual",
+                        help="dual: System 2 + System 1 (default); expert: the scripted expert as reference")
+    parser.add_argument("--checkpoint", default="auto",
+                        help="training output or checkpoint directory; 'auto': newest under runs/ or checkpoints/; 'none'")
+    parser.add_argument("--system2-model", default="embedded", help="System 2 configuration without checkpoint")
+    parser.add_argument("--system1-model", default="default", help="System 1 configuration without checkpoint")
+    parser.add_argument("--latent-period-steps", type=int, default=10, help="Asy(N); 0 = synchronous")
+    parser.add_argument("--episode-length", type=int, default=0, help="env steps per subtask; 0 = CALVIN's 360")
+    parser.add_argument("--waypoints-per-plan", type=int, default=0,
+                        help="bridge: waypoints executed from one System 1 trajectory before the next plan "
+                             "(0: config/calvin_bridge.yaml's, 1 = replan every step as the paper's evaluation)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="demo", help="results go to <runs-dir>/<name>/")
+    parser.add_argument("--runs-dir", default="", help="default: runs/ of the project")
+
+
+def _state_file(checkpoint: Path) -> Path:
+    """training_state.json of a training output (its newest checkpoint) or of a checkpoint directory."""
+    latest = checkpoint / "checkpoints" / "latest"
+    if latest.is_file():
+        return checkpoint / "checkpoints" / latest.read_text().strip() / "training_state.json"
+    return checkpoint / "training_state.json"
+
+
+def trained_on_demonstrations(output: Path) -> bool:
+    """Whether a training output (or checkpoint directory) learnt from real data (CALVIN episodes or
+    recorded bags): a run on the trainer's synthetic data (smoke tests, the tiny recipe) is no policy for
+    the play table."""
+    try:
+        data = json.loads(_state_file(output).read_text())["train_config"]["data"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+    return data.get("kind") not in (None, "synthetic")
+
+
+def newest_checkpoint(runs: Path, shipped: Path | None = None) -> Path | None:
+    """The newest checkpoint trained on demonstrations, by the time its training_state.json was written:
+    training outputs under ``runs`` and checkpoint directories under ``shipped`` (the repository's
+    checkpoints/, whose files date from the clone, so a run trained here afterwards wins)."""
+    candidates = [marker.parent.parent for marker in runs.glob("*/checkpoints/latest") if marker.is_file()]
+    if shipped is not None and shipped.is_dir():
+        candidates += [d for d in shipped.iterdir() if (d / "system1").is_dir() and (d / "system2").is_dir()]
+    candidates = [c for c in candidates if trained_on_demonstrations(c)]
+    return max(candidates, key=lambda path: _state_file(path).stat().st_mtime, default=None)
+
+
+def _two_decimals(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def checkpoint_tasks(checkpoint: str) -> list[str]:
+    """The CALVIN tasks a checkpoint's policy was trained on (``data_tasks`` of its training_state.json,
+    written by the trainer); [] when it does not say."""
+    if not checkpoint:
+        return []
+    try:
+        tasks = json.loads(_state_file(Path(checkpoint)).read_text()).get("data_tasks") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(task) for task in tasks]
+
+
+def evaluation_tasks(argument: str, checkpoint: str) -> tuple[list[str], str]:
+    """(the tasks of single-subtask episodes, or [] for CALVIN's chains; why). A policy trained on a few
+    tasks is evaluated on those: CALVIN's chains over all 34 would only show that it knows no others."""
+    from openhelix_ros.sim.tasks import TASKS
+
+    if argument.strip() == "all":
+        return [], "CALVIN's chains (asked for all tasks)"
+    given = [t.strip() for t in argument.split(",") if t.strip()]
+    if given:
+        return given, "the tasks asked for"
+    trained = checkpoint_tasks(checkpoint)
+    if trained and set(trained) < set(TASKS):
+        return trained, "the tasks the checkpoint was trained on"
+    return [], "CALVIN's chains"
+
+
+def choose_checkpoint(argument: str, runs: Path, shipped: Path | None = None) -> tuple[str, str]:
+    """(checkpoint directory or "", a sentence for the report saying what was used and why)."""
+    if argument == "none":
+        return "", "no checkpoint (asked for none): untrained configurations"
+    if argument != "auto":
+        path = Path(argument)
+        if not path.exists():
+            raise SystemExit(f"openhelix demo: checkpoint {path} does not exist")
+        return str(path.resolve()), f"checkpoint {path} (given)"
+    found = newest_checkpoint(runs, shipped)
+    if found is None:
+        return "", ("no checkpoint trained on demonstrations under runs/ or checkpoints/ (record some with "
+                    "`openhelix collect`, then `openhelix train`): untrained configurations, so expect no task "
+                    "to succeed")
+    where = "committed under checkpoints/" if shipped is not None and found.parent == shipped else "under runs/"
+    return str(found.resolve()), f"checkpoint {found} (newest trained on demonstrations, {where})"
+
+
+def run(args: argparse.Namespace) -> int:
+    import rclpy
+    from rclpy.action import ActionClient
+
+    from openhelix_msgs.action import RunEvaluation
+    from openhelix_ros.cli import evaluate
+    from openhelix_ros.common import graph
+    from openhelix_ros.common.graphs import EVAL
+    from openhelix_ros.common.processes import (
+        NodeProcess,
+        ProcessDied,
+        check_alive,
+        start_graph,
+        stop_all,
+        topic_has_publishers,
+        wait_for,
+    )
+    from openhelix_ros.evaluation.core import EvaluationConfig, EvaluationError, task_episodes
+
+    root = project_root()
+    runs = Path(args.runs_dir).resolve() if args.runs_dir else root / "runs"
+    run_dir = runs / args.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint, checkpoint_note = ("", "scripted expert (privileged state); no model") \
+        if args.policy == "expert" else choose_checkpoint(args.checkpoint, runs, root / "checkpoints")
+
+    # The graph of eval.launch.py (openhelix_ros/common/graphs.py), with the demo's choices as its arguments.
+    arguments = {"backend": "embedded", "clock_mode": "lockstep", "latent_period_steps": str(args.latent_period_steps),
+                 "policy": args.policy, "system2_model": args.system2_model, "system1_model": args.system1_model,
+                 "checkpoint": checkpoint, "runs_dir": str(runs)}
+    bridge = {"seed": args.seed}
+    if args.waypoints_per_plan:
+        bridge["waypoints_per_plan"] = args.waypoints_per_plan
+    tasks, tasks_note = evaluation_tasks(args.tasks, checkpoint)  # the expert has no checkpoint: chains
+    chains = args.chains or (len(tasks) if tasks else 3)
+    if tasks:
+        try:
+            task_episodes(1, 0, tasks)
+        except EvaluationError as error:
+            raise SystemExit(f"openhelix demo: --tasks: {error}") from None
+    print(f"[demo] evaluating {tasks_note}", flush=True)
+    extra = {"calvin_bridge": bridge}
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # SIGTERM must end the demo like Ctrl-C does, through the finally below that stops every node:
+    # an orphaned lockstep bridge would otherwise wait for plans forever.
+    signal.signal(signal.SIGTERM, interrupted)
+    print(f"[demo] {checkpoint_note}", flush=True)
+    names = [node.name for node in EVAL.resolve(arguments, extra)]
+    print(f"[demo] starting {', '.join(names)} (logs in {run_dir / 'logs'})", flush=True)
+    started = time.monotonic()
+    processes: list[NodeProcess] = []
+    rclpy.init()
+    watcher = rclpy.create_node("openhelix_demo")
+    try:
+        processes = start_graph(EVAL, arguments, extra=extra, log_dir=run_dir / "logs", config=config_dir(root))
+        client = ActionClient(watcher, RunEvaluation, "run_evaluation")
+        # Model loading (System 2 embedded converts its weights once) dominates the start.
+        wait_for(watcher, client.server_is_ready, 300, "the evaluator's run_evaluation action",
+                 processes=processes)
+        # The policy nodes announce their publishers once their models are loaded; a node that dies
+        # while loading (a checkpoint that does not fit, say) stops the demo here with its log.
+        policy_topics = [graph.EE_TRAJECTORY] + ([graph.GOAL_LATENT] if args.policy == "dual" else [])
+        wait_for(watcher, lambda: all(topic_has_publishers(watcher, t) for t in policy_topics), 600,
+                 f"publishers of {', '.join(policy_topics)}", processes=processes)
+        print(f"[demo] graph up after {time.monotonic() - started:.0f} s; running {chains} chains", flush=True)
+        # evaluate.evaluate owns its rclpy context; ours stays for watching the processes afterwards.
+        watcher.destroy_node()
+        rclpy.try_shutdown()
+        status = evaluate.evaluate(EvaluationConfig(num_sequences=chains, variant=args.variant,
+                                                    episode_length=args.episode_length, seed=args.seed,
+                                                    run_name=args.name, tasks=tuple(tasks)))
+        check_alive(processes)
+    except (ProcessDied, TimeoutError) as failure:
+        print(f"[demo] {failure}", flush=True)
+        status = 1
+    except KeyboardInterrupt:
+        print("[demo] interrupted; stopping the graph", flush=True)
+        status = 130
+    finally:
+        if rclpy.ok():
+            watcher.destroy_node()
+            rclpy.try_shutdown()
+        stop_all(processes)
+
+    summary = {"policy": args.policy, "checkpoint": checkpoint or None, "checkpoint_note": checkpoint_note,
+               "system2_model": args.system2_model if args.policy == "dual" else None,
+               "system1_model": args.system1_model if args.policy == "dual" else None,
+               "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
+               "waypoints_per_plan": args.waypoints_per_plan or None,
+               "chains": chains, "tasks": tasks or None, "tasks_note": tasks_note, "variant": args.variant, "seconds": round(time.monotonic() - started, 1),
+               "exit_status": status}
+    results_file = run_dir / "results.json"
+    if results_file.is_file():
+        results = json.loads(results_file.read_text())
+        summary["average_length"] = results.get("average_length")
+        summary["success_rates"] = results.get("success_rates")
+    (run_dir / "demo.json").write_text(json.dumps(summary, indent=2))
+    lines = ["# openhelix demo", "",
+             f"- Policy: {'System 2 + System 1' if args.policy == 'dual' else 'scripted expert'}; {checkpoint_note}.",
+             f"- Graph: calvin_bridge (embedded, lockstep) + "
+             f"{'system2 + system1' if args.policy == 'dual' else 'scripted_expert'} + evaluator, "
+             f"Asy({args.latent_period_steps})"
+             + (f", {args.waypoints_per_plan} waypoints per plan." if args.waypoints_per_plan else "."),
+             (f"- {chains} single-subtask episodes of {', '.join(tasks)} ({tasks_note}), variant {args.variant}; "
+              if tasks else f"- {chains} chains, variant {args.variant}; ") + f"{summary['seconds']:.0f} s in all.",
+             f"- Average length: {_two_decimals(summary.get('average_length'))}; see report.md for the tables and "
+             "plots."]
+    (run_dir / "demo.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    return status

@@ -1,1 +1,0 @@
-"""One module per ``openhelix`` verb: ``add_arguments(parser)`` and ``run(args) -> int``."""

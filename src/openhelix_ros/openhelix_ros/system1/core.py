@@ -1,0 +1,346 @@
+"""System 1 without ROS: load the policy, keep the goal latents System 2 sent, pick the one a plan
+must use (docs/ros_graph.md: exact Asy(N) in lockstep, the newest in realtime), refuse stale ones, and
+turn a point cloud + end-effector pose + latent into a clipped, speed-limited absolute trajectory.
+
+The ``system1`` node (system1/node.py) converts messages and calls this; tests and the graph bench
+drive it directly. Never imports rclpy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from openhelix_ros.arm.safety import LatentAgeGate, SafetyFilter, SafetyResult
+from openhelix_ros.common.timing import CLOCK_MODES, latent_step_for_plan, stamp_to_step
+
+SYSTEM1_CONFIGS = ("tiny", "default")
+
+
+def check_latent_dims(system1_dim: int, system2_dim: int, system1_id: str = "System 1",
+                      system2_id: str = "System 2") -> None:
+    """Raise a ValueError that says what to change when the two systems disagree on the latent size."""
+    if int(system1_dim) != int(system2_dim):
+        raise ValueError(
+            f"latent size mismatch: {system1_id} is conditioned on {system1_dim}-D goal latents but {system2_id} "
+            f"produces {system2_dim}-D ones; use configurations trained together (tiny with tiny, default with "
+            "embedded or llava-1.5-7b) or one training checkpoint for both")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Latents received, and which one a plan uses
+
+
+@dataclass(frozen=True)
+class LatentRecord:
+    """A GoalLatent as System 1 keeps it. Stamps in integer nanoseconds of the sender's clock;
+    ``received`` is this process's monotonic time at arrival (used to forget latents of a world that
+    was reset, see :meth:`LatentHistory.forget_received_before`)."""
+
+    latent: np.ndarray
+    sequence: int
+    stamp_ns: int  # GoalLatent.header.stamp: goes into EETrajectory.latent_stamp
+    observation_stamp_ns: int  # stamp of the image it encodes: the latent's age is measured from it
+    instruction: str = ""
+    received: float = 0.0
+
+
+class LatentHistory:
+    """The last ``capacity`` latents, keyed by the step (lockstep) or stamp of the image they encode."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        if capacity < 1:
+            raise ValueError(f"latent history capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._by_stamp: OrderedDict[int, LatentRecord] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_stamp)
+
+    def add(self, record: LatentRecord) -> None:
+        # A second latent for the same image (a new instruction, say) replaces the first: it is newer.
+        self._by_stamp.pop(record.observation_stamp_ns, None)
+        self._by_stamp[record.observation_stamp_ns] = record
+        while len(self._by_stamp) > self.capacity:
+            self._by_stamp.popitem(last=False)
+
+    def newest(self) -> LatentRecord | None:
+        """The latent received last (System 2 publishes in observation order, so also the newest image)."""
+        return next(reversed(self._by_stamp.values()), None)
+
+    def at_step(self, step: int, control_rate: float) -> LatentRecord | None:
+        for stamp, record in reversed(self._by_stamp.items()):
+            if stamp_to_step(stamp, control_rate) == step:
+                return record
+        return None
+
+    def latest_at_or_before(self, step: int, control_rate: float) -> LatentRecord | None:
+        """The latent of the latest observation step <= ``step``, if any."""
+        best = None
+        for stamp, record in self._by_stamp.items():
+            s = stamp_to_step(stamp, control_rate)
+            if s <= step and (best is None or s > stamp_to_step(best.observation_stamp_ns, control_rate)):
+                best = record
+        return best
+
+    def earliest_at_or_before(self, step: int, control_rate: float) -> LatentRecord | None:
+        """The latent of the earliest observation step <= ``step``, if any."""
+        candidates = [(stamp_to_step(stamp, control_rate), record) for stamp, record in self._by_stamp.items()]
+        candidates = [(s, record) for s, record in candidates if s <= step]
+        return min(candidates, key=lambda item: item[0])[1] if candidates else None
+
+    def forget_received_before(self, monotonic_time: float) -> int:
+        """Drop latents that arrived before ``monotonic_time``; returns how many."""
+        old = [stamp for stamp, record in self._by_stamp.items() if record.received < monotonic_time]
+        for stamp in old:
+            del self._by_stamp[stamp]
+        return len(old)
+
+    def stamps(self) -> list[int]:
+        """Observation stamps of the latents held, oldest received first."""
+        return list(self._by_stamp)
+
+    def clear(self) -> None:
+        self._by_stamp.clear()
+
+
+@dataclass(frozen=True)
+class LatentChoice:
+    """Which latent a plan uses. ``record`` None and ``wait`` True: lockstep, the latent Asy(N) requires
+    has not arrived yet (wait and ask again); ``record`` None and ``wait`` False: plan nothing."""
+
+    record: LatentRecord | None
+    wait: bool
+    reason: str
+    required_step: int | None = None
+    exact: bool = True
+
+
+class LatentSelector:
+    """The latent rule of docs/ros_graph.md plus the ``max_latent_age`` gate.
+
+    lockstep: planning at step ``t`` uses the latent of step ``latent_step_for_plan(t, N)``; when it has
+    not arrived the caller waits (bounded) and then asks with ``fallback=True``, which takes the latent
+    of the latest step before the required one (or, when there is none, the earliest one up to ``t``)
+    and says so (``exact`` False) rather than stalling. No wait when a later step's latent is already
+    here: System 2 works in step order, so the required one was lost.
+    realtime: the newest latent.
+    """
+
+    def __init__(self, clock_mode: str = "realtime", latent_period_steps: int = 0, control_rate: float = 30.0,
+                 max_latent_age: float = 2.0, capacity: int = 64) -> None:
+        if clock_mode not in CLOCK_MODES:
+            raise ValueError(f"clock_mode must be one of {', '.join(CLOCK_MODES)}, got {clock_mode!r}")
+        if latent_period_steps < 0:
+            raise ValueError(f"latent_period_steps must be >= 0, got {latent_period_steps}")
+        if not control_rate > 0:
+            raise ValueError(f"control_rate must be > 0 Hz, got {control_rate}")
+        self.clock_mode = clock_mode
+        self.latent_period_steps = int(latent_period_steps)
+        self.control_rate = float(control_rate)
+        self.history = LatentHistory(capacity)
+        self.gate = LatentAgeGate(max_latent_age)
+
+    def add(self, record: LatentRecord) -> None:
+        self.history.add(record)
+
+    def choose(self, plan_stamp_ns: int, fallback: bool = False) -> LatentChoice:
+        if self.clock_mode == "realtime":
+            newest = self.history.newest()
+            if newest is None:
+                return LatentChoice(None, False, "no goal latent received yet")
+            return LatentChoice(newest, False, f"newest latent (sequence {newest.sequence})")
+        step = stamp_to_step(plan_stamp_ns, self.control_rate)
+        required = latent_step_for_plan(step, self.latent_period_steps)
+        record = self.history.at_step(required, self.control_rate)
+        if record is not None:
+            return LatentChoice(record, False, f"latent of step {required} for step {step}", required)
+        # System 2 encodes its steps in order: once a later step's latent is here, the required one will
+        # never come (its image was lost, or System 2 started after it), so waiting would only stall.
+        lost = any(stamp_to_step(stamp, self.control_rate) > required for stamp in self.history.stamps())
+        if not fallback and not lost:
+            return LatentChoice(None, True, f"waiting for the latent of step {required} (planning step {step}, "
+                                            f"Asy({self.latent_period_steps}))", required)
+        older = self.history.latest_at_or_before(required, self.control_rate)
+        if older is None:
+            # Nothing that old: typically System 2 came up after the episode's first images. The earliest
+            # latent of this episode up to the current step is too young for Asy(N), but planning with it
+            # beats holding the arm for a bridge step_timeout on every step of the next period.
+            older = self.history.earliest_at_or_before(step, self.control_rate)
+            if older is None:
+                return LatentChoice(None, False, f"no latent of step {step} or earlier arrived for step {step}",
+                                    required, exact=False)
+        older_step = stamp_to_step(older.observation_stamp_ns, self.control_rate)
+        return LatentChoice(older, False, f"latent of step {required} missing for step {step}: used the one of "
+                                          f"step {older_step} (Asy({self.latent_period_steps}) not exact here)",
+                            required, exact=False)
+
+    def check_age(self, record: LatentRecord | None, now_ns: int):
+        """The gate's decision (``gate.changed`` tells whether to log)."""
+        return self.gate.check(None if record is None else record.observation_stamp_ns, now_ns)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Proprioception
+
+
+def gripper_openness_from_width(width: float, open_width: float) -> float:
+    """1.0 (open) when the fingers are at least ``open_width`` apart, else 0.0 (closed or holding)."""
+    return 1.0 if width >= open_width else 0.0
+
+
+def proprio_from_pose(position: np.ndarray, quaternion_xyzw: np.ndarray, gripper_open: float) -> np.ndarray:
+    """EE pose (world, quaternion x, y, z, w) + openness -> the 10-D proprioception System 1 reads
+    (xyz, 6D rotation = first two columns of the rotation matrix, openness in [0, 1]), the layout of
+    openhelix_training's proprio_from_robot_obs."""
+    from openhelix_training.geometry import pose_to_proprio
+
+    position = np.asarray(position, dtype=np.float64)
+    quaternion = np.asarray(quaternion_xyzw, dtype=np.float64)
+    if position.shape != (3,) or not np.all(np.isfinite(position)):
+        raise ValueError(f"end-effector position must be 3 finite numbers, got {position.tolist()}")
+    if quaternion.shape != (4,) or not np.all(np.isfinite(quaternion)) or np.linalg.norm(quaternion) < 1e-6:
+        raise ValueError(f"end-effector orientation must be a finite non-zero quaternion, got {quaternion.tolist()}")
+    rotation = Rotation.from_quat(quaternion / np.linalg.norm(quaternion)).as_matrix()
+    return pose_to_proprio(position, rotation, float(np.clip(gripper_open, 0.0, 1.0)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The policy
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """A trajectory ready for EETrajectory: absolute world-frame poses after the safety filter."""
+
+    positions: np.ndarray  # (T, 3)
+    quaternions: np.ndarray  # (T, 4) x, y, z, w
+    gripper: np.ndarray  # (T,) +1 open / -1 close
+    period: float  # seconds between waypoints
+    inference_time: float  # seconds of wall clock in the model
+    raw_positions: np.ndarray  # (T, 3) as predicted, before the safety filter
+    safety: SafetyResult
+
+
+class System1Core:
+    """A loaded System 1 with its safety filter and inference settings."""
+
+    def __init__(self, model, model_id: str, safety: SafetyFilter | None = None,
+                 num_inference_steps: int = 0, waypoint_period: float = 1.0 / 30.0,
+                 drop_first_waypoint: bool = True, seed: int = 0) -> None:
+        if model.config.scene_encoder != "points":
+            raise ValueError(
+                f"System 1 {model_id!r} reads per-camera RGB-D (scene_encoder={model.config.scene_encoder!r}); the "
+                "system1 node plans from the fused `points` cloud: use a model with scene_encoder 'points' "
+                "(train with system1.overrides.scene_encoder=points, e.g. on the project's rosbags)")
+        if not waypoint_period > 0:
+            raise ValueError(f"waypoint_period must be > 0 s, got {waypoint_period}")
+        if num_inference_steps < 0 or num_inference_steps > model.config.num_train_timesteps:
+            raise ValueError(f"num_inference_steps must be in 0..{model.config.num_train_timesteps} "
+                             f"(0: the model's default {model.config.num_inference_steps}), got {num_inference_steps}")
+        self.model = model
+        self.model.eval()
+        self.model_id = model_id
+        self.safety = safety or SafetyFilter()
+        self.num_inference_steps = int(num_inference_steps) or int(model.config.num_inference_steps)
+        self.waypoint_period = float(waypoint_period)
+        # The model's waypoint 0 is the current pose (trajectories are resampled from the current frame
+        # to the next keypose, both ends included); executing it would hold the arm in place, so it is
+        # dropped as 3D Diffuser Actor does on CALVIN.
+        self.drop_first_waypoint = bool(drop_first_waypoint)
+        self.seed = int(seed)
+
+    @classmethod
+    def load(cls, model: str = "tiny", checkpoint: str = "", **kwargs) -> System1Core:
+        """Build System 1 from a configuration name (``tiny`` | ``default``, always with the point-cloud
+        scene encoder since the node reads ``points``) or from ``checkpoint`` (a model directory, a
+        training checkpoint or a training run's output directory), which wins when given."""
+        from openhelix_training import System1, load_checkpoint
+
+        if checkpoint:
+            path = Path(checkpoint).expanduser()
+            if not path.exists():
+                raise ValueError(f"System 1 checkpoint {path} does not exist")
+            from openhelix_training.train import resolve_checkpoint
+
+            resolved = resolve_checkpoint(path)
+            if (resolved / "system1").is_dir():
+                instance = System1.from_pretrained(resolved / "system1")  # System 2 is not needed here
+            else:
+                instance = load_checkpoint(resolved).system1
+                if instance is None:
+                    raise ValueError(f"checkpoint {path} holds no System 1 (it is a System 2 checkpoint)")
+            model_id = str(path)
+        else:
+            if model not in SYSTEM1_CONFIGS:
+                raise ValueError(f"unknown System 1 configuration {model!r}; choose from {', '.join(SYSTEM1_CONFIGS)} "
+                                 "or give a checkpoint directory")
+            import torch
+
+            # Untrained weights from the node's seed, as System 2 builds its own: the same untrained
+            # graph behaves the same in every run, and the caller's global RNG is left as it was.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(kwargs.get("seed", 0)))
+                instance = System1.from_config(model, scene_encoder="points")
+            model_id = model
+        return cls(instance, model_id, **kwargs)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.model.config.latent_dim)
+
+    def check_latent(self, latent: np.ndarray) -> np.ndarray:
+        latent = np.asarray(latent, dtype=np.float32).reshape(-1)
+        if latent.size != self.latent_dim:
+            check_latent_dims(self.latent_dim, latent.size, f"System 1 ({self.model_id})", "the goal latent")
+        if not np.all(np.isfinite(latent)):
+            raise ValueError(f"goal latent has {int(np.count_nonzero(~np.isfinite(latent)))} NaN or infinite values")
+        return latent
+
+    def plan(self, xyz: np.ndarray, rgb: np.ndarray | None, position: np.ndarray, quaternion_xyzw: np.ndarray,
+             gripper_open: float, latent: np.ndarray) -> PlanResult:
+        """One trajectory from a world-frame cloud, the current EE pose and a goal latent.
+
+        Raises ValueError naming the problem (no points, no colour, bad pose, bad latent, a prediction
+        with NaN); nothing unsafe comes back.
+        """
+        from openhelix_training import Observation
+
+        xyz = np.asarray(xyz, dtype=np.float32)
+        if xyz.ndim != 2 or xyz.shape[1] != 3:
+            raise ValueError(f"points must be (N, 3), got {xyz.shape}")
+        finite = np.all(np.isfinite(xyz), axis=1)
+        if not np.any(finite):
+            raise ValueError("point cloud has no finite point")
+        if rgb is None:
+            raise ValueError("point cloud has no rgb field: System 1 embeds every point's colour")
+        rgb = np.asarray(rgb)
+        if rgb.shape != xyz.shape:
+            raise ValueError(f"point colours must be (N, 3) like the points {xyz.shape}, got {rgb.shape}")
+        if not np.all(finite):
+            xyz, rgb = xyz[finite], rgb[finite]
+        latent = self.check_latent(latent)
+        proprio = proprio_from_pose(position, quaternion_xyzw, gripper_open)
+        observation = Observation(points=xyz, colors=rgb)
+        start = time.perf_counter()
+        trajectory = self.model.predict(observation, latent, proprio, num_inference_steps=self.num_inference_steps,
+                                        seed=self.seed)
+        elapsed = time.perf_counter() - start
+        first = 1 if self.drop_first_waypoint and len(trajectory.positions) > 1 else 0
+        positions = np.asarray(trajectory.positions[first:], dtype=np.float64)
+        rotations = np.asarray(trajectory.rotations[first:], dtype=np.float64)
+        gripper = np.asarray(trajectory.gripper_command[first:], dtype=np.float64)
+        if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(rotations))):
+            raise ValueError("System 1 predicted a trajectory with NaN or infinite values; not published")
+        quaternions = Rotation.from_matrix(rotations).as_quat()
+        start_quaternion = np.asarray(quaternion_xyzw, dtype=np.float64)
+        start_quaternion = start_quaternion / np.linalg.norm(start_quaternion)
+        safe = self.safety.apply(positions, quaternions, self.waypoint_period,
+                                 np.asarray(position, dtype=np.float64), start_quaternion)
+        return PlanResult(positions=safe.positions, quaternions=safe.quaternions, gripper=gripper,
+                          period=self.waypoint_period, inference_time=elapsed, raw_positions=positions, safety=safe)

@@ -1,0 +1,207 @@
+"""System 2 without ROS: load the MLLM, check its inputs, turn (image, instruction) into a goal latent,
+and decide which observation steps get a latent under the paper's Asy(N) rule.
+
+The ``system2`` node (system2/node.py) converts messages and calls this; tests and the graph bench
+drive it directly. The timing rules are those of docs/ros_graph.md:
+
+- lockstep: System 2 encodes the static image of steps ``0, N, 2N, ...`` (every step when ``N = 0``);
+- realtime: it encodes the newest image at its own rate (the node's business, not this module's).
+
+The Asy(N) rules both systems follow live in common/timing.py.
+
+Never imports rclpy.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openhelix_ros.common.timing import encodes_step
+
+# Configuration names System 2 is built from (openhelix_training presets).
+SYSTEM2_CONFIGS = ("tiny", "embedded", "llava-1.5-7b")
+
+
+@dataclass(frozen=True)
+class LockstepImage:
+    """One lockstep image waiting to be encoded."""
+
+    stamp_ns: int
+    step: int
+    rgb: np.ndarray
+    arrival: float
+    digest: bytes
+    stand_in: bool = False  # encoded for a period whose own first image never came
+
+
+class LockstepImages:
+    """Which lockstep images System 2 encodes, in order: those of steps 0, N, 2N, ... (Asy(N)).
+
+    Two things make this more than a step filter. The lockstep bridge re-sends the observation it waits
+    on until a plan comes, so the same image arrives again: an image already queued, or already encoded
+    for the current instruction, is not encoded twice (identified by stamp *and* content, since sim time
+    restarts at every reset). And when a period's own image never came (System 2 was still loading its
+    model when the bridge published step 0, say), the first image of that period that does come is
+    encoded in its place (``stand_in``), because a latent that can never come would otherwise hold the
+    whole graph; Asy(N) is then not exact for that period, and the caller says so.
+
+    Episodes are told apart by the step going back (a reset restarts it at 0).
+    """
+
+    def __init__(self, latent_period_steps: int, capacity: int = 64, remembered: int = 16) -> None:
+        if latent_period_steps < 0:
+            raise ValueError(f"latent_period_steps must be >= 0, got {latent_period_steps}")
+        self.period = int(latent_period_steps)
+        self.capacity = int(capacity)
+        self._queue: collections.deque[LockstepImage] = collections.deque()
+        self._encoded: collections.deque[tuple[int, bytes, int]] = collections.deque(maxlen=remembered)
+        self._last_step: int | None = None
+        self._covered_period: int | None = None  # the newest period of this episode with an image queued
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def offer(self, stamp_ns: int, step: int, rgb: np.ndarray, arrival: float) -> list[str]:
+        """Take an image; returns what is worth a log line (a stand-in, a drop)."""
+        notes = []
+        if self._last_step is not None and step < self._last_step:
+            self._covered_period = None  # a reset: a new episode starts
+        self._last_step = step
+        period = step // self.period if self.period else step
+        encodes = encodes_step(step, self.period)
+        if not encodes and self._covered_period is not None and period <= self._covered_period:
+            return notes
+        digest = hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).digest()
+        if any(item.stamp_ns == stamp_ns and item.digest == digest for item in self._queue):
+            return notes  # a re-send of an image still waiting
+        stand_in = not encodes
+        if stand_in:
+            notes.append(f"the image of step {period * self.period} never arrived (started late, or lost): "
+                         f"encoding step {step}'s for its period; Asy({self.period}) is not exact there")
+        if len(self._queue) >= self.capacity:
+            dropped = self._queue.popleft()
+            notes.append(f"System 2 is {self.capacity} images behind: the image of step {dropped.step} will "
+                         "get no latent")
+        self._queue.append(LockstepImage(int(stamp_ns), int(step), rgb, arrival, digest, stand_in))
+        self._covered_period = period if self._covered_period is None else max(self._covered_period, period)
+        return notes
+
+    def pop(self, instruction_sequence: int) -> LockstepImage | None:
+        """The next image to encode for this instruction, skipping those already encoded for it."""
+        while self._queue:
+            item = self._queue.popleft()
+            key = (item.stamp_ns, item.digest, int(instruction_sequence))
+            if key in self._encoded:
+                continue
+            self._encoded.append(key)
+            return item
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def check_instruction(text: str) -> str:
+    """The instruction, stripped; ValueError when it is not a non-empty string."""
+    if not isinstance(text, str):
+        raise ValueError(f"instruction must be a string, got {type(text).__name__}")
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("instruction is empty: System 2 needs a task in words (e.g. 'open the drawer')")
+    return stripped
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 RGB image (alpha dropped from HxWx4); ValueError naming what is wrong otherwise."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[..., :3]  # rgba/bgra decoded to RGBA: the alpha channel carries nothing for the MLLM
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"System 2 needs an HxWx3 RGB image, got shape {image.shape}")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to encode")
+    if image.dtype != np.uint8:
+        raise ValueError(f"System 2 needs 8-bit RGB (rgb8/bgr8), got dtype {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass(frozen=True)
+class LatentResult:
+    """One goal latent and how long it took (seconds of wall clock, encoding only)."""
+
+    latent: np.ndarray  # (latent_dim,) float32
+    instruction: str
+    inference_time: float
+
+
+class System2Core:
+    """A loaded System 2 and the bookkeeping the node needs around it."""
+
+    def __init__(self, model, model_id: str, seed: int = 0) -> None:
+        self.model = model
+        self.model.eval()
+        self.model_id = model_id
+        self.seed = int(seed)
+
+    @classmethod
+    def load(cls, model: str = "tiny", checkpoint: str = "", model_path: str = "", seed: int = 0,
+             device: str = "cpu") -> System2Core:
+        """Build System 2 from a configuration name (``tiny`` | ``embedded`` | ``llava-1.5-7b``, the
+        last with ``model_path``, a local llava-hf directory) or from ``checkpoint`` (a model directory,
+        a training checkpoint or a training run's output directory), which wins when given."""
+        from openhelix_training import System2, load_checkpoint
+
+        if checkpoint:
+            path = Path(checkpoint).expanduser()
+            if not path.exists():
+                raise ValueError(f"System 2 checkpoint {path} does not exist")
+            # A training checkpoint also holds System 1: load System 2's directory alone when there is
+            # one, so this process does not build a policy it never runs.
+            from openhelix_training.train import resolve_checkpoint
+
+            resolved = resolve_checkpoint(path)
+            if (resolved / "system2").is_dir():
+                resolved = resolved / "system2"
+            overrides = {"model_path": model_path} if model_path else {}
+            loaded = load_checkpoint(resolved, system2_overrides=overrides)
+            if loaded.system2 is None:
+                raise ValueError(f"checkpoint {path} holds no System 2 (it is a System 1 checkpoint)")
+            instance, model_id = loaded.system2, str(path)
+        else:
+            if model not in SYSTEM2_CONFIGS:
+                raise ValueError(f"unknown System 2 configuration {model!r}; choose from {', '.join(SYSTEM2_CONFIGS)} "
+                                 "or give a checkpoint directory")
+            overrides = {"model_path": model_path} if model_path else {}
+            instance, model_id = System2.from_config(model, **overrides), model
+        if device != "cpu":
+            instance.to(device)
+        return cls(instance, model_id, seed)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.model.config.latent_dim)
+
+    def encode(self, image: np.ndarray, instruction: str) -> LatentResult:
+        """Check the inputs, then encode; ValueError on an empty instruction or a wrong image."""
+        text = check_instruction(instruction)
+        rgb = check_image(image)
+        start = time.perf_counter()
+        latent = self.model.encode(rgb, text, seed=self.seed)
+        elapsed = time.perf_counter() - start
+        latent = np.asarray(latent, dtype=np.float32).reshape(-1)
+        if latent.shape != (self.latent_dim,) or not np.all(np.isfinite(latent)):
+            # A latent with NaN would make System 1 plan garbage: refuse to hand it on.
+            raise ValueError(f"System 2 produced an invalid latent (shape {latent.shape}, "
+                             f"finite: {bool(np.all(np.isfinite(latent)))})")
+        return LatentResult(latent=latent, instruction=text, inference_time=elapsed)
