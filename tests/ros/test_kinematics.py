@@ -156,3 +156,35 @@ def test_solve_trajectory_follows_a_line_and_refuses_the_unreachable():
     far[10:] = [1.5, 0.0, 0.5]
     with pytest.raises(UnreachableError, match="waypoint 10 of 20 .* unreachable"):
         solve_trajectory(kinematics, far, quaternions, READY_JOINTS, IKSettings(restarts=2))
+
+
+def test_arm_planner_turns_a_world_trajectory_into_controller_commands():
+    """arm/core.py, without ROS: IK from the current joints, base-frame targets, gripper signs, the
+    waypoint due at a time, and a named refusal for each unusable input."""
+    from openhelix_ros.arm.core import ArmPlanner
+    from openhelix_ros.arm.kinematics import matrix_to_pose, pose_matrix
+    from openhelix_ros.arm.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
+    from openhelix_ros.common.conversions import TrajectoryArrays
+
+    base = pose_matrix([0.0, -0.52, 0.0], [0.0, 0.0, 0.7071067811865476, 0.7071067811865476])
+    kinematics = PandaKinematics(base=base)
+    planner = ArmPlanner(kinematics, SafetyFilter(WorkspaceBounds(), VelocityLimits(1.0, 2.0)), "world", 0.5, 0.5)
+    start, quaternion = matrix_to_pose(kinematics.forward(READY_JOINTS))
+    positions = start + np.array([[0.0, 0.0, -0.005 * (i + 1)] for i in range(5)])
+    trajectory = TrajectoryArrays(positions, np.tile(quaternion, (5, 1)), np.array([1, 1, 0, -1, 1.0]), 1 / 30)
+    plan = planner.plan(trajectory, READY_JOINTS, joints_age=0.01)
+    assert plan.joints.shape == (5, 7) and np.all(np.diff(plan.times) > 0)
+    reached, _ = matrix_to_pose(kinematics.forward(plan.joints[-1]))
+    np.testing.assert_allclose(reached, positions[-1], atol=1e-4)
+    np.testing.assert_allclose(plan.gripper, [1, 1, -1, -1, 1])
+    local = np.linalg.inv(base) @ pose_matrix(positions[0], quaternion)
+    np.testing.assert_allclose(plan.base_poses[0][0], local[:3, 3], atol=1e-9)
+    assert [plan.due(t) for t in (0.0, plan.times[1], 10.0)] == [0, 1, 4]
+    for bad, joints, age, message in [
+        (TrajectoryArrays(positions, trajectory.quaternions, trajectory.gripper, 1 / 30, frame_id="map"),
+         READY_JOINTS, 0.0, "frame 'map'"),
+        (trajectory, None, 0.0, "no joint_states"),
+        (trajectory, READY_JOINTS, 2.0, "2.00 s old"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            planner.plan(bad, joints, age)

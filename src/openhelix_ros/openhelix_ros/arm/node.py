@@ -33,16 +33,8 @@ from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from openhelix_msgs.msg import EETrajectory
-from openhelix_ros.arm.kinematics import (
-    FRANKA_HAND_TCP_OFFSET,
-    JOINT_NAMES,
-    PandaKinematics,
-    UnreachableError,
-    matrix_to_pose,
-    pose_matrix,
-    solve_trajectory,
-    trajectory_times,
-)
+from openhelix_ros.arm.core import ArmPlan, ArmPlanner
+from openhelix_ros.arm.kinematics import FRANKA_HAND_TCP_OFFSET, JOINT_NAMES, PandaKinematics, pose_matrix
 from openhelix_ros.arm.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import (
@@ -99,14 +91,13 @@ class ArmInterface(Node):
         super().__init__("arm_interface")
         p = declare_parameters(self, PARAMETERS)
         self._base_frame = p["base_frame"]
-        self._world_frame = p["world_frame"]
         self._joint_state_timeout_ns = int(p["joint_state_timeout"] * 1e9)
-        self._max_joint_jump = p["max_joint_jump"]
-        base = pose_matrix(p["base_position"], p["base_orientation"])
-        self._world_to_base = np.linalg.inv(base)
-        self._kinematics = PandaKinematics(tcp_offset=p["tcp_offset"], base=base)
-        self._safety = SafetyFilter(WorkspaceBounds(tuple(p["workspace_low"]), tuple(p["workspace_high"])),
-                                    VelocityLimits(p["max_linear_speed"], p["max_angular_speed"]))
+        kinematics = PandaKinematics(tcp_offset=p["tcp_offset"],
+                                     base=pose_matrix(p["base_position"], p["base_orientation"]))
+        safety = SafetyFilter(WorkspaceBounds(tuple(p["workspace_low"]), tuple(p["workspace_high"])),
+                              VelocityLimits(p["max_linear_speed"], p["max_angular_speed"]))
+        self._planner = ArmPlanner(kinematics, safety, p["world_frame"], p["joint_state_timeout"],
+                                   p["max_joint_jump"])
 
         # Planning (IK) runs in its own callback group on a second executor thread, so joint states,
         # the estop and the control tick are never queued behind it; this lock guards what they share.
@@ -119,9 +110,7 @@ class ArmInterface(Node):
         self._estop = False
         self._hold: np.ndarray | None = None  # joints to hold while the estop is pressed
         self._plan_start_ns = 0
-        self._plan_times: np.ndarray | None = None  # time_from_start of each waypoint (s)
-        self._plan_poses: list = []  # (position, quaternion) in the base frame, per waypoint
-        self._plan_gripper: np.ndarray | None = None  # +1 open / -1 close, per waypoint
+        self._plan: ArmPlan | None = None  # the trajectory being executed
         self._gripper_positions = {1.0: p["gripper_open_position"], -1.0: p["gripper_closed_position"]}
         self._gripper_sent: float | None = None  # the last command published (+1 / -1)
 
@@ -136,7 +125,7 @@ class ArmInterface(Node):
         self.create_subscription(Bool, graph.ESTOP, self._on_estop, ESTOP_QOS, callback_group=realtime)
         self.create_timer(1.0 / p["control_rate"], self._on_control_tick, callback_group=realtime)
         self.get_logger().info(
-            f"arm_interface ready: base at {np.round(p['base_position'], 3).tolist()} in {self._world_frame}, "
+            f"arm_interface ready: base at {np.round(p['base_position'], 3).tolist()} in {p['world_frame']}, "
             f"workspace {p['workspace_low']}..{p['workspace_high']}, limits {p['max_linear_speed']} m/s "
             f"{p['max_angular_speed']} rad/s")
 
@@ -159,7 +148,7 @@ class ArmInterface(Node):
             if pressed == self._estop:
                 return
             self._estop = pressed
-            self._plan_times = None  # a trajectory interrupted by an estop is never resumed
+            self._plan = None  # a trajectory interrupted by an estop is never resumed
             self._estop_presses += pressed
             self._hold = hold = None if not pressed or self._joints is None else self._joints.copy()
             self._publish_hold()  # at once, not a control period later
@@ -189,15 +178,17 @@ class ArmInterface(Node):
             self.get_logger().warning(f"{label} ignored: ESTOP is pressed", throttle_duration_sec=1.0)
             return
         try:
-            joints, times, base_poses, gripper, safety = self._plan(message, joints, joints_stamp_ns)
+            age = (self.get_clock().now().nanoseconds - joints_stamp_ns) * 1e-9
+            # trajectory_from_msg: ValueError on NaN, empty, mismatched lengths
+            plan = self._planner.plan(trajectory_from_msg(message), joints, age)
         except ValueError as error:  # bad input or unreachable: say why, drop it, keep the last plan
             self.get_logger().error(f"{label} rejected: {error}")
             return
-        if safety.modified:
-            self.get_logger().warning(f"{label} adjusted by the safety filter: {safety.summary()}")
+        if plan.safety.modified:
+            self.get_logger().warning(f"{label} adjusted by the safety filter: {plan.safety.summary()}")
         command = JointTrajectory(joint_names=list(JOINT_NAMES))
         command.points = [JointTrajectoryPoint(positions=q.tolist(), time_from_start=seconds_to_duration(t))
-                          for q, t in zip(joints, times, strict=True)]
+                          for q, t in zip(plan.joints, plan.times, strict=True)]
         with self._lock:
             # Publishing under the lock: an estop arriving now waits until this is out, then holds.
             if self._estop or self._estop_presses != presses:
@@ -206,38 +197,8 @@ class ArmInterface(Node):
             now = self.get_clock().now()
             command.header.stamp = now.to_msg()
             self._joint_trajectory_pub.publish(command)
-            self._plan_start_ns, self._plan_times, self._plan_poses = now.nanoseconds, times, base_poses
-            self._plan_gripper = gripper
+            self._plan_start_ns, self._plan = now.nanoseconds, plan
         self._on_control_tick()  # the first target now, not a control period later
-
-    # ----- the core path, ROS types only at its edges --------------------------------------------------
-
-    def _plan(self, message: EETrajectory, current: np.ndarray | None, current_stamp_ns: int):
-        trajectory = trajectory_from_msg(message)  # ValueError on NaN, empty, mismatched lengths
-        if trajectory.frame_id != self._world_frame:
-            raise ValueError(f"poses are in frame {trajectory.frame_id!r}, expected {self._world_frame!r}")
-        if current is None:
-            raise ValueError("no joint_states received yet: IK needs the current joints")
-        age_ns = self.get_clock().now().nanoseconds - current_stamp_ns
-        if age_ns > self._joint_state_timeout_ns:
-            raise ValueError(f"newest joint_states is {age_ns * 1e-9:.2f} s old (limit "
-                             f"{self._joint_state_timeout_ns * 1e-9:.2f} s)")
-        start_position, start_quaternion = matrix_to_pose(self._kinematics.forward(current))
-        safety = self._safety.apply(trajectory.positions, trajectory.quaternions, trajectory.period,
-                                    start_position, start_quaternion)
-        try:
-            joints = solve_trajectory(self._kinematics, safety.positions, safety.quaternions, current,
-                                      max_joint_jump=self._max_joint_jump)
-        except UnreachableError as error:
-            raise ValueError(str(error)) from None
-        times = trajectory_times(joints, current, trajectory.period)
-        # CALVIN's convention: > 0 opens, anything else closes.
-        gripper = np.where(trajectory.gripper > 0, 1.0, -1.0)
-        return joints, times, [self._to_base(p, q) for p, q in zip(safety.positions, safety.quaternions,
-                                                                    strict=True)], gripper, safety
-
-    def _to_base(self, position: np.ndarray, quaternion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return matrix_to_pose(self._world_to_base @ pose_matrix(position, quaternion))
 
     # ----- outputs ------------------------------------------------------------------------------------
 
@@ -252,7 +213,7 @@ class ArmInterface(Node):
         hold.points = [JointTrajectoryPoint(positions=self._hold.tolist(), velocities=[0.0] * 7,
                                             time_from_start=seconds_to_duration(0.0))]
         self._joint_trajectory_pub.publish(hold)
-        position, quaternion = matrix_to_pose(np.linalg.inv(self._kinematics.base) @ self._kinematics.forward(self._hold))
+        position, quaternion = self._planner.base_pose_of(self._hold)
         self._target_pose_pub.publish(pose_stamped_to_msg(position, quaternion, self._base_frame, now.nanoseconds))
 
     def _on_control_tick(self) -> None:
@@ -260,18 +221,16 @@ class ArmInterface(Node):
             if self._estop:
                 self._publish_hold()
                 return
-            if self._plan_times is None:
+            if self._plan is None:
                 return
             now = self.get_clock().now()
-            elapsed = (now.nanoseconds - self._plan_start_ns) * 1e-9
-            # The waypoint due next: the first whose time has not passed yet, else the last (held).
-            index = min(int(np.searchsorted(self._plan_times, elapsed, side="left")), len(self._plan_times) - 1)
-            position, quaternion = self._plan_poses[index]
+            index = self._plan.due((now.nanoseconds - self._plan_start_ns) * 1e-9)
+            position, quaternion = self._plan.base_poses[index]
             self._target_pose_pub.publish(pose_stamped_to_msg(position, quaternion, self._base_frame,
                                                               now.nanoseconds))
-            if self._plan_gripper is not None and self._plan_gripper[index] != self._gripper_sent:
+            if self._plan.gripper[index] != self._gripper_sent:
                 # Only changes: a forward command controller keeps its last command.
-                self._gripper_sent = float(self._plan_gripper[index])
+                self._gripper_sent = float(self._plan.gripper[index])
                 finger = float(self._gripper_positions[self._gripper_sent])
                 self._gripper_pub.publish(Float64MultiArray(data=[finger, finger]))
 
