@@ -3,7 +3,7 @@
 Publishes ``teleop/twist`` (geometry_msgs/Twist) and ``teleop/gripper`` (std_msgs/Bool) for the teleop
 node (``ros2 launch openhelix record.launch.py policy:=teleop``, or ``openhelix collect --teleop
 keyboard``, which uses the same :class:`KeyboardOperator` in its own process). Keys:
-``teleop_core.KEYBOARD_HELP``. The terminal is put in cbreak mode (keys arrive without Enter, not
+``teleop.core.KEYBOARD_HELP``. The terminal is put in cbreak mode (keys arrive without Enter, not
 echoed) and restored on exit.
 """
 

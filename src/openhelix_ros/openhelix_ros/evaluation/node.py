@@ -1,7 +1,7 @@
 """evaluator: CALVIN's evaluation protocol through the ROS graph, as the ``run_evaluation`` action.
 
 Per goal (openhelix_msgs/action/RunEvaluation), once the bridge's services are up and a policy and the
-instruction subscribers are discovered, it runs ``evaluation_core.EvaluationRun``: calls the
+instruction subscribers are discovered, it runs ``evaluation.core.EvaluationRun``: calls the
 bridge's ``reset_scene`` with each chain's initial scene, publishes one ``instruction`` per subtask,
 calls ``check_tasks`` (against the state at the subtask's start) after each ``scene_state``, and stops
 a chain at its first failure. For ``dynamic-*`` variants it first sets the bridge's ``dynamic``

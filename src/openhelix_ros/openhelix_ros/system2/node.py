@@ -11,7 +11,7 @@ Timing (docs/ros_graph.md):
   step when N = 0), each exactly once per instruction and in order, so System 1 can wait for the exact
   Asy(N) latent. When a period's own image never came (this node started after the bridge published
   it), the first image of that period that comes (the bridge re-sends what it waits on) is encoded
-  instead, and the log says Asy(N) was not exact there (system2_core.LockstepImages).
+  instead, and the log says Asy(N) was not exact there (system2/core.py, LockstepImages).
 
 Inference runs in a worker thread: the executor keeps taking images and instructions meanwhile, so
 in realtime the worker always finds the newest image. Bad input (wrong encoding, a broken buffer, an
