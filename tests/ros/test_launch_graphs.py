@@ -91,3 +91,16 @@ def test_a_late_system2_still_gets_the_observation_and_the_graph_plans(peer, tmp
         stop_all(processes)
     bridge_log = (logs / "calvin_bridge.log").read_text()
     assert "holding the pose" not in bridge_log, bridge_log[-2000:]
+
+
+def test_up_refuses_rviz_without_rviz2_before_starting_anything(tmp_path):
+    import subprocess
+
+    from openhelix_ros.common.graphs import rviz_executable
+
+    if rviz_executable() is not None:
+        pytest.skip("rviz2 is installed here")
+    done = subprocess.run([OPENHELIX, "up", "sim", "rviz:=true", "--log-dir", str(tmp_path / "logs")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "rviz2 is not installed" in done.stderr and "Nothing was started" in done.stderr
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").glob("*.log"))

@@ -279,9 +279,21 @@ def rviz_executable() -> str | None:
         return shutil.which("rviz2")
     try:
         candidate = Path(get_package_prefix("rviz2")) / "lib" / "rviz2" / "rviz2"
-    except PackageNotFoundError:
+    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all (no ROS 2 sourced)
         return shutil.which("rviz2")
     return str(candidate) if candidate.is_file() else shutil.which("rviz2")
+
+
+def wanted_rviz(graph: Graph, values: Mapping[str, Any]) -> str | None:
+    """rviz2's executable when ``rviz:=true`` asks for it, None when it does not; ValueError when it is
+    asked for but missing, raised before anything is started (launch files and ``openhelix up`` alike)."""
+    if not (graph.offers_rviz and values[RVIZ.name]):
+        return None
+    executable = rviz_executable()
+    if executable is None:
+        raise ValueError("rviz:=true, but rviz2 is not installed (no rviz2 package in the ament index, none on "
+                         "PATH); install ros-<distro>-rviz2 or leave rviz:=false. Nothing was started.")
+    return executable
 
 
 def parameter_file_values(path: str | Path) -> dict[str, Any]:

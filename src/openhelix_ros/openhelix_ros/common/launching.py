@@ -8,15 +8,15 @@ descriptions and choices); the nodes are made by one OpaqueFunction once the arg
 explicit empty (relative) namespace, so launch_ros writes its overrides under the node's fully
 qualified name rather than ``/**`` (a ``PushRosNamespace`` still applies), after the parameter files.
 
-Checks that must hold before anything starts (rviz2 present for ``rviz:=true``) raise in that
-function, so a refused launch leaves no node behind.
+Checks that must hold before anything starts (``graphs.wanted_rviz``) raise in that function, so a
+refused launch leaves no node behind.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from openhelix_ros.common.graphs import RVIZ, RVIZ_CONFIG, Graph, get_graph, rviz_executable
+from openhelix_ros.common.graphs import RVIZ_CONFIG, Graph, get_graph, wanted_rviz
 
 SHARE_PACKAGE = "openhelix"
 
@@ -42,12 +42,7 @@ def _nodes(context, graph: Graph):
     values = graph.values(given)
     share = Path(get_package_share_directory(SHARE_PACKAGE))
     actions = []
-    if graph.offers_rviz and values[RVIZ.name]:
-        rviz = rviz_executable()
-        if rviz is None:
-            raise RuntimeError("rviz:=true, but rviz2 is not installed (no rviz2 package in the ament index, "
-                               "none on PATH); install ros-<distro>-rviz2 or launch without rviz:=true. "
-                               "Nothing was started.")
+    if wanted_rviz(graph, values) is not None:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace="",
                             arguments=["-d", str(share / "rviz" / RVIZ_CONFIG)]))
     for node in graph.resolve(given):

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from openhelix_ros.common.graph import NODE_MODULES
-from openhelix_ros.common.graphs import RVIZ, RVIZ_CONFIG, Graph, ResolvedNode, get_graph, rviz_executable
+from openhelix_ros.common.graphs import RVIZ_CONFIG, Graph, ResolvedNode, get_graph, wanted_rviz
 
 
 def format_parameter(name: str, value: Any) -> str:
@@ -182,12 +182,7 @@ def start_graph(graph: Graph | str, arguments: Mapping[str, str] | None = None, 
                       if not (config / name).is_file()})
     if missing:
         raise FileNotFoundError(f"parameter file(s) missing: {', '.join(missing)}; nothing was started")
-    rviz = None
-    if graph.offers_rviz and values[RVIZ.name]:
-        rviz = rviz_executable()
-        if rviz is None:
-            raise ValueError("rviz:=true, but rviz2 is not installed (no rviz2 package in the ament index, none "
-                             "on PATH); nothing was started")
+    rviz = wanted_rviz(graph, values)
     processes: list[NodeProcess] = []
     try:
         for node in nodes:
