@@ -19,7 +19,7 @@ STEP_NS = 1_000_000_000 / 30
 
 def run_scenario(directory, node_args: list[str], driver_args: list[str]):
     log = directory / "system2.log"
-    config = Path(__file__).resolve().parents[2] / "config" / "system2.yaml"
+    config = Path(__file__).resolve().parents[3] / "config" / "system2.yaml"
     node = subprocess.Popen([sys.executable, "-m", "openhelix_ros.system2.node", "--ros-args",
                              "--params-file", str(config), "-p", "model:=tiny", "-p", "torch_threads:=1",
                              *node_args],

@@ -22,7 +22,7 @@ import yaml
 from openhelix_ros.common import graph as graph_names
 from openhelix_ros.common.graphs import GRAPHS, RVIZ, RVIZ_CONFIG, SHARED_PARAMETER_FILE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 # Parameters every rclpy node has without declaring them.
 BUILTIN_PARAMETERS = {"use_sim_time"}

@@ -1,4 +1,4 @@
-"""The recorder node, run as a real process over DDS, and its ROS-free core (recording/core.py).
+"""The recorder node, run as a real process over DDS (its core: tests/unit/recording/test_core.py).
 
 Bags are read back with rosbags' Reader and a typestore built here from the .msg files, independently
 of the recorder's own code path, and checked message by message for gaps.
@@ -20,15 +20,6 @@ import yaml
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from support.processes import TESTS_DIR, start_peer, stop_peer
-
-from openhelix_ros.recording.core import (
-    BagRecorder,
-    RecordingError,
-    UnknownTypeError,
-    build_typestore,
-    ensure_type,
-    offered_qos,
-)
 
 ROOT = TESTS_DIR.parent
 MSG_DIR = ROOT / "src" / "openhelix_msgs" / "msg"
@@ -234,64 +225,6 @@ def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
 
 
 # ----- the ROS-free core ----------------------------------------------------------------------------
-
-def test_type_hashes_match_rosidl():
-    store = build_typestore()
-    for path in MSG_DIR.glob("*.msg"):
-        type_name = f"openhelix_msgs/msg/{path.stem}"
-        assert store.hash_rihs01(type_name) == rosidl_hash(type_name), type_name
-    for type_name in ("sensor_msgs/msg/PointCloud2", "trajectory_msgs/msg/JointTrajectory",
-                      "visualization_msgs/msg/MarkerArray", "rosgraph_msgs/msg/Clock"):
-        ensure_type(store, type_name)
-        assert store.hash_rihs01(type_name) == rosidl_hash(type_name), type_name
-
-
-def test_unknown_types_are_named():
-    store = build_typestore()
-    with pytest.raises(UnknownTypeError, match="foo_msgs/msg/Bar is unknown"):
-        ensure_type(store, "foo_msgs/msg/Bar")
-    with pytest.raises(UnknownTypeError, match="not a message type name"):
-        ensure_type(store, "openhelix_msgs/action/RunEvaluation_FeedbackMessage")
-
-
-@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_core_writes_what_rosbags_reads(tmp_path, storage):
-    from rclpy.serialization import serialize_message
-    from std_msgs.msg import String
-
-    bag = BagRecorder(tmp_path / "core", storage=storage)
-    with pytest.raises(RecordingError, match="not open"):
-        bag.add_topic("/a", "std_msgs/msg/String")
-    bag.open()
-    bag.add_topic("/a", "std_msgs/msg/String", [offered_qos("RELIABLE", "VOLATILE", "KEEP_LAST", 10)])
-    with pytest.raises(UnknownTypeError):
-        bag.add_topic("/b", "foo_msgs/msg/Bar")
-    for i in range(5):
-        bag.write("/a", serialize_message(String(data=f"m{i}")), 1_000 + i)
-    with pytest.raises(RecordingError, match="never added"):
-        bag.write("/c", b"", 0)
-    bag.close()
-    bag.close()  # idempotent
-    with pytest.raises(RecordingError, match="not open"):
-        bag.write("/a", b"", 0)
-    assert [m.data for m in read_bag(tmp_path / "core")["/a"]] == [f"m{i}" for i in range(5)]
-    assert bag.topics["/a"].messages == 5
-    with pytest.raises(RecordingError, match="exists already"):
-        BagRecorder(tmp_path / "core").open()
-    with pytest.raises(RecordingError, match="storage must be one of"):
-        BagRecorder(tmp_path / "x", storage="rosbag1")
-
-
-def test_recorder_config_names_graph_topics():
-    from openhelix_ros.common.graph import TOPICS_BY_NAME
-    from openhelix_ros.common.graphs import parameter_file_values
-    from openhelix_ros.recording.node import PARAMETERS
-
-    parameters = parameter_file_values(ROOT / "config" / "recorder.yaml")
-    assert set(parameters) == {spec.name for spec in PARAMETERS}
-    unknown = [topic for topic in parameters["topics"] if topic not in TOPICS_BY_NAME]
-    assert not unknown, f"config/recorder.yaml records topics the graph does not have: {unknown}"
-
 
 def test_bag_of_a_killed_recorder_is_recovered(tmp_path):
     """SIGKILL leaves no metadata.yaml and no MCAP summary; recover_bag rescues every complete chunk."""

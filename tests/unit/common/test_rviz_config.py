@@ -9,7 +9,7 @@ import yaml
 
 from openhelix_ros.common import graph
 
-RVIZ = Path(__file__).resolve().parents[2] / "rviz" / "openhelix.rviz"
+RVIZ = Path(__file__).resolve().parents[3] / "rviz" / "openhelix.rviz"
 
 # RViz display class -> the message types it can show.
 DISPLAY_TYPES = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sim.sim_helpers import base_scene, neutral_robot_obs, set_block
+from support.scenes import base_scene, neutral_robot_obs, set_block
 
 from openhelix_ros.sim import ScriptedExpert, make_env, sample_chains
 

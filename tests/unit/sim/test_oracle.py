@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from sim.sim_helpers import base_scene, holding, info_for, set_block, table_z
+from support.scenes import base_scene, holding, info_for, set_block, table_z
 
 from openhelix_ros.sim import TASKS
 from openhelix_ros.sim import scene as sc

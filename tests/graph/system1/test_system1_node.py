@@ -28,7 +28,7 @@ STEP_NS = 1_000_000_000 / 30
 MAX_LATENT_AGE = 1.0
 
 
-CONFIG = Path(__file__).resolve().parents[2] / "config"
+CONFIG = Path(__file__).resolve().parents[3] / "config"
 
 
 def start_node(module: str, log, *params: str) -> subprocess.Popen:
@@ -156,7 +156,7 @@ def test_killing_system2_stops_the_arm_and_restarting_it_resumes(tmp_path):
     system1 = start_node("system1", system1_log, "num_inference_steps:=2", "replan_rate:=10.0",
                          f"max_latent_age:={MAX_LATENT_AGE}")
     system2 = start_node("system2", system2_log, "rate:=5.0")
-    feeder = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "..", "peers",
+    feeder = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "peers",
                                                             "graph_feeder.py")],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
     arrivals: list[tuple[float, int]] = []  # (monotonic time, latent_sequence) of each trajectory

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from openhelix_ros.common.environment import apply_ros_defaults, project_root
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_openhelix_training_imports_without_rclpy():

@@ -42,7 +42,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(420),
 ]
-PEER = Path(__file__).resolve().parents[1] / "peers" / "launch_file.py"
+PEER = Path(__file__).resolve().parents[2] / "peers" / "launch_file.py"
 
 
 def start_launch(file: str, assignments: list[str], output: Path) -> GraphCommand:
