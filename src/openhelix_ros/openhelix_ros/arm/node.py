@@ -34,7 +34,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from openhelix_msgs.msg import EETrajectory
 from openhelix_ros.arm.core import ArmPlan, ArmPlanner
-from openhelix_ros.arm.kinematics import FRANKA_HAND_TCP_OFFSET, JOINT_NAMES, PandaKinematics, pose_matrix
+from openhelix_ros.arm.kinematics import JOINT_NAMES, PandaKinematics, pose_matrix
+from openhelix_ros.arm.parameters import PARAMETERS
 from openhelix_ros.arm.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import (
@@ -47,42 +48,8 @@ from openhelix_ros.common.node_utils import (
     ESTOP_QOS,
     SENSOR_QOS,
     TRAJECTORY_QOS,
-    ParameterSpec,
     declare_parameters,
     run_node,
-)
-
-PARAMETERS = (
-    ParameterSpec("base_position", [0.0, 0.0, 0.0], "Position (m) of panda_link0 in the world frame.",
-                  read_only=True),
-    ParameterSpec("base_orientation", [0.0, 0.0, 0.0, 1.0],
-                  "Orientation of panda_link0 in the world frame, quaternion (x, y, z, w).", read_only=True),
-    ParameterSpec("base_frame", "panda_link0", "frame_id of target_pose (poses are expressed in the base).",
-                  read_only=True),
-    ParameterSpec("world_frame", graph.WORLD_FRAME, "The only frame_id accepted on ee_trajectory.",
-                  read_only=True),
-    ParameterSpec("tcp_offset", FRANKA_HAND_TCP_OFFSET, "Hand to tool centre point along z (m).",
-                  read_only=True, value_range=(0.0, 0.5)),
-    ParameterSpec("workspace_low", list(WorkspaceBounds().low), "Lower corner of the workspace box (world, m).",
-                  read_only=True),
-    ParameterSpec("workspace_high", list(WorkspaceBounds().high), "Upper corner of the workspace box (world, m).",
-                  read_only=True),
-    ParameterSpec("max_linear_speed", VelocityLimits().max_linear_speed, "TCP speed limit (m/s).",
-                  read_only=True, value_range=(0.001, 1.7)),
-    ParameterSpec("max_angular_speed", VelocityLimits().max_angular_speed, "TCP angular speed limit (rad/s).",
-                  read_only=True, value_range=(0.001, 2.5)),
-    ParameterSpec("max_joint_jump", 0.5, "Largest change of one joint between consecutive IK solutions (rad); "
-                  "more means a branch flip and the trajectory is rejected.", read_only=True,
-                  value_range=(0.01, 6.3)),
-    ParameterSpec("joint_state_timeout", 0.5, "Trajectories are rejected when the newest joint_states is "
-                  "older than this (s): IK must start from where the arm is.", read_only=True,
-                  value_range=(0.01, 60.0)),
-    ParameterSpec("control_rate", 30.0, "Rate (Hz) of target_pose streaming and of the estop hold.",
-                  read_only=True, value_range=(1.0, 1000.0)),
-    ParameterSpec("gripper_open_position", 0.04, "Finger joint position (m, each finger) commanded to open "
-                  "the gripper (Franka Hand: 0.04).", read_only=True, value_range=(0.0, 0.1)),
-    ParameterSpec("gripper_closed_position", 0.0, "Finger joint position (m, each finger) commanded to close "
-                  "the gripper; the fingers stop on what they hold.", read_only=True, value_range=(0.0, 0.1)),
 )
 
 

@@ -48,7 +48,6 @@ from openhelix_ros.common.node_utils import (
     INSTRUCTION_PUBLISHER_QOS,
     LATENT_QOS,
     SCENE_STATE_QOS,
-    ParameterSpec,
     declare_parameters,
     run_node,
 )
@@ -64,6 +63,7 @@ from openhelix_ros.evaluation.core import (
 )
 from openhelix_ros.evaluation.core import CheckTasks as CheckCommand
 from openhelix_ros.evaluation.core import ResetScene as ResetCommand
+from openhelix_ros.evaluation.parameters import PARAMETERS
 from openhelix_ros.evaluation.report import build_results, write_report
 
 PROGRESS_TOPIC = graph.EVALUATION_PROGRESS
@@ -71,27 +71,6 @@ RECENT_LATENTS = 100
 GRAPH_SETTLE = 0.5  # s the graph must stay complete before the first instruction (endpoints appear one by one)
 RESULT_GRACE = 1.0  # s of spinning at shutdown after a goal ended, for its result to reach the client
 
-PARAMETERS = (
-    ParameterSpec("bridge_name", "calvin_bridge", "Node name of the bridge whose 'dynamic' parameter the "
-                  "dynamic-* variants set (through <bridge_name>/set_parameters; relative names resolve in "
-                  "this node's namespace).", read_only=True),
-    ParameterSpec("runs_dir", "runs", "Directory under which each run writes <run_name>/ (relative to the "
-                  "working directory).", read_only=True),
-    ParameterSpec("clock_mode", "lockstep", f"How subtask steps are counted: {' or '.join(CLOCK_MODES)} "
-                  "(lockstep: the bridge's step counter; realtime: scene_state messages at 30 Hz).",
-                  read_only=True),
-    ParameterSpec("control_rate", 30.0, "Control rate (Hz) of the bridge; converts latent age to env steps.",
-                  read_only=True, value_range=(1.0, 1000.0)),
-    ParameterSpec("latent_period_steps", 0, "Asy(N) of the graph; not used here, recorded in results.json.",
-                  read_only=True, value_range=(0, 10_000)),
-    ParameterSpec("service_timeout", 10.0, "Seconds to wait for the bridge's services when a goal starts, and "
-                  "for a set_parameters answer.", value_range=(0.1, 600.0)),
-    ParameterSpec("graph_timeout", 300.0, "Seconds a goal waits for a policy (and System 2 when System 1 "
-                  "needs one) and matched instruction subscribers before its first instruction; models take "
-                  "a while to load. On timeout the run starts anyway, with a warning.", value_range=(0.0, 3600.0)),
-    ParameterSpec("stall_timeout", 30.0, "Seconds (wall clock) without a scene_state or service answer "
-                  "before the current subtask counts as failed.", value_range=(0.1, 3600.0)),
-)
 
 # Progress is for people and logs: reliable, a small backlog, nothing replayed to late joiners.
 PROGRESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,

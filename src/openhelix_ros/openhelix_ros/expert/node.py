@@ -27,18 +27,11 @@ from openhelix_ros.common.node_utils import (
     INSTRUCTION_SUBSCRIBER_QOS,
     SCENE_STATE_QOS,
     TRAJECTORY_QOS,
-    ParameterSpec,
     declare_parameters,
     run_node,
 )
 from openhelix_ros.expert.core import ExpertCore
-
-PARAMETERS = (
-    ParameterSpec("control_rate", 30.0, "Control rate (Hz) of the bridge; waypoint_period is its inverse.",
-                  read_only=True, value_range=(1.0, 1000.0)),
-    ParameterSpec("horizon", 1, "Waypoints per trajectory (the action repeated); 1 for lockstep, 3 or more "
-                  "for a realtime bridge.", read_only=True, value_range=(1, 100)),
-)
+from openhelix_ros.expert.parameters import PARAMETERS
 
 
 class ScriptedExpertNode(Node):

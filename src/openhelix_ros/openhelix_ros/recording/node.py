@@ -17,33 +17,19 @@ from __future__ import annotations
 import sys
 import time
 
-from rcl_interfaces.msg import ParameterType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from openhelix_ros.common.messages import message_class
-from openhelix_ros.common.node_utils import ParameterSpec, declare_parameters, run_node
+from openhelix_ros.common.node_utils import declare_parameters, run_node
 from openhelix_ros.recording.core import (
-    STORAGE_PLUGINS,
     BagRecorder,
     RecordingError,
     UnknownTypeError,
     offered_qos,
 )
+from openhelix_ros.recording.parameters import PARAMETERS
 
-PARAMETERS = (
-    ParameterSpec("topics", [], "Topics to record (relative names resolve in this node's namespace).",
-                  type=ParameterType.PARAMETER_STRING_ARRAY, read_only=True),
-    ParameterSpec("output", "", "Bag directory to create; its parent must exist. Empty: "
-                  "rosbag2_<date>-<time> in the working directory.", read_only=True),
-    ParameterSpec("storage", "mcap", f"Storage plugin: {' or '.join(STORAGE_PLUGINS)}.", read_only=True),
-    ParameterSpec("discovery_period", 0.2, "Seconds between looks for topics not yet subscribed.",
-                  read_only=True, value_range=(0.01, 10.0)),
-    ParameterSpec("record_latched", True, "Subscribe transient local to latched publishers, so the message "
-                  "they hold from before the recorder started is recorded too (as ros2 bag does); false: "
-                  "only what is published after the recorder subscribed (one bag per episode, where the "
-                  "previous episode's latched instruction does not belong).", read_only=True),
-)
 # Keep-last, never keep-all: a keep-all reliable reader back-pressures the publisher (measured: a
 # 2000-cloud burst made the publisher's publish() fail), and a recorder must never disturb the graph it
 # records. Measured with 320 KB clouds (20k points): 30, 100 and 200 clouds/s are recorded without

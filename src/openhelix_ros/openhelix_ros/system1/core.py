@@ -9,7 +9,7 @@ drive it directly. Never imports rclpy.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from openhelix_ros.arm.safety import LatentAgeGate, SafetyFilter, SafetyResult
-from openhelix_ros.common.timing import CLOCK_MODES, latent_step_for_plan, stamp_to_step
+from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, latent_step_for_plan, stamp_to_step
 
 SYSTEM1_CONFIGS = ("tiny", "default")
 
@@ -183,6 +183,247 @@ class LatentSelector:
     def check_age(self, record: LatentRecord | None, now_ns: int):
         """The gate's decision (``gate.changed`` tells whether to log)."""
         return self.gate.check(None if record is None else record.observation_stamp_ns, now_ns)
+
+
+# ---------------------------------------------------------------------------------------------------
+# When to plan, and with which inputs
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A line for the node's log: ``level`` is info, warning or error."""
+
+    level: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """One plan to compute: the cloud, and the pose, openness and latent chosen for it."""
+
+    stamp_ns: int
+    xyz: np.ndarray
+    rgb: np.ndarray | None
+    arrival: float
+    position: np.ndarray
+    quaternion: np.ndarray
+    gripper_open: float
+    latent: LatentRecord
+
+
+@dataclass(frozen=True)
+class SchedulerStep:
+    """What :meth:`PlanScheduler.step` decided: lines to log, and a plan to compute or, with ``plan``
+    None, how many seconds may pass before asking again (sooner when an input comes)."""
+
+    notices: tuple[Notice, ...]
+    plan: PlanRequest | None = None
+    wait: float = 0.5
+
+
+@dataclass
+class _Cloud:
+    stamp_ns: int
+    xyz: np.ndarray
+    rgb: np.ndarray | None
+    arrival: float
+
+
+@dataclass
+class _Pending:
+    """The cloud being prepared for a plan: lockstep may wait for its latent, then for its pose."""
+
+    cloud: _Cloud
+    started: float
+    first_choice: LatentChoice | None = None
+    choice: LatentChoice | None = None
+    pose_deadline: float = 0.0
+
+
+class PlanScheduler:
+    """System 1's inputs and timing, without ROS: clouds, poses, finger openness and latents go in;
+    :meth:`step` (wall-clock ``now`` and the node clock's ``clock_ns``) says what to plan.
+
+    realtime: at most one plan per ``replan_period`` s (0: whenever a new cloud came), on the newest
+    cloud with the newest pose and latent; the latent's age is measured on ``clock_ns``.
+    lockstep: every cloud is a step the bridge waits on. The newest one is planned with the exact
+    Asy(N) latent, waiting up to ``wait_timeout`` s for it (then the latest earlier latent, logged as not
+    exact; a newer cloud arriving meanwhile means the bridge gave up on this step, so that one is
+    planned instead), and with the ``ee_pose`` of the same stamp (waiting for it as well, 0.2 s once
+    poses flow). Age is measured on the cloud's stamp. A cloud whose stamp was already answered (the
+    bridge re-sends an observation it got no plan for) is not planned twice; sim time going back (a
+    reset) forgets the latents and poses of the previous episode.
+    """
+
+    def __init__(self, selector: LatentSelector, replan_period: float = 0.0, wait_timeout: float = 3.0,
+                 cloud_capacity: int = 8, pose_capacity: int = 64) -> None:
+        if replan_period < 0:
+            raise ValueError(f"replan_period must be >= 0 s, got {replan_period}")
+        if wait_timeout < 0:
+            raise ValueError(f"wait_timeout must be >= 0 s, got {wait_timeout}")
+        self.selector = selector
+        self.lockstep = selector.clock_mode == "lockstep"
+        self.replan_period = float(replan_period)
+        self.wait_timeout = float(wait_timeout)
+        self._clouds: deque[_Cloud] = deque(maxlen=cloud_capacity)
+        self._pose_capacity = int(pose_capacity)
+        self._poses: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._gripper_open: float | None = None
+        self._last_cloud: tuple[int, float] | None = None  # stamp and arrival of the newest cloud
+        self._last_planned: int | None = None  # stamp of the last cloud a trajectory was published for
+        self._next_slot: float | None = None
+        self._pending: _Pending | None = None
+        self._now = 0.0
+        self._said: set[str] = set()
+        self._last_throttled: dict[str, float] = {}
+        # With no latent at all (no instruction yet) the bridge re-sends its observation every
+        # resend_after s: say so every 30 s, not at every re-send.
+        self._idle_repeats = RepeatLimiter(30.0, clock=lambda: self._now)
+
+    # ----- inputs ---------------------------------------------------------------------------------------
+
+    def on_points(self, stamp_ns: int, xyz: np.ndarray, rgb: np.ndarray | None, now: float) -> list[Notice]:
+        notices = []
+        if self.lockstep and self._last_cloud is not None and stamp_ns < self._last_cloud[0]:
+            # Sim time went back: the world was reset. Latents of the old episode share step numbers with
+            # the new one, so forget them (new ones arrive only after this cloud's predecessor).
+            forgotten = self.selector.history.forget_received_before(self._last_cloud[1])
+            self._poses.clear()
+            notices.append(Notice("info", f"sim time went back to {stamp_ns * 1e-9:.3f} s (a reset): forgot "
+                                          f"{forgotten} latent(s) of the previous episode"))
+        self._last_cloud = (stamp_ns, now)
+        self._clouds.append(_Cloud(stamp_ns, xyz, rgb, now))
+        return notices
+
+    def on_pose(self, stamp_ns: int, position: np.ndarray, quaternion: np.ndarray) -> None:
+        self._poses[stamp_ns] = (position, quaternion)
+        while len(self._poses) > self._pose_capacity:
+            self._poses.popitem(last=False)
+
+    def on_gripper(self, openness: float) -> None:
+        self._gripper_open = float(openness)
+
+    def on_latent(self, record: LatentRecord) -> None:
+        self.selector.add(record)
+
+    def planned(self, stamp_ns: int, published: bool) -> None:
+        """Report the outcome of a plan :meth:`step` asked for; only a published one counts as answered
+        (a cloud whose plan published nothing, the gate being closed say, is planned again if re-sent)."""
+        if published:
+            self._last_planned = stamp_ns
+
+    # ----- decisions ------------------------------------------------------------------------------------
+
+    def step(self, now: float, clock_ns: int) -> SchedulerStep:
+        self._now = now
+        notices: list[Notice] = []
+        while True:  # again only when the cloud in hand was given up: then the next one is looked at
+            if self._pending is None:
+                wait = self._take_cloud(now, notices)
+                if wait is not None:
+                    return SchedulerStep(tuple(notices), wait=wait)
+            if self.lockstep:
+                outcome = self._prepare_lockstep(now, notices)
+            else:
+                outcome = self._prepare_realtime(clock_ns, notices)
+            if isinstance(outcome, float):
+                return SchedulerStep(tuple(notices), wait=outcome)
+            self._pending = None
+            if outcome is not None:
+                return SchedulerStep(tuple(notices), plan=outcome)
+
+    def _take_cloud(self, now: float, notices: list[Notice]) -> float | None:
+        """Make the newest cloud the pending one; or the seconds to wait when there is none to plan yet."""
+        if self._clouds and self._clouds[-1].stamp_ns == self._last_planned:
+            self._clouds.clear()  # a re-sent observation that was already answered
+        if not self._clouds:
+            return 0.5
+        if not self.lockstep and self.replan_period > 0:
+            if self._next_slot is not None and now < self._next_slot:
+                return self._next_slot - now
+            # The next slot keeps the rhythm (a late plan does not push every later one back).
+            self._next_slot = max((now if self._next_slot is None else self._next_slot) + self.replan_period, now)
+        skipped = len(self._clouds) - 1
+        cloud = self._clouds[-1]
+        self._clouds.clear()
+        if self.lockstep and skipped:
+            notices.append(Notice("warning", f"{skipped} cloud(s) arrived while planning; planning the newest "
+                                             f"(step {stamp_to_step(cloud.stamp_ns, self.selector.control_rate)})"))
+        self._pending = _Pending(cloud, started=now)
+        return None
+
+    def _prepare_realtime(self, clock_ns: int, notices: list[Notice]) -> PlanRequest | None:
+        choice = self.selector.choose(self._pending.cloud.stamp_ns)
+        if not self._poses:
+            self._say_once("no_pose", "no ee_pose received yet: cannot plan (need the current pose)", notices)
+            return None
+        return self._request(choice, next(reversed(self._poses.values())), clock_ns, notices)
+
+    def _prepare_lockstep(self, now: float, notices: list[Notice]) -> PlanRequest | float | None:
+        """A plan, the seconds to wait for its latent or pose, or None when this cloud gets no plan."""
+        pending = self._pending
+        stamp = pending.cloud.stamp_ns
+        if pending.choice is None:
+            choice = self.selector.choose(stamp)
+            if pending.first_choice is None:
+                pending.first_choice = choice
+            waited = now - pending.started
+            if choice.wait:
+                if self._clouds and self._clouds[-1].stamp_ns != stamp:
+                    # The bridge gave up on this step (its step_timeout) and went on: plan the new one.
+                    notices.append(Notice("warning", f"{pending.first_choice.reason}: a newer cloud came after "
+                                                     f"{waited:.2f} s, planning that one"))
+                    return None
+                if waited < self.wait_timeout:
+                    return self.wait_timeout - waited
+            if pending.first_choice.wait:
+                choice = self.selector.choose(stamp, fallback=True)
+                if choice.exact and waited > 0.5:
+                    # Short waits are the normal lockstep rhythm (System 2 still encoding); long ones are
+                    # worth a line, since the whole simulation waits with System 1.
+                    notices.append(Notice("info", f"{pending.first_choice.reason}: waited {waited:.2f} s"))
+            else:
+                waited = 0.0
+            if not choice.exact and (choice.record is not None or self._idle_repeats.should_log("none", choice.reason)):
+                notices.append(Notice("warning", choice.reason + (f" (after waiting {waited:.2f} s)" if waited else "")))
+            pending.choice = choice
+            pending.pose_deadline = now + (0.2 if self._poses else self.wait_timeout)
+        pose = self._poses.get(stamp)
+        if pose is None:
+            if now < pending.pose_deadline:
+                return pending.pose_deadline - now
+            if not self._poses:
+                self._say_once("no_pose", "no ee_pose received yet: cannot plan (need the current pose)", notices)
+                return None
+            if self._throttle("pose", 5.0):
+                notices.append(Notice("warning", f"no ee_pose stamped {stamp * 1e-9:.3f} s: using the newest one"))
+            pose = next(reversed(self._poses.values()))
+        return self._request(pending.choice, pose, stamp, notices)  # the cloud's sim time is the active clock
+
+    def _request(self, choice: LatentChoice, pose, now_ns: int, notices: list[Notice]) -> PlanRequest | None:
+        decision = self.selector.check_age(choice.record, now_ns)
+        if self.selector.gate.changed:
+            notices.append(Notice("info", f"moving the arm again: {decision.reason}") if decision.allowed else
+                           Notice("warning", f"stopped moving the arm (no trajectory published): {decision.reason}"))
+        if not decision.allowed:
+            return None
+        if self._gripper_open is None:
+            self._say_once("no_gripper", "no finger joint states yet: the gripper counts as open", notices)
+        cloud = self._pending.cloud
+        return PlanRequest(cloud.stamp_ns, cloud.xyz, cloud.rgb, cloud.arrival, pose[0], pose[1],
+                           1.0 if self._gripper_open is None else self._gripper_open, choice.record)
+
+    def _say_once(self, key: str, text: str, notices: list[Notice]) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            notices.append(Notice("warning", text))
+
+    def _throttle(self, key: str, interval: float) -> bool:
+        last = self._last_throttled.get(key)
+        if last is not None and self._now - last < interval:
+            return False
+        self._last_throttled[key] = self._now
+        return True
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -38,17 +38,16 @@ from openhelix_ros.common.node_utils import (
     LATENT_QOS,
     LOCKSTEP_SENSOR_QOS,
     SENSOR_QOS,
-    ParameterSpec,
     declare_parameters,
     run_node,
 )
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, stamp_to_step
 from openhelix_ros.system2.core import (
-    SYSTEM2_CONFIGS,
     LockstepImages,
     System2Core,
     check_instruction,
 )
+from openhelix_ros.system2.parameters import PARAMETERS
 
 COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 # Lockstep images waiting for the model. The bridge waits for the policy, so the queue stays short;
@@ -57,26 +56,6 @@ LOCKSTEP_QUEUE = 64
 
 
 
-PARAMETERS = (
-    ParameterSpec("model", "tiny", f"System 2 configuration: {' | '.join(SYSTEM2_CONFIGS)} (ignored when "
-                  "'checkpoint' is set).", read_only=True),
-    ParameterSpec("checkpoint", "", "Checkpoint directory (model, training checkpoint or run directory); "
-                  "overrides 'model'.", read_only=True),
-    ParameterSpec("model_path", "", "Local llava-hf directory for the llava-1.5-7b configuration.", read_only=True),
-    ParameterSpec("device", "cpu", "Torch device for inference (cpu, cuda, cuda:1, ...).", read_only=True),
-    ParameterSpec("rate", 0.0, "realtime: latents per second on the newest image; 0 = as fast as possible.",
-                  read_only=True, value_range=(0.0, 1000.0)),
-    ParameterSpec("clock_mode", "realtime", f"{' | '.join(CLOCK_MODES)} (lockstep uses sim time from /clock).",
-                  read_only=True),
-    ParameterSpec("latent_period_steps", 0, "lockstep: encode the images of steps 0, N, 2N, ... (Asy(N)); "
-                  "0 = every step.", read_only=True, value_range=(0, 100000)),
-    ParameterSpec("control_rate", 30.0, "Env steps per second of sim time (step = round(stamp * rate)).",
-                  read_only=True, value_range=(1.0, 10000.0)),
-    ParameterSpec("seed", 0, "Seed set before every encoding (stochastic variants stay reproducible).",
-                  read_only=True),
-    ParameterSpec("torch_threads", 0, "Intra-op threads for torch; 0 = torch's default. On a shared CPU, "
-                  "fewer threads per node avoid oversubscription.", read_only=True, value_range=(0, 256)),
-)
 
 
 class System2Node(Node):

@@ -1,0 +1,32 @@
+"""The system2 node's parameters: name, default, description, limits (``ros2 param describe`` shows them).
+
+config/ sets them, the launch arguments of common/graphs.py override them, and system2/node.py
+declares them and hands the values to system2/core.py."""
+
+from __future__ import annotations
+
+from openhelix_ros.common.parameters import ParameterSpec
+from openhelix_ros.common.timing import CLOCK_MODES
+from openhelix_ros.system2.core import SYSTEM2_CONFIGS
+
+PARAMETERS = (
+    ParameterSpec("model", "tiny", f"System 2 configuration: {' | '.join(SYSTEM2_CONFIGS)} (ignored when "
+                  "'checkpoint' is set).", read_only=True),
+    ParameterSpec("checkpoint", "", "Checkpoint directory (model, training checkpoint or run directory); "
+                  "overrides 'model'.", read_only=True),
+    ParameterSpec("model_path", "", "Local llava-hf directory for the llava-1.5-7b configuration.", read_only=True),
+    ParameterSpec("device", "cpu", "Torch device for inference (cpu, cuda, cuda:1, ...).", read_only=True),
+    ParameterSpec("rate", 0.0, "realtime: latents per second on the newest image; 0 = as fast as possible.",
+                  read_only=True, value_range=(0.0, 1000.0)),
+    ParameterSpec("clock_mode", "realtime", f"{' | '.join(CLOCK_MODES)} (lockstep uses sim time from /clock).",
+                  read_only=True),
+    ParameterSpec("latent_period_steps", 0, "lockstep: encode the images of steps 0, N, 2N, ... (Asy(N)); "
+                  "0 = every step.", read_only=True, value_range=(0, 100000)),
+    ParameterSpec("control_rate", 30.0, "Env steps per second of sim time (step = round(stamp * rate)).",
+                  read_only=True, value_range=(1.0, 10000.0)),
+    ParameterSpec("seed", 0, "Seed set before every encoding (stochastic variants stay reproducible).",
+                  read_only=True),
+    ParameterSpec("torch_threads", 0, "Intra-op threads for torch; 0 = torch's default. On a shared CPU, "
+                  "fewer threads per node avoid oversubscription.", read_only=True, value_range=(0, 256)),
+)
+
