@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from openhelix_ros.common.environment import config_dir, project_root
+from openhelix_training.checkpoint import is_training_checkpoint, training_runs, training_state_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,20 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="", help="default: runs/ of the project")
 
 
-def _state_file(checkpoint: Path) -> Path:
-    """training_state.json of a training output (its newest checkpoint) or of a checkpoint directory."""
-    latest = checkpoint / "checkpoints" / "latest"
-    if latest.is_file():
-        return checkpoint / "checkpoints" / latest.read_text().strip() / "training_state.json"
-    return checkpoint / "training_state.json"
-
-
 def trained_on_demonstrations(output: Path) -> bool:
     """Whether a training output (or checkpoint directory) learnt from real data (CALVIN episodes or
     recorded bags): a run on the trainer's synthetic data (smoke tests, the tiny recipe) is no policy for
     the play table."""
     try:
-        data = json.loads(_state_file(output).read_text())["train_config"]["data"]
+        data = json.loads(training_state_file(output).read_text())["train_config"]["data"]
     except (OSError, KeyError, TypeError, ValueError):
         return False
     return data.get("kind") not in (None, "synthetic")
@@ -78,11 +71,11 @@ def newest_checkpoint(runs: Path, shipped: Path | None = None) -> Path | None:
     """The newest checkpoint trained on demonstrations, by the time its training_state.json was written:
     training outputs under ``runs`` and checkpoint directories under ``shipped`` (the repository's
     checkpoints/, whose files date from the clone, so a run trained here afterwards wins)."""
-    candidates = [marker.parent.parent for marker in runs.glob("*/checkpoints/latest") if marker.is_file()]
+    candidates = training_runs(runs)
     if shipped is not None and shipped.is_dir():
-        candidates += [d for d in shipped.iterdir() if (d / "system1").is_dir() and (d / "system2").is_dir()]
+        candidates += [d for d in shipped.iterdir() if is_training_checkpoint(d)]
     candidates = [c for c in candidates if trained_on_demonstrations(c)]
-    return max(candidates, key=lambda path: _state_file(path).stat().st_mtime, default=None)
+    return max(candidates, key=lambda path: training_state_file(path).stat().st_mtime, default=None)
 
 
 def _two_decimals(value) -> str:
@@ -95,7 +88,7 @@ def checkpoint_tasks(checkpoint: str) -> list[str]:
     if not checkpoint:
         return []
     try:
-        tasks = json.loads(_state_file(Path(checkpoint)).read_text()).get("data_tasks") or []
+        tasks = json.loads(training_state_file(checkpoint).read_text()).get("data_tasks") or []
     except (OSError, ValueError, AttributeError):
         return []
     return [str(task) for task in tasks]

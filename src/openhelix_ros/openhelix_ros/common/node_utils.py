@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,6 +97,28 @@ def declare_parameters(node: Node, specs: Sequence[ParameterSpec]) -> dict[str, 
     return values
 
 
+# Failures of worker threads started with start_worker in this process; run_node watches it.
+_worker_failures: list[BaseException] = []
+
+
+def start_worker(node: Node, target: Callable[[], None], name: str) -> threading.Thread:
+    """Run ``target`` (a node's long-running loop, e.g. inference) in a daemon thread. If it raises,
+    the traceback goes to the node's log and ``run_node`` stops the node and exits non-zero: a node
+    whose worker died must not stay up looking healthy."""
+
+    def guarded() -> None:
+        try:
+            target()
+        except BaseException as error:
+            node.get_logger().fatal(f"worker thread {name!r} died, stopping the node:\n"
+                                    + "".join(traceback.format_exception(error)))
+            _worker_failures.append(error)
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
     """Initialise ROS, spin the node ``make_node()`` builds until SIGINT or SIGTERM, shut down cleanly.
 
@@ -147,7 +170,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         spinner = threading.Thread(target=spin, name="executor", daemon=True)
         spinner.start()
         while not stop.wait(0.1):
-            pass
+            if _worker_failures:
+                failures.append(_worker_failures[0])
+                break
         wind_down = getattr(node, "wind_down", None)
         if callable(wind_down) and not failures:
             wind_down()  # the executor still spins: work in flight can finish and answer (the evaluator)

@@ -501,21 +501,18 @@ class System1Core:
         """Build System 1 from a configuration name (``tiny`` | ``default``, always with the point-cloud
         scene encoder since the node reads ``points``) or from ``checkpoint`` (a model directory, a
         training checkpoint or a training run's output directory), which wins when given."""
-        from openhelix_training import System1, load_checkpoint
+        from openhelix_training import System1
+        from openhelix_training.checkpoint import SYSTEM1_MODEL_TYPE, find_model_directory
 
         if checkpoint:
             path = Path(checkpoint).expanduser()
             if not path.exists():
                 raise ValueError(f"System 1 checkpoint {path} does not exist")
-            from openhelix_training.train import resolve_checkpoint
-
-            resolved = resolve_checkpoint(path)
-            if (resolved / "system1").is_dir():
-                instance = System1.from_pretrained(resolved / "system1")  # System 2 is not needed here
-            else:
-                instance = load_checkpoint(resolved).system1
-                if instance is None:
-                    raise ValueError(f"checkpoint {path} holds no System 1 (it is a System 2 checkpoint)")
+            # System 1's directory alone: a training checkpoint's System 2 is not needed here
+            directory = find_model_directory(path, SYSTEM1_MODEL_TYPE)
+            if directory is None:
+                raise ValueError(f"checkpoint {path} holds no System 1 (it is a System 2 checkpoint)")
+            instance = System1.from_pretrained(directory)
             model_id = str(path)
         else:
             if model not in SYSTEM1_CONFIGS:

@@ -52,6 +52,7 @@ from openhelix_ros.common.node_utils import (
     TRAJECTORY_QOS,
     declare_parameters,
     run_node,
+    start_worker,
 )
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter
 from openhelix_ros.system1.core import (
@@ -113,8 +114,7 @@ class System1Node(Node):
         self.create_subscription(PoseStamped, graph.EE_POSE, self._on_pose, sensor_qos)
         self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_states, sensor_qos)
         self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_latent, LATENT_QOS)
-        self._worker = threading.Thread(target=self._work, name="system1-inference", daemon=True)
-        self._worker.start()
+        self._worker = start_worker(self, self._work, "system1-inference")
         mode = (f"lockstep, Asy({p['latent_period_steps']})" if self._lockstep
                 else f"realtime, replanning at {p['replan_rate']:g} Hz" if p["replan_rate"] > 0
                 else "realtime, replanning on every new cloud")
@@ -217,8 +217,14 @@ class System1Node(Node):
                 self._scheduler.planned(decision.plan.stamp_ns, published)
 
     def _log(self, notices) -> None:
+        # One call per severity: rclpy ties a call site to the severity it first logged at.
         for notice in notices:
-            getattr(self.get_logger(), notice.level)(notice.text)
+            if notice.level == "info":
+                self.get_logger().info(notice.text)
+            elif notice.level == "warning":
+                self.get_logger().warning(notice.text)
+            else:
+                self.get_logger().error(notice.text)
 
     def _plan_and_publish(self, request: PlanRequest) -> bool:
         """Plan, then publish the trajectory and its markers; whether a trajectory was published."""

@@ -160,24 +160,20 @@ class System2Core:
         """Build System 2 from a configuration name (``tiny`` | ``embedded`` | ``llava-1.5-7b``, the
         last with ``model_path``, a local llava-hf directory) or from ``checkpoint`` (a model directory,
         a training checkpoint or a training run's output directory), which wins when given."""
-        from openhelix_training import System2, load_checkpoint
+        from openhelix_training import System2
+        from openhelix_training.checkpoint import SYSTEM2_MODEL_TYPE, find_model_directory
 
         if checkpoint:
             path = Path(checkpoint).expanduser()
             if not path.exists():
                 raise ValueError(f"System 2 checkpoint {path} does not exist")
-            # A training checkpoint also holds System 1: load System 2's directory alone when there is
-            # one, so this process does not build a policy it never runs.
-            from openhelix_training.train import resolve_checkpoint
-
-            resolved = resolve_checkpoint(path)
-            if (resolved / "system2").is_dir():
-                resolved = resolved / "system2"
-            overrides = {"model_path": model_path} if model_path else {}
-            loaded = load_checkpoint(resolved, system2_overrides=overrides)
-            if loaded.system2 is None:
+            # System 2's directory alone: a training checkpoint also holds System 1, which this process
+            # never runs and so does not build
+            directory = find_model_directory(path, SYSTEM2_MODEL_TYPE)
+            if directory is None:
                 raise ValueError(f"checkpoint {path} holds no System 2 (it is a System 1 checkpoint)")
-            instance, model_id = loaded.system2, str(path)
+            overrides = {"model_path": model_path} if model_path else {}
+            instance, model_id = System2.from_pretrained(directory, **overrides), str(path)
         else:
             if model not in SYSTEM2_CONFIGS:
                 raise ValueError(f"unknown System 2 configuration {model!r}; choose from {', '.join(SYSTEM2_CONFIGS)} "

@@ -40,6 +40,7 @@ from openhelix_ros.common.node_utils import (
     SENSOR_QOS,
     declare_parameters,
     run_node,
+    start_worker,
 )
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, stamp_to_step
 from openhelix_ros.system2.core import (
@@ -91,8 +92,7 @@ class System2Node(Node):
         self.create_subscription(Image, graph.STATIC_IMAGE, self._on_image,
                                  LOCKSTEP_SENSOR_QOS if self._lockstep else SENSOR_QOS)
         self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
-        self._worker = threading.Thread(target=self._work, name="system2-inference", daemon=True)
-        self._worker.start()
+        self._worker = start_worker(self, self._work, "system2-inference")
         mode = (f"lockstep, images of steps divisible by {self._period_steps}" if self._lockstep and self._period_steps
                 else "lockstep, every step" if self._lockstep
                 else f"realtime at {self._rate:g} Hz" if self._rate > 0 else "realtime, as fast as possible")
