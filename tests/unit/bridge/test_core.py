@@ -359,3 +359,12 @@ def test_watchdog_holds_a_step_only_after_an_instruction_and_step_timeout():
     watchdog.reset()  # a reset forgets the instruction: the new episode waits for its own
     watchdog.wait(70.0)
     assert isinstance(watchdog.tick(80.0, 1, 0)[0], Notice)
+
+
+def test_plans_for_another_observation_are_counted_with_few_lines():
+    watchdog = LockstepWatchdog()
+    lines = [watchdog.ignored_plan(1_000_000_000, 2_000_000_000) for _ in range(20000)]
+    said = [i + 1 for i, line in enumerate(lines) if line is not None]
+    assert said == [1, 10, 100, 1000, 10000, 20000]
+    assert lines[0].text == ("lockstep: ignored 1 trajectory(ies) not stamped with the awaited observation "
+                             "(last 1.0000 s, awaiting 2.0000 s)")

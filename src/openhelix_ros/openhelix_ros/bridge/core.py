@@ -380,6 +380,17 @@ class LockstepWatchdog:
         self._said_no_policy = False
         self._instructed_at: float | None = None
         self._said_no_instruction = False
+        self._ignored_plans = 0
+
+    def ignored_plan(self, plan_stamp_ns: int, awaited_stamp_ns: int) -> Notice | None:
+        """A plan not stamped with the awaited observation (older, or one already served) was ignored, as
+        the contract says: a line at the 1st, 10th, 100th and 1000th, then every 10000th."""
+        self._ignored_plans += 1
+        count = self._ignored_plans
+        if count not in (1, 10, 100, 1000) and count % 10000:
+            return None
+        return Notice(f"lockstep: ignored {count} trajectory(ies) not stamped with the awaited observation "
+                      f"(last {plan_stamp_ns * 1e-9:.4f} s, awaiting {awaited_stamp_ns * 1e-9:.4f} s)")
 
     def wait(self, now: float) -> None:
         """The observation that needs a plan was just published."""

@@ -30,65 +30,35 @@ from __future__ import annotations
 import sys
 import time
 
-from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 
-from openhelix_msgs.msg import EETrajectory, Instruction, SceneState
+from openhelix_msgs.msg import EETrajectory, Instruction
 from openhelix_msgs.srv import CheckTasks, ResetScene
 from openhelix_ros.bridge.core import (
-    JOINT_NAMES,
-    ROBOT_OBS_LABELS,
-    SCENE_OBS_LABELS,
     BridgeConfig,
     BridgeCore,
     HoldStep,
     LockstepWatchdog,
     Notice,
     Republish,
-    StepObservation,
     validate_trajectory,
 )
+from openhelix_ros.bridge.messages import ObservationPublisher, scene_state_msg
 from openhelix_ros.bridge.parameters import PARAMETERS
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import (
-    camera_info_to_msg,
-    depth_to_image,
-    joint_state_to_msg,
-    make_header,
-    points_to_pointcloud2,
-    pose_stamped_to_msg,
-    rgb_to_image,
     stamp_to_ns,
     trajectory_from_msg,
 )
 from openhelix_ros.common.node_utils import (
     INSTRUCTION_SUBSCRIBER_QOS,
-    SCENE_STATE_QOS,
     TRAJECTORY_QOS,
     declare_parameters,
     run_node,
 )
 from openhelix_ros.sim.calvin_backend import calvin_available
 
-# Sensor streams go out reliable: a best-effort subscriber (System 1, RViz) still matches and gets them
-# best effort, while a reliable one (the recorder follows its publishers) loses no frame of a
-# demonstration. Keep-last 10 rather than DESIGN's 1-5: a reliable writer drops what falls out of its
-# history, and a recorder writing clouds to disk was measured lagging 4 steps behind a lockstep bridge.
-SENSOR_PUBLISH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                                durability=DurabilityPolicy.VOLATILE)
-# /clock: only the newest time matters; reliable so a sim-time node never misses the tick it waits on.
-CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.VOLATILE)
-
-CAMERA_FRAMES = {"static": "static_camera_optical_frame", "gripper": "gripper_camera_optical_frame"}
-CAMERA_TOPICS = {
-    "static": (graph.STATIC_IMAGE, graph.STATIC_DEPTH, graph.STATIC_CAMERA_INFO),
-    "gripper": (graph.GRIPPER_IMAGE, graph.GRIPPER_DEPTH, graph.GRIPPER_CAMERA_INFO),
-}
 # After an ee_trajectory publisher appears, wait this long before re-sending the current observation,
 # so that discovery has matched our publishers to its subscriptions too.
 NEW_POLICY_GRACE = 0.5  # s
@@ -117,23 +87,13 @@ class CalvinBridge(Node):
         self._points_every_step = p["publish_points_every_step"] or not self._lockstep
         self._core = BridgeCore(config, clock=self._now_ns)
 
-        self._clock_pub = self.create_publisher(Clock, graph.CLOCK, CLOCK_QOS) if self._lockstep else None
-        self._camera_pubs = {
-            name: (self.create_publisher(Image, image, SENSOR_PUBLISH_QOS),
-                   self.create_publisher(Image, depth, SENSOR_PUBLISH_QOS),
-                   self.create_publisher(CameraInfo, info, SENSOR_PUBLISH_QOS))
-            for name, (image, depth, info) in CAMERA_TOPICS.items()}
-        self._points_pub = self.create_publisher(PointCloud2, graph.POINTS, SENSOR_PUBLISH_QOS)
-        self._joint_pub = self.create_publisher(JointState, graph.JOINT_STATES, SENSOR_PUBLISH_QOS)
-        self._pose_pub = self.create_publisher(PoseStamped, graph.EE_POSE, SENSOR_PUBLISH_QOS)
-        self._scene_pub = self.create_publisher(SceneState, graph.SCENE_STATE, SCENE_STATE_QOS)
+        self._outputs = ObservationPublisher(self, with_clock=self._lockstep)
         self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS)
         self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
         self.create_service(ResetScene, graph.RESET_SCENE, self._on_reset)
         self.create_service(CheckTasks, graph.CHECK_TASKS, self._on_check_tasks)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._ignored_stale = 0
         if self._lockstep:
             self._advance = self.create_guard_condition(self._step_on_plan)
             self.create_timer(WATCHDOG_PERIOD, self._on_watchdog)
@@ -148,47 +108,14 @@ class CalvinBridge(Node):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    # ------------------------------------------------------------------------------ publishing
-    def _publish(self, observation: StepObservation, with_points: bool) -> None:
-        stamp = make_header(stamp=observation.stamp_ns).stamp
-        if self._clock_pub is not None:
-            self._clock_pub.publish(Clock(clock=stamp))  # first: sim-time nodes see the new time before data
-        if observation.rendered:
-            for name, (image_pub, depth_pub, info_pub) in self._camera_pubs.items():
-                frame = CAMERA_FRAMES[name]
-                camera = observation.cameras.get(name)
-                image_pub.publish(rgb_to_image(observation.rgb[name], frame, stamp))
-                depth_pub.publish(depth_to_image(observation.depth[name], frame, stamp))
-                if camera is not None:
-                    info_pub.publish(camera_info_to_msg(camera["intrinsics"], camera["width"], camera["height"],
-                                                        frame, stamp))
-            if with_points and observation.cameras:
-                xyz, rgb = observation.points()
-                self._points_pub.publish(points_to_pointcloud2(xyz, rgb, graph.WORLD_FRAME, stamp))
-        self._joint_pub.publish(joint_state_to_msg(JOINT_NAMES, observation.joint_positions, stamp=stamp))
-        self._pose_pub.publish(pose_stamped_to_msg(observation.tcp_position, observation.tcp_quaternion,
-                                                   graph.WORLD_FRAME, stamp))
-        self._scene_pub.publish(self._scene_state(observation))  # last: the observation is complete
-
-    @staticmethod
-    def _scene_state(observation: StepObservation) -> SceneState:
-        state = SceneState()
-        state.header = make_header(graph.WORLD_FRAME, observation.stamp_ns)
-        state.robot_obs = observation.robot_obs.tolist()
-        state.scene_obs = observation.scene_obs.tolist()
-        state.robot_obs_labels = list(ROBOT_OBS_LABELS)
-        state.scene_obs_labels = list(SCENE_OBS_LABELS)
-        state.step = int(observation.step)
-        return state
-
     def _publish_and_continue(self) -> None:
         """Publish the current observation; in lockstep, then either step on (plan left) or wait."""
         observation = self._core.current
         if not self._lockstep:
-            self._publish(observation, with_points=True)
+            self._outputs.publish(observation, with_points=True)
             return
         needs_plan = self._core.follower.needs_plan()
-        self._publish(observation, with_points=needs_plan or self._points_every_step)
+        self._outputs.publish(observation, with_points=needs_plan or self._points_every_step)
         if needs_plan:
             self._watchdog.wait(time.monotonic())
         else:
@@ -207,7 +134,7 @@ class CalvinBridge(Node):
         current = self._core.current
         for command in self._watchdog.tick(time.monotonic(), self.count_publishers(graph.EE_TRAJECTORY), current.step):
             if isinstance(command, Republish):
-                self._publish(current, with_points=True)
+                self._outputs.publish(current, with_points=True)
             elif isinstance(command, Notice):
                 self.get_logger().info(command.text)
             elif isinstance(command, HoldStep):
@@ -238,13 +165,9 @@ class CalvinBridge(Node):
             return
         current = self._core.current
         if not self._watchdog.waiting or not follower.accept_plan(trajectory, current.stamp_ns):
-            # A plan for another observation (older, or one already served): ignored, as the contract says.
-            self._ignored_stale += 1
-            if self._ignored_stale in (1, 10, 100, 1000) or self._ignored_stale % 10000 == 0:
-                self.get_logger().info(
-                    f"lockstep: ignored {self._ignored_stale} trajectory(ies) not stamped with the awaited "
-                    f"observation (last {trajectory.stamp_ns * 1e-9:.4f} s, awaiting "
-                    f"{current.stamp_ns * 1e-9:.4f} s)")
+            notice = self._watchdog.ignored_plan(trajectory.stamp_ns, current.stamp_ns)
+            if notice is not None:
+                self.get_logger().info(notice.text)
             return
         self._watchdog.plan_accepted()
         self._core.lockstep_step()
@@ -282,14 +205,14 @@ class CalvinBridge(Node):
         except ValueError as error:
             response.success = False
             response.message = f"reset refused, scene unchanged: {error}"
-            response.state = self._scene_state(self._core.current)
+            response.state = scene_state_msg(self._core.current)
             self.get_logger().error(response.message)
             return response
         self._watchdog.reset()
         self._publish_and_continue()
         response.success = True
         response.message = f"reset to step 0 at {self._core.current.stamp_ns * 1e-9:.4f} s"
-        response.state = self._scene_state(self._core.current)
+        response.state = scene_state_msg(self._core.current)
         return response
 
     def _on_check_tasks(self, request: CheckTasks.Request, response: CheckTasks.Response) -> CheckTasks.Response:
@@ -304,7 +227,7 @@ class CalvinBridge(Node):
             response.completed = []
             response.message = str(error)
             self.get_logger().error(f"check_tasks: {error}")
-        response.current_state = self._scene_state(self._core.current)
+        response.current_state = scene_state_msg(self._core.current)
         return response
 
     def close(self) -> None:

@@ -97,6 +97,18 @@ def declare_parameters(node: Node, specs: Sequence[ParameterSpec]) -> dict[str, 
     return values
 
 
+# The bridge's outputs.
+# Sensor streams go out reliable: a best-effort subscriber (System 1, RViz) still matches and gets them
+# best effort, while a reliable one (the recorder follows its publishers) loses no frame of a
+# demonstration. Keep-last 10 rather than DESIGN's 1-5: a reliable writer drops what falls out of its
+# history, and a recorder writing clouds to disk was measured lagging 4 steps behind a lockstep bridge.
+SENSOR_PUBLISH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.VOLATILE)
+# /clock: only the newest time matters; reliable so a sim-time node never misses the tick it waits on.
+CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.VOLATILE)
+
+
 # Failures of worker threads started with start_worker in this process; run_node watches it.
 _worker_failures: list[BaseException] = []
 
