@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -109,6 +112,16 @@ CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=Rel
                        durability=DurabilityPolicy.VOLATILE)
 
 
+# The evaluator's.
+# Progress is for people and logs: reliable, a small backlog, nothing replayed to late joiners.
+PROGRESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+# Trajectories are only counted and timed here, so every one matters: the publisher's reliable
+# volatile profile, but a deeper queue than System 1's keep-last 1 so a busy moment drops none.
+TRAJECTORY_COUNT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
+                                  reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
 # Failures of worker threads started with start_worker in this process; run_node watches it.
 _worker_failures: list[BaseException] = []
 
@@ -129,6 +142,25 @@ def start_worker(node: Node, target: Callable[[], None], name: str) -> threading
     thread = threading.Thread(target=guarded, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def set_remote_parameter(client, name: str, value: str, timeout: float) -> str | None:
+    """Set another node's string parameter through its ``set_parameters`` service (``client``), waiting
+    at most ``timeout`` s for the service and again for the answer; None on success, else what went
+    wrong. Call it from a thread other than the executor's: the answer arrives through the executor."""
+    service = client.srv_name
+    if not client.wait_for_service(timeout_sec=timeout):
+        return f"{service} not available after {timeout:g} s"
+    parameter = ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+    future = client.call_async(SetParameters.Request(parameters=[parameter]))
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    if not done.wait(timeout):
+        return f"no answer from {service} within {timeout:g} s"
+    if future.exception() is not None:
+        return repr(future.exception())
+    [outcome] = future.result().results
+    return None if outcome.successful else (outcome.reason or "the node refused without a reason")
 
 
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
