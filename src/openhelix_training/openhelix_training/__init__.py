@@ -8,29 +8,46 @@ without ROS.
     s1 = System1.from_config("tiny", latent_dim=s2.config.latent_dim)
     latent = s2.encode(image, "open the drawer")
     trajectory = s1.predict(observation, latent, proprio)
+
+The names below are imported when first used, so that `openhelix_training.checkpoint` (the checkpoint
+layout, wanted by tools that never build a model) is read without torch and the models.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .checkpoint import CheckpointError
-from .configuration_system1 import System1Config
-from .configuration_system2 import System2Config
-from .modeling_system1 import System1, Trajectory, proprio_from_robot_obs
-from .modeling_system2 import System2
-from .observation import CameraView, Observation, ObservationError
-from .train import LoadedCheckpoint, load_checkpoint
+# public name -> the module that defines it
+_EXPORTS = {
+    "CameraView": ".observation",
+    "CheckpointError": ".checkpoint",
+    "LoadedCheckpoint": ".checkpoint",
+    "Normalization": ".normalization",
+    "Observation": ".observation",
+    "ObservationError": ".observation",
+    "System1": ".modeling_system1",
+    "System1Config": ".configuration_system1",
+    "System2": ".modeling_system2",
+    "System2Config": ".configuration_system2",
+    "TrainConfig": ".train_config",
+    "Trajectory": ".modeling_system1",
+    "load_checkpoint": ".checkpoint",
+    "proprio_from_robot_obs": ".modeling_system1",
+}
 
-__all__ = [
-    "CameraView",
-    "CheckpointError",
-    "LoadedCheckpoint",
-    "Observation",
-    "ObservationError",
-    "System1",
-    "System1Config",
-    "System2",
-    "System2Config",
-    "Trajectory",
-    "load_checkpoint",
-    "proprio_from_robot_obs",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'openhelix_training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

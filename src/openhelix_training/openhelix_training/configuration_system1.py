@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -45,9 +45,8 @@ class System1Config:
     position_loss_weight: float = 30.0
     rotation_loss_weight: float = 10.0
     gripper_loss_weight: float = 1.0
-    # normalization (overwritten from data statistics before training; saved with the weights)
-    position_bounds: list[list[float]] = field(default_factory=lambda: [[-0.3, -0.3, -0.3], [0.3, 0.3, 0.3]])
-    workspace_bounds: list[list[float]] = field(default_factory=lambda: [[-1.0, -1.0, -0.5], [1.0, 1.0, 1.5]])
+    # The position normalization is no config field: it comes from the data, not from a choice, and lives
+    # in one Normalization object (normalization.py) that System 1 saves beside its weights.
 
     def validate(self) -> None:
         if self.rotation_frame not in ("relative", "world"):
@@ -72,8 +71,11 @@ class System1Config:
     def from_dict(cls, data: dict) -> System1Config:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
+        if unknown & {"position_bounds", "workspace_bounds"}:
+            raise ValueError("position_bounds and workspace_bounds are no System1Config fields: give a "
+                             "Normalization to System1 (set_normalization), which saves it as normalization.json")
         if unknown:
-            raise ValueError(f"unknown System1Config fields: {sorted(unknown)}")
+            raise ValueError(f"unknown System1Config fields: {sorted(unknown)} (known: {sorted(names)})")
         data = dict(data)
         if "camera_names" in data:
             data["camera_names"] = tuple(data["camera_names"])

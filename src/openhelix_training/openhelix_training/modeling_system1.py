@@ -12,8 +12,8 @@ and reused at every denoising step.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import fpsample
 import numpy as np
@@ -22,10 +22,12 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from .checkpoint import load_state_checked, read_config, read_weights, save_weights_and_config
+from .checkpoint import NORMALIZATION_NAME, SYSTEM1_MODEL_TYPE, CheckpointError, read_config
 from .configuration_system1 import System1Config
 from .geometry import euler_xyz_to_matrix, matrix_to_rot6d, rot6d_to_matrix
+from .normalization import LEGACY_BOUND_NAMES, Normalization, NormalizationError
 from .observation import Observation, ObservationError
+from .pretrained import PretrainedModelMixin
 
 PROPRIO_DIM = 10  # xyz, 6D rotation, gripper openness in [0, 1]
 
@@ -262,10 +264,13 @@ def farthest_point_indices(xyz: np.ndarray, valid: np.ndarray, n: int) -> np.nda
 # the policy
 
 
-class System1(nn.Module):
+class System1(PretrainedModelMixin, nn.Module):
     config_class = System1Config
+    model_type = SYSTEM1_MODEL_TYPE
+    config_key = "system1"
+    default_preset = "default"
 
-    def __init__(self, config: System1Config):
+    def __init__(self, config: System1Config, normalization: Normalization | None = None):
         super().__init__()
         config.validate()
         self.config = config
@@ -290,9 +295,13 @@ class System1(nn.Module):
         nn.init.zeros_(self.ada.bias)
         self.out_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, 10)  # position noise (3), rotation noise (6), gripper logit (1)
-        # normalization statistics travel with the weights
-        self.register_buffer("position_bounds", torch.tensor(config.position_bounds, dtype=torch.float32))
-        self.register_buffer("workspace_bounds", torch.tensor(config.workspace_bounds, dtype=torch.float32))
+        # The bounds as tensors on the model's device, derived from self.normalization (the one source,
+        # saved as normalization.json): not persistent, so the weights file does not hold a second copy.
+        self.normalization = normalization if normalization is not None else Normalization()
+        self.register_buffer("position_bounds", torch.tensor(self.normalization.position_bounds, dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer("workspace_bounds", torch.tensor(self.normalization.workspace_bounds, dtype=torch.float32),
+                             persistent=False)
         # Goal latents are centred and scaled before use: a frozen LLM's hidden state at <ACT> is dominated
         # by the prompt template (cosine ~0.998 between any two instructions of the play table), which a
         # randomly initialised input layer would take many steps to see past. Identity until the trainer
@@ -312,48 +321,35 @@ class System1(nn.Module):
 
     # --- construction / persistence -----------------------------------------------------------------
 
-    @classmethod
-    def from_config(cls, name_or_config: str | System1Config | dict = "default", **overrides) -> System1:
-        if isinstance(name_or_config, System1Config):
-            cfg = System1Config.from_dict({**name_or_config.to_dict(), **overrides})
-        elif isinstance(name_or_config, dict):
-            cfg = System1Config.from_dict({**name_or_config, **overrides})
-        else:
-            cfg = System1Config.preset(name_or_config, **overrides)
-        return cls(cfg)
+    def save_companion_files(self, directory: Path) -> None:
+        self.normalization.save(directory)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        self.config.position_bounds = self.position_bounds.tolist()
-        self.config.workspace_bounds = self.workspace_bounds.tolist()
-        save_weights_and_config(
-            directory,
-            self.state_dict(),
-            {"model_type": "openhelix_system1", "system1": self.config.to_dict(),
-             "normalization": {"position_bounds": self.config.position_bounds,
-                               "workspace_bounds": self.config.workspace_bounds}},
-        )
+    def load_companion_files(self, directory: Path, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # checkpoints written before normalization.json kept the bounds as buffers in the weights
+        legacy = {name: weights.pop(name) for name in LEGACY_BOUND_NAMES if name in weights}
+        config = {} if (directory / NORMALIZATION_NAME).is_file() else read_config(directory)
+        try:
+            self.set_normalization(Normalization.read_saved(directory, legacy, config))
+        except NormalizationError as exc:
+            raise CheckpointError(str(exc)) from exc
+        return weights
 
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> System1:
-        meta = read_config(directory)
-        if meta.get("model_type") != "openhelix_system1":
-            raise ValueError(f"{directory}: not a System 1 checkpoint (model_type {meta.get('model_type')!r})")
-        model = cls(System1Config.from_dict({**meta["system1"], **overrides}))
-        model.load_weights(directory)
-        return model
-
-    def load_weights(self, directory: str | os.PathLike) -> None:
+    def optional_weight_prefixes(self) -> tuple[str, ...]:
         # checkpoints written before the latent normalization existed keep the identity
-        load_state_checked(self, read_weights(directory), str(directory), allow_missing=("latent_mean", "latent_std"))
-        self.config.position_bounds = self.position_bounds.tolist()
-        self.config.workspace_bounds = self.workspace_bounds.tolist()
+        return ("latent_mean", "latent_std")
 
-    def set_normalization(self, position_bounds, workspace_bounds) -> None:
+    @classmethod
+    def saved_config_fields(cls, saved: dict) -> dict:
+        # older config.json files also held the bounds as config fields (read by load_companion_files)
+        return {name: value for name, value in saved.items() if name not in LEGACY_BOUND_NAMES}
+
+    def set_normalization(self, normalization: Normalization) -> None:
+        if not isinstance(normalization, Normalization):
+            raise TypeError(f"set_normalization takes a Normalization, got {type(normalization).__name__}")
+        self.normalization = normalization
         with torch.no_grad():
-            self.position_bounds.copy_(torch.as_tensor(np.asarray(position_bounds), dtype=torch.float32))
-            self.workspace_bounds.copy_(torch.as_tensor(np.asarray(workspace_bounds), dtype=torch.float32))
-        self.config.position_bounds = self.position_bounds.tolist()
-        self.config.workspace_bounds = self.workspace_bounds.tolist()
+            self.position_bounds.copy_(torch.tensor(normalization.position_bounds, dtype=torch.float32))
+            self.workspace_bounds.copy_(torch.tensor(normalization.workspace_bounds, dtype=torch.float32))
 
     def set_latent_normalization(self, latents) -> None:
         """Centre goal latents on the mean of ``latents`` (N, latent_dim) and scale by the root mean square

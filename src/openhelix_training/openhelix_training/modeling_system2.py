@@ -18,14 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import (
-    CheckpointError,
-    load_state_checked,
-    read_config,
-    read_weights,
-    save_weights_and_config,
-)
+from .checkpoint import SYSTEM2_MODEL_TYPE, TOKENIZER_DIR
 from .configuration_system2 import System2Config
+from .pretrained import PretrainedModelMixin
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -186,8 +181,11 @@ class AuxHead(nn.Module):
         return {"position": self.position(z), "rot6d": self.rotation(z), "gripper_logit": self.gripper(z).squeeze(-1)}
 
 
-class System2(nn.Module):
+class System2(PretrainedModelMixin, nn.Module):
     config_class = System2Config
+    model_type = SYSTEM2_MODEL_TYPE
+    config_key = "system2"
+    default_preset = "tiny"
 
     def __init__(self, config: System2Config, mllm=None, tokenizer=None):
         super().__init__()
@@ -401,39 +399,20 @@ class System2(nn.Module):
 
     # --- construction / persistence ----------------------------------------------------------------
 
-    @classmethod
-    def from_config(cls, name_or_config: str | System2Config | dict = "tiny", **overrides) -> System2:
-        if isinstance(name_or_config, System2Config):
-            cfg = System2Config.from_dict({**name_or_config.to_dict(), **overrides})
-        elif isinstance(name_or_config, dict):
-            cfg = System2Config.from_dict({**name_or_config, **overrides})
-        else:
-            cfg = System2Config.preset(name_or_config, **overrides)
-        return cls(cfg)
-
-    def _saved_state(self) -> dict[str, torch.Tensor]:
+    def weights_to_save(self) -> dict[str, torch.Tensor]:
         state = self.state_dict()
         if self.config.save_mllm:
             return state
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
         return {k: v for k, v in state.items() if not k.startswith("mllm.") or k in trainable}
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        directory = Path(directory)
-        save_weights_and_config(directory, self._saved_state(),
-                                {"model_type": "openhelix_system2", "system2": self.config.to_dict()})
-        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+    def save_companion_files(self, directory: Path) -> None:
+        self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
 
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> System2:
-        meta = read_config(directory)
-        if meta.get("model_type") != "openhelix_system2":
-            raise CheckpointError(f"{directory}: not a System 2 checkpoint (model_type {meta.get('model_type')!r})")
-        model = cls(System2Config.from_dict({**meta["system2"], **overrides}))
-        model.load_weights(directory)
-        return model
+    def load_companion_files(self, directory: Path, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self._prefix = None  # the cached prompt prefix was computed with the weights being replaced
+        return weights
 
-    def load_weights(self, directory: str | os.PathLike) -> None:
-        self._prefix = None
-        allow = () if self.config.save_mllm else ("mllm.",)
-        load_state_checked(self, read_weights(directory), str(directory), allow_missing=allow)
+    def optional_weight_prefixes(self) -> tuple[str, ...]:
+        # without save_mllm the base MLLM comes from its source (package, local directory, seed)
+        return () if self.config.save_mllm else ("mllm.",)

@@ -9,12 +9,11 @@ Multi-GPU and bf16 go through accelerate:
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,116 +21,51 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-DEFAULTS: dict = {
-    "output_dir": "runs/train",
-    "seed": 0,
-    "data": {
-        "kind": "synthetic",  # "calvin" | "rosbag" | "synthetic" (a generated CALVIN-layout set)
-        "path": None,  # CALVIN split directory, or bag directory / list of bag directories
-        "frames": "keyposes",  # "keyposes" | "all"
-        "latent_delay": 0,  # System 2 sees the image of k frames earlier (OpenHelix's delay training)
-        "max_windows": None,
-        "max_points": None,  # rosbag: keep at most this many points of each recorded cloud (memory)
-        # rosbag: "keypose" (to the next keypose, resampled), "frames" (the next recorded frames, one per
-        # control step) or "commands" (the demonstrator's commanded targets, one per control step: what a
-        # policy that replans every step, as the graph's does, must publish; see trajectory_of_commands)
-        "trajectory": "keypose",
-        "synthetic": {"num_windows": 4, "frames_per_window": 16, "static_size": 64, "gripper_size": 32},
-    },
-    "system1": {"preset": "tiny", "overrides": {}, "pretrained": None},  # pretrained: System 1 checkpoint dir
-    "system2": {"preset": "tiny", "overrides": {}},  # overrides.mode: prompt_tuning | frozen | lora | full
-    "training": {
-        "stage1_steps": 20,  # projector pre-alignment with the policy frozen; 0 turns the stage off
-        "stage2_steps": 40,  # joint training
-        "batch_size": 8,
-        "policy_lr": 3.0e-4,
-        "policy_weight_decay": 5.0e-3,
-        "mllm_lr": 5.0e-5,  # <ACT>, LoRA or full MLLM weights
-        "heads_lr": 5.0e-5,  # projector, auxiliary head, alignment projector
-        "aux_loss": False,
-        "aux_weight": 0.2,
-        "aux_stages": [2],  # OpenHelix: the auxiliary loss is active in stage 2 only
-        "clip_loss": False,  # CLIP-style alignment of the latent with the instruction (LCB)
-        "clip_weight": 1.0,
-        "grad_clip": 1.0,
-        "mixed_precision": "no",  # "no" | "bf16" | "fp16"
-        "gradient_checkpointing": False,
-        # Pre-train the policy against a System 2 that does not train (mode frozen, no aux/clip loss, no
-        # stage 1): each distinct (instruction, image) is encoded once and its latent reused, which makes
-        # the policy's steps as cheap as System 1 alone (the paper's order: policy first, then prompt tuning).
-        "cache_latents": False,
-        # centre and scale the goal latents System 1 reads by their statistics on the training data before
-        # training (a frozen LLM's latents differ by ~0.2 % between instructions); stored in System 1's weights
-        "latent_normalization": False,
-        "log_every": 10,
-        "checkpoint_every": 0,  # 0: only at the end of each stage
-        "keep_checkpoints": 2,
-        "resume": None,  # None | "auto" (newest in output_dir) | a checkpoint directory
-        "num_workers": 0,
-        "num_threads": None,  # torch intra-op threads; 1 avoids oversubscribing a small shared CPU
-        "progress": True,
-        "tensorboard": True,  # used when the tensorboard package is installed
-    },
-}
-
-
-def deep_update(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (update or {}).items():
-        if k not in out:
-            raise ValueError(f"unknown config key {k!r} (known: {sorted(out)})")
-        if isinstance(out[k], dict) and isinstance(v, dict) and k not in ("overrides", "synthetic"):
-            out[k] = deep_update(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def load_train_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> dict:
-    """YAML config merged over DEFAULTS; `overrides` are dotted `key=value` strings (value parsed as YAML)."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        text = Path(path).read_text()
-        cfg = deep_update(cfg, yaml.safe_load(text) or {})
-    for item in overrides or []:
-        key, _, value = item.partition("=")
-        node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return cfg
-
+from .checkpoint import (
+    CHECKPOINTS_DIR,
+    RESUME_STATE_NAME,
+    SYSTEM1_DIR,
+    SYSTEM2_DIR,
+    TRAINING_STATE_NAME,
+    CheckpointError,
+    checkpoint_name,
+    mark_latest,
+    read_resume_state,
+    resolve_checkpoint,
+    save_resume_state,
+    step_checkpoints,
+)
+from .train_config import TrainConfig, load_train_config
 
 # ------------------------------------------------------------------------------------------------------
 # data
 
 
-def build_dataset(cfg: dict, system1_config):
+def build_dataset(cfg: TrainConfig, system1_config):
     from .data.calvin import CalvinDataset, write_calvin_episodes
     from .data.rosbag import BagDataset
 
-    d = cfg["data"]
-    if d["kind"] == "synthetic":
-        root = Path(d["path"] or Path(cfg["output_dir"]) / "synthetic_calvin")
+    d = cfg.data
+    if d.kind == "synthetic":
+        root = Path(d.path or Path(cfg.output_dir) / "synthetic_calvin")
         if not (root / "lang_annotations" / "auto_lang_ann.npy").is_file():
-            write_calvin_episodes(root, seed=cfg["seed"], **d["synthetic"])
-        return CalvinDataset(root, camera_names=system1_config.camera_names, frames=d["frames"],
-                             latent_delay=d["latent_delay"], trajectory_length=system1_config.trajectory_length,
-                             max_windows=d["max_windows"])
-    if d["kind"] == "calvin":
-        if not d["path"]:
+            write_calvin_episodes(root, seed=cfg.seed, **dataclasses.asdict(d.synthetic))
+        return CalvinDataset(root, camera_names=system1_config.camera_names, frames=d.frames,
+                             latent_delay=d.latent_delay, trajectory_length=system1_config.trajectory_length,
+                             max_windows=d.max_windows)
+    if d.kind == "calvin":
+        if not d.path:
             raise ValueError("data.kind 'calvin' needs data.path: a CALVIN split directory")
-        return CalvinDataset(d["path"], camera_names=system1_config.camera_names, frames=d["frames"],
-                             latent_delay=d["latent_delay"], trajectory_length=system1_config.trajectory_length,
-                             max_windows=d["max_windows"])
-    if d["kind"] == "rosbag":
-        if not d["path"]:
+        return CalvinDataset(d.path, camera_names=system1_config.camera_names, frames=d.frames,
+                             latent_delay=d.latent_delay, trajectory_length=system1_config.trajectory_length,
+                             max_windows=d.max_windows)
+    if d.kind == "rosbag":
+        if not d.path:
             raise ValueError("data.kind 'rosbag' needs data.path: a bag directory or a list of them")
-        return BagDataset(d["path"], frames=d["frames"], latent_delay=d["latent_delay"],
-                          trajectory_length=system1_config.trajectory_length, max_points=d["max_points"],
-                          trajectory=d["trajectory"])
-    raise ValueError(f"data.kind must be 'synthetic', 'calvin' or 'rosbag', got {d['kind']!r}")
+        return BagDataset(d.path, frames=d.frames, latent_delay=d.latent_delay,
+                          trajectory_length=system1_config.trajectory_length, max_points=d.max_points,
+                          trajectory=d.trajectory)
+    raise ValueError(f"data.kind must be 'synthetic', 'calvin' or 'rosbag', got {d.kind!r}")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -164,139 +98,89 @@ def clip_alignment_loss(latent: torch.Tensor, text: torch.Tensor, logit_scale: t
 
 
 # ------------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-@dataclass
-class LoadedCheckpoint:
-    system1: object | None
-    system2: object | None
-    step: int
-    train_config: dict | None
-    path: Path
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A training output directory -> its newest checkpoint; a checkpoint directory -> itself."""
-    path = Path(path)
-    latest = path / "checkpoints" / "latest"
-    if latest.is_file():
-        return path / "checkpoints" / latest.read_text().strip()
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, system1_overrides: dict | None = None,
-                    system2_overrides: dict | None = None) -> LoadedCheckpoint:
-    """Loads what a checkpoint holds: a training checkpoint (system1/, system2/, training_state.json), a
-    training output directory (its newest checkpoint), or one model directory. Overrides change the
-    configuration before loading; when shapes then differ the CheckpointError names every tensor."""
-    from .checkpoint import CheckpointError, read_config
-    from .modeling_system1 import System1
-    from .modeling_system2 import System2
-
-    path = resolve_checkpoint(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if (path / "config.json").is_file():
-        kind = read_config(path).get("model_type")
-        if kind == "openhelix_system1":
-            return LoadedCheckpoint(System1.from_pretrained(path, **(system1_overrides or {})), None, 0, None, path)
-        if kind == "openhelix_system2":
-            return LoadedCheckpoint(None, System2.from_pretrained(path, **(system2_overrides or {})), 0, None, path)
-        raise CheckpointError(f"{path}/config.json: unknown model_type {kind!r}")
-    s1 = System1.from_pretrained(path / "system1", **(system1_overrides or {})) if (path / "system1").is_dir() else None
-    s2 = System2.from_pretrained(path / "system2", **(system2_overrides or {})) if (path / "system2").is_dir() else None
-    if s1 is None and s2 is None:
-        raise CheckpointError(f"{path}: neither a model directory nor a training checkpoint (no system1/ or system2/)")
-    state_path = path / "training_state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    return LoadedCheckpoint(s1, s2, int(state.get("step", 0)), state.get("train_config"), path)
-
-
-# ------------------------------------------------------------------------------------------------------
 # the loop
 
 
 class Trainer:
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: TrainConfig | dict):
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
         from .modeling_system1 import System1
         from .modeling_system2 import System2
 
-        self.cfg = cfg
-        t = cfg["training"]
-        for key in ("policy_lr", "policy_weight_decay", "mllm_lr", "heads_lr", "aux_weight", "clip_weight", "grad_clip"):
-            t[key] = float(t[key])  # YAML 1.1 reads "1e-3" as a string
-        for key in ("stage1_steps", "stage2_steps", "batch_size", "log_every", "checkpoint_every"):
-            t[key] = int(t[key])
-        self.out = Path(cfg["output_dir"])
-        self.accelerator = Accelerator(mixed_precision=t["mixed_precision"],
+        self.cfg = cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
+        t = cfg.training
+        self.out = Path(cfg.output_dir)
+        self.accelerator = Accelerator(mixed_precision=t.mixed_precision,
                                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-        if t.get("num_threads"):
-            torch.set_num_threads(int(t["num_threads"]))
-        torch.manual_seed(cfg["seed"])
-        np.random.seed(cfg["seed"])
-        s1cfg = cfg["system1"]
-        if s1cfg.get("pretrained"):
-            self.system1 = System1.from_pretrained(s1cfg["pretrained"], **s1cfg.get("overrides", {}))
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        pretrained = cfg.system1.pretrained
+        if pretrained:
+            self.system1 = System1.from_pretrained(pretrained, **cfg.system1.overrides)
         else:
-            self.system1 = System1.from_config(s1cfg["preset"], **s1cfg.get("overrides", {}))
-        s2over = dict(cfg["system2"].get("overrides", {}))
-        if t["gradient_checkpointing"]:
+            self.system1 = System1.from_config(cfg.system1.preset, **cfg.system1.overrides)
+        s2over = dict(cfg.system2.overrides)
+        if t.gradient_checkpointing:
             s2over["gradient_checkpointing"] = True
-        self.system2 = System2.from_config(cfg["system2"]["preset"], **s2over)
+        self.system2 = System2.from_config(cfg.system2.preset, **s2over)
         if self.system2.config.latent_dim != self.system1.config.latent_dim:
             raise ValueError(f"System 2 latent_dim {self.system2.config.latent_dim} != System 1 latent_dim "
                              f"{self.system1.config.latent_dim}")
         self.dataset = build_dataset(cfg, self.system1.config)
         if len(self.dataset) == 0:
             raise ValueError("the training data set is empty")
-        if not s1cfg.get("pretrained") and t["stage1_steps"] > 0:
+        if not pretrained and t.stage1_steps > 0:
             import warnings
 
             warnings.warn(
                 "stage 1 (policy frozen) with a freshly initialised policy: its AdaLN-zero gates are closed, so "
                 "no gradient reaches the latent and only the auxiliary/alignment losses train System 2 there. "
                 "The paper pre-aligns against a pre-trained policy (system1.pretrained).", stacklevel=2)
-        if not s1cfg.get("pretrained"):
+        if not pretrained:
             from .data.sample import compute_normalization
 
-            norm = compute_normalization(self.dataset)
-            self.system1.set_normalization(norm.position_bounds, norm.workspace_bounds)
+            self.system1.set_normalization(compute_normalization(self.dataset))
         policy = list(self.system1.parameters())
         heads = [p for m in (self.system2.projector, self.system2.aux_head, self.system2.text_projector)
                  for p in m.parameters()] + [self.system2.logit_scale]
         head_ids = {id(p) for p in heads}
         mllm = [p for p in self.system2.parameters() if p.requires_grad and id(p) not in head_ids]
-        groups = [{"params": policy, "lr": t["policy_lr"], "weight_decay": t["policy_weight_decay"], "name": "policy"},
-                  {"params": heads, "lr": t["heads_lr"], "weight_decay": 0.0, "name": "heads"}]
+        groups = [{"params": policy, "lr": t.policy_lr, "weight_decay": t.policy_weight_decay, "name": "policy"},
+                  {"params": heads, "lr": t.heads_lr, "weight_decay": 0.0, "name": "heads"}]
         if mllm:
-            groups.append({"params": mllm, "lr": t["mllm_lr"], "weight_decay": 0.0, "name": "mllm"})
+            groups.append({"params": mllm, "lr": t.mllm_lr, "weight_decay": 0.0, "name": "mllm"})
         self.optimizer = torch.optim.AdamW(groups)
-        self.generator = torch.Generator().manual_seed(cfg["seed"])
+        self.generator = torch.Generator().manual_seed(cfg.seed)
         self.loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=t["batch_size"], shuffle=True, drop_last=len(self.dataset) >= t["batch_size"],
-            collate_fn=_collate, num_workers=t["num_workers"], generator=self.generator)
+            self.dataset, batch_size=t.batch_size, shuffle=True, drop_last=len(self.dataset) >= t.batch_size,
+            collate_fn=_collate, num_workers=t.num_workers, generator=self.generator)
         self.system1, self.system2, self.optimizer, self.loader = self.accelerator.prepare(
             self.system1, self.system2, self.optimizer, self.loader)
         self.step = 0
-        self.rng = np.random.default_rng(cfg["seed"])
+        # Where the batch stream stands (see batches): the loader generator's state when the current epoch
+        # began, and how many of that epoch's batches were drawn. A checkpoint keeps both, so that a resumed
+        # run draws the batches an uninterrupted one would, also from the middle of an epoch.
+        self.epoch_generator_state = self.generator.get_state()
+        self.batches_into_epoch = 0
+        self.rng = np.random.default_rng(cfg.seed)
         self.tb = None
         self.latent_cache: dict | None = None
-        if t["cache_latents"]:
+        if t.cache_latents:
             problems = [why for bad, why in (
                 (self.s2.config.mode != "frozen", f"system2 mode is {self.s2.config.mode!r}, not 'frozen'"),
-                (t["stage1_steps"] > 0, "stage1_steps > 0 (stage 1 trains only System 2)"),
-                (t["aux_loss"], "aux_loss is on (it trains System 2's heads)"),
-                (t["clip_loss"], "clip_loss is on (it trains System 2's heads)")) if bad]
+                (t.stage1_steps > 0, "stage1_steps > 0 (stage 1 trains only System 2)"),
+                (t.aux_loss, "aux_loss is on (it trains System 2's heads)"),
+                (t.clip_loss, "clip_loss is on (it trains System 2's heads)")) if bad]
             if problems:
                 raise ValueError("training.cache_latents needs a System 2 that does not train: " + "; ".join(problems))
             # the projector and <ACT> keep their initial values, which the checkpoint then stores
             self.s2.requires_grad_(False)
             self.latent_cache = {}
-        if not s1cfg.get("pretrained") and t["latent_normalization"]:
+        if not pretrained and t.latent_normalization:
             self.s1.set_latent_normalization(self.initial_latents())
 
     @property
@@ -308,15 +192,31 @@ class Trainer:
         return self.accelerator.unwrap_model(self.system2)
 
     def stage_of(self, step: int) -> int:
-        return 1 if step < self.cfg["training"]["stage1_steps"] else 2
+        return 1 if step < self.cfg.training.stage1_steps else 2
 
     def set_stage(self, stage: int) -> None:
         # stage 1: the policy is frozen (no gradient, so AdamW leaves it untouched: no decay either)
         self.s1.requires_grad_(stage == 2)
 
     def batches(self):
+        """The training batches, epoch after epoch, continuing from the stream position a resumed
+        checkpoint set: its epoch is drawn again from the generator state it began with, the batches
+        already trained on skipped by index (accelerate's skip_first_batches reads no data for them)."""
+        skip = self.batches_into_epoch
         while True:
-            yield from self.loader
+            if skip:
+                from accelerate.data_loader import skip_first_batches
+
+                self.generator.set_state(self.epoch_generator_state)
+                loader = skip_first_batches(self.loader, skip)
+            else:
+                self.epoch_generator_state = self.generator.get_state()
+                loader = self.loader
+            self.batches_into_epoch = skip
+            for batch in loader:
+                self.batches_into_epoch += 1
+                yield batch
+            skip = 0
 
     def initial_latents(self, max_samples: int = 64) -> torch.Tensor:
         """System 2's latents of the training data before training: every distinct instruction when System
@@ -375,7 +275,7 @@ class Trainer:
         return torch.stack([self.latent_cache[key] for key in keys])
 
     def train_step(self, batch: dict, stage: int) -> dict:
-        t = self.cfg["training"]
+        t = self.cfg.training
         s2 = self.s2
         with self.accelerator.autocast():
             if self.latent_cache is not None:
@@ -388,23 +288,23 @@ class Trainer:
                                   batch["gripper_open"])
             loss = losses["loss"]
             metrics = {k: float(v.detach()) for k, v in losses.items()}
-            if t["aux_loss"] and stage in t["aux_stages"]:
+            if t.aux_loss and stage in t.aux_stages:
                 a = aux_loss(out2["aux"], batch)
-                loss = loss + t["aux_weight"] * a
+                loss = loss + t.aux_weight * a
                 metrics["aux"] = float(a.detach())
-            if t["clip_loss"]:
+            if t.clip_loss:
                 c = clip_alignment_loss(out2["latent"], s2.instruction_embedding(batch["instructions"]),
                                         s2.logit_scale, batch["instructions"])
-                loss = loss + t["clip_weight"] * c
+                loss = loss + t.clip_weight * c
                 metrics["clip"] = float(c.detach())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {metrics}")
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
-        if t["grad_clip"]:
+        if t.grad_clip:
             params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
             if params:
-                self.accelerator.clip_grad_norm_(params, t["grad_clip"])
+                self.accelerator.clip_grad_norm_(params, t.grad_clip)
         self.optimizer.step()
         metrics["total"] = float(loss.detach())
         return metrics
@@ -414,54 +314,64 @@ class Trainer:
     def save(self) -> Path:
         if not self.accelerator.is_main_process:
             return self.out
-        ckdir = self.out / "checkpoints"
-        name = f"step_{self.step:07d}"
-        target = ckdir / name
-        self.s1.save_pretrained(target / "system1")
-        self.s2.save_pretrained(target / "system2")
-        torch.save({"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                    "torch_rng": torch.get_rng_state(), "rng": self.rng.bit_generator.state},
-                   target / "optimizer.pt")
-        (target / "training_state.json").write_text(json.dumps(
-            {"step": self.step, "stage": self.stage_of(max(self.step - 1, 0)), "train_config": self.cfg,
+        target = self.out / CHECKPOINTS_DIR / checkpoint_name(self.step)
+        self.s1.save_pretrained(target / SYSTEM1_DIR)
+        self.s2.save_pretrained(target / SYSTEM2_DIR)
+        save_resume_state(target, {
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "rng": self.rng.bit_generator.state,
+            "epoch_generator": self.epoch_generator_state,
+            "batches_into_epoch": self.batches_into_epoch,
+        })
+        (target / TRAINING_STATE_NAME).write_text(json.dumps(
+            {"step": self.step, "stage": self.stage_of(max(self.step - 1, 0)), "train_config": self.cfg.to_dict(),
              # what the policy was shown: `openhelix demo` evaluates a few-task policy on these tasks
              "data_tasks": list(getattr(self.dataset, "tasks", []))}, indent=2))
-        (ckdir / "latest").write_text(name)
-        keep = self.cfg["training"]["keep_checkpoints"]
-        old = sorted(p for p in ckdir.glob("step_*") if p.is_dir())
-        for p in old[:-keep] if keep else []:
+        mark_latest(self.out, target.name)
+        keep = self.cfg.training.keep_checkpoints
+        for old in step_checkpoints(self.out)[:-keep] if keep else []:
             import shutil
 
-            shutil.rmtree(p, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
         return target
 
-    def resume(self, spec) -> None:
+    def resume(self, spec: str) -> None:
         path = resolve_checkpoint(self.out if spec == "auto" else spec)
-        if not (path / "training_state.json").is_file():
+        if not (path / TRAINING_STATE_NAME).is_file():
             if spec == "auto":
                 return
-            from .checkpoint import CheckpointError
-
-            raise CheckpointError(f"cannot resume: {path} has no training_state.json")
-        self.s1.load_weights(path / "system1")
-        self.s2.load_weights(path / "system2")
-        state = torch.load(path / "optimizer.pt", weights_only=False)
+            raise CheckpointError(f"cannot resume: {path} has no {TRAINING_STATE_NAME}")
+        self.s1.load_weights(path / SYSTEM1_DIR)
+        self.s2.load_weights(path / SYSTEM2_DIR)
+        state = read_resume_state(path)
+        # checkpoints written before the stream position was saved hold the generator as it was at the
+        # checkpoint: resuming from them starts a new epoch, as it did then
+        position = ("epoch_generator", "batches_into_epoch") if "batches_into_epoch" in state else ("generator",)
+        missing = [key for key in ("optimizer", "torch_rng", "rng", *position) if key not in state]
+        if missing:
+            raise CheckpointError(f"cannot resume: {path / RESUME_STATE_NAME} lacks {', '.join(missing)}")
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = state["rng"]
-        self.step = json.loads((path / "training_state.json").read_text())["step"]
+        if "batches_into_epoch" in state:
+            self.epoch_generator_state = state["epoch_generator"]
+            self.batches_into_epoch = int(state["batches_into_epoch"])
+        else:
+            self.generator.set_state(state["generator"])
+            self.batches_into_epoch = 0
+        self.step = json.loads((path / TRAINING_STATE_NAME).read_text())["step"]
 
     # --- main loop ---
 
     def run(self) -> dict:
-        t = self.cfg["training"]
+        t = self.cfg.training
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "train_config.yaml").write_text(yaml.safe_dump(self.cfg, sort_keys=False))
-        if t["resume"]:
-            self.resume(t["resume"])
-        total = t["stage1_steps"] + t["stage2_steps"]
-        if t["tensorboard"] and self.accelerator.is_main_process:
+        (self.out / "train_config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        if t.resume:
+            self.resume(t.resume)
+        total = t.stage1_steps + t.stage2_steps
+        if t.tensorboard and self.accelerator.is_main_process:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -470,7 +380,7 @@ class Trainer:
                 self.tb = None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=self.step, desc="train", disable=not (t["progress"] and
+        bar = tqdm(total=total, initial=self.step, desc="train", disable=not (t.progress and
                                                                               self.accelerator.is_main_process))
         metrics_file = open(self.out / "metrics.jsonl", "a") if self.accelerator.is_main_process else None
         self.system1.train()
@@ -483,7 +393,7 @@ class Trainer:
             while self.step < total:
                 new_stage = self.stage_of(self.step)
                 if new_stage != stage:
-                    if stage is not None and not t["checkpoint_every"]:
+                    if stage is not None and not t.checkpoint_every:
                         self.save()  # end of stage 1
                     stage = new_stage
                     self.set_stage(stage)
@@ -493,14 +403,14 @@ class Trainer:
                 history.append(m)
                 bar.update(1)
                 bar.set_postfix(loss=f"{m['total']:.3f}", stage=stage)
-                if metrics_file and (self.step % t["log_every"] == 0 or self.step == total or self.step == 1):
+                if metrics_file and (self.step % t.log_every == 0 or self.step == total or self.step == 1):
                     metrics_file.write(json.dumps(m) + "\n")
                     metrics_file.flush()
                     if self.tb:
                         for k, v in m.items():
                             if isinstance(v, float):
                                 self.tb.add_scalar(k, v, self.step)
-                if t["checkpoint_every"] and self.step % t["checkpoint_every"] == 0:
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save()
             path = self.save()
         finally:
@@ -518,7 +428,7 @@ def _collate(samples):
     return collate_samples(samples)
 
 
-def train(cfg: dict) -> dict:
+def train(cfg: TrainConfig | dict) -> dict:
     return Trainer(cfg).run()
 
 
@@ -543,9 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"openhelix-train: bad config: {exc}", file=sys.stderr)
         return 2
     if args.output_dir:
-        cfg["output_dir"] = args.output_dir
+        cfg = dataclasses.replace(cfg, output_dir=args.output_dir)
     if args.resume:
-        cfg["training"]["resume"] = args.resume
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, resume=args.resume))
     result = train(cfg)
     last = result["history"][-1] if result["history"] else {}
     print(json.dumps({"checkpoint": result["checkpoint"], "steps": result["steps"],

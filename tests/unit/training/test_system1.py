@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from openhelix_training import CameraView, CheckpointError, Observation, ObservationError, System1
+from openhelix_training import (
+    CameraView,
+    CheckpointError,
+    Normalization,
+    Observation,
+    ObservationError,
+    System1,
+)
 from openhelix_training.checkpoint import WEIGHTS_NAME
 from openhelix_training.data.calvin import _look_at, _render
 
@@ -105,12 +112,13 @@ def test_bad_inputs_are_named(tiny, obs):
 
 
 def test_save_load_round_trip_bit_exact(tmp_path, tiny, obs):
-    tiny.set_normalization([[-0.2, -0.2, -0.3], [0.2, 0.25, 0.3]], [[-1, -1, -0.2], [1, 1, 1.2]])
+    tiny.set_normalization(Normalization([[-0.2, -0.2, -0.3], [0.2, 0.25, 0.3]], [[-1, -1, -0.2], [1, 1, 1.2]]))
     tiny.save_pretrained(tmp_path / "s1")
     loaded = System1.from_pretrained(tmp_path / "s1")
     a, b = tiny.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert loaded.config.position_bounds == tiny.config.position_bounds
+    assert loaded.normalization == tiny.normalization
+    assert torch.equal(loaded.position_bounds, tiny.position_bounds)
     assert np.array_equal(tiny.predict(obs, latent(tiny), PROPRIO).positions,
                           loaded.predict(obs, latent(tiny), PROPRIO).positions)
 

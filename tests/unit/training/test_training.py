@@ -90,7 +90,7 @@ def test_cli_writes_checkpoints_metrics_and_resumes(tmp_path, small_calvin_dir, 
         meta = json.loads((ck / part / "config.json").read_text())
         assert "torch" in meta["versions"] and "git_revision" in meta
         assert (ck / part / "model.safetensors").is_file()
-    assert "position_bounds" in json.loads((ck / "system1" / "config.json").read_text())["normalization"]
+    assert "position_bounds" in json.loads((ck / "system1" / "normalization.json").read_text())
     assert (out / "checkpoints" / "step_0000002").is_dir()  # end of stage 1
     loaded = load_checkpoint(out)
     assert loaded.step == 5 and loaded.system1 is not None and loaded.system2 is not None

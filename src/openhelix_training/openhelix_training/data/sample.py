@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ..normalization import Normalization
 from ..observation import Observation
 
 
@@ -32,20 +33,9 @@ class Sample:
     meta: dict = field(default_factory=dict)
 
 
-@dataclass
-class Normalization:
-    """Bounds that map positions to [-1, 1]: trajectory offsets and workspace (tool and scene points)."""
-
-    position_bounds: list
-    workspace_bounds: list
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def compute_normalization(samples, margin: float = 0.1, max_samples: int = 2000) -> Normalization:
     """Per-axis min/max of the trajectory offsets and of the tool positions over (a subset of) the data,
-    widened by `margin` of the range on each side (and at least 1 cm)."""
+    widened by `margin` of the range on each side (and at least 1 cm): System 1's Normalization."""
     rel, tool = [], []
     n = len(samples)
     idx = np.linspace(0, n - 1, min(n, max_samples)).astype(int) if n else []
