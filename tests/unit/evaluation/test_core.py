@@ -265,3 +265,42 @@ def test_timing_collector_latent_age_and_rates():
     assert report["system2"]["inference_time_s"]["p50"] == pytest.approx(0.2)
     assert report["system1"]["messages"] == 42 and report["system1"]["inference_time_s"]["count"] == 41
     assert describe([])["mean"] is None
+
+
+def test_a_collection_runs_its_own_episodes_and_instructions_through_the_same_loop():
+    from openhelix_ros.evaluation.core import Episode
+
+    episodes = [Episode({"drawer": "open"}, ["close_drawer", "move_slider_left"], [0.1] * 15, [0.2] * 24, None),
+                Episode({"drawer": "closed"}, ["open_drawer"], [0.3] * 15, [0.4] * 24, None)]
+    texts = iter(["shut it", "slide left", "pull it"])
+    asked = []
+
+    def instruction(chain, position, task):
+        asked.append((chain, position, task))
+        return next(texts)
+
+    run = EvaluationRun(EvaluationConfig(num_sequences=2, episode_length=20), episodes=episodes,
+                        instruction=instruction)
+    world = World({"close_drawer": 3, "open_drawer": 5})
+    drive(run, world)
+    assert [(r.robot_obs, r.scene_obs, r.seed) for r in world.resets] == [([0.1] * 15, [0.2] * 24, None),
+                                                                          ([0.3] * 15, [0.4] * 24, None)]
+    # Texts are asked for lazily, subtask by subtask, as collect's random draws always were.
+    assert asked == [(0, 0, "close_drawer"), (0, 1, "move_slider_left"), (1, 0, "open_drawer")]
+    assert [i.text for i in world.instructions] == ["shut it", "slide left", "pull it"]
+    assert [r.completed for r in run.records] == [1, 1] and run.chains[1] == ({"drawer": "closed"}, ["open_drawer"])
+
+
+def test_giving_up_fails_the_subtask_in_progress_and_ends_its_chain():
+    run = EvaluationRun(EvaluationConfig(num_sequences=2, episode_length=100))
+    assert run.give_up(0.0, "too early") == []  # nothing in progress before the start
+    commands = run.start(0.0)
+    commands = run.on_reset_done(0.1, True, ("state", 0), step=0)
+    assert isinstance(commands[0], PublishInstruction)
+    check = run.on_scene_state(0.2, 1)
+    commands = run.give_up(0.3, "ended by the operator")
+    assert isinstance(commands[0], ChainFinished) and isinstance(commands[1], ResetScene)
+    record = run.records[0]
+    assert record.completed == 0 and record.subtasks[0].failure == "ended by the operator"
+    assert record.failure == f"subtask 1 ({record.tasks[0]}): ended by the operator"
+    assert check and run.on_check_result(0.4, True, [], ("state", 1), 1) == []  # the abandoned check is ignored

@@ -24,6 +24,7 @@ the bags (``openhelix_training.data.rosbag``): each instruction starts a demonst
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import shutil
@@ -233,174 +234,16 @@ class Collector:
 
     def _collect(self, keys) -> tuple[list[EpisodeResult], int]:
         """Start the nodes, record every episode, stop the nodes; keys: TerminalKeys in cbreak mode or None."""
-        import rclpy
-        from rclpy.node import Node
-
-        from openhelix_msgs.msg import Instruction, SceneState
-        from openhelix_msgs.srv import CheckTasks, ResetScene
-        from openhelix_ros.cli.teleop import KeyboardOperator
-        from openhelix_ros.common import graph
-        from openhelix_ros.common.graphs import RECORD
-        from openhelix_ros.common.node_utils import INSTRUCTION_PUBLISHER_QOS, SCENE_STATE_QOS
-        from openhelix_ros.common.processes import (
-            NodeProcess,
-            start_node,
-            stop_all,
-            topic_has_subscribers,
-            wait_for,
-        )
-        from openhelix_ros.teleop.core import KEYBOARD_HELP
-
         self.bag_dir.mkdir(parents=True, exist_ok=True)
-        # The graph of record.launch.py (openhelix_ros/common/graphs.py); the recorder is started per episode.
-        # The teleop node answers every lockstep observation at the control rate, so the world runs in
-        # real time for the person; it does not read instructions (the person does), the expert does.
-        nodes = RECORD.resolve({"policy": "teleop" if self.args.teleop else "expert"},
-                               extra={"calvin_bridge": {"render": not self.args.no_render, "seed": int(self.args.seed),
-                                                        "dynamic": self.args.dynamic}})
-        recorder_node = next(node for node in nodes if node.name == "recorder")
-        demonstrator = next(node.name for node in nodes if node.name in ("teleop", "scripted_expert"))
-        config = self.root / "config"
-        processes = [start_node(node, log_dir=self.log_dir, config=config) for node in nodes if node is not recorder_node]
-        instruction_readers = 1 if self.args.teleop else 2
-        recorder: NodeProcess | None = None
-        rclpy.init()
-        node = Node("openhelix_collect")
-        results: list[EpisodeResult] = []
-        status = 0
-        operator: KeyboardOperator | None = None
-        quitting = False
+        session = CollectSession(self, keys)
         try:
-            latest: list[SceneState] = []  # the newest scene states, newest last
-
-            def on_scene_state(message: SceneState) -> None:
-                latest.append(message)
-                del latest[:-4]
-
-            node.create_subscription(SceneState, graph.SCENE_STATE, on_scene_state, SCENE_STATE_QOS)
-            instructions = node.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
-            reset = node.create_client(ResetScene, graph.RESET_SCENE)
-            check = node.create_client(CheckTasks, graph.CHECK_TASKS)
-            print(f"collect: starting the bridge and the {demonstrator} (logs in {self.log_dir})", flush=True)
-            wait_for(node, lambda: reset.service_is_ready() and check.service_is_ready()
-                     and node.count_subscribers(graph.INSTRUCTION) >= instruction_readers, self.args.timeout,
-                     f"calvin_bridge's services and the {demonstrator}", processes)
-            if keys is not None:
-                operator = KeyboardOperator(node, keys)
-                print(f"collect: drive with the keyboard: {KEYBOARD_HELP}", flush=True)
-            elif self.args.teleop == "topic":
-                print(f"collect: drive with any geometry_msgs/Twist on {graph.TELEOP_TWIST} and std_msgs/Bool "
-                      f"on {graph.TELEOP_GRIPPER} (true closes)", flush=True)
-            topics = _recorder_topics(self.root)
-            sequence = 0
-
-            def call(client, request):
-                future = client.call_async(request)
-                wait_for(node, future.done, 60.0, f"an answer from {client.srv_name}", processes)
-                return future.result()
-
-            for spec in self.specs:
-                episode_started = time.monotonic()
-                result = EpisodeResult(spec.index, spec.tasks)
-                answer = call(reset, ResetScene.Request(robot_obs=spec.robot_obs, scene_obs=spec.scene_obs))
-                if not answer.success:
-                    print(f"collect: episode {spec.index}: reset refused ({answer.message}); skipped", flush=True)
-                    results.append(result)
-                    continue
-                bag = self.bag_dir / f"episode_{spec.index:04d}"
-                # A fresh instruction publisher per episode: the old one, latched, still holds the previous
-                # episode's instruction, which the new recorder (a late joiner) would record first.
-                node.destroy_publisher(instructions)
-                instructions = node.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
-                recorder = start_node(recorder_node, log_dir=self.log_dir, config=config,
-                                      extra={"output": str(bag), "topics": topics},
-                                      label=f"recorder_{spec.index:04d}")
-                wanted = [t for t in topics if node.count_publishers(t) > 0 or t == graph.INSTRUCTION]
-                wait_for(node, lambda w=wanted: all(topic_has_subscribers(node, t, "recorder") for t in w),
-                         self.args.timeout, "the recorder to subscribe", [*processes, recorder])
-                # The bridge and the expert read instructions volatile: they must have matched the new
-                # publisher (not merely be visible in the graph) before the instruction goes out.
-                wait_for(node, lambda p=instructions: p.get_subscription_count() >= instruction_readers + 1,
-                         self.args.timeout, "the instruction's readers to match", [*processes, recorder])
-                start_state = answer.state
-                if operator is not None:
-                    operator.new_episode()
-                # The world stands still until the first instruction (the expert dropped its task at the
-                # reset), so everything received so far is the reset's observation or older: forget it,
-                # lest a late scene state of the previous episode be taken for a step of this one.
-                latest.clear()
-                for task in spec.tasks:
-                    sequence += 1
-                    text = _instruction_text(task, self.args.instructions, self.rng)
-                    message = Instruction(text=text, task=task, sequence=sequence)
-                    message.header.stamp = node.get_clock().now().to_msg()
-                    instructions.publish(message)
-                    if self.args.teleop:
-                        print(f"collect: episode {spec.index + 1}/{len(self.specs)}: {text!r} ({task}); "
-                              f"{self.args.episode_length} steps", flush=True)
-                    first_step = checked = int(start_state.step)
-                    done = False
-                    while not done:
-                        # After every step: the oracle compares the subtask's start state with now.
-                        wait_for(node, lambda c=checked: bool(latest) and latest[-1].step > c, 30.0,
-                                 f"the next step of {task}", processes)
-                        state = latest[-1]
-                        checked = int(state.step)
-                        response = call(check, CheckTasks.Request(tasks=[task], start_state=start_state))
-                        if not response.success:
-                            raise RuntimeError(f"check_tasks failed: {response.message}")
-                        done = task in response.completed
-                        if checked - first_step >= self.args.episode_length:
-                            break
-                        if operator is not None and not done:
-                            request = operator.poll()
-                            quitting |= request.quit
-                            if request.end_episode or request.quit:
-                                print("collect: the operator ended the episode", flush=True)
-                                break
-                    result.steps.append(checked - first_step)
-                    if not done:
-                        break
-                    result.completed += 1
-                    start_state = latest[-1]
-                # The recorder writes behind the live stream: let the world run a few steps more and the
-                # recorder catch up before stopping it, then check that the bag holds the whole episode.
-                end_step = int(latest[-1].step) + self.args.tail_steps
-                wait_for(node, lambda e=end_step: latest[-1].step >= e, 30.0, "the tail steps", processes)
-                drain_until = time.monotonic() + self.args.drain
-                wait_for(node, lambda d=drain_until: time.monotonic() > d, self.args.drain + 5, "the drain")
-                stop_all([recorder])
-                recorder = None
-                recorded = _recorded_steps(bag)
-                if result.completed and recorded < end_step - self.args.tail_steps:
-                    print(f"collect: episode {spec.index}: the bag ends at step {recorded} before the "
-                          f"demonstration did; counted as failed (raise --drain)", flush=True)
-                    result.completed = 0
-                result.seconds = time.monotonic() - episode_started
-                if result.success:
-                    result.bag = str(bag)
-                elif self.args.keep_failed:
-                    failed = self.bag_dir / "failed" / bag.name
-                    failed.parent.mkdir(exist_ok=True)
-                    shutil.move(str(bag), failed)
-                    result.bag = str(failed)
-                else:
-                    shutil.rmtree(bag, ignore_errors=True)
-                results.append(result)
-                print(f"collect: episode {spec.index + 1}/{len(self.specs)}: {' -> '.join(spec.tasks)}: "
-                      f"{result.completed}/{len(spec.tasks)} done in {sum(result.steps)} steps "
-                      f"({result.seconds:.1f} s){' -> ' + result.bag if result.bag else ''}", flush=True)
-                if quitting:
-                    print("collect: stopped by the operator", flush=True)
-                    break
+            session.start()
+            return session.record_all(), 0
         except (TimeoutError, RuntimeError) as error:
             print(f"openhelix collect: {error}", file=sys.stderr, flush=True)
-            status = 1
+            return session.results, 1
         finally:
-            stop_all([p for p in (recorder, *processes) if p is not None])
-            node.destroy_node()
-            rclpy.try_shutdown()
-        return results, status
+            session.close()
 
     def _summary(self, results: list[EpisodeResult], seconds: float, status: int) -> dict:
         total_steps = sum(sum(r.steps) for r in results)
@@ -418,3 +261,260 @@ class Collector:
                           "condition": self.specs[r.index].condition} for r in results],
             "logs": str(self.log_dir),
         }
+
+
+class CollectSession:
+    """The graph of record.launch.py plus this process's own ROS node, which drives the episodes.
+
+    The episode loop is the evaluator's (``evaluation.core.EvaluationRun``): reset, one instruction per
+    subtask, ``check_tasks`` after every step, a chain ends at its first failure. What collecting adds
+    happens around it: a recorder starts before each episode's first instruction and stops (SIGINT:
+    its bag is closed) once the episode ended and a few tail steps are recorded, before the next reset,
+    so no bag holds a frame of another episode; a person at the keyboard may end an episode.
+    """
+
+    def __init__(self, collector: Collector, keys) -> None:
+        self.collector, self.args = collector, collector.args
+        self.results: list[EpisodeResult] = []
+        self.recorder = None
+        self.processes: list = []
+        self.node = None
+        self.operator = None
+        self.quitting = False
+        self._keys = keys
+        self._sequence = 0
+        self._checked_step = 0  # the step of the newest state the oracle saw
+        self._episode_started = 0.0
+        self._bag: Path | None = None
+
+    def start(self) -> None:
+        """Start the graph's nodes (all but the recorder) and this process's node."""
+        import rclpy
+        from rclpy.node import Node
+
+        from openhelix_msgs.msg import Instruction, SceneState
+        from openhelix_msgs.srv import CheckTasks, ResetScene
+        from openhelix_ros.common import graph
+        from openhelix_ros.common.graphs import RECORD
+        from openhelix_ros.common.node_utils import INSTRUCTION_PUBLISHER_QOS, SCENE_STATE_QOS
+        from openhelix_ros.common.processes import start_node
+
+        collector = self.collector
+        # The graph of record.launch.py (openhelix_ros/common/graphs.py); the recorder is started per episode.
+        # The teleop node answers every lockstep observation at the control rate, so the world runs in
+        # real time for the person; it does not read instructions (the person does), the expert does.
+        nodes = RECORD.resolve({"policy": "teleop" if self.args.teleop else "expert"},
+                               extra={"calvin_bridge": {"render": not self.args.no_render, "seed": int(self.args.seed),
+                                                        "dynamic": self.args.dynamic}})
+        self.recorder_node = next(node for node in nodes if node.name == "recorder")
+        self.demonstrator = next(node.name for node in nodes if node.name in ("teleop", "scripted_expert"))
+        self.config_dir = collector.root / "config"
+        self.instruction_readers = 1 if self.args.teleop else 2
+        self.processes = [start_node(node, log_dir=collector.log_dir, config=self.config_dir)
+                          for node in nodes if node is not self.recorder_node]
+        rclpy.init()
+        self.node = Node("openhelix_collect")
+        self.latest: list[SceneState] = []  # the newest scene states, newest last
+        self.node.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS)
+        self._instruction_type, self._instruction_qos = Instruction, INSTRUCTION_PUBLISHER_QOS
+        self.instructions = self.node.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
+        self.reset_client = self.node.create_client(ResetScene, graph.RESET_SCENE)
+        self.check_client = self.node.create_client(CheckTasks, graph.CHECK_TASKS)
+        self.topics = _recorder_topics(collector.root)
+
+    def _on_scene_state(self, message) -> None:
+        self.latest.append(message)
+        del self.latest[:-4]
+
+    def wait_for(self, predicate, timeout: float, what: str, with_recorder: bool = False) -> None:
+        from openhelix_ros.common.processes import wait_for
+
+        processes = [*self.processes, self.recorder] if with_recorder and self.recorder else self.processes
+        wait_for(self.node, predicate, timeout, what, processes)
+
+    def call(self, client, request):
+        future = client.call_async(request)
+        self.wait_for(future.done, 60.0, f"an answer from {client.srv_name}")
+        return future.result()
+
+    def close(self) -> None:
+        import rclpy
+
+        from openhelix_ros.common.processes import stop_all
+
+        stop_all([p for p in (self.recorder, *self.processes) if p is not None])
+        if self.node is not None:
+            self.node.destroy_node()
+        rclpy.try_shutdown()
+
+    # ----- the episodes -----------------------------------------------------------------------------
+
+    def record_all(self) -> list[EpisodeResult]:
+        self._wait_for_graph()
+        run = self._episode_run()
+        pending = collections.deque(run.start(time.monotonic()))
+        while not run.finished:
+            if pending:
+                pending.extend(self._carry_out(pending.popleft(), run))
+                continue
+            if self.operator is not None:
+                request = self.operator.poll()
+                self.quitting |= request.quit
+                if request.end_episode or request.quit:
+                    print("collect: the operator ended the episode", flush=True)
+                    pending.extend(run.give_up(time.monotonic(), "ended by the operator"))
+                    continue
+            # After every step: the oracle compares the subtask's start state with now.
+            subtask = run.current_subtask
+            self.wait_for(lambda: bool(self.latest) and self.latest[-1].step > self._checked_step, 30.0,
+                          f"the next step of {subtask.task if subtask else 'the episode'}")
+            pending.extend(run.on_scene_state(time.monotonic(), int(self.latest[-1].step)))
+        return self.results
+
+    def _wait_for_graph(self) -> None:
+        from openhelix_ros.cli.teleop import KeyboardOperator
+        from openhelix_ros.common import graph
+        from openhelix_ros.teleop.core import KEYBOARD_HELP
+
+        print(f"collect: starting the bridge and the {self.demonstrator} (logs in {self.collector.log_dir})",
+              flush=True)
+        self.wait_for(lambda: self.reset_client.service_is_ready() and self.check_client.service_is_ready()
+                      and self.node.count_subscribers(graph.INSTRUCTION) >= self.instruction_readers,
+                      self.args.timeout, f"calvin_bridge's services and the {self.demonstrator}")
+        if self._keys is not None:
+            self.operator = KeyboardOperator(self.node, self._keys)
+            print(f"collect: drive with the keyboard: {KEYBOARD_HELP}", flush=True)
+        elif self.args.teleop == "topic":
+            print(f"collect: drive with any geometry_msgs/Twist on {graph.TELEOP_TWIST} and std_msgs/Bool "
+                  f"on {graph.TELEOP_GRIPPER} (true closes)", flush=True)
+
+    def _episode_run(self):
+        from openhelix_ros.evaluation.core import Episode, EvaluationConfig, EvaluationRun
+
+        specs = self.collector.specs
+        config = EvaluationConfig(num_sequences=len(specs), episode_length=self.args.episode_length,
+                                  seed=self.args.seed, clock_mode="lockstep")
+        # No reset seed: the start scene is the episode's own, and CALVIN-D's motion is the bridge's.
+        episodes = [Episode(spec.condition, spec.tasks, spec.robot_obs, spec.scene_obs, None) for spec in specs]
+        rng = self.collector.rng
+        return EvaluationRun(config, episodes=episodes,
+                             instruction=lambda chain, position, task: _instruction_text(task, self.args.instructions,
+                                                                                         rng))
+
+    def _carry_out(self, command, run) -> list:
+        """Carry out one command of the episode loop; returns the loop's follow-up commands."""
+        from openhelix_msgs.srv import CheckTasks, ResetScene
+        from openhelix_ros.evaluation.core import ChainFinished, PublishInstruction, RunFinished
+        from openhelix_ros.evaluation.core import CheckTasks as CheckCommand
+        from openhelix_ros.evaluation.core import ResetScene as ResetCommand
+
+        if isinstance(command, ResetCommand):
+            self._episode_started = time.monotonic()
+            answer = self.call(self.reset_client, ResetScene.Request(robot_obs=command.robot_obs,
+                                                                     scene_obs=command.scene_obs))
+            if not answer.success:
+                print(f"collect: episode {command.chain_index}: reset refused ({answer.message}); skipped",
+                      flush=True)
+            self._checked_step = int(answer.state.step)
+            return run.on_reset_done(time.monotonic(), bool(answer.success), answer.state, answer.message,
+                                     step=int(answer.state.step))
+        if isinstance(command, PublishInstruction):
+            if command.subtask_index == 0:
+                self._start_recording(command.chain_index)
+            self._publish_instruction(command)
+            return []
+        if isinstance(command, CheckCommand):
+            response = self.call(self.check_client, CheckTasks.Request(tasks=list(command.tasks),
+                                                                       start_state=command.start_state))
+            if not response.success:
+                raise RuntimeError(f"check_tasks failed: {response.message}")
+            state = response.current_state
+            self._checked_step = max(self._checked_step, int(state.step))
+            return run.on_check_result(time.monotonic(), True, list(response.completed), state, int(state.step))
+        if isinstance(command, ChainFinished):
+            self._finish_episode(command.record)
+            return run.cancel(time.monotonic()) if self.quitting else []
+        if isinstance(command, RunFinished):
+            if command.status == "cancelled":
+                print("collect: stopped by the operator", flush=True)
+            return []
+        raise TypeError(f"unknown command {command!r}")
+
+    def _start_recording(self, index: int) -> None:
+        """A recorder for episode ``index``, listening before its first instruction goes out."""
+        from openhelix_ros.common import graph
+        from openhelix_ros.common.processes import start_node, topic_has_subscribers
+
+        self._bag = self.collector.bag_dir / f"episode_{index:04d}"
+        # A fresh instruction publisher per episode: the old one, latched, still holds the previous
+        # episode's instruction, which the new recorder (a late joiner) would record first.
+        self.node.destroy_publisher(self.instructions)
+        self.instructions = self.node.create_publisher(self._instruction_type, graph.INSTRUCTION,
+                                                       self._instruction_qos)
+        self.recorder = start_node(self.recorder_node, log_dir=self.collector.log_dir, config=self.config_dir,
+                                   extra={"output": str(self._bag), "topics": self.topics},
+                                   label=f"recorder_{index:04d}")
+        wanted = [t for t in self.topics if self.node.count_publishers(t) > 0 or t == graph.INSTRUCTION]
+        self.wait_for(lambda: all(topic_has_subscribers(self.node, t, "recorder") for t in wanted),
+                      self.args.timeout, "the recorder to subscribe", with_recorder=True)
+        # The bridge and the expert read instructions volatile: they must have matched the new
+        # publisher (not merely be visible in the graph) before the instruction goes out.
+        self.wait_for(lambda: self.instructions.get_subscription_count() >= self.instruction_readers + 1,
+                      self.args.timeout, "the instruction's readers to match", with_recorder=True)
+        if self.operator is not None:
+            self.operator.new_episode()
+        # The world stands still until the first instruction (the expert dropped its task at the
+        # reset), so everything received so far is the reset's observation or older: forget it,
+        # lest a late scene state of the previous episode be taken for a step of this one.
+        self.latest.clear()
+
+    def _publish_instruction(self, command) -> None:
+        self._sequence += 1
+        message = self._instruction_type(text=command.text, task=command.task, sequence=self._sequence)
+        message.header.stamp = self.node.get_clock().now().to_msg()
+        self.instructions.publish(message)
+        if self.args.teleop:
+            print(f"collect: episode {command.chain_index + 1}/{len(self.collector.specs)}: {command.text!r} "
+                  f"({command.task}); {self.args.episode_length} steps", flush=True)
+
+    def _finish_episode(self, record) -> None:
+        """The episode ended: record the tail, stop the recorder, keep or drop the bag, count the result."""
+        from openhelix_ros.common.processes import stop_all
+
+        result = EpisodeResult(record.index, list(record.tasks), completed=record.completed,
+                               steps=[subtask.steps for subtask in record.subtasks])
+        if self.recorder is None:  # the reset was refused: nothing was recorded
+            self.results.append(result)
+            return
+        # The recorder writes behind the live stream: let the world run a few steps more and the
+        # recorder catch up before stopping it, then check that the bag holds the whole episode.
+        last_step = int(self.latest[-1].step) if self.latest else self._checked_step
+        end_step = last_step + self.args.tail_steps
+        self.wait_for(lambda: bool(self.latest) and self.latest[-1].step >= end_step, 30.0, "the tail steps")
+        drain_until = time.monotonic() + self.args.drain
+        self.wait_for(lambda: time.monotonic() > drain_until, self.args.drain + 5, "the drain")
+        stop_all([self.recorder])
+        self.recorder = None
+        recorded = _recorded_steps(self._bag)
+        if result.completed and recorded < last_step:
+            print(f"collect: episode {record.index}: the bag ends at step {recorded} before the "
+                  f"demonstration did; counted as failed (raise --drain)", flush=True)
+            result.completed = 0
+        result.seconds = time.monotonic() - self._episode_started
+        result.bag = self._keep_or_drop(self._bag, result.success)
+        self.results.append(result)
+        print(f"collect: episode {record.index + 1}/{len(self.collector.specs)}: {' -> '.join(record.tasks)}: "
+              f"{result.completed}/{len(record.tasks)} done in {sum(result.steps)} steps "
+              f"({result.seconds:.1f} s){' -> ' + result.bag if result.bag else ''}", flush=True)
+
+    def _keep_or_drop(self, bag: Path, success: bool) -> str:
+        """Where the episode's bag ends up ("" when it is deleted)."""
+        if success:
+            return str(bag)
+        if self.args.keep_failed:
+            failed = self.collector.bag_dir / "failed" / bag.name
+            failed.parent.mkdir(exist_ok=True)
+            shutil.move(str(bag), failed)
+            return str(failed)
+        shutil.rmtree(bag, ignore_errors=True)
+        return ""

@@ -172,7 +172,7 @@ class ResetScene:
     chain_index: int
     robot_obs: list[float]
     scene_obs: list[float]
-    seed: int
+    seed: int | None  # None: the bridge keeps its own random state
 
 
 @dataclass(frozen=True)
@@ -271,17 +271,49 @@ def per_position_stats(records: list[ChainRecord]) -> list[dict]:
 # The state machine
 # ---------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Episode:
+    """One chain to run: its symbolic start state, its subtasks, the concrete scene the reset sets, and
+    the reset's seed (None: the bridge keeps its own random state)."""
+
+    initial_state: dict
+    tasks: list[str]
+    robot_obs: list[float]
+    scene_obs: list[float]
+    seed: int | None
+
+
+def evaluation_episodes(chains: list[tuple[dict, list[str]]], seed: int) -> list[Episode]:
+    """CALVIN's chains as episodes: each start scene and reset seed drawn from the run's seed and the
+    chain's index, as the released evaluation does."""
+    episodes = []
+    for index, (initial_state, tasks) in enumerate(chains):
+        robot_obs, scene_obs = initial_scene(initial_state, seed, index)
+        episodes.append(Episode(dict(initial_state), list(tasks), robot_obs, scene_obs, chain_seed(seed, index)))
+    return episodes
+
+
 class EvaluationRun:
-    """One RunEvaluation goal, from the first reset to the last chain (or a cancel)."""
+    """One RunEvaluation goal, from the first reset to the last chain (or a cancel).
+
+    The episode loop of every verb that runs chains through the graph: the evaluator, and ``openhelix
+    collect`` with its own ``episodes`` (start states of its choosing, no reset seed) and
+    ``instruction`` (a text from the training language set: ``instruction(chain, position, task)``).
+    """
 
     IDLE, RESETTING, RUNNING, DONE = "idle", "resetting", "running", "done"
 
-    def __init__(self, config: EvaluationConfig, chains: list[tuple[dict, list[str]]] | None = None):
+    def __init__(self, config: EvaluationConfig, chains: list[tuple[dict, list[str]]] | None = None,
+                 episodes: list[Episode] | None = None, instruction=None):
         self.config = config.validate()
-        if chains is None:
-            chains = (task_episodes(self.config.num_sequences, self.config.seed, self.config.tasks)
-                      if self.config.tasks else sample_chains(self.config.num_sequences, self.config.seed))
-        self.chains = chains
+        if episodes is None:
+            if chains is None:
+                chains = (task_episodes(self.config.num_sequences, self.config.seed, self.config.tasks)
+                          if self.config.tasks else sample_chains(self.config.num_sequences, self.config.seed))
+            episodes = evaluation_episodes(chains, self.config.seed)
+        self.episodes = list(episodes)
+        self._instruction = instruction or (lambda chain, position, task: instruction_for(
+            self.config.variant, task, self.config.seed, chain, position))
         self.records: list[ChainRecord] = []
         self.current: ChainRecord | None = None
         self.interrupted: ChainRecord | None = None  # the chain a cancel cut short
@@ -300,6 +332,11 @@ class EvaluationRun:
     @property
     def finished(self) -> bool:
         return self.state == self.DONE
+
+    @property
+    def chains(self) -> list[tuple[dict, list[str]]]:
+        """The (start state, subtasks) of every episode, in order."""
+        return [(episode.initial_state, episode.tasks) for episode in self.episodes]
 
     @property
     def chain_index(self) -> int:
@@ -383,6 +420,13 @@ class EvaluationRun:
         self._check_in_flight = False  # a late answer to the abandoned check is ignored
         return self._fail_subtask(now, reason)
 
+    def give_up(self, now: float, reason: str) -> list:
+        """Fail the subtask in progress now (a person ended the demonstration, say); the chain ends."""
+        if self.state != self.RUNNING:
+            return []
+        self._check_in_flight = False  # a late answer to a check in flight is ignored
+        return self._fail_subtask(now, reason)
+
     def cancel(self, now: float) -> list:
         """Stop now. The chain in progress is dropped from the statistics (it did not finish) but
         kept as ``interrupted`` for the results file."""
@@ -407,21 +451,20 @@ class EvaluationRun:
 
     def _begin_chain(self, now: float) -> list:
         index = self.chain_index
-        if index >= len(self.chains):
+        if index >= len(self.episodes):
             self.state = self.DONE
             self.status = "completed"
             return [RunFinished("completed")]
-        initial_state, tasks = self.chains[index]
-        self.current = ChainRecord(index, dict(initial_state), list(tasks))
-        robot_obs, scene_obs = initial_scene(initial_state, self.config.seed, index)
+        episode = self.episodes[index]
+        self.current = ChainRecord(index, dict(episode.initial_state), list(episode.tasks))
         self.state = self.RESETTING
         self._last_progress = now
-        return [ResetScene(index, robot_obs, scene_obs, chain_seed(self.config.seed, index))]
+        return [ResetScene(index, list(episode.robot_obs), list(episode.scene_obs), episode.seed)]
 
     def _begin_subtask(self, now: float, start_state: Any, start_step: int) -> list:
         position = len(self.current.subtasks)
         task = self.current.tasks[position]
-        text = instruction_for(self.config.variant, task, self.config.seed, self.current.index, position)
+        text = self._instruction(self.current.index, position, task)
         self.current.subtasks.append(SubtaskRecord(task, text))
         self._start_state, self._start_step = start_state, int(start_step)
         self._messages = 0

@@ -165,7 +165,7 @@ class GoalExecution:
         """Carry out one command; returns follow-up commands (from a call that failed at once)."""
         if isinstance(command, ResetCommand):
             request = ResetScene.Request(robot_obs=command.robot_obs, scene_obs=command.scene_obs,
-                                         use_seed=True, seed=command.seed)
+                                         use_seed=command.seed is not None, seed=command.seed or 0)
             return self._call(self.node.reset_client, request, "reset", run)
         if isinstance(command, CheckCommand):
             request = CheckTasks.Request(tasks=list(command.tasks), start_state=command.start_state)
