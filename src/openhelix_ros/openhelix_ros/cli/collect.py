@@ -353,7 +353,7 @@ class CollectSession:
         self._wait_for_graph()
         run = self._episode_run()
         pending = collections.deque(run.start(time.monotonic()))
-        while not run.finished:
+        while pending or not run.finished:  # the last chain's ChainFinished comes with RunFinished
             if pending:
                 pending.extend(self._carry_out(pending.popleft(), run))
                 continue
