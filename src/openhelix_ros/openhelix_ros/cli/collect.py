@@ -433,10 +433,11 @@ class CollectSession:
             return run.on_check_result(time.monotonic(), True, list(response.completed), state, int(state.step))
         if isinstance(command, ChainFinished):
             self._finish_episode(command.record)
-            return run.cancel(time.monotonic()) if self.quitting else []
-        if isinstance(command, RunFinished):
-            if command.status == "cancelled":
+            if self.quitting:
                 print("collect: stopped by the operator", flush=True)
+                return run.cancel(time.monotonic())
+            return []
+        if isinstance(command, RunFinished):
             return []
         raise TypeError(f"unknown command {command!r}")
 
