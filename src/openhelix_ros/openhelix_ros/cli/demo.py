@@ -23,9 +23,11 @@ import argparse
 import json
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from openhelix_ros.common.environment import config_dir, project_root
+from openhelix_ros.evaluation.core import EvaluationConfig, EvaluationError, task_episodes
 from openhelix_training.checkpoint import is_training_checkpoint, training_runs, training_state_file
 
 
@@ -128,32 +130,25 @@ def choose_checkpoint(argument: str, runs: Path, shipped: Path | None = None) ->
     return str(found.resolve()), f"checkpoint {found} (newest trained on demonstrations, {where})"
 
 
-def run(args: argparse.Namespace) -> int:
-    import rclpy
-    from rclpy.action import ActionClient
+@dataclass
+class DemoPlan:
+    """What a demo runs: the eval graph's launch arguments and overrides, and the evaluation."""
 
-    from openhelix_msgs.action import RunEvaluation
-    from openhelix_ros.cli import evaluate
-    from openhelix_ros.common import graph
-    from openhelix_ros.common.graphs import EVAL
-    from openhelix_ros.common.processes import (
-        NodeProcess,
-        ProcessDied,
-        check_alive,
-        start_graph,
-        stop_all,
-        topic_has_publishers,
-        wait_for,
-    )
-    from openhelix_ros.evaluation.core import EvaluationConfig, EvaluationError, task_episodes
+    policy: str
+    checkpoint: str
+    checkpoint_note: str
+    arguments: dict
+    extra: dict
+    tasks: list[str]
+    tasks_note: str
+    chains: int
+    evaluation: EvaluationConfig
 
-    root = project_root()
-    runs = Path(args.runs_dir).resolve() if args.runs_dir else root / "runs"
-    run_dir = runs / args.name
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+def plan_demo(args: argparse.Namespace, runs: Path, root: Path) -> DemoPlan:
+    """The demo's choices (checkpoint, tasks, chains) as the eval graph's arguments and an evaluation."""
     checkpoint, checkpoint_note = ("", "scripted expert (privileged state); no model") \
         if args.policy == "expert" else choose_checkpoint(args.checkpoint, runs, root / "checkpoints")
-
     # The graph of eval.launch.py (openhelix_ros/common/graphs.py), with the demo's choices as its arguments.
     arguments = {"backend": "embedded", "clock_mode": "lockstep", "latent_period_steps": str(args.latent_period_steps),
                  "policy": args.policy, "system2_model": args.system2_model, "system1_model": args.system1_model,
@@ -168,76 +163,118 @@ def run(args: argparse.Namespace) -> int:
             task_episodes(1, 0, tasks)
         except EvaluationError as error:
             raise SystemExit(f"openhelix demo: --tasks: {error}") from None
-    print(f"[demo] evaluating {tasks_note}", flush=True)
-    extra = {"calvin_bridge": bridge}
+    try:
+        evaluation = EvaluationConfig(num_sequences=chains, variant=args.variant, episode_length=args.episode_length,
+                                      seed=args.seed, run_name=args.name, tasks=tuple(tasks)).validate()
+    except EvaluationError as error:
+        raise SystemExit(f"openhelix demo: {error}") from None
+    return DemoPlan(args.policy, checkpoint, checkpoint_note, arguments, {"calvin_bridge": bridge}, tasks, tasks_note,
+                    chains, evaluation)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = project_root()
+    runs = Path(args.runs_dir).resolve() if args.runs_dir else root / "runs"
+    run_dir = runs / args.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_demo(args, runs, root)
+    print(f"[demo] evaluating {plan.tasks_note}", flush=True)
 
     def interrupted(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    # SIGTERM must end the demo like Ctrl-C does, through the finally below that stops every node:
-    # an orphaned lockstep bridge would otherwise wait for plans forever.
+    # SIGTERM must end the demo like Ctrl-C does, through the finally that stops every node: an
+    # orphaned lockstep bridge would otherwise wait for plans forever.
     signal.signal(signal.SIGTERM, interrupted)
-    print(f"[demo] {checkpoint_note}", flush=True)
-    names = [node.name for node in EVAL.resolve(arguments, extra)]
+    print(f"[demo] {plan.checkpoint_note}", flush=True)
+    started = time.monotonic()
+    status = run_on_graph(plan, run_dir, root)
+    summary = write_summary(args, plan, run_dir, status, time.monotonic() - started)
+    print(summary, flush=True)
+    return status
+
+
+def run_on_graph(plan: DemoPlan, run_dir: Path, root: Path) -> int:
+    """Start the eval graph, wait until its policy is up, run the evaluation, stop the graph; the status."""
+    import rclpy
+    from rclpy.action import ActionClient
+
+    from openhelix_msgs.action import RunEvaluation
+    from openhelix_ros.cli import evaluate
+    from openhelix_ros.common import graph
+    from openhelix_ros.common.graphs import EVAL
+    from openhelix_ros.common.processes import (
+        ProcessDied,
+        check_alive,
+        start_graph,
+        stop_all,
+        topic_has_publishers,
+        wait_for,
+    )
+
+    names = [node.name for node in EVAL.resolve(plan.arguments, plan.extra)]
     print(f"[demo] starting {', '.join(names)} (logs in {run_dir / 'logs'})", flush=True)
     started = time.monotonic()
-    processes: list[NodeProcess] = []
+    processes = []
     rclpy.init()
     watcher = rclpy.create_node("openhelix_demo")
     try:
-        processes = start_graph(EVAL, arguments, extra=extra, log_dir=run_dir / "logs", config=config_dir(root))
+        processes = start_graph(EVAL, plan.arguments, extra=plan.extra, log_dir=run_dir / "logs", config=config_dir(root))
         client = ActionClient(watcher, RunEvaluation, "run_evaluation")
         # Model loading (System 2 embedded converts its weights once) dominates the start.
         wait_for(watcher, client.server_is_ready, 300, "the evaluator's run_evaluation action",
                  processes=processes)
         # The policy nodes announce their publishers once their models are loaded; a node that dies
         # while loading (a checkpoint that does not fit, say) stops the demo here with its log.
-        policy_topics = [graph.EE_TRAJECTORY] + ([graph.GOAL_LATENT] if args.policy == "dual" else [])
+        policy_topics = [graph.EE_TRAJECTORY] + ([graph.GOAL_LATENT] if plan.policy == "dual" else [])
         wait_for(watcher, lambda: all(topic_has_publishers(watcher, t) for t in policy_topics), 600,
                  f"publishers of {', '.join(policy_topics)}", processes=processes)
-        print(f"[demo] graph up after {time.monotonic() - started:.0f} s; running {chains} chains", flush=True)
+        print(f"[demo] graph up after {time.monotonic() - started:.0f} s; running {plan.chains} chains", flush=True)
         # evaluate.evaluate owns its rclpy context; ours stays for watching the processes afterwards.
         watcher.destroy_node()
         rclpy.try_shutdown()
-        status = evaluate.evaluate(EvaluationConfig(num_sequences=chains, variant=args.variant,
-                                                    episode_length=args.episode_length, seed=args.seed,
-                                                    run_name=args.name, tasks=tuple(tasks)))
+        status = evaluate.evaluate(plan.evaluation)
         check_alive(processes)
+        return status
     except (ProcessDied, TimeoutError) as failure:
         print(f"[demo] {failure}", flush=True)
-        status = 1
+        return 1
     except KeyboardInterrupt:
         print("[demo] interrupted; stopping the graph", flush=True)
-        status = 130
+        return 130
     finally:
         if rclpy.ok():
             watcher.destroy_node()
             rclpy.try_shutdown()
         stop_all(processes)
 
-    summary = {"policy": args.policy, "checkpoint": checkpoint or None, "checkpoint_note": checkpoint_note,
-               "system2_model": args.system2_model if args.policy == "dual" else None,
-               "system1_model": args.system1_model if args.policy == "dual" else None,
+
+def write_summary(args: argparse.Namespace, plan: DemoPlan, run_dir: Path, status: int, seconds: float) -> str:
+    """demo.json and demo.md beside the evaluation's results; returns demo.md's text."""
+    dual = plan.policy == "dual"
+    summary = {"policy": plan.policy, "checkpoint": plan.checkpoint or None, "checkpoint_note": plan.checkpoint_note,
+               "system2_model": args.system2_model if dual else None,
+               "system1_model": args.system1_model if dual else None,
                "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
                "waypoints_per_plan": args.waypoints_per_plan or None,
-               "chains": chains, "tasks": tasks or None, "tasks_note": tasks_note, "variant": args.variant, "seconds": round(time.monotonic() - started, 1),
-               "exit_status": status}
+               "chains": plan.chains, "tasks": plan.tasks or None, "tasks_note": plan.tasks_note,
+               "variant": args.variant, "seconds": round(seconds, 1), "exit_status": status}
     results_file = run_dir / "results.json"
     if results_file.is_file():
         results = json.loads(results_file.read_text())
         summary["average_length"] = results.get("average_length")
         summary["success_rates"] = results.get("success_rates")
     (run_dir / "demo.json").write_text(json.dumps(summary, indent=2))
+    episodes = (f"- {plan.chains} single-subtask episodes of {', '.join(plan.tasks)} ({plan.tasks_note}), "
+                f"variant {args.variant}; " if plan.tasks else f"- {plan.chains} chains, variant {args.variant}; ")
     lines = ["# openhelix demo", "",
-             f"- Policy: {'System 2 + System 1' if args.policy == 'dual' else 'scripted expert'}; {checkpoint_note}.",
-             f"- Graph: calvin_bridge (embedded, lockstep) + "
-             f"{'system2 + system1' if args.policy == 'dual' else 'scripted_expert'} + evaluator, "
-             f"Asy({args.latent_period_steps})"
+             f"- Policy: {'System 2 + System 1' if dual else 'scripted expert'}; {plan.checkpoint_note}.",
+             f"- Graph: calvin_bridge (embedded, lockstep) + {'system2 + system1' if dual else 'scripted_expert'} "
+             f"+ evaluator, Asy({args.latent_period_steps})"
              + (f", {args.waypoints_per_plan} waypoints per plan." if args.waypoints_per_plan else "."),
-             (f"- {chains} single-subtask episodes of {', '.join(tasks)} ({tasks_note}), variant {args.variant}; "
-              if tasks else f"- {chains} chains, variant {args.variant}; ") + f"{summary['seconds']:.0f} s in all.",
+             episodes + f"{summary['seconds']:.0f} s in all.",
              f"- Average length: {_two_decimals(summary.get('average_length'))}; see report.md for the tables and "
              "plots."]
-    (run_dir / "demo.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
-    return status
+    text = "\n".join(lines)
+    (run_dir / "demo.md").write_text(text + "\n")
+    return text
