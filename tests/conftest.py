@@ -3,6 +3,9 @@
 Each pytest session claims a ROS domain no other session on this machine holds (a lock file per
 domain), keeps discovery on loopback and puts ROS_HOME in a temporary directory; subprocesses the tests
 start inherit all of it. Two test runs on one machine therefore never see each other's topics.
+
+The ``processes`` fixture starts node, peer and command processes for a test (tests/support/processes.py)
+and stops what is left when the test ends, printing each one's last lines when the test failed.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from support.processes import Processes
 
 # Fast DDS maps domain d to ports 7400 + 250 d (+ offsets); keep well inside the valid 0..232.
 _DOMAINS = range(1, 200)
 _held_lock = None
+_FAILED = pytest.StashKey[bool]()
 
 
 def _claim_ros_domain() -> int:
@@ -54,3 +59,27 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def ros_domain_id() -> int:
     return int(os.environ["ROS_DOMAIN_ID"])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Note a failed test (for the ``processes`` fixture's teardown), and add the logs of the processes of
+    module-scoped fixtures (``with Processes(...)``) still running to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        item.stash[_FAILED] = True
+        if call.when == "call":
+            for group in Processes.open_sets:
+                if group.report_on_failure and group.started:
+                    report.sections.append(("processes of a module fixture", group.report()))
+
+
+@pytest.fixture
+def processes(request, tmp_path):
+    """Starts processes for this test (``processes.node(...)``, ``.peer(...)``, ``.command([...])``, see
+    support.processes.Processes); on teardown stops every one still running (SIGINT, then SIGKILL) and,
+    if the test failed, prints each one's last lines."""
+    group = Processes(tmp_path, report_on_failure=False)
+    yield group
+    group.close(failed=request.node.stash.get(_FAILED, False))

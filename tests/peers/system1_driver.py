@@ -46,30 +46,42 @@ QUATERNION = Rotation.from_euler("xyz", [np.pi, 0, np.pi / 2]).as_quat()
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--mode", choices=("realtime", "lockstep"), required=True)
     parser.add_argument("--latent-dim", type=int, default=32)
     parser.add_argument("--stale-seconds", type=float, default=2.5)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    rclpy.init()
-    node = rclpy.create_node("system1_driver")
-    points_pub = node.create_publisher(PointCloud2, "points", RELIABLE)
-    pose_pub = node.create_publisher(PoseStamped, "ee_pose", RELIABLE)
-    joints_pub = node.create_publisher(JointState, "joint_states", RELIABLE)
-    latent_pub = node.create_publisher(GoalLatent, "goal_latent", LATENT)
-    clock_pub = node.create_publisher(Clock, "/clock", RELIABLE)
-    phase = {"name": "startup"}
-    trajectories, markers, latents, clouds = [], [], [], []
-    rng = np.random.default_rng(0)
-    xyz = rng.uniform([-0.4, -0.4, 0.0], [0.4, 0.3, 0.3], (1500, 3)).astype(np.float32)
-    rgb = rng.integers(0, 256, (1500, 3), dtype=np.uint8)
 
-    def on_trajectory(message: EETrajectory):
-        trajectories.append({
-            "phase": phase["name"], "arrival": time.monotonic(), "stamp": stamp_to_ns(message.header.stamp),
+class System1Driver:
+    """The system1 node's world: its inputs published, its outputs recorded with the current phase."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.node = rclpy.create_node("system1_driver")
+        self.points_pub = self.node.create_publisher(PointCloud2, "points", RELIABLE)
+        self.pose_pub = self.node.create_publisher(PoseStamped, "ee_pose", RELIABLE)
+        self.joints_pub = self.node.create_publisher(JointState, "joint_states", RELIABLE)
+        self.latent_pub = self.node.create_publisher(GoalLatent, "goal_latent", LATENT)
+        self.clock_pub = self.node.create_publisher(Clock, "/clock", RELIABLE)
+        self.phase = "startup"
+        self.latents_on = True  # realtime: whether the latent timer publishes
+        self.trajectories, self.markers, self.latents, self.clouds = [], [], [], []
+        rng = np.random.default_rng(0)
+        self.xyz = rng.uniform([-0.4, -0.4, 0.0], [0.4, 0.3, 0.3], (1500, 3)).astype(np.float32)
+        self.rgb = rng.integers(0, 256, (1500, 3), dtype=np.uint8)
+        self.node.create_subscription(EETrajectory, "ee_trajectory", self.on_trajectory, RELIABLE)
+        self.node.create_subscription(MarkerArray, "visualization/trajectory", self.on_markers, RELIABLE)
+
+    def now(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    # ------------------------------------------------------------------------------------- recording
+    def on_trajectory(self, message: EETrajectory) -> None:
+        self.trajectories.append({
+            "phase": self.phase, "arrival": time.monotonic(), "stamp": stamp_to_ns(message.header.stamp),
             "frame": message.header.frame_id, "sequence": int(message.sequence),
             "latent_sequence": int(message.latent_sequence), "latent_stamp": stamp_to_ns(message.latent_stamp),
             "positions": [[p.position.x, p.position.y, p.position.z] for p in message.poses],
@@ -78,128 +90,169 @@ def main() -> int:
             "gripper": list(message.gripper), "period": duration_to_seconds(message.waypoint_period),
             "inference_time": float(message.inference_time)})
 
-    def on_markers(message: MarkerArray):
-        markers.append({"phase": phase["name"], "markers": [
+    def on_markers(self, message: MarkerArray) -> None:
+        self.markers.append({"phase": self.phase, "markers": [
             {"type": m.type, "frame": m.header.frame_id, "stamp": stamp_to_ns(m.header.stamp), "points": len(m.points)}
             for m in message.markers]})
 
-    node.create_subscription(EETrajectory, "ee_trajectory", on_trajectory, RELIABLE)
-    node.create_subscription(MarkerArray, "visualization/trajectory", on_markers, RELIABLE)
+    def recorded(self) -> dict:
+        return {"trajectories": self.trajectories, "markers": self.markers, "latents": self.latents,
+                "clouds": self.clouds}
 
-    def spin_until(predicate, timeout: float) -> bool:
+    # -------------------------------------------------------------------------------------- spinning
+    def spin_until(self, predicate, timeout: float) -> bool:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if predicate():
                 return True
-            rclpy.spin_once(node, timeout_sec=0.01)
+            rclpy.spin_once(self.node, timeout_sec=0.01)
         return predicate()
 
-    def publish_observation(stamp: int, cloud_xyz=xyz, cloud_rgb=rgb):
-        pose_pub.publish(pose_stamped_to_msg(POSITION, QUATERNION, "world", stamp))
-        joints_pub.publish(joint_state_to_msg(JOINTS, [0.0] * 7 + [0.04, 0.04], stamp=stamp))
-        points_pub.publish(points_to_pointcloud2(cloud_xyz, cloud_rgb, "world", stamp))
-        clouds.append(stamp)
+    def pause(self, seconds: float) -> None:
+        """Spin (callbacks keep recording) for ``seconds``."""
+        self.spin_until(lambda: False, seconds)
 
-    def publish_latent(observation_stamp: int, values=None, sequence=None):
-        sequence = sequence if sequence is not None else len(latents) + 1
-        message = GoalLatent(header=make_header("", node.get_clock().now().nanoseconds if args.mode == "realtime"
-                                                else observation_stamp + 1_000_000),
-                             instruction="open the drawer", sequence=sequence,
+    def wait_for_system1(self) -> bool:
+        """True once system1 subscribes to points, goal_latent and ee_pose and publishes ee_trajectory."""
+        return self.spin_until(lambda: self.points_pub.get_subscription_count() > 0
+                               and self.latent_pub.get_subscription_count() > 0
+                               and self.pose_pub.get_subscription_count() > 0
+                               and self.node.count_publishers("ee_trajectory") > 0, 60)
+
+    def wait_for_more_trajectories(self, more: int, timeout: float) -> None:
+        count = len(self.trajectories)
+        self.spin_until(lambda: len(self.trajectories) >= count + more, timeout)
+
+    # ------------------------------------------------------------------------------------ publishing
+    def publish_observation(self, stamp: int) -> None:
+        self.pose_pub.publish(pose_stamped_to_msg(POSITION, QUATERNION, "world", stamp))
+        self.joints_pub.publish(joint_state_to_msg(JOINTS, [0.0] * 7 + [0.04, 0.04], stamp=stamp))
+        self.points_pub.publish(points_to_pointcloud2(self.xyz, self.rgb, "world", stamp))
+        self.clouds.append(stamp)
+
+    def publish_latent(self, observation_stamp: int, values=None, sequence=None) -> None:
+        """A goal latent for the observation at ``observation_stamp``: a good one (recorded in
+        ``latents``) unless ``values`` are given."""
+        sequence = sequence if sequence is not None else len(self.latents) + 1
+        stamp = self.now() if self.args.mode == "realtime" else observation_stamp + 1_000_000
+        message = GoalLatent(header=make_header("", stamp), instruction="open the drawer", sequence=sequence,
                              observation_stamp=ns_to_stamp(observation_stamp), inference_time=0.01, model_id="driver")
         message.latent = (values if values is not None else
-                          np.sin(np.arange(args.latent_dim) + sequence).astype(np.float32)).tolist()
-        latent_pub.publish(message)
+                          np.sin(np.arange(self.args.latent_dim) + sequence).astype(np.float32)).tolist()
+        self.latent_pub.publish(message)
         if values is None:
-            latents.append({"sequence": sequence, "stamp": stamp_to_ns(message.header.stamp),
-                            "observation_stamp": observation_stamp})
+            self.latents.append({"sequence": sequence, "stamp": stamp_to_ns(message.header.stamp),
+                                 "observation_stamp": observation_stamp})
 
-    if not spin_until(lambda: points_pub.get_subscription_count() > 0 and latent_pub.get_subscription_count() > 0
-                      and pose_pub.get_subscription_count() > 0 and node.count_publishers("ee_trajectory") > 0, 60):
-        print("system1 never matched", flush=True)
-        return 1
-    spin_until(lambda: False, 0.3)
-
-    result = {}
-    if args.mode == "realtime":
-        latents_on = {"on": True}
-
-        def sensor_tick():
-            publish_observation(node.get_clock().now().nanoseconds)
-
-        def latent_tick():
-            if latents_on["on"]:
-                publish_latent(node.get_clock().now().nanoseconds)
-
-        node.create_timer(1 / 15, sensor_tick)
-        node.create_timer(0.2, latent_tick)
-        phase["name"] = "normal"
-        spin_until(lambda: len(trajectories) >= 3, 60)
-
-        phase["name"] = "bad"
-        now = node.get_clock().now().nanoseconds
-        no_x = points_to_pointcloud2(xyz, rgb, "world", now)
+    def publish_bad_clouds(self, now: int) -> None:
+        """A cloud without x, one without colour and one of NaN points only."""
+        no_x = points_to_pointcloud2(self.xyz, self.rgb, "world", now)
         no_x.fields = [f for f in no_x.fields if f.name != "x"] + [PointField(name="intensity", offset=0,
                                                                             datatype=PointField.FLOAT32, count=1)]
-        points_pub.publish(no_x)
-        spin_until(lambda: False, 0.1)
-        points_pub.publish(points_to_pointcloud2(xyz, None, "world", now))  # no colour
-        spin_until(lambda: False, 0.1)
-        all_nan = points_to_pointcloud2(np.zeros((10, 3), np.float32), rgb[:10], "world", now)
+        self.points_pub.publish(no_x)
+        self.pause(0.1)
+        self.points_pub.publish(points_to_pointcloud2(self.xyz, None, "world", now))  # no colour
+        self.pause(0.1)
+        all_nan = points_to_pointcloud2(np.zeros((10, 3), np.float32), self.rgb[:10], "world", now)
         raw = np.frombuffer(bytes(all_nan.data), np.uint8).copy().view("<f4").reshape(10, 4)
         raw[:, :3] = np.nan
         all_nan.data = array.array("B", raw.tobytes())
-        points_pub.publish(all_nan)
-        spin_until(lambda: False, 0.1)
-        pose_pub.publish(pose_stamped_to_msg(POSITION, QUATERNION, "camera", now))
+        self.points_pub.publish(all_nan)
+        self.pause(0.1)
+
+    def publish_bad_latents(self, now: int) -> None:
+        """A 512-value latent (sequence 9999) and a NaN one (9998), the good latents paused meanwhile."""
         # The good latents pause (so the bad ones are the newest for a moment) for well under the node's
         # max_latent_age, so the age gate does not trip here.
-        latents_on["on"] = False
-        spin_until(lambda: False, 0.1)
-        publish_latent(now, values=np.ones(512, np.float32), sequence=9999)
-        spin_until(lambda: False, 0.15)
-        publish_latent(now, values=np.full(args.latent_dim, np.nan, np.float32), sequence=9998)
-        spin_until(lambda: False, 0.15)
-        latents_on["on"] = True
-        phase["name"] = "after_bad"
-        count = len(trajectories)
-        spin_until(lambda: len(trajectories) >= count + 3, 30)
+        self.latents_on = False
+        self.pause(0.1)
+        self.publish_latent(now, values=np.ones(512, np.float32), sequence=9999)
+        self.pause(0.15)
+        self.publish_latent(now, values=np.full(self.args.latent_dim, np.nan, np.float32), sequence=9998)
+        self.pause(0.15)
+        self.latents_on = True
 
-        phase["name"] = "stale"
-        latents_on["on"] = False
+    def sensor_tick(self) -> None:
+        self.publish_observation(self.now())
+
+    def latent_tick(self) -> None:
+        if self.latents_on:
+            self.publish_latent(self.now())
+
+    # ------------------------------------------------------------------------------------- scenarios
+    def run_realtime(self, result: dict) -> None:
+        """15 Hz sensors and 5 Hz latents; phases normal, bad, after_bad, stale (no latents), resumed."""
+        self.node.create_timer(1 / 15, self.sensor_tick)
+        self.node.create_timer(0.2, self.latent_tick)
+        self.phase = "normal"
+        self.spin_until(lambda: len(self.trajectories) >= 3, 60)
+
+        self.phase = "bad"
+        now = self.now()
+        self.publish_bad_clouds(now)
+        self.pose_pub.publish(pose_stamped_to_msg(POSITION, QUATERNION, "camera", now))
+        self.publish_bad_latents(now)
+        self.phase = "after_bad"
+        self.wait_for_more_trajectories(3, 30)
+
+        self.phase = "stale"
+        self.latents_on = False
         result["stale_start"] = time.monotonic()
-        spin_until(lambda: False, args.stale_seconds)
+        self.pause(self.args.stale_seconds)
 
-        phase["name"] = "resumed"
+        self.phase = "resumed"
         result["resume_start"] = time.monotonic()
-        latents_on["on"] = True
-        count = len(trajectories)
-        spin_until(lambda: len(trajectories) >= count + 3, 30)
-    else:
+        self.latents_on = True
+        self.wait_for_more_trajectories(3, 30)
+
+    def run_lockstep(self, result: dict) -> None:
+        """Steps 0..6 in sim time, each waiting for its trajectory; latents of the even steps, step 2's
+        held back until a second after the observation of step 4."""
         held_back = None
         for step in range(7):
             stamp = int(round(step * STEP_NS))
-            phase["name"] = f"step{step}"
-            clock_pub.publish(Clock(clock=ns_to_stamp(stamp)))
-            publish_observation(stamp)
+            self.phase = f"step{step}"
+            self.clock_pub.publish(Clock(clock=ns_to_stamp(stamp)))
+            self.publish_observation(stamp)
             result.setdefault("observation_time", {})[step] = time.monotonic()
-            if step % 2 == 0:
-                if step == 2:
-                    held_back = stamp  # System 1 needs it at step 4, not before
-                else:
-                    if step == 4:
-                        spin_until(lambda: False, 1.0)
-                        publish_latent(held_back)
-                        spin_until(lambda: False, 0.2)
-                    publish_latent(stamp)
-            if not spin_until(lambda s=stamp: any(t["stamp"] == s for t in trajectories), 30):
+            held_back = self.publish_latents_of_step(step, stamp, held_back)
+            if not self.spin_until(lambda s=stamp: any(t["stamp"] == s for t in self.trajectories), 30):
                 print(f"no trajectory for step {step}", flush=True)
                 break
-        spin_until(lambda: False, 0.5)
+        self.pause(0.5)
 
-    result.update({"trajectories": trajectories, "markers": markers, "latents": latents, "clouds": clouds})
+    def publish_latents_of_step(self, step: int, stamp: int, held_back: int | None) -> int | None:
+        """Asy(2): the latent of each even step, but step 2's only at step 4 (after a second); returns the
+        stamp held back."""
+        if step % 2:
+            return held_back
+        if step == 2:
+            return stamp  # System 1 needs it at step 4, not before
+        if step == 4:
+            self.pause(1.0)
+            self.publish_latent(held_back)
+            self.pause(0.2)
+        self.publish_latent(stamp)
+        return held_back
+
+
+def main() -> int:
+    args = parse_args()
+    rclpy.init()
+    driver = System1Driver(args)
+    if not driver.wait_for_system1():
+        print("system1 never matched", flush=True)
+        return 1
+    driver.pause(0.3)
+    result = {}
+    if args.mode == "realtime":
+        driver.run_realtime(result)
+    else:
+        driver.run_lockstep(result)
+    result.update(driver.recorded())
     with open(args.out, "w") as handle:
         json.dump(result, handle)
-    node.destroy_node()
+    driver.node.destroy_node()
     rclpy.shutdown()
     return 0
 

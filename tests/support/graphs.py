@@ -1,9 +1,9 @@
 """Helpers for the tests that start whole graphs: reading a running node's parameters over its ROS
-parameter service, and instructing the graph as a user does (``openhelix say``)."""
+parameter service, instructing the graph as a user does (``openhelix say``), and a graph command
+(``openhelix up``, a launch file) as a support.processes.Process that spins a peer while it waits."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +15,7 @@ from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
 
 from openhelix_ros.common.processes import call_service, wait_for
+from support.processes import Process
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENHELIX = str(Path(sys.executable).with_name("openhelix"))
@@ -39,34 +40,21 @@ def say(text: str, task: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-class GraphCommand:
-    """A command that runs a graph until Ctrl-C (``openhelix up``, a launch file), its output in a file."""
-
-    def __init__(self, argv: list[str], output: Path):
-        self.output = output
-        with output.open("w") as out:
-            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
+class GraphCommand(Process):
+    """A command that runs a graph until Ctrl-C (``openhelix up``, a launch file), its output in its log
+    file: ``processes.command(argv, kind=GraphCommand)``."""
 
     def text(self) -> str:
-        return self.output.read_text(errors="replace")
+        return self.output()
 
     def wait_for(self, peer, predicate, timeout: float, what: str) -> None:
         """Spin ``peer`` until ``predicate()``; fails at once if the command exited, with its output."""
         deadline = time.monotonic() + timeout
         while not predicate():
-            assert self.alive(), f"{self.process.args[:3]} exited {self.process.returncode}:\n{self.text()[-4000:]}"
+            assert self.alive, f"{self.argv[:3]} exited {self.returncode}:\n{self.text()[-4000:]}"
             assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}:\n{self.text()[-4000:]}"
             rclpy.spin_once(peer, timeout_sec=0.05)
 
-    def stop(self, timeout: float = 60.0) -> int:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
         """Ctrl-C (SIGINT), as a user stops it; SIGKILL if it does not end within ``timeout`` s."""
-        if self.alive():
-            self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return super().stop(sig, timeout)

@@ -4,16 +4,13 @@ filter, rejection of bad trajectories, and the estop hold."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pybullet
 import pybullet_data
 import pytest
-from support.processes import run_peer
+from support.processes import Processes
 
 from openhelix_ros.arm.kinematics import JOINT_NAMES, JOINT_UPPER, READY_JOINTS
 from openhelix_ros.common.processes import wait_for
@@ -28,31 +25,26 @@ PYBULLET_TCP_LINK = 11
 def session(tmp_path_factory):
     """Run the arm_interface and the driver peer once; return (what the driver received, node log)."""
     directory = tmp_path_factory.mktemp("arm")
-    log = directory / "arm_interface.log"
-    node = subprocess.Popen(
-        [sys.executable, "-m", "openhelix_ros.arm.node", "--ros-args",
-         "-p", f"base_position:={BASE_POSITION}", "-p", f"base_orientation:={BASE_ORIENTATION}",
-         "-p", f"tcp_offset:={TCP_OFFSET}", "-p", "joint_state_timeout:=0.5",
-         # x stops at 0.45 m: comfortably inside the arm's reach, so clipping (not reach) is tested.
-         "-p", "workspace_high:=[0.45, 0.36, 0.65]"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
-    try:
+    with Processes(directory) as processes:
+        node = processes.node(
+            "openhelix_ros.arm.node", f"base_position:={BASE_POSITION}", f"base_orientation:={BASE_ORIENTATION}",
+            f"tcp_offset:={TCP_OFFSET}", "joint_state_timeout:=0.5",
+            # x stops at 0.45 m: comfortably inside the arm's reach, so clipping (not reach) is tested.
+            "workspace_high:=[0.45, 0.36, 0.65]")
         out = directory / "received.json"
-        result = run_peer("arm_driver.py", "--out", str(out), "--base-position", *map(str, BASE_POSITION),
-                          "--base-orientation", *map(str, BASE_ORIENTATION), "--tcp-offset", str(TCP_OFFSET),
-                          timeout=240)
-        alive = node.poll() is None
+        driver = processes.peer("arm_driver.py", "--out", str(out), "--base-position", *map(str, BASE_POSITION),
+                                "--base-orientation", *map(str, BASE_ORIENTATION), "--tcp-offset", str(TCP_OFFSET),
+                                ready=None)
+        driver_code = driver.wait(timeout=240)
+        alive = node.alive
         # The driver's last trajectory (7) is judged after a wait for fresh joint states and may still be
         # queued behind earlier planning when the driver exits: wait for its verdict in the log (by
         # content, not by clock) before stopping the node, or a loaded machine loses the line.
-        if alive and result.returncode == 0:
-            wait_for(None, lambda: "trajectory 7 " in log.read_text(), 60, "the node's verdict on trajectory 7")
-    finally:
-        if node.poll() is None:
-            node.send_signal(signal.SIGINT)
-            node.wait(timeout=10)
-    text = log.read_text()
-    assert result.returncode == 0, f"driver failed:\n{result.stdout}{result.stderr}\nnode log:\n{text}"
+        if alive and driver_code == 0:
+            wait_for(None, lambda: "trajectory 7 " in node.output(), 60, "the node's verdict on trajectory 7")
+        assert node.stop(timeout=10) != -signal.SIGKILL, "arm_interface did not stop within 10 s:\n" + node.output()
+        text = node.output()
+        assert driver_code == 0, f"driver failed:\n{driver.output()}\nnode log:\n{text}"
     assert alive, "arm_interface died during the scenario:\n" + text
     return json.loads(out.read_text()), text
 

@@ -2,7 +2,8 @@
 
 This test process is the independent peer: it subscribes, publishes trajectories and instructions and
 calls the services, with its own rclpy node; the bridge and the expert run in their own processes,
-started with openhelix_ros.common.processes exactly as `openhelix collect` starts them.
+started by the ``processes`` fixture (``python -m <node module> --ros-args -p ...``, the command line
+openhelix_ros.common.processes gives `openhelix collect`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from support.processes import Processes
 
 from openhelix_msgs.msg import EETrajectory, Instruction, SceneState
 from openhelix_msgs.srv import CheckTasks, ResetScene
@@ -35,7 +37,7 @@ from openhelix_ros.common.node_utils import (
     SENSOR_QOS,
     TRAJECTORY_QOS,
 )
-from openhelix_ros.common.processes import NodeProcess, call_service, stop_all, wait_for
+from openhelix_ros.common.processes import call_service, wait_for
 from openhelix_ros.sim.protocol import state_for_condition
 
 TICK_NS = round(1e9 / 30)
@@ -58,10 +60,6 @@ class Watch:
         return self.messages[-1] if self.messages else None
 
 
-def start_bridge(tmp_path, **parameters) -> NodeProcess:
-    return NodeProcess.start("calvin_bridge", parameters, log_dir=tmp_path, label="calvin_bridge")
-
-
 def lockstep_trajectory(stamp_ns: int, position, quaternion, gripper=1.0, sequence=1) -> EETrajectory:
     return trajectory_to_msg(np.array([position]), np.array([quaternion]), np.array([gripper]), 1 / 30,
                              stamp=stamp_ns, sequence=sequence)
@@ -81,21 +79,19 @@ def robot_pose(state: SceneState) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------- realtime
-def test_realtime_topics_types_stamps_and_rate(peer, tmp_path):
+def test_realtime_topics_types_stamps_and_rate(peer, processes):
     """An independent subscriber sees every bridge topic with its declared type at a steady rate, and
     all topics of one step carry the same stamp."""
     bridge_topics = [spec for spec in graph.TOPICS if "calvin_bridge" in spec.publishers and spec.name != graph.CLOCK]
     watches = {spec.name: Watch(peer, spec.name, message_class(spec.type)) for spec in bridge_topics}
     clock = Watch(peer, graph.CLOCK, Clock)
-    bridge = start_bridge(tmp_path, clock_mode="realtime", render=True)
-    try:
-        wait_for(peer, lambda: all(w.messages for w in watches.values()), 40, "every bridge topic", [bridge])
-        counts = {name: len(w.messages) for name, w in watches.items()}
-        spin_for(peer, 3.0, [bridge])
-        rates = {name: (len(w.messages) - counts[name]) / 3.0 for name, w in watches.items()}
-        graph_types = dict(peer.get_topic_names_and_types())
-    finally:
-        stop_all([bridge])
+    bridge = processes.node("calvin_bridge", "clock_mode:=realtime", "render:=true")
+    wait_for(peer, lambda: all(w.messages for w in watches.values()), 40, "every bridge topic", [bridge])
+    counts = {name: len(w.messages) for name, w in watches.items()}
+    spin_for(peer, 3.0, [bridge])
+    rates = {name: (len(w.messages) - counts[name]) / 3.0 for name, w in watches.items()}
+    graph_types = dict(peer.get_topic_names_and_types())
+    bridge.stop()
     for spec in bridge_topics:
         assert graph_types["/" + spec.name] == [spec.type], spec.name
     # 30 Hz is the aim; rendering two cameras on a shared 2-core CPU gets well under it, never nothing.
@@ -125,10 +121,8 @@ def test_realtime_topics_types_stamps_and_rate(peer, tmp_path):
 # ---------------------------------------------------------------------------------------------- lockstep
 @pytest.fixture(scope="module")
 def lockstep_bridge(peer, tmp_path_factory):
-    bridge = start_bridge(tmp_path_factory.mktemp("lockstep"), clock_mode="lockstep", render=False,
-                          step_timeout=30.0)
-    yield bridge
-    stop_all([bridge])
+    with Processes(tmp_path_factory.mktemp("lockstep")) as processes:
+        yield processes.node("calvin_bridge", "clock_mode:=lockstep", "render:=false", "step_timeout:=30.0")
 
 
 def test_lockstep_waits_for_a_plan_stamped_with_the_observation(peer, lockstep_bridge):
@@ -181,12 +175,12 @@ def test_lockstep_waits_for_a_plan_stamped_with_the_observation(peer, lockstep_b
     nan.poses[0].position.x = float("nan")
     count = len(ticks())
     publisher.publish(nan)
-    wait_for(peer, lambda: "NaN" in lockstep_bridge.log(), 30, "the bridge to log the NaN trajectory",
+    wait_for(peer, lambda: "NaN" in lockstep_bridge.output(), 30, "the bridge to log the NaN trajectory",
              [lockstep_bridge])
     # Out of the workspace: refused too, naming the workspace.
     far = lockstep_trajectory(stamp_to_ns(current.header.stamp), [0.0, 0.0, 5.0], quaternion, sequence=100)
     publisher.publish(far)
-    wait_for(peer, lambda: "outside the workspace" in lockstep_bridge.log(), 30, "the out-of-bounds log",
+    wait_for(peer, lambda: "outside the workspace" in lockstep_bridge.output(), 30, "the out-of-bounds log",
              [lockstep_bridge])
     assert len(ticks()) == count
     # Still alive and still waiting on the same observation: a good plan steps it.
@@ -249,7 +243,7 @@ def test_services_reset_and_check_tasks_with_bad_input(peer, lockstep_bridge):
     wait_for(peer, lambda: instructions.get_subscription_count() > 0, 20, "the bridge's instruction subscription",
              [lockstep_bridge])
     instructions.publish(Instruction(text="do a backflip", task="do_a_backflip", sequence=1))
-    wait_for(peer, lambda: "do_a_backflip" in lockstep_bridge.log(), 30, "the unknown-task log line",
+    wait_for(peer, lambda: "do_a_backflip" in lockstep_bridge.output(), 30, "the unknown-task log line",
              [lockstep_bridge])
     peer.destroy_publisher(instructions)
 
@@ -259,10 +253,10 @@ def test_services_reset_and_check_tasks_with_bad_input(peer, lockstep_bridge):
     assert lockstep_bridge.alive
 
 
-def test_expert_completes_a_task_through_the_lockstep_bridge(peer, lockstep_bridge, tmp_path):
+def test_expert_completes_a_task_through_the_lockstep_bridge(peer, lockstep_bridge, processes):
     """scripted_expert + calvin_bridge, separate processes, lockstep: the expert opens the drawer."""
-    expert = NodeProcess.start("scripted_expert", {}, log_dir=tmp_path)
-    processes = [lockstep_bridge, expert]
+    expert = processes.node("scripted_expert")
+    watched = [lockstep_bridge, expert]
     try:
         states = Watch(peer, graph.SCENE_STATE, SceneState, SCENE_STATE_QOS)
         plans = Watch(peer, graph.EE_TRAJECTORY, EETrajectory, TRAJECTORY_QOS)
@@ -270,10 +264,10 @@ def test_expert_completes_a_task_through_the_lockstep_bridge(peer, lockstep_brid
         reset = peer.create_client(ResetScene, graph.RESET_SCENE)
         check = peer.create_client(CheckTasks, graph.CHECK_TASKS)
         wait_for(peer, lambda: reset.service_is_ready() and check.service_is_ready()
-                 and peer.count_subscribers(graph.INSTRUCTION) >= 2, 40, "bridge and expert", processes)
+                 and peer.count_subscribers(graph.INSTRUCTION) >= 2, 40, "bridge and expert", watched)
         robot, scene = state_for_condition({"drawer": "closed"}, np.random.default_rng(5))
         start = call_service(peer, reset, ResetScene.Request(robot_obs=robot.tolist(), scene_obs=scene.tolist()),
-                             20, processes)
+                             20, watched)
         assert start.success, start.message
         instructions.publish(Instruction(text="open the drawer", task="open_drawer", sequence=1))
         completed: list[str] = []
@@ -281,17 +275,17 @@ def test_expert_completes_a_task_through_the_lockstep_bridge(peer, lockstep_brid
         deadline = time.monotonic() + 50
         while not completed and time.monotonic() < deadline:
             wait_for(peer, lambda c=checked_step: bool(states.messages) and states.last.step > c, 20, "a step",
-                     processes)
+                     watched)
             checked_step = states.last.step
             answer = call_service(peer, check, CheckTasks.Request(tasks=["open_drawer"], start_state=start.state),
-                                  20, processes)
+                                  20, watched)
             assert answer.success, answer.message
             completed = list(answer.completed)
             assert checked_step <= 300, "the expert needed more than 300 steps"
         assert completed == ["open_drawer"], f"not done after {checked_step} steps"
         # Every plan was made from an observation the bridge published, and carried no latent. (Plans and
         # scene states travel on different topics: let the states still on their way arrive first.)
-        spin_for(peer, 0.5, processes)
+        spin_for(peer, 0.5, watched)
         published = {stamp_to_ns(s.header.stamp) for s in states.messages}
         unpublished = [stamp_to_ns(p.header.stamp) for p in plans.messages[-20:]
                        if stamp_to_ns(p.header.stamp) not in published]
@@ -301,13 +295,13 @@ def test_expert_completes_a_task_through_the_lockstep_bridge(peer, lockstep_brid
                    if p.latent_sequence != 0]
         assert not foreign, f"plans with a latent (sequence, latent_sequence, stamp): {foreign[:5]}"
     finally:
-        stop_all([expert])
+        expert.stop()
 
 
-def test_bridge_exits_cleanly_with_a_clear_line_on_bad_parameters(tmp_path):
-    bridge = start_bridge(tmp_path, clock_mode="sometimes")
-    assert bridge.process.wait(timeout=30) == 2
-    assert "clock_mode must be one of" in bridge.log()
+def test_bridge_exits_cleanly_with_a_clear_line_on_bad_parameters(processes):
+    bridge = processes.node("calvin_bridge", "clock_mode:=sometimes")
+    assert bridge.wait(timeout=30) == 2
+    assert "clock_mode must be one of" in bridge.output()
 
 
 def test_camera_info_and_images_are_unrendered_absent_in_lockstep_without_render(peer, lockstep_bridge):
@@ -323,13 +317,12 @@ def test_camera_info_and_images_are_unrendered_absent_in_lockstep_without_render
     assert not images.messages and not infos.messages and not clouds.messages
 
 
-def test_lockstep_executes_waypoints_per_plan_from_one_trajectory(peer, tmp_path):
+def test_lockstep_executes_waypoints_per_plan_from_one_trajectory(peer, processes):
     """waypoints_per_plan 3: one plan for the awaited observation moves the world exactly 3 steps (the
     bridge steps on by itself, between executor turns), then it waits again. In its own namespace, so
     it does not meet the module's other bridge."""
-    bridge = NodeProcess.start("calvin_bridge", {"clock_mode": "lockstep", "render": False,
-                                                 "waypoints_per_plan": 3, "step_timeout": 30.0},
-                               log_dir=tmp_path, remaps={"__ns": "/multi"})
+    bridge = processes.node("calvin_bridge", "clock_mode:=lockstep", "render:=false", "waypoints_per_plan:=3",
+                            "step_timeout:=30.0", namespace="/multi")
     try:
         states = Watch(peer, "/multi/scene_state", SceneState, SCENE_STATE_QOS)
         wait_for(peer, lambda: peer.count_publishers("/multi/scene_state") > 0, 30, "the bridge", [bridge])
@@ -347,40 +340,39 @@ def test_lockstep_executes_waypoints_per_plan_from_one_trajectory(peer, tmp_path
         assert max(m.step for m in states.messages) == awaited.step + 3  # then it waits for a new plan
         peer.destroy_publisher(publisher)
     finally:
-        stop_all([bridge])
+        bridge.stop()
 
 
-def test_step_timeout_runs_only_after_an_instruction(peer, tmp_path):
+def test_step_timeout_runs_only_after_an_instruction(peer, processes):
     """With a policy on ee_trajectory but no instruction since the reset, nobody is due to act: the bridge
     waits without holding. Once an instruction arrives, step_timeout without a plan holds for a step; a
     reset stops that again. In its own namespace, away from the module's other bridge."""
-    bridge = NodeProcess.start("calvin_bridge", {"clock_mode": "lockstep", "render": False, "step_timeout": 1.0,
-                                                 "resend_after": 0.0},
-                               log_dir=tmp_path, remaps={"__ns": "/timeout"})
+    bridge = processes.node("calvin_bridge", "clock_mode:=lockstep", "render:=false", "step_timeout:=1.0",
+                            "resend_after:=0.0", namespace="/timeout")
     try:
         states = Watch(peer, "/timeout/scene_state", SceneState, SCENE_STATE_QOS)
         policy = peer.create_publisher(EETrajectory, "/timeout/ee_trajectory", TRAJECTORY_QOS)
         instructions = peer.create_publisher(Instruction, "/timeout/instruction", INSTRUCTION_PUBLISHER_QOS)
         reset = peer.create_client(ResetScene, "/timeout/reset_scene")
         wait_for(peer, lambda: states.messages and reset.service_is_ready()
-                 and bridge.log().count("waits for a plan; no instruction") >= 1, 30,
+                 and bridge.output().count("waits for a plan; no instruction") >= 1, 30,
                  "the bridge to see the policy and wait", [bridge])
         spin_for(peer, 2.5, [bridge])  # more than twice step_timeout
-        assert "holding the pose" not in bridge.log()
+        assert "holding the pose" not in bridge.output()
         assert {m.step for m in states.messages} == {0}
 
         instructions.publish(Instruction(text="open the drawer", task="open_drawer", sequence=1))
-        wait_for(peer, lambda: "holding the pose" in bridge.log(), 30, "a hold after the instruction", [bridge])
+        wait_for(peer, lambda: "holding the pose" in bridge.output(), 30, "a hold after the instruction", [bridge])
         wait_for(peer, lambda: states.last.step >= 1, 30, "the held step", [bridge])
 
         call_service(peer, reset, ResetScene.Request(), 30, [bridge])
-        holds = bridge.log().count("holding the pose")
-        wait_for(peer, lambda: bridge.log().count("waits for a plan; no instruction") >= 2, 30,
+        holds = bridge.output().count("holding the pose")
+        wait_for(peer, lambda: bridge.output().count("waits for a plan; no instruction") >= 2, 30,
                  "the bridge to wait again after the reset", [bridge])
         spin_for(peer, 2.5, [bridge])
-        assert bridge.log().count("holding the pose") == holds
+        assert bridge.output().count("holding the pose") == holds
         peer.destroy_publisher(policy)
         peer.destroy_publisher(instructions)
         peer.destroy_client(reset)
     finally:
-        stop_all([bridge])
+        bridge.stop()

@@ -8,7 +8,6 @@ import os
 import pty
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -106,25 +105,14 @@ def test_collect_refuses_bad_arguments_with_one_line(tmp_path):
     assert not (tmp_path / "collect").exists()
 
 
-def test_collect_with_keyboard_teleop_records_what_the_keys_did(tmp_path):
+def test_collect_with_keyboard_teleop_records_what_the_keys_did(tmp_path, processes):
     """A person at a terminal (a pseudo-terminal here): keys drive the arm through the teleop node, Enter
     gives up on an episode (kept with --keep-failed) and q stops collecting."""
     master, slave = pty.openpty()
-    process = subprocess.Popen([str(OPENHELIX), "collect", "--teleop", "keyboard", "--name", "teleop", "--episodes",
-                                "2", "--tasks", "turn_on_led", "--no-render", "--keep-failed", "--runs-dir",
-                                str(tmp_path)], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    collect = processes.command([OPENHELIX, "collect", "--teleop", "keyboard", "--name", "teleop", "--episodes",
+                                 "2", "--tasks", "turn_on_led", "--no-render", "--keep-failed", "--runs-dir",
+                                 tmp_path], label="openhelix-collect", stdin=slave)
     os.close(slave)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
-
-    def wait_for_output(text: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in lines):
-            assert process.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, f"no {text!r} in:\n" + "".join(lines)
-            time.sleep(0.1)
 
     def type_keys(keys: str, times: int = 1, every: float = 0.05) -> None:
         for _ in range(times):
@@ -132,20 +120,17 @@ def test_collect_with_keyboard_teleop_records_what_the_keys_did(tmp_path):
             time.sleep(every)
 
     try:
-        wait_for_output("episode 1/2: ")
+        collect.wait_for_line("episode 1/2: ", timeout=90)
         type_keys("d", times=40)  # held: the terminal's auto-repeat, about 20 presses a second
         type_keys(" ")  # close the gripper
         time.sleep(1.0)
         type_keys("\r")  # give up on this episode
-        wait_for_output("episode 2/2: ")
+        collect.wait_for_line("episode 2/2: ", timeout=90)
         type_keys("q")
-        assert process.wait(timeout=60) == 0, "".join(lines)
+        assert collect.wait(timeout=60) == 0, collect.output()
     finally:
-        if process.poll() is None:
-            process.kill()
         os.close(master)
-    reader.join(timeout=5)
-    output = "".join(lines)
+    output = collect.output()
     assert "the operator ended the episode" in output and "stopped by the operator" in output
     summary = json.loads((tmp_path / "teleop" / "summary.json").read_text())
     assert summary["successful_episodes"] == 0 and len(summary["episodes"]) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.processes import run_peer, start_peer, stop_peer
+from support.processes import Processes
 from support.samples import sample_message
 
 from openhelix_ros.common.messages import message_to_dict
@@ -23,13 +23,13 @@ SEED = 7
 @pytest.fixture(scope="module")
 def received_messages(tmp_path_factory) -> dict:
     """One publisher process and one subscriber process exchange a sample of every type."""
-    out = tmp_path_factory.mktemp("roundtrip") / "received.json"
-    publisher = start_peer("topic_roundtrip.py", "publish", "--seed", str(SEED), *MESSAGE_TYPES)
-    try:
-        result = run_peer("topic_roundtrip.py", "subscribe", "--out", str(out), *MESSAGE_TYPES)
-    finally:
-        stop_peer(publisher)
-    assert result.returncode == 0, f"subscriber failed:\n{result.stdout}{result.stderr}"
+    directory = tmp_path_factory.mktemp("roundtrip")
+    out = directory / "received.json"
+    with Processes(directory) as processes:
+        processes.peer("topic_roundtrip.py", "publish", "--seed", str(SEED), *MESSAGE_TYPES, label="publisher")
+        subscriber = processes.peer("topic_roundtrip.py", "subscribe", "--out", str(out), *MESSAGE_TYPES,
+                                    label="subscriber", ready=None)
+        assert subscriber.wait(timeout=60) == 0, f"subscriber failed:\n{subscriber.output()}"
     return json.loads(out.read_text())
 
 
@@ -54,14 +54,11 @@ def test_samples_fill_every_field_with_non_default_values():
         assert not unchanged, f"{type_name}: sample leaves {unchanged} at their defaults"
 
 
-def test_services_across_processes(tmp_path):
-    server = start_peer("scene_services.py", "serve")
-    try:
-        out = tmp_path / "responses.json"
-        result = run_peer("scene_services.py", "call", "--out", str(out))
-    finally:
-        stop_peer(server)
-    assert result.returncode == 0, f"client failed:\n{result.stdout}{result.stderr}"
+def test_services_across_processes(tmp_path, processes):
+    processes.peer("scene_services.py", "serve", label="server")
+    out = tmp_path / "responses.json"
+    client = processes.peer("scene_services.py", "call", "--out", str(out), label="client", ready=None)
+    assert client.wait(timeout=60) == 0, f"client failed:\n{client.output()}"
     responses = json.loads(out.read_text())
 
     assert responses["reset_default"]["success"] is True
@@ -78,14 +75,11 @@ def test_services_across_processes(tmp_path):
     assert "fly_to_the_moon" in responses["check_unknown"]["message"]
 
 
-def test_action_feedback_result_and_cancel_across_processes(tmp_path):
-    server = start_peer("evaluation_action.py", "serve")
-    try:
-        out = tmp_path / "outcomes.json"
-        result = run_peer("evaluation_action.py", "client", "--out", str(out), timeout=90)
-    finally:
-        stop_peer(server)
-    assert result.returncode == 0, f"client failed:\n{result.stdout}{result.stderr}"
+def test_action_feedback_result_and_cancel_across_processes(tmp_path, processes):
+    processes.peer("evaluation_action.py", "serve", label="server")
+    out = tmp_path / "outcomes.json"
+    client = processes.peer("evaluation_action.py", "client", "--out", str(out), label="client", ready=None)
+    assert client.wait(timeout=90) == 0, f"client failed:\n{client.output()}"
     outcomes = json.loads(out.read_text())
     codes = outcomes["status_codes"]
 

@@ -45,16 +45,18 @@ pytestmark = [
 PEER = Path(__file__).resolve().parents[2] / "peers" / "launch_file.py"
 
 
-def start_launch(file: str, assignments: list[str], output: Path) -> GraphCommand:
+def start_launch(processes, file: str, assignments: list[str]) -> GraphCommand:
     """``ros2 launch openhelix <file> name:=value ...``, stopped with Ctrl-C."""
-    return GraphCommand([sys.executable, str(PEER), str(SHARE / "launch" / file), *assignments], output)
+    return processes.command([sys.executable, str(PEER), str(SHARE / "launch" / file), *assignments],
+                             label="launch", kind=GraphCommand)
 
 
-def test_sim_launch_honours_every_argument_and_plans_after_an_instruction(peer, tmp_path):
+def test_sim_launch_honours_every_argument_and_plans_after_an_instruction(peer, processes):
     trajectories = []
     peer.create_subscription(EETrajectory, graph.EE_TRAJECTORY, trajectories.append, TRAJECTORY_QOS)
-    launch = start_launch("sim.launch.py", [f"checkpoint:={SHIPPED}", "system2_model:=tiny", "system1_model:=tiny",
-                                      "latent_period_steps:=5", "backend:=embedded"], tmp_path / "launch.out")
+    launch = start_launch(processes, "sim.launch.py", [f"checkpoint:={SHIPPED}", "system2_model:=tiny",
+                                                       "system1_model:=tiny", "latent_period_steps:=5",
+                                                       "backend:=embedded"])
     try:
         launch.wait_for(peer, lambda: all(topic_has_publishers(peer, t) for t in (graph.EE_TRAJECTORY,
                                                                                  graph.GOAL_LATENT)),
@@ -70,9 +72,9 @@ def test_sim_launch_honours_every_argument_and_plans_after_an_instruction(peer, 
         launch.stop()
 
 
-def test_eval_launch_honours_runs_dir_and_the_models(peer, tmp_path):
-    launch = start_launch("eval.launch.py", ["system2_model:=tiny", "system1_model:=tiny", f"runs_dir:={tmp_path}",
-                                       "latent_period_steps:=4"], tmp_path / "launch.out")
+def test_eval_launch_honours_runs_dir_and_the_models(peer, tmp_path, processes):
+    launch = start_launch(processes, "eval.launch.py", ["system2_model:=tiny", "system1_model:=tiny",
+                                                        f"runs_dir:={tmp_path}", "latent_period_steps:=4"])
     try:
         launch.wait_for(peer, lambda: "evaluator" in peer.get_node_names(), 120, "the evaluator")
         assert parameter_values(peer, "evaluator", ["runs_dir", "latent_period_steps"]) == \
@@ -82,10 +84,9 @@ def test_eval_launch_honours_runs_dir_and_the_models(peer, tmp_path):
         launch.stop()
 
 
-def test_record_launch_honours_backend_output_and_the_demonstrator(peer, tmp_path):
+def test_record_launch_honours_backend_output_and_the_demonstrator(peer, tmp_path, processes):
     bag = tmp_path / "episode"
-    launch = start_launch("record.launch.py", [f"output:={bag}", "policy:=teleop", "backend:=embedded"],
-                    tmp_path / "launch.out")
+    launch = start_launch(processes, "record.launch.py", [f"output:={bag}", "policy:=teleop", "backend:=embedded"])
     try:
         launch.wait_for(peer, lambda: {"recorder", "teleop"} <= set(peer.get_node_names()), 120, "the nodes")
         assert parameter_values(peer, "recorder", ["output"]) == {"output": str(bag)}
@@ -97,10 +98,10 @@ def test_record_launch_honours_backend_output_and_the_demonstrator(peer, tmp_pat
     assert (bag / "metadata.yaml").is_file(), "the recorder closed no bag"
 
 
-def test_robot_launch_honours_the_models_and_remaps_every_cell_topic(peer, tmp_path):
-    launch = start_launch("robot.launch.py", ["system2_model:=tiny", "system1_model:=tiny", "estop:=/cell/estop",
-                                        "gripper_command:=/cell/gripper", "points:=/cell/points"],
-                    tmp_path / "launch.out")
+def test_robot_launch_honours_the_models_and_remaps_every_cell_topic(peer, processes):
+    launch = start_launch(processes, "robot.launch.py", ["system2_model:=tiny", "system1_model:=tiny",
+                                                         "estop:=/cell/estop", "gripper_command:=/cell/gripper",
+                                                         "points:=/cell/points"])
     try:
         launch.wait_for(peer, lambda: {"arm_interface", "system1"} <= set(peer.get_node_names()), 120, "the nodes")
         assert parameter_values(peer, "system1", ["model", "clock_mode"]) == {"model": "tiny", "clock_mode": "realtime"}
@@ -116,13 +117,12 @@ def test_robot_launch_honours_the_models_and_remaps_every_cell_topic(peer, tmp_p
         launch.stop()
 
 
-def test_rviz_without_rviz2_is_refused_before_anything_starts(peer, tmp_path):
+def test_rviz_without_rviz2_is_refused_before_anything_starts(peer, processes):
     from openhelix_ros.common.graphs import rviz_executable
 
     if rviz_executable() is not None:
         pytest.skip("rviz2 is installed here")
-    launch = start_launch("sim.launch.py", ["rviz:=true", "system2_model:=tiny", "system1_model:=tiny"],
-                    tmp_path / "launch.out")
-    status = launch.process.wait(timeout=60)
+    launch = start_launch(processes, "sim.launch.py", ["rviz:=true", "system2_model:=tiny", "system1_model:=tiny"])
+    status = launch.wait(timeout=60)
     assert status != 0 and "rviz2 is not installed" in launch.text() and "Nothing was started" in launch.text()
     assert not {"calvin_bridge", "system1", "system2"} & set(peer.get_node_names())

@@ -21,15 +21,15 @@ from openhelix_ros.common.processes import start_node, stop_all, topic_has_publi
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 @pytest.mark.skipif(not (SHIPPED / "training_state.json").is_file(), reason="the shipped checkpoint is missing")
-def test_up_sim_applies_every_argument_and_plans_after_an_instruction(peer, tmp_path):
+def test_up_sim_applies_every_argument_and_plans_after_an_instruction(peer, tmp_path, processes):
     """The issue's evidence was nodes reporting model embedded/default and checkpoint "" under
     checkpoint:=...; here every argument is non-default and read back from the running nodes."""
     trajectories, latents = [], []
     peer.create_subscription(EETrajectory, graph.EE_TRAJECTORY, trajectories.append, TRAJECTORY_QOS)
     peer.create_subscription(GoalLatent, graph.GOAL_LATENT, latents.append, LATENT_QOS)
-    up = GraphCommand([OPENHELIX, "up", "sim", f"checkpoint:={SHIPPED}", "system2_model:=tiny",
-                       "system1_model:=tiny", "latent_period_steps:=5", "clock_mode:=lockstep", "backend:=embedded",
-                       "--log-dir", str(tmp_path / "logs")], tmp_path / "up.out")
+    up = processes.command([OPENHELIX, "up", "sim", f"checkpoint:={SHIPPED}", "system2_model:=tiny",
+                            "system1_model:=tiny", "latent_period_steps:=5", "clock_mode:=lockstep",
+                            "backend:=embedded", "--log-dir", str(tmp_path / "logs")], label="up", kind=GraphCommand)
     try:
         up.wait_for(peer, lambda: all(topic_has_publishers(peer, t) for t in (graph.EE_TRAJECTORY,
                                                                                  graph.GOAL_LATENT)),

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from support.processes import start_peer, stop_peer
+from support.processes import Process, Processes
 
 from openhelix_ros.sim import sample_chains
 from openhelix_ros.sim.language import ENRICHED, EVALUATION
@@ -70,37 +71,9 @@ def rates(completed: list[int]) -> list[float]:
     return [sum(c >= k for c in completed) / len(completed) for k in range(1, 6)]
 
 
-def wait_for_line(log: Path, marker: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists() and marker in log.read_text():
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"{marker!r} not seen in {log} within {timeout} s:\n{log.read_text() if log.exists() else ''}")
-
-
-def start_evaluator(log: Path, *parameters: str, namespace: str = "") -> subprocess.Popen:
-    args = [sys.executable, "-m", "openhelix_ros.evaluation.node", "--ros-args"]
-    if namespace:
-        args += ["-r", f"__ns:={namespace}"]
-    for parameter in parameters:
-        args += ["-p", parameter]
-    process = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
-    wait_for_line(log, "ready:", process)
-    return process
-
-
-def stop(process: subprocess.Popen) -> int:
-    if process.poll() is None:
-        process.send_signal(2)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+def start_evaluator(processes: Processes, *parameters: str, namespace: str = "") -> Process:
+    """The evaluator node, once it has logged that it is ready."""
+    return processes.node("evaluator", *parameters, namespace=namespace, ready="ready:", timeout=30.0)
 
 
 class Client:
@@ -155,15 +128,14 @@ class Client:
 def graph(tmp_path_factory):
     directory = tmp_path_factory.mktemp("evaluator")
     bridge_log = directory / "bridge.jsonl"
-    bridge = start_peer("stand_in_bridge.py", "--log", str(bridge_log), "--refuse", REFUSED, "--success-steps", "3")
-    evaluator_log = directory / "evaluator.log"
-    evaluator = start_evaluator(evaluator_log, f"runs_dir:={directory / 'runs'}", "stall_timeout:=5.0")
-    client = Client()
-    yield {"dir": directory, "runs": directory / "runs", "bridge_log": bridge_log, "client": client,
-           "evaluator": evaluator, "evaluator_log": evaluator_log}
-    client.close()
-    assert stop(evaluator) == 0, evaluator_log.read_text()
-    stop_peer(bridge)
+    with Processes(directory) as processes:
+        processes.peer("stand_in_bridge.py", "--log", str(bridge_log), "--refuse", REFUSED, "--success-steps", "3")
+        evaluator = start_evaluator(processes, f"runs_dir:={directory / 'runs'}", "stall_timeout:=5.0")
+        client = Client()
+        yield {"dir": directory, "runs": directory / "runs", "bridge_log": bridge_log, "client": client,
+               "evaluator": evaluator}
+        client.close()
+        assert evaluator.stop() == 0, evaluator.output()
 
 
 def bridge_events(path: Path, kind: str) -> list[dict]:
@@ -250,9 +222,9 @@ def test_bad_goals_are_rejected_and_the_node_stays_up(graph):
     client = graph["client"]
     assert client.run(num_sequences=0, variant="standard") == {"accepted": False}
     assert client.run(num_sequences=2, variant="dynamic-sideways") == {"accepted": False}
-    log = graph["evaluator_log"].read_text()
+    log = graph["evaluator"].output()
     assert "num_sequences must be between 1" in log and "unknown variant 'dynamic-sideways'" in log
-    assert graph["evaluator"].poll() is None
+    assert graph["evaluator"].alive
     outcome = client.run(num_sequences=1, variant="standard", episode_length=5, seed=0, run_name="after-bad")
     assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED
 
@@ -285,94 +257,71 @@ def test_openhelix_eval_command(graph):
     assert bad.returncode == 2 and "unknown variant 'dynamic-up'" in bad.stderr
 
 
-def test_missing_bridge_fails_the_goal_with_a_clear_message(tmp_path):
-    log = tmp_path / "lonely.log"
-    evaluator = start_evaluator(log, f"runs_dir:={tmp_path}", "service_timeout:=1.0", namespace="/lonely")
-    try:
-        done = subprocess.run([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "1", "--namespace", "lonely"],
-                              capture_output=True, text=True, timeout=60, env=dict(os.environ))
-        assert done.returncode == 1
-        assert "bridge service /lonely/reset_scene not available after 1 s" in done.stderr
-        assert evaluator.poll() is None
-    finally:
-        assert stop(evaluator) == 0
+def test_missing_bridge_fails_the_goal_with_a_clear_message(tmp_path, processes):
+    evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", "service_timeout:=1.0", namespace="/lonely")
+    done = subprocess.run([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "1", "--namespace", "lonely"],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 1
+    assert "bridge service /lonely/reset_scene not available after 1 s" in done.stderr
+    assert evaluator.alive
+    assert evaluator.stop() == 0
 
 
-def test_interrupting_the_command_or_the_node_keeps_partial_results(tmp_path):
+def test_interrupting_the_command_or_the_node_keeps_partial_results(tmp_path, processes):
     """Ctrl-C on `openhelix eval` cancels the goal; SIGINT on the evaluator mid-run ends the goal too.
     Both leave results.json with the chains finished so far."""
-    bridge = start_peer("stand_in_bridge.py", "--namespace", "/interrupt")
-    evaluator = start_evaluator(tmp_path / "evaluator.log", f"runs_dir:={tmp_path}", namespace="/interrupt")
+    processes.peer("stand_in_bridge.py", "--namespace", "/interrupt")
+    evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", namespace="/interrupt")
+    cli = processes.command([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "200", "--episode-length",
+                             "40", "--run-name", "ctrl-c", "--namespace", "interrupt"], label="openhelix-eval")
+    line = cli.wait_for_line("chain 2/200", timeout=240)
+    cli.send_signal(signal.SIGINT)
+    assert cli.wait(timeout=60) == 130, cli.output()
+    rest = cli.output().split(line, 1)[1]  # what it printed after Ctrl-C
+    assert "cancelling" in rest and "| chains |" in rest
+    results = json.loads((tmp_path / "ctrl-c" / "results.json").read_text())
+    assert results["status"] == "cancelled" and 2 <= results["num_sequences_done"] < 200
+
+    client = Client("/interrupt")
     try:
-        cli = subprocess.Popen([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "200", "--episode-length",
-                                "40", "--run-name", "ctrl-c", "--namespace", "interrupt"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-        output = []
-        for line in cli.stdout:
-            output.append(line)
-            if line.startswith("chain 2/200"):
-                cli.send_signal(2)
-                break
-        rest, _ = cli.communicate(timeout=60)
-        assert cli.returncode == 130, "".join(output) + rest
-        assert "cancelling" in rest and "| chains |" in rest
-        results = json.loads((tmp_path / "ctrl-c" / "results.json").read_text())
-        assert results["status"] == "cancelled" and 2 <= results["num_sequences_done"] < 200
-
-        client = Client("/interrupt")
-        try:
-            feedback: list = []
-            future = client.action.send_goal_async(
-                RunEvaluation.Goal(num_sequences=200, episode_length=40, run_name="sigint"),
-                feedback_callback=lambda m: feedback.append(m))
-            client.spin_until(lambda: len(feedback) >= 1, 30.0)
-            evaluator.send_signal(2)
-            result = future.result().get_result_async()
-            client.spin_until(result.done, 30.0)
-            assert result.result().status == GoalStatus.STATUS_ABORTED
-        finally:
-            client.close()
-        assert evaluator.wait(timeout=30) == 0
-        results = json.loads((tmp_path / "sigint" / "results.json").read_text())
-        assert results["status"] == "cancelled" and results["message"] == "node shut down"
-        assert results["num_sequences_done"] >= 1
+        feedback: list = []
+        future = client.action.send_goal_async(
+            RunEvaluation.Goal(num_sequences=200, episode_length=40, run_name="sigint"),
+            feedback_callback=lambda m: feedback.append(m))
+        client.spin_until(lambda: len(feedback) >= 1, 30.0)
+        evaluator.send_signal(signal.SIGINT)
+        result = future.result().get_result_async()
+        client.spin_until(result.done, 30.0)
+        assert result.result().status == GoalStatus.STATUS_ABORTED
     finally:
-        stop(evaluator)
-        stop_peer(bridge)
+        client.close()
+    assert evaluator.wait(timeout=30) == 0
+    results = json.loads((tmp_path / "sigint" / "results.json").read_text())
+    assert results["status"] == "cancelled" and results["message"] == "node shut down"
+    assert results["num_sequences_done"] >= 1
 
 
-def test_real_bridge_and_scripted_expert(tmp_path):
+def test_real_bridge_and_scripted_expert(tmp_path, processes):
     """The whole evaluation path on the embedded simulator: the real bridge (lockstep, no rendering) and
     the scripted expert as the policy. Chain 0 of seed 0 is one the expert completes."""
     namespace = "/embedded"
-    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("bridge", "expert")}
-    base = [sys.executable, "-m"]
-    bridge = subprocess.Popen([*base, "openhelix_ros.bridge.node", "--ros-args", "-r", f"__ns:={namespace}",
-                               "-p", "render:=false", "-p", "clock_mode:=lockstep"],
-                              stdout=logs["bridge"], stderr=subprocess.STDOUT, env=dict(os.environ))
-    expert = subprocess.Popen([*base, "openhelix_ros.expert.node", "--ros-args", "-r",
-                               f"__ns:={namespace}"], stdout=logs["expert"], stderr=subprocess.STDOUT,
-                              env=dict(os.environ))
-    evaluator = start_evaluator(tmp_path / "evaluator.log", f"runs_dir:={tmp_path}", "service_timeout:=30.0",
-                                namespace=namespace)
+    processes.node("calvin_bridge", "render:=false", "clock_mode:=lockstep", namespace=namespace)
+    processes.node("scripted_expert", namespace=namespace)
+    evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", "service_timeout:=30.0", namespace=namespace)
+    client = Client(namespace)
     try:
-        client = Client(namespace)
-        try:
-            # Five subtasks of about 100 lockstep steps each: a minute on a quiet machine, more under load.
-            outcome = client.run(timeout=240.0, num_sequences=1, variant="standard", seed=0, run_name="embedded")
-        finally:
-            client.close()
-        assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED, (tmp_path / "evaluator.log").read_text()
-        results = json.loads((tmp_path / "embedded" / "results.json").read_text())
-        chain = results["chains"][0]
-        assert chain["tasks"] == sample_chains(1, 0)[0][1]
-        assert chain["completed"] == 5, chain
-        # Every subtask took real simulator steps, well inside CALVIN's budget.
-        assert all(0 < s["steps"] < 360 for s in chain["subtasks"])
-        assert results["timing"]["trajectories_without_latent"] > 0  # the expert uses no latent
+        # Five subtasks of about 100 lockstep steps each: a minute on a quiet machine, more under load.
+        outcome = client.run(timeout=240.0, num_sequences=1, variant="standard", seed=0, run_name="embedded")
     finally:
-        for process in (evaluator, expert, bridge):
-            stop(process)
+        client.close()
+    assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED, evaluator.output()
+    results = json.loads((tmp_path / "embedded" / "results.json").read_text())
+    chain = results["chains"][0]
+    assert chain["tasks"] == sample_chains(1, 0)[0][1]
+    assert chain["completed"] == 5, chain
+    # Every subtask took real simulator steps, well inside CALVIN's budget.
+    assert all(0 < s["steps"] < 360 for s in chain["subtasks"])
+    assert results["timing"]["trajectories_without_latent"] > 0  # the expert uses no latent
 
 
 def test_bad_parameter_stops_the_node_with_one_clear_line():
@@ -382,33 +331,29 @@ def test_bad_parameter_stops_the_node_with_one_clear_line():
     assert "[FATAL] cannot start: clock_mode must be one of lockstep, realtime, got 'warp'" in done.stderr
 
 
-def test_first_instruction_waits_for_a_policy(tmp_path):
+def test_first_instruction_waits_for_a_policy(tmp_path, processes):
     """A goal sent while the policy is still loading waits for it rather than instructing nobody."""
     log, trigger = tmp_path / "bridge.jsonl", tmp_path / "policy-loaded"
-    bridge = start_peer("stand_in_bridge.py", "--namespace", "/late", "--policy-when", str(trigger), "--log", str(log),
-                        "--refuse", REFUSED)
-    evaluator = start_evaluator(tmp_path / "evaluator.log", f"runs_dir:={tmp_path}", namespace="/late")
+    processes.peer("stand_in_bridge.py", "--namespace", "/late", "--policy-when", str(trigger), "--log", str(log),
+                   "--refuse", REFUSED)
+    start_evaluator(processes, f"runs_dir:={tmp_path}", namespace="/late")
+    client = Client("/late")
     try:
-        client = Client("/late")
-        try:
-            future = client.action.send_goal_async(RunEvaluation.Goal(num_sequences=1, episode_length=EPISODE,
-                                                                      seed=SEED, run_name="late"))
-            client.spin_until(future.done, 30)
-            waited_until = time.monotonic() + 1.5
-            client.spin_until(lambda: time.monotonic() > waited_until, 5.0)
-            assert bridge_events(log, "instruction") == [] and bridge_events(log, "reset") == []
-            trigger.touch()
-            result = future.result().get_result_async()
-            client.spin_until(result.done, 40.0)
-        finally:
-            client.close()
-        assert result.result().status == GoalStatus.STATUS_SUCCEEDED
-        [policy_up] = bridge_events(log, "policy_up")
-        assert policy_up["time"] < bridge_events(log, "instruction")[0]["time"]
-        assert result.result().result.average_length == expected(sample_chains(1, SEED))[0][0]
+        future = client.action.send_goal_async(RunEvaluation.Goal(num_sequences=1, episode_length=EPISODE,
+                                                                  seed=SEED, run_name="late"))
+        client.spin_until(future.done, 30)
+        waited_until = time.monotonic() + 1.5
+        client.spin_until(lambda: time.monotonic() > waited_until, 5.0)
+        assert bridge_events(log, "instruction") == [] and bridge_events(log, "reset") == []
+        trigger.touch()
+        result = future.result().get_result_async()
+        client.spin_until(result.done, 40.0)
     finally:
-        stop(evaluator)
-        stop_peer(bridge)
+        client.close()
+    assert result.result().status == GoalStatus.STATUS_SUCCEEDED
+    [policy_up] = bridge_events(log, "policy_up")
+    assert policy_up["time"] < bridge_events(log, "instruction")[0]["time"]
+    assert result.result().result.average_length == expected(sample_chains(1, SEED))[0][0]
 
 
 def test_openhelix_eval_tasks_runs_single_task_episodes_and_the_next_goal_gets_chains(graph):

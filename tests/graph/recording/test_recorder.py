@@ -7,9 +7,7 @@ of the recorder's own code path, and checked message by message for gaps.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 import yaml
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-from support.processes import TESTS_DIR, start_peer, stop_peer
+from support.processes import TESTS_DIR
 
 ROOT = TESTS_DIR.parent
 MSG_DIR = ROOT / "src" / "openhelix_msgs" / "msg"
@@ -51,44 +49,7 @@ def numbers(topic: str, decoded: list) -> list:
     return [int(m.sequence) for m in decoded]
 
 
-def start_recorder(log: Path, *parameters: str, console_script: bool = False) -> subprocess.Popen:
-    command = [str(Path(sys.executable).parent / "recorder")] if console_script else [
-        sys.executable, "-m", "openhelix_ros.recording.node"]
-    args = [*command, "--ros-args"]
-    for parameter in parameters:
-        args += ["-p", parameter]
-    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if marker in line:
-            return
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"peer never printed {marker!r}")
-
-
-def stop_recorder(recorder: subprocess.Popen, log: Path, sig: int = signal.SIGINT) -> None:
-    """Signal the recorder as a user would; it must close its bag and exit 0."""
-    recorder.send_signal(sig)
-    assert recorder.wait(timeout=15) == 0, log.read_text()
-
-
-def kill_if_running(recorder: subprocess.Popen) -> None:
-    if recorder.poll() is None:
-        recorder.kill()
+RECORDER = Path(sys.executable).parent / "recorder"  # the console script
 
 
 def rosidl_hash(type_name: str) -> str:
@@ -98,28 +59,24 @@ def rosidl_hash(type_name: str) -> str:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_mid_stream_leaves_a_complete_bag(tmp_path, sig):
+def test_signal_mid_stream_leaves_a_complete_bag(tmp_path, processes, sig):
     bag = tmp_path / "bag"
-    log = tmp_path / "recorder.log"
-    latched = start_peer("bag_publisher.py", "--count", "1", "latent")  # before the recorder exists
-    recorder = start_recorder(log, "topics:=[/rec/trajectory, /rec/cloud, /rec/chatter, rec/latent]",
+    # The latched latent is published before the recorder exists.
+    latched = processes.peer("bag_publisher.py", "--count", "1", "latent", label="latched")
+    recorder = processes.node("recorder", "topics:=[/rec/trajectory, /rec/cloud, /rec/chatter, rec/latent]",
                               f"output:={bag}")
-    stream = None
-    try:
-        stream = start_peer("bag_publisher.py", "--count", "2000", "--rate", "100", "--wait-subscribers",
-                            "trajectory", "cloud", "chatter")
-        wait_for_line(stream, "SENT 100")
-        # The latched latent comes from another participant, whose discovery can take seconds.
-        wait_for(lambda: "recording /rec/latent" in log.read_text(), 30, "the latent subscription")
-        time.sleep(0.3)
-        stop_recorder(recorder, log, sig)  # mid-stream: the publisher keeps going
-    finally:
-        kill_if_running(recorder)
-        if stream is not None:
-            stop_peer(stream)
-        stop_peer(latched)
+    stream = processes.peer("bag_publisher.py", "--count", "2000", "--rate", "100", "--wait-subscribers",
+                            "trajectory", "cloud", "chatter", label="stream")
+    stream.wait_for_line("SENT 100", timeout=20)
+    # The latched latent comes from another participant, whose discovery can take seconds.
+    recorder.wait_for_line("recording /rec/latent", timeout=30)
+    time.sleep(0.3)
+    # Signalled as a user would, mid-stream (the publisher keeps going): it must close its bag and exit 0.
+    assert recorder.stop(sig) == 0, recorder.output()
+    stream.stop()
+    latched.stop()
 
-    output = log.read_text()
+    output = recorder.output()
     assert "closed bag" in output, output
     recorded = read_bag(bag)
     assert set(recorded) == {"/rec/trajectory", "/rec/cloud", "/rec/chatter", "/rec/latent"}, output
@@ -150,51 +107,40 @@ def test_signal_mid_stream_leaves_a_complete_bag(tmp_path, sig):
     assert info["message_count"] == sum(len(v) for v in recorded.values())
 
 
-def test_record_latched_false_leaves_out_what_was_published_before(tmp_path):
+def test_record_latched_false_leaves_out_what_was_published_before(tmp_path, processes):
     """One bag per episode: a latched message from before the recorder started (the previous episode's
     instruction, in `openhelix collect`) is not recorded; what comes afterwards is."""
     bag = tmp_path / "bag"
-    log = tmp_path / "recorder.log"
-    latched = start_peer("bag_publisher.py", "--count", "1", "latent")  # before the recorder exists
-    recorder = start_recorder(log, "topics:=[/rec/latent, /rec/chatter]", f"output:={bag}",
+    # The latched latent is published before the recorder exists.
+    latched = processes.peer("bag_publisher.py", "--count", "1", "latent", label="latched")
+    recorder = processes.node("recorder", "topics:=[/rec/latent, /rec/chatter]", f"output:={bag}",
                               "record_latched:=false")
-    stream = None
-    try:
-        wait_for(lambda: "recording /rec/latent (openhelix_msgs/msg/GoalLatent, reliable)" in log.read_text(), 30,
-                 "a volatile subscription to the latched latent")
-        stream = start_peer("bag_publisher.py", "--count", "20", "--wait-subscribers", "chatter")
-        wait_for_line(stream, "DONE", timeout=60)
-        time.sleep(1.0)  # reliable samples still in flight
-        stop_recorder(recorder, log)
-    finally:
-        kill_if_running(recorder)
-        if stream is not None:
-            stop_peer(stream)
-        stop_peer(latched)
+    # a volatile subscription to the latched latent
+    recorder.wait_for_line("recording /rec/latent (openhelix_msgs/msg/GoalLatent, reliable)", timeout=30)
+    stream = processes.peer("bag_publisher.py", "--count", "20", "--wait-subscribers", "chatter", label="stream")
+    stream.wait_for_line("DONE", timeout=60)
+    time.sleep(1.0)  # reliable samples still in flight
+    assert recorder.stop() == 0, recorder.output()
+    stream.stop()
+    latched.stop()
     recorded = read_bag(bag)
     assert "/rec/latent" not in recorded, recorded.get("/rec/latent")
     assert numbers("/rec/chatter", recorded["/rec/chatter"]) == list(range(1, 21))
 
 
-def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_path):
+def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_path, processes):
     bag = tmp_path / "burst"
-    log = tmp_path / "recorder.log"
-    recorder = start_recorder(log, "topics:=[/rec/trajectory, /rec/chatter, /rec/feedback]", f"output:={bag}",
-                              "discovery_period:=0.05")
-    burst = None
-    try:
-        burst = start_peer("bag_publisher.py", "--count", "300", "--wait-subscribers",
-                           "trajectory", "chatter", "feedback")
-        wait_for_line(burst, "DONE")
-        wait_for(lambda: "cannot record /rec/feedback" in log.read_text(), 30, "the bad-type log line")
-        time.sleep(1.0)  # reliable samples still in flight
-        assert recorder.poll() is None, "recorder died:\n" + log.read_text()
-        stop_recorder(recorder, log)
-    finally:
-        kill_if_running(recorder)
-        if burst is not None:
-            stop_peer(burst)
-    output = log.read_text()
+    recorder = processes.node("recorder", "topics:=[/rec/trajectory, /rec/chatter, /rec/feedback]",
+                              f"output:={bag}", "discovery_period:=0.05")
+    burst = processes.peer("bag_publisher.py", "--count", "300", "--wait-subscribers",
+                           "trajectory", "chatter", "feedback", label="burst")
+    burst.wait_for_line("DONE", timeout=20)
+    recorder.wait_for_line("cannot record /rec/feedback", timeout=30)  # the bad-type log line
+    time.sleep(1.0)  # reliable samples still in flight
+    assert recorder.alive, "recorder died:\n" + recorder.output()
+    assert recorder.stop() == 0, recorder.output()
+    burst.stop()
+    output = recorder.output()
     assert "cannot record /rec/feedback (openhelix_msgs/action/RunEvaluation_FeedbackMessage)" in output
     assert output.count("cannot record /rec/feedback") == 1  # said once, not every discovery period
     recorded = read_bag(bag)
@@ -205,20 +151,15 @@ def test_every_message_of_a_burst_is_recorded_and_bad_types_are_reported(tmp_pat
     assert [p.position.z for p in first.poses] == [0.001] * 3 and first.header.frame_id == "world"
 
 
-def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
-    log = tmp_path / "recorder.log"
+def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path, processes):
     target = tmp_path / "no" / "such" / "dir" / "bag"
-    recorder = start_recorder(log, "topics:=[/rec/chatter, 'bad topic!']", f"output:={target}",
-                              console_script=True)
-    try:
-        wait_for(lambda: "not recording" in log.read_text(), 30, "the error line")
-        time.sleep(0.5)
-        assert recorder.poll() is None, "recorder exited:\n" + log.read_text()
-        recorder.send_signal(signal.SIGTERM)
-        assert recorder.wait(timeout=10) == 0
-    finally:
-        kill_if_running(recorder)
-    output = log.read_text()
+    recorder = processes.command([RECORDER, "--ros-args", "-p", "topics:=[/rec/chatter, 'bad topic!']",
+                                  "-p", f"output:={target}"], label="recorder")
+    recorder.wait_for_line("not recording", timeout=30)  # the error line
+    time.sleep(0.5)
+    assert recorder.alive, "recorder exited:\n" + recorder.output()
+    assert recorder.stop(signal.SIGTERM, timeout=10) == 0
+    output = recorder.output()
     assert f"parent directory {target.parent} does not exist" in output
     assert "not recording 'bad topic!': invalid topic name" in output
     assert not target.parent.exists()
@@ -226,24 +167,17 @@ def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path):
 
 # ----- the ROS-free core ----------------------------------------------------------------------------
 
-def test_bag_of_a_killed_recorder_is_recovered(tmp_path):
+def test_bag_of_a_killed_recorder_is_recovered(tmp_path, processes):
     """SIGKILL leaves no metadata.yaml and no MCAP summary; recover_bag rescues every complete chunk."""
     from openhelix_ros.recording.core import recover_bag
 
     bag = tmp_path / "killed"
-    log = tmp_path / "recorder.log"
-    recorder = start_recorder(log, "topics:=[/rec/cloud, /rec/chatter]", f"output:={bag}")
-    stream = None
-    try:
-        stream = start_peer("bag_publisher.py", "--count", "3000", "--rate", "200", "--wait-subscribers",
-                            "cloud", "chatter")
-        wait_for_line(stream, "SENT 400")  # about 3 MB: a few complete 1 MiB chunks
-        recorder.kill()
-        recorder.wait(timeout=10)
-    finally:
-        kill_if_running(recorder)
-        if stream is not None:
-            stop_peer(stream)
+    recorder = processes.node("recorder", "topics:=[/rec/cloud, /rec/chatter]", f"output:={bag}")
+    stream = processes.peer("bag_publisher.py", "--count", "3000", "--rate", "200", "--wait-subscribers",
+                            "cloud", "chatter", label="stream")
+    stream.wait_for_line("SENT 400", timeout=20)  # about 3 MB: a few complete 1 MiB chunks
+    recorder.stop(signal.SIGKILL, timeout=10)
+    stream.stop()
     assert not (bag / "metadata.yaml").exists()
     with pytest.raises(Exception):  # noqa: B017 - any reader error: the bag is unreadable as it is
         read_bag(bag)

@@ -6,17 +6,14 @@ system2 process killed and restarted), and the exact Asy(N) latent in lockstep."
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from support.processes import run_peer
+from support.processes import Process, Processes
 
 from openhelix_ros.arm.safety import WorkspaceBounds
 from openhelix_ros.common.graph import NODE_MODULES
@@ -31,37 +28,21 @@ MAX_LATENT_AGE = 1.0
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 
 
-def start_node(module: str, log, *params: str) -> subprocess.Popen:
+def tiny_node(processes: Processes, node: str, *params: str) -> Process:
     # The shipped parameter file first (so rcl parses it), then the test's overrides, which win.
-    args = [sys.executable, "-m", NODE_MODULES[module], "--ros-args",
-            "--params-file", str(CONFIG / f"{module}.yaml"), "-p", "model:=tiny", "-p", "torch_threads:=1"]
-    for param in params:
-        args += ["-p", param]
-    return subprocess.Popen(args, stdout=log.open("a"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    return processes.node(node, "model:=tiny", "torch_threads:=1", *params,
+                          params_files=[CONFIG / f"{node}.yaml"])
 
 
-def stop_node(process: subprocess.Popen) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
-def run_scenario(directory, node_params: list[str], driver_args: list[str]):
-    log = directory / "system1.log"
-    node = start_node("system1", log, "num_inference_steps:=2", *node_params)
-    try:
-        out = directory / "received.json"
-        result = run_peer("system1_driver.py", "--out", str(out), *driver_args, timeout=150)
-        alive = node.poll() is None
-    finally:
-        code = stop_node(node)
-    text = log.read_text()
-    assert result.returncode == 0, f"driver failed:\n{result.stdout}{result.stderr}\nnode log:\n{text}"
+def run_scenario(processes: Processes, directory, node_params: list[str], driver_args: list[str]):
+    node = tiny_node(processes, "system1", "num_inference_steps:=2", *node_params)
+    out = directory / "received.json"
+    driver = processes.peer("system1_driver.py", "--out", str(out), *driver_args, ready=None)
+    driver_code = driver.wait(timeout=150)
+    alive = node.alive
+    code = node.stop()
+    text = node.output()
+    assert driver_code == 0, f"driver failed:\n{driver.output()}\nnode log:\n{text}"
     assert alive, "system1 died during the scenario:\n" + text
     assert code == 0, "system1 did not shut down cleanly:\n" + text
     return json.loads(out.read_text()), text
@@ -69,9 +50,11 @@ def run_scenario(directory, node_params: list[str], driver_args: list[str]):
 
 @pytest.fixture(scope="module")
 def realtime(tmp_path_factory):
-    return run_scenario(tmp_path_factory.mktemp("system1-realtime"),
-                        ["clock_mode:=realtime", "replan_rate:=10.0", f"max_latent_age:={MAX_LATENT_AGE}"],
-                        ["--mode", "realtime"])
+    directory = tmp_path_factory.mktemp("system1-realtime")
+    with Processes(directory) as processes:
+        return run_scenario(processes, directory,
+                            ["clock_mode:=realtime", "replan_rate:=10.0", f"max_latent_age:={MAX_LATENT_AGE}"],
+                            ["--mode", "realtime"])
 
 
 def test_trajectories_are_finite_inside_the_workspace_and_traceable(realtime):
@@ -133,9 +116,10 @@ def test_stale_latents_stop_the_arm_and_fresh_ones_resume_it(realtime):
     assert log.count("over max_latent_age") == 1  # logged once when it stops, not on every cloud
 
 
-def test_lockstep_uses_the_exact_asy_n_latent_waiting_for_it(tmp_path):
-    data, log = run_scenario(tmp_path, ["clock_mode:=lockstep", "latent_period_steps:=2", "max_latent_age:=10.0",
-                                        "latent_wait_timeout:=20.0"], ["--mode", "lockstep"])
+def test_lockstep_uses_the_exact_asy_n_latent_waiting_for_it(tmp_path, processes):
+    data, log = run_scenario(processes, tmp_path, ["clock_mode:=lockstep", "latent_period_steps:=2",
+                                                   "max_latent_age:=10.0", "latent_wait_timeout:=20.0"],
+                             ["--mode", "lockstep"])
     latents = {latent["sequence"]: latent for latent in data["latents"]}
     by_step = {}
     for trajectory in data["trajectories"]:
@@ -150,21 +134,16 @@ def test_lockstep_uses_the_exact_asy_n_latent_waiting_for_it(tmp_path):
 
 
 @pytest.mark.slow  # three processes and a restart of System 2: 45-60 s on the shared 2-core machine
-def test_killing_system2_stops_the_arm_and_restarting_it_resumes(tmp_path):
+def test_killing_system2_stops_the_arm_and_restarting_it_resumes(processes):
     """The issue's check with the real nodes: camera -> system2 -> system1, system2 killed and restarted."""
-    system1_log, system2_log = tmp_path / "system1.log", tmp_path / "system2.log"
-    system1 = start_node("system1", system1_log, "num_inference_steps:=2", "replan_rate:=10.0",
-                         f"max_latent_age:={MAX_LATENT_AGE}")
-    system2 = start_node("system2", system2_log, "rate:=5.0")
-    feeder = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "peers",
-                                                            "graph_feeder.py")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    system1 = tiny_node(processes, "system1", "num_inference_steps:=2", "replan_rate:=10.0",
+                        f"max_latent_age:={MAX_LATENT_AGE}")
+    system2 = tiny_node(processes, "system2", "rate:=5.0")
+    feeder = processes.peer("graph_feeder.py", ready=None)
     arrivals: list[tuple[float, int]] = []  # (monotonic time, latent_sequence) of each trajectory
-    output: list[str] = []
 
     def read():
-        for line in feeder.stdout:
-            output.append(line)
+        for line in feeder.follow():
             if line.startswith("TRAJ "):
                 arrivals.append((time.monotonic(), int(line.split()[2])))
 
@@ -178,30 +157,26 @@ def test_killing_system2_stops_the_arm_and_restarting_it_resumes(tmp_path):
             time.sleep(0.05)
         return predicate()
 
-    def logs() -> str:
-        return (f"feeder:\n{''.join(output)}\nsystem1:\n{system1_log.read_text()}\n"
-                f"system2:\n{system2_log.read_text()}")
+    def logs() -> str:  # the feeder's, system1's and both system2s'
+        return "\n".join(f"{process.label}:\n{process.output()}" for process in processes.started)
 
-    try:
-        assert wait_for(lambda: len(arrivals) >= 3, 90), "no trajectories from the running graph\n" + logs()
-        system2.send_signal(signal.SIGKILL)  # no goodbye: the latent stream just ends
-        system2.wait()
-        killed = time.monotonic()
-        time.sleep(MAX_LATENT_AGE + 1.5)
-        late = [t - killed for t, _ in arrivals if t > killed + MAX_LATENT_AGE + 0.5]
-        assert not late, f"trajectories {late} s after system2 was killed\n" + logs()
-        last_sequence = max(sequence for _, sequence in arrivals)
-        restarted = time.monotonic()
-        system2 = start_node("system2", system2_log, "rate:=5.0")
-        # A new System 2 numbers its latents from 1 again; trajectories after the restart use them.
-        assert wait_for(lambda: any(t > restarted for t, _ in arrivals), 90), "no resume\n" + logs()
-        assert system1.poll() is None
-        assert last_sequence >= 1
-    finally:
-        stop_node(feeder)
-        stop_node(system2)
-        assert stop_node(system1) == 0
-    text = system1_log.read_text()
+    assert wait_for(lambda: len(arrivals) >= 3, 90), "no trajectories from the running graph\n" + logs()
+    system2.stop(signal.SIGKILL)  # no goodbye: the latent stream just ends
+    killed = time.monotonic()
+    time.sleep(MAX_LATENT_AGE + 1.5)
+    late = [t - killed for t, _ in arrivals if t > killed + MAX_LATENT_AGE + 0.5]
+    assert not late, f"trajectories {late} s after system2 was killed\n" + logs()
+    last_sequence = max(sequence for _, sequence in arrivals)
+    restarted = time.monotonic()
+    system2 = tiny_node(processes, "system2", "rate:=5.0")
+    # A new System 2 numbers its latents from 1 again; trajectories after the restart use them.
+    assert wait_for(lambda: any(t > restarted for t, _ in arrivals), 90), "no resume\n" + logs()
+    assert system1.alive
+    assert last_sequence >= 1
+    feeder.stop()
+    system2.stop()
+    assert system1.stop() == 0
+    text = system1.output()
     assert "stopped moving the arm (no trajectory published): goal latent is" in text
     assert "moving the arm again" in text
 
@@ -224,33 +199,26 @@ def test_parameter_files_set_only_declared_parameters_of_the_right_type(module):
 
 
 @pytest.mark.slow  # the embedded simulator, System 2 and System 1 as three processes: 25-40 s here
-def test_with_the_real_bridge_in_lockstep_every_step_uses_the_exact_asy_n_latent(tmp_path):
+def test_with_the_real_bridge_in_lockstep_every_step_uses_the_exact_asy_n_latent(tmp_path, processes):
     """calvin_bridge (embedded, lockstep) + system2 + system1 (tiny, Asy(3)): the bridge steps only on
     System 1's trajectories, and each one names the latent of step max(0, (t // 3 - 1) * 3)."""
     from openhelix_ros.common.timing import latent_step_for_plan
 
-    logs = {name: tmp_path / f"{name}.log" for name in ("system1", "system2", "calvin_bridge")}
     shared = ("clock_mode:=lockstep", "latent_period_steps:=3")
-    system2 = start_node("system2", logs["system2"], *shared)
-    system1 = start_node("system1", logs["system1"], *shared, "num_inference_steps:=2")
-    bridge = None
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not all("ready" in logs[n].read_text() for n in ("system1", "system2")):
-            time.sleep(0.2)
-        # The bridge comes last, as `openhelix demo` orders it, so System 2 sees the image of step 0.
-        bridge = subprocess.Popen([sys.executable, "-m", "openhelix_ros.bridge.node", "--ros-args",
-                                   "-p", "backend:=embedded", "-p", "clock_mode:=lockstep"],
-                                  stdout=logs["calvin_bridge"].open("w"), stderr=subprocess.STDOUT,
-                                  env=dict(os.environ))
-        out = tmp_path / "observed.json"
-        result = run_peer("lockstep_observer.py", "--out", str(out), "--trajectories", "24", timeout=150)
-        text = {name: log.read_text() for name, log in logs.items()}
-        assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{text}"
-    finally:
-        for process in (bridge, system1, system2):
-            if process is not None:
-                stop_node(process)
+    system2 = tiny_node(processes, "system2", *shared)
+    system1 = tiny_node(processes, "system1", *shared, "num_inference_steps:=2")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not all("ready" in node.output() for node in (system1, system2)):
+        time.sleep(0.2)
+    # The bridge comes last, as `openhelix demo` orders it, so System 2 sees the image of step 0.
+    bridge = processes.node("calvin_bridge", "backend:=embedded", "clock_mode:=lockstep")
+    out = tmp_path / "observed.json"
+    observer = processes.peer("lockstep_observer.py", "--out", str(out), "--trajectories", "24", ready=None)
+    code = observer.wait(timeout=150)
+    text = {node.label: node.output() for node in (system1, system2, bridge)}
+    assert code == 0, f"{observer.output()}\n{text}"
+    for node in (bridge, system1, system2):
+        node.stop()
     data = json.loads(out.read_text())
     latent_step = {int(sequence): round(stamp / STEP_NS) for sequence, stamp in data["latents"].items()}
     steps = []

@@ -5,44 +5,35 @@ Asy(N) schedule (only steps 0, N, 2N, ... encoded)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support.processes import run_peer
+from support.processes import Processes
 
 STEP_NS = 1_000_000_000 / 30
 
 
-def run_scenario(directory, node_args: list[str], driver_args: list[str]):
-    log = directory / "system2.log"
+def run_scenario(processes: Processes, directory, node_params: list[str], driver_args: list[str]):
     config = Path(__file__).resolve().parents[3] / "config" / "system2.yaml"
-    node = subprocess.Popen([sys.executable, "-m", "openhelix_ros.system2.node", "--ros-args",
-                             "--params-file", str(config), "-p", "model:=tiny", "-p", "torch_threads:=1",
-                             *node_args],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ))
-    try:
-        out = directory / "received.json"
-        result = run_peer("system2_driver.py", "--out", str(out), *driver_args, timeout=120)
-        alive = node.poll() is None
-    finally:
-        if node.poll() is None:
-            node.send_signal(signal.SIGINT)
-            node.wait(timeout=15)
-    text = log.read_text()
-    assert result.returncode == 0, f"driver failed:\n{result.stdout}{result.stderr}\nnode log:\n{text}"
+    node = processes.node("openhelix_ros.system2.node", "model:=tiny", "torch_threads:=1", *node_params,
+                          params_files=[config])
+    out = directory / "received.json"
+    driver = processes.peer("system2_driver.py", "--out", str(out), *driver_args, ready=None)
+    driver_code = driver.wait(timeout=120)
+    alive = node.alive
+    code = node.stop()
+    text = node.output()
+    assert driver_code == 0, f"driver failed:\n{driver.output()}\nnode log:\n{text}"
     assert alive, "system2 died during the scenario:\n" + text
-    assert node.returncode == 0, "system2 did not shut down cleanly:\n" + text
+    assert code == 0, "system2 did not shut down cleanly:\n" + text
     return json.loads(out.read_text()), text
 
 
 @pytest.fixture(scope="module")
 def realtime(tmp_path_factory):
-    return run_scenario(tmp_path_factory.mktemp("system2-realtime"), ["-p", "clock_mode:=realtime"],
-                        ["--mode", "realtime"])
+    directory = tmp_path_factory.mktemp("system2-realtime")
+    with Processes(directory) as processes:
+        return run_scenario(processes, directory, ["clock_mode:=realtime"], ["--mode", "realtime"])
 
 
 def test_latent_of_the_right_size_carries_the_image_stamp(realtime):
@@ -68,8 +59,8 @@ def test_bad_input_is_logged_and_dropped_while_the_node_stays_alive(realtime):
     assert {r["observation_stamp"] for r in data["received"]} == set(data["expected"])
 
 
-def test_lockstep_encodes_the_steps_of_asy_n_only(tmp_path):
-    data, log = run_scenario(tmp_path, ["-p", "clock_mode:=lockstep", "-p", "latent_period_steps:=3"],
+def test_lockstep_encodes_the_steps_of_asy_n_only(tmp_path, processes):
+    data, log = run_scenario(processes, tmp_path, ["clock_mode:=lockstep", "latent_period_steps:=3"],
                              ["--mode", "lockstep", "--period", "3", "--steps", "8"])
     steps = [round(r["observation_stamp"] / STEP_NS) for r in data["received"]]
     assert steps == [0, 3, 6]

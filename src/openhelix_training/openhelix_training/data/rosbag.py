@@ -16,6 +16,7 @@ bag directly inside it is read, in name order; `failed/` (episodes the oracle di
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -135,6 +136,16 @@ def expand_bag_paths(paths) -> list[Path]:
     return out
 
 
+class _Frame(NamedTuple):
+    """One scene_state message with what it is paired with: the newest cloud, image and instruction."""
+
+    robot_obs: np.ndarray
+    cloud: tuple[np.ndarray, np.ndarray]  # xyz, rgb
+    image: np.ndarray | None
+    instruction: tuple[str, str, int]  # text, task, sequence
+    stamp: int  # ns
+
+
 def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes", latent_delay: int = 0,
                      image_size: int = 200, max_points: int | None = None, seed: int = 0,
                      trajectory: str = "keypose") -> list[Sample]:
@@ -149,22 +160,43 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
     one per control step; see trajectory_of_commands: what a policy in the graph must output)."""
     if trajectory not in TRAJECTORY_KINDS:
         raise ValueError(f"trajectory must be one of {', '.join(TRAJECTORY_KINDS)}, got {trajectory!r}")
-    from rosbags.highlevel import AnyReader
+    paths = _existing_bag_paths(path)
+    recorded, commands = _read_frames_and_commands(paths, trajectory == "commands", max_points, seed)
+    if not recorded:
+        raise BagDataError(f"bag {paths[0]}: no scene_state message after a points and an instruction message")
+    if trajectory == "commands" and not commands:
+        raise BagDataError(f"bag {paths[0]}: trajectory 'commands' needs the demonstrator's ee_trajectory "
+                           "messages, and the bag has none (record ee_trajectory, or use 'frames')")
+    samples = []
+    for index, segment in enumerate(_split_by_instruction(recorded)):
+        if len(segment) >= 2:
+            samples += _samples_of_segment(segment, f"{paths[0]}#{index}", commands, trajectory_length, frames,
+                                           latent_delay, image_size, trajectory)
+    return samples
 
-    from ..geometry import quaternion_wxyz_to_matrix
-    from ..modeling_system1 import proprio_from_robot_obs
 
+def _existing_bag_paths(path) -> list[Path]:
     paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
     for p in paths:
         if not p.exists():
             raise BagDataError(f"bag {p} does not exist")
+    return paths
+
+
+def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points: int | None,
+                              seed: int) -> tuple[list[_Frame], dict]:
+    """Every scene_state paired with the newest cloud, image and instruction before it (states before the
+    first cloud and instruction are skipped), and the commands: observation stamp ns -> (position,
+    rotation matrix, gripper) of the first waypoint of the ee_trajectory stamped like it."""
+    from rosbags.highlevel import AnyReader
+
     store = typestore_with_project_types()
     rng = np.random.default_rng(seed)
-    frames_list = []  # (robot_obs, cloud, image, instruction_key, stamp ns)
+    recorded: list[_Frame] = []
     latest = {"points": None, "image": None, "instruction": None}
-    commands = {}  # observation stamp ns -> (position, rotation matrix, gripper) of the first waypoint
+    commands = {}
     topics = ("scene_state", "points", "instruction", "camera/static/image_raw") + (
-        ("ee_trajectory",) if trajectory == "commands" else ())
+        ("ee_trajectory",) if with_commands else ())
     try:
         with AnyReader(paths, default_typestore=store) as reader:
             wanted = [c for c in reader.connections if any(_topic_is(c.topic, t) for t in topics)]
@@ -173,17 +205,9 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
                 if _topic_is(conn.topic, "ee_trajectory"):
                     stamp = _stamp_ns(msg.header)
                     if len(msg.poses) and stamp not in commands:  # a re-sent observation's answer repeats it
-                        pose = msg.poses[0]
-                        q = pose.orientation
-                        commands[stamp] = ((pose.position.x, pose.position.y, pose.position.z),
-                                           quaternion_wxyz_to_matrix(np.array([q.w, q.x, q.y, q.z])),
-                                           float(msg.gripper[0]) if len(msg.gripper) else np.nan)
+                        commands[stamp] = _first_waypoint(msg)
                 elif _topic_is(conn.topic, "points"):
-                    xyz, rgb = pointcloud2_to_arrays(msg)
-                    if max_points and len(xyz) > max_points:
-                        keep = np.sort(rng.choice(len(xyz), int(max_points), replace=False))
-                        xyz, rgb = xyz[keep], rgb[keep]
-                    latest["points"] = (xyz, rgb)
+                    latest["points"] = _cloud_subset(msg, max_points, rng)
                 elif _topic_is(conn.topic, "camera/static/image_raw"):
                     latest["image"] = image_to_array(msg)
                 elif _topic_is(conn.topic, "instruction"):
@@ -191,54 +215,78 @@ def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes"
                 elif _topic_is(conn.topic, "scene_state"):
                     if latest["points"] is None or latest["instruction"] is None:
                         continue  # nothing to pair the state with yet
-                    robot_obs = np.asarray(msg.robot_obs, dtype=np.float64)
-                    stamp = _stamp_ns(msg.header)
-                    frames_list.append((robot_obs, latest["points"], latest["image"], latest["instruction"], stamp))
+                    recorded.append(_Frame(np.asarray(msg.robot_obs, dtype=np.float64), latest["points"],
+                                           latest["image"], latest["instruction"], _stamp_ns(msg.header)))
     except BagDataError:
         raise
     except Exception as exc:  # rosbags raises several unrelated types for corrupt bags
         raise BagDataError(f"cannot read bag {', '.join(map(str, paths))}: {type(exc).__name__}: {exc}") from exc
-    if not frames_list:
-        raise BagDataError(f"bag {paths[0]}: no scene_state message after a points and an instruction message")
-    if trajectory == "commands" and not commands:
-        raise BagDataError(f"bag {paths[0]}: trajectory 'commands' needs the demonstrator's ee_trajectory "
-                           "messages, and the bag has none (record ee_trajectory, or use 'frames')")
-    # split into segments by instruction
-    segments, cur = [], [frames_list[0]]
-    for f in frames_list[1:]:
-        if f[3] != cur[-1][3]:
-            segments.append(cur)
-            cur = []
-        cur.append(f)
-    segments.append(cur)
+    return recorded, commands
+
+
+def _first_waypoint(msg) -> tuple[tuple[float, float, float], np.ndarray, float]:
+    """An EETrajectory's first waypoint: position, rotation matrix and gripper (NaN without one)."""
+    from ..geometry import quaternion_wxyz_to_matrix
+
+    pose = msg.poses[0]
+    q = pose.orientation
+    return ((pose.position.x, pose.position.y, pose.position.z),
+            quaternion_wxyz_to_matrix(np.array([q.w, q.x, q.y, q.z])),
+            float(msg.gripper[0]) if len(msg.gripper) else np.nan)
+
+
+def _cloud_subset(msg, max_points: int | None, rng) -> tuple[np.ndarray, np.ndarray]:
+    """A PointCloud2's finite xyz and rgb, a random subset of at most ``max_points`` of them (in order)."""
+    xyz, rgb = pointcloud2_to_arrays(msg)
+    if max_points and len(xyz) > max_points:
+        keep = np.sort(rng.choice(len(xyz), int(max_points), replace=False))
+        xyz, rgb = xyz[keep], rgb[keep]
+    return xyz, rgb
+
+
+def _split_by_instruction(recorded: list[_Frame]) -> list[list[_Frame]]:
+    """Consecutive frames under one instruction (text, task and sequence) form one segment."""
+    segments, current = [], [recorded[0]]
+    for frame in recorded[1:]:
+        if frame.instruction != current[-1].instruction:
+            segments.append(current)
+            current = []
+        current.append(frame)
+    segments.append(current)
+    return segments
+
+
+def _samples_of_segment(segment: list[_Frame], episode: str, commands: dict, trajectory_length: int, frames: str,
+                        latent_delay: int, image_size: int, trajectory: str) -> list[Sample]:
+    """The samples of one demonstration segment: at its keyposes (``frames="keyposes"``) or at every frame
+    but the last, each with the trajectory of kind ``trajectory`` from there."""
+    from ..modeling_system1 import proprio_from_robot_obs
+
+    ro = np.stack([f.robot_obs for f in segment])
+    # the gripper command of frame i is the "last gripper action" recorded at frame i + 1
+    grip = np.r_[ro[1:, 14], ro[-1, 14]]
+    keys = discover_keyposes(ro[:, :3], grip)
+    local = [0] + [k for k in keys[:-1] if k > 0] if frames == "keyposes" else range(len(segment) - 1)
+    if trajectory == "commands":
+        command_pos, command_rot, command_grip = _commands_of_segment(segment, ro, commands)
     samples = []
-    for seg_i, seg in enumerate(segments):
-        if len(seg) < 2:
-            continue
-        ro = np.stack([f[0] for f in seg])
-        # the gripper command of frame i is the "last gripper action" recorded at frame i + 1
-        grip = np.r_[ro[1:, 14], ro[-1, 14]]
-        keys = discover_keyposes(ro[:, :3], grip)
-        local = [0] + [k for k in keys[:-1] if k > 0] if frames == "keyposes" else range(len(seg) - 1)
+    for i in local:
         if trajectory == "commands":
-            command_pos, command_rot, command_grip = _commands_of_segment(seg, ro, commands)
-        for i in local:
-            if trajectory == "commands":
-                traj = trajectory_of_commands(ro[:, :3], ro[:, 3:6], ro[:, 14], command_pos, command_rot,
-                                              command_grip, i, trajectory_length)
-            elif trajectory == "frames":
-                traj = trajectory_of_next_frames(ro[:, :3], ro[:, 3:6], ro[:, 14], i, trajectory_length)
-            else:
-                traj = trajectory_to_next_keypose(ro[:, :3], ro[:, 3:6], grip, i, keys, trajectory_length)
-            xyz, rgb = seg[i][1]
-            img = seg[max(0, i - latent_delay)][2]
-            if img is None:
-                img = np.zeros((image_size, image_size, 3), np.uint8)  # no camera recorded: blank for System 2
-            text, task, _seq = seg[i][3]
-            samples.append(Sample(observation=Observation(points=xyz, colors=rgb), image=img, instruction=text,
-                                  proprio=proprio_from_robot_obs(ro[i]), rel_positions=traj["rel_positions"],
-                                  rot6d=traj["rot6d"], gripper_open=traj["gripper_open"], task=task,
-                                  episode=f"{paths[0]}#{seg_i}", frame=i, meta={"keypose": traj["keypose"]}))
+            traj = trajectory_of_commands(ro[:, :3], ro[:, 3:6], ro[:, 14], command_pos, command_rot,
+                                          command_grip, i, trajectory_length)
+        elif trajectory == "frames":
+            traj = trajectory_of_next_frames(ro[:, :3], ro[:, 3:6], ro[:, 14], i, trajectory_length)
+        else:
+            traj = trajectory_to_next_keypose(ro[:, :3], ro[:, 3:6], grip, i, keys, trajectory_length)
+        xyz, rgb = segment[i].cloud
+        img = segment[max(0, i - latent_delay)].image
+        if img is None:
+            img = np.zeros((image_size, image_size, 3), np.uint8)  # no camera recorded: blank for System 2
+        text, task, _seq = segment[i].instruction
+        samples.append(Sample(observation=Observation(points=xyz, colors=rgb), image=img, instruction=text,
+                              proprio=proprio_from_robot_obs(ro[i]), rel_positions=traj["rel_positions"],
+                              rot6d=traj["rot6d"], gripper_open=traj["gripper_open"], task=task,
+                              episode=episode, frame=i, meta={"keypose": traj["keypose"]}))
     return samples
 
 
@@ -247,7 +295,7 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
 
 
-def _commands_of_segment(segment: list, robot_obs: np.ndarray, commands: dict):
+def _commands_of_segment(segment: list[_Frame], robot_obs: np.ndarray, commands: dict):
     """Per frame of a segment, the command answering its observation: (N, 3) positions, (N, 3, 3)
     rotations, (N,) gripper. A frame nobody answered (the demonstrator had not started, or the bag ends
     before its answer) takes the next recorded pose and gripper action: where the tool went anyway."""
@@ -256,7 +304,7 @@ def _commands_of_segment(segment: list, robot_obs: np.ndarray, commands: dict):
     n = len(segment)
     positions, rotations, gripper = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty(n)
     for i, frame in enumerate(segment):
-        command = commands.get(frame[4])
+        command = commands.get(frame.stamp)
         if command is not None and np.isfinite(command[2]):
             positions[i], rotations[i], gripper[i] = command
         else:
