@@ -31,6 +31,14 @@ def independent_typestore():
     return store
 
 
+def recorded_each_step_in_order(steps: list[int]) -> bool:
+    """No step lost and none out of order. A step may be there twice in a row: the lockstep bridge
+    re-sends an observation it got no plan for (every resend_after s), and the recorder keeps what was
+    published; the bag reader takes it as one frame."""
+    distinct = [step for i, step in enumerate(steps) if i == 0 or step != steps[i - 1]]
+    return bool(distinct) and distinct == list(range(distinct[0], distinct[0] + len(distinct)))
+
+
 def test_plan_episodes_is_deterministic_and_checks_tasks():
     chains = plan_episodes(4, seed=1, subtasks=2)
     assert [e.tasks for e in chains] == [e.tasks for e in plan_episodes(4, seed=1, subtasks=2)]
@@ -84,7 +92,7 @@ def test_collect_records_a_demonstration_the_training_data_can_use(tmp_path):
     assert order[instruction_at][1].task == "turn_on_led" and order[instruction_at][1].text
     states = [m for topic, m in order[instruction_at:] if topic == "/scene_state"]
     assert len(states) >= steps
-    assert np.all(np.diff([s.step for s in states]) == 1)  # no step lost, none twice
+    assert recorded_each_step_in_order([s.step for s in states])
     cloud_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for t, m in order if t == "/points"}
     assert all((s.header.stamp.sec, s.header.stamp.nanosec) in cloud_stamps for s in states)
     # The LED went on during the demonstration.
@@ -150,4 +158,4 @@ def test_collect_with_keyboard_teleop_records_what_the_keys_did(tmp_path, proces
     moved = np.asarray(states[-1].robot_obs[:3]) - np.asarray(states[0].robot_obs[:3])
     assert moved[0] > 0.05 and abs(moved[1]) < 0.02 and abs(moved[2]) < 0.02, moved  # "d" is +x
     assert states[0].robot_obs[14] > 0 and states[-1].robot_obs[14] < 0  # space closed the gripper
-    assert np.all(np.diff([s.step for s in states]) == 1)  # every step recorded
+    assert recorded_each_step_in_order([s.step for s in states])

@@ -205,3 +205,17 @@ def test_command_trajectories_are_what_the_demonstrator_commanded(tmp_path):
                 writer.write(connections[connection.id], timestamp, raw)
     with pytest.raises(BagDataError, match="ee_trajectory"):
         BagDataset(without, trajectory="commands")
+
+
+def test_a_re_sent_observation_is_one_frame(tmp_path):
+    from openhelix_training.data.rosbag import read_bag_samples, write_synthetic_bag
+
+    write_synthetic_bag(tmp_path / "once")
+    write_synthetic_bag(tmp_path / "resent", resent=(3, 8))
+    for trajectory in ("keypose", "frames", "commands"):
+        once = read_bag_samples(tmp_path / "once", trajectory_length=4, frames="all", trajectory=trajectory)
+        resent = read_bag_samples(tmp_path / "resent", trajectory_length=4, frames="all", trajectory=trajectory)
+        assert [s.frame for s in resent] == [s.frame for s in once] and len(once) >= 10
+        for a, b in zip(once, resent, strict=True):
+            np.testing.assert_array_equal(a.rel_positions, b.rel_positions)
+            np.testing.assert_array_equal(a.gripper_open, b.gripper_open)

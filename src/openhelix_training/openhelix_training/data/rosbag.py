@@ -215,6 +215,8 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
                 elif _topic_is(conn.topic, "scene_state"):
                     if latest["points"] is None or latest["instruction"] is None:
                         continue  # nothing to pair the state with yet
+                    if recorded and recorded[-1].stamp == _stamp_ns(msg.header):
+                        continue  # the lockstep bridge re-sent an observation it got no plan for: one frame
                     recorded.append(_Frame(np.asarray(msg.robot_obs, dtype=np.float64), latest["points"],
                                            latest["image"], latest["instruction"], _stamp_ns(msg.header)))
     except BagDataError:
@@ -336,13 +338,14 @@ class BagDataset:
         return self.samples[i]
 
 
-def write_synthetic_bag(path, frames: int = 12):
+def write_synthetic_bag(path, frames: int = 12, resent: tuple[int, ...] = ()):
     """Writes a small MCAP bag with the recorder's topics and types (points, camera/static/image_raw,
     scene_state, instruction, ee_trajectory): one "open the drawer" demonstration where the tool moves
     along x by 1 cm per frame and the gripper closes after frame 6. The demonstrator's command answering
     frame i (ee_trajectory stamped like it) leads the tool as a real controller's does: x = 0.01 (i + 2),
     gripper -1 from frame 6 on; the last frame has no answer. Returns the cloud's xyz, its rgb and the
-    robot_obs of every frame."""
+    robot_obs of every frame. Frames in ``resent`` are published twice (cloud, image and state), as a
+    lockstep bridge re-sends an observation it got no plan for."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = typestore_with_project_types()
@@ -378,19 +381,21 @@ def write_synthetic_bag(path, frames: int = 12):
                                                       Instruction.__msgtype__))
             cloud = PointCloud2(header=hdr, height=1, width=300, fields=fields, is_bigendian=False, point_step=16,
                                 row_step=16 * 300, data=np.frombuffer(rec.tobytes(), np.uint8), is_dense=True)
-            w.write(c_pts, ns + 1, store.serialize_cdr(cloud, PointCloud2.__msgtype__))
             img = np.full((20, 30, 3), i, np.uint8)
-            w.write(c_img, ns + 2, store.serialize_cdr(
-                Image(header=hdr, height=20, width=30, encoding="rgb8", is_bigendian=0, step=90,
-                      data=img.reshape(-1)), Image.__msgtype__))
             ro = np.zeros(15)
             ro[:3] = (0.01 * i, 0.0, 0.3)
             ro[3:6] = (np.pi, 0.0, 0.0)
             ro[14] = 1.0 if i <= 6 else -1.0  # last gripper action: closes after frame 6
             robot.append(ro)
-            w.write(c_ss, ns + 3, store.serialize_cdr(
-                SceneState(header=hdr, robot_obs=ro, scene_obs=np.zeros(24), robot_obs_labels=[],
-                           scene_obs_labels=[], step=i), SceneState.__msgtype__))
+            for copy in range(2 if i in resent else 1):
+                sent = ns + copy * 10_000_000  # a re-send goes out later, with the observation's stamp
+                w.write(c_pts, sent + 1, store.serialize_cdr(cloud, PointCloud2.__msgtype__))
+                w.write(c_img, sent + 2, store.serialize_cdr(
+                    Image(header=hdr, height=20, width=30, encoding="rgb8", is_bigendian=0, step=90,
+                          data=img.reshape(-1)), Image.__msgtype__))
+                w.write(c_ss, sent + 3, store.serialize_cdr(
+                    SceneState(header=hdr, robot_obs=ro, scene_obs=np.zeros(24), robot_obs_labels=[],
+                               scene_obs_labels=[], step=i), SceneState.__msgtype__))
             if i < frames - 1:
                 # tool pointing down (roll pi): quaternion x, y, z, w = 1, 0, 0, 0
                 pose = Pose(position=Point(x=0.01 * (i + 2), y=0.0, z=0.3),
