@@ -3,8 +3,8 @@
 ros2 launch is not installable here (no registry carries launch_ros), so what a launch file would do is
 checked on the declaration it is built from: every node exists and reads existing parameter files,
 every launch argument reaches a parameter the node declares (or a remap, or a node switch) and nothing
-in a node's own parameter file can override it. tests/cli/test_up.py then starts the same declarations
-as real processes and reads the parameters back; tests/workspace/test_launch_for_real.py runs the launch
+in a node's own parameter file can override it. tests/graph/common/test_launch_graphs.py then starts the same declarations
+as real processes and reads the parameters back; tests/graph/common/test_launch_for_real.py runs the launch
 files themselves where launch_ros is installed.
 """
 

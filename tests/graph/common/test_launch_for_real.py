@@ -4,7 +4,7 @@ caught ``checkpoint:=`` being ignored (launch_ros's ``/**`` overrides losing to 
 
 It needs what a full ROS 2 install has and no registry carries: launch, launch_ros, and this workspace
 installed (colcon) so that share/openhelix and lib/openhelix_ros/<executable> are in the ament index.
-Elsewhere it skips; tests/ros/test_launch_graphs.py starts the same graph declarations without launch.
+Elsewhere it skips; tests/graph/common/test_launch_graphs.py starts the same graph declarations without launch.
 """
 
 from __future__ import annotations

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 
+import openhelix_ros
 from openhelix_ros.common.graphs import EVAL, RECORD, SIM, get_graph, parameter_file_values, parse_assignments
 
 
@@ -69,3 +74,29 @@ def test_parameter_file_values_reads_the_wildcard_section(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text("/**:\n  ros__parameters:\n    a: 1\n")
     assert parameter_file_values(path) == {"a": 1}
+
+
+CLI = Path(openhelix_ros.__file__).parent / "cli"
+# Each verb that starts nodes, and the graph declaration it starts them from.
+VERB_GRAPHS = {"up": "GRAPHS", "demo": "EVAL", "collect": "RECORD", "bench_graph": "SIM"}
+
+
+def _names(tree: ast.AST) -> set[str]:
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return used | {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                   for alias in node.names}
+
+
+@pytest.mark.parametrize("verb", sorted(VERB_GRAPHS))
+def test_every_verb_starts_its_nodes_from_a_graph_declaration(verb):
+    """The same declarations as the launch files (test_launch_files.py checks those), so a verb starts
+    the same nodes with the same parameter files and overrides."""
+    names = _names(ast.parse((CLI / f"{verb}.py").read_text()))
+    assert VERB_GRAPHS[verb] in names and ({"start_graph", "start_node"} & names), verb
+
+
+def test_no_verb_starts_a_node_by_hand():
+    for path in CLI.glob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"[\"']openhelix_ros\.\w+\.node[\"']", text), path.name
+        assert "NodeProcess.start" not in text and "node_command(" not in text, path.name

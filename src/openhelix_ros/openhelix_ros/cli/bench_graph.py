@@ -156,109 +156,134 @@ def _overhead(node, child: subprocess.Popen, publisher, kind: str, count: int, p
 # The running pair
 
 
-def _start_pair(system1_model: str, system2_model: str, work: Path) -> tuple[subprocess.Popen, subprocess.Popen]:
-    common = ["-p", "torch_threads:=1", "-p", "clock_mode:=realtime"]
-    system2 = _spawn(["-m", "openhelix_ros.system2.node", "--ros-args", "-p", f"model:={system2_model}",
-                      "-p", "rate:=0.0", *common], work / "system2.log")
-    system1 = _spawn(["-m", "openhelix_ros.system1.node", "--ros-args", "-p", f"model:={system1_model}",
-                      "-p", "replan_rate:=0.0", "-p", "max_latent_age:=30.0", *common], work / "system1.log")
-    return system1, system2
+def _start_pair(system1_model: str, system2_model: str, work: Path):
+    """System 1 and System 2 as the sim graph declares them (common/graphs.py: its parameter files and
+    arguments, realtime), each made to work as fast as it can: System 2 encodes every image, System 1
+    replans on every cloud. Returns their NodeProcesses (logs: system1.log, system2.log in ``work``)."""
+    from openhelix_ros.common.graphs import SIM
+    from openhelix_ros.common.processes import start_node
+
+    nodes = {node.name: node for node in SIM.resolve(
+        {"clock_mode": "realtime", "system1_model": system1_model, "system2_model": system2_model},
+        extra={"system2": {"rate": 0.0, "torch_threads": 1},
+               "system1": {"replan_rate": 0.0, "max_latent_age": 30.0, "torch_threads": 1}})}
+    return start_node(nodes["system1"], log_dir=work), start_node(nodes["system2"], log_dir=work)
 
 
-def _graph(node, system1: subprocess.Popen, system2: subprocess.Popen, system1_model: str, system2_model: str,
-           duration: float, points: int, work: Path, progress) -> dict:
-    from geometry_msgs.msg import PoseStamped
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from scipy.spatial.transform import Rotation
-    from sensor_msgs.msg import Image, JointState, PointCloud2
+class _GraphFeed:
+    """The bench's stand-in for the bridge: publishes a static image, the pose, the joints and a cloud
+    at CLOUD_RATE, and keeps what comes back (latents, trajectories) with its arrival time."""
 
-    from openhelix_msgs.msg import EETrajectory, GoalLatent, Instruction
-    from openhelix_ros.common import graph
-    from openhelix_ros.common.conversions import (
-        joint_state_to_msg,
-        make_header,
-        pose_stamped_to_msg,
-        rgb_to_image,
-        stamp_to_ns,
-    )
+    def __init__(self, node, points: int) -> None:
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from scipy.spatial.transform import Rotation
+        from sensor_msgs.msg import Image, JointState, PointCloud2
 
-    reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
-    latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    images = node.create_publisher(Image, graph.STATIC_IMAGE, reliable)
-    clouds = node.create_publisher(PointCloud2, graph.POINTS, reliable)
-    poses = node.create_publisher(PoseStamped, graph.EE_POSE, reliable)
-    joints = node.create_publisher(JointState, graph.JOINT_STATES, reliable)
-    instructions = node.create_publisher(Instruction, graph.INSTRUCTION, reliable)
-    latents: dict[int, dict] = {}
-    trajectories: list[dict] = []
+        from openhelix_msgs.msg import EETrajectory, GoalLatent, Instruction
+        from openhelix_ros.common import graph
 
-    def on_latent(message: GoalLatent) -> None:
-        latents[int(message.sequence)] = {"arrival": time.time_ns(), "stamp": stamp_to_ns(message.observation_stamp),
-                                          "inference_time": float(message.inference_time)}
+        self.node = node
+        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.images = node.create_publisher(Image, graph.STATIC_IMAGE, reliable)
+        self.clouds = node.create_publisher(PointCloud2, graph.POINTS, reliable)
+        self.poses = node.create_publisher(PoseStamped, graph.EE_POSE, reliable)
+        self.joints = node.create_publisher(JointState, graph.JOINT_STATES, reliable)
+        self.instructions = node.create_publisher(Instruction, graph.INSTRUCTION, reliable)
+        self.latents: dict[int, dict] = {}
+        self.trajectories: list[dict] = []
+        node.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_latent, latched)
+        node.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, reliable)
+        rng = np.random.default_rng(1)
+        self.image = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)  # CALVIN's static camera size
+        self.cloud = _cloud(points, seed=1)
+        self.position = np.array([0.05, -0.1, 0.35])
+        self.quaternion = Rotation.from_euler("xyz", [np.pi, 0, np.pi / 2]).as_quat()
+        self.joint_names = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
 
-    def on_trajectory(message: EETrajectory) -> None:
-        trajectories.append({"arrival": time.time_ns(), "stamp": stamp_to_ns(message.header.stamp),
-                             "latent_sequence": int(message.latent_sequence),
-                             "inference_time": float(message.inference_time)})
+    def _on_latent(self, message) -> None:
+        from openhelix_ros.common.conversions import stamp_to_ns
 
-    node.create_subscription(GoalLatent, graph.GOAL_LATENT, on_latent, latched)
-    node.create_subscription(EETrajectory, graph.EE_TRAJECTORY, on_trajectory, reliable)
+        self.latents[int(message.sequence)] = {"arrival": time.time_ns(), "stamp": stamp_to_ns(message.observation_stamp),
+                                               "inference_time": float(message.inference_time)}
 
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)  # CALVIN's static camera size
-    cloud = _cloud(points, seed=1)
-    position = np.array([0.05, -0.1, 0.35])
-    quaternion = Rotation.from_euler("xyz", [np.pi, 0, np.pi / 2]).as_quat()
-    names = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
-    published: list[int] = []
+    def _on_trajectory(self, message) -> None:
+        from openhelix_ros.common.conversions import stamp_to_ns
 
-    def publish_step() -> None:
+        self.trajectories.append({"arrival": time.time_ns(), "stamp": stamp_to_ns(message.header.stamp),
+                                  "latent_sequence": int(message.latent_sequence),
+                                  "inference_time": float(message.inference_time)})
+
+    def nodes_up(self) -> bool:
+        from openhelix_ros.common import graph
+
+        return bool(self.images.get_subscription_count() and self.clouds.get_subscription_count()
+                    and self.node.count_publishers(graph.EE_TRAJECTORY))
+
+    def instruct(self, text: str, task: str) -> None:
+        from openhelix_msgs.msg import Instruction
+        from openhelix_ros.common.conversions import make_header
+
+        self.instructions.publish(Instruction(header=make_header(""), text=text, task=task, sequence=1))
+
+    def publish_step(self) -> None:
+        from openhelix_ros.common import graph
+        from openhelix_ros.common.conversions import joint_state_to_msg, pose_stamped_to_msg, rgb_to_image
+
         stamp = time.time_ns()
-        images.publish(rgb_to_image(image, "static_camera", stamp))
-        poses.publish(pose_stamped_to_msg(position, quaternion, graph.WORLD_FRAME, stamp))
-        joints.publish(joint_state_to_msg(names, [0.0] * 7 + [0.04, 0.04], stamp=stamp))
-        cloud.header.stamp.sec, cloud.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        clouds.publish(cloud)
-        published.append(stamp)
+        self.images.publish(rgb_to_image(self.image, "static_camera", stamp))
+        self.poses.publish(pose_stamped_to_msg(self.position, self.quaternion, graph.WORLD_FRAME, stamp))
+        self.joints.publish(joint_state_to_msg(self.joint_names, [0.0] * 7 + [0.04, 0.04], stamp=stamp))
+        self.cloud.header.stamp.sec, self.cloud.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        self.clouds.publish(self.cloud)
 
+    def publish_while(self, keep_going, seconds: float) -> None:
+        """Publish steps at CLOUD_RATE while ``keep_going()``, for ``seconds`` at most."""
+        next_time = time.monotonic()
+        end = next_time + seconds
+        while keep_going() and time.monotonic() < end:
+            self.publish_step()
+            next_time += 1.0 / CLOUD_RATE
+            _spin(self.node, max(0.0, next_time - time.monotonic()))
+
+
+def _graph(node, system1, system2, system1_model: str, system2_model: str,
+           duration: float, points: int, work: Path, progress) -> dict:
+    """System 2 and System 1 together on the feed: end-to-end latency, rates and latent age."""
+    feed = _GraphFeed(node, points)
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not (
-                images.get_subscription_count() and clouds.get_subscription_count()
-                and node.count_publishers(graph.EE_TRAJECTORY)):
-            if system1.poll() is not None or system2.poll() is not None:
+        while time.monotonic() < deadline and not feed.nodes_up():
+            if not system1.alive or not system2.alive:
                 raise RuntimeError("a node exited at start-up:\n" + (work / "system1.log").read_text()
                                    + (work / "system2.log").read_text())
             _spin(node, 0.1)
         progress(f"  nodes up (system2 {system2_model}, system1 {system1_model}); warming up")
-        instructions.publish(Instruction(header=make_header(""), text="open the drawer", task="open_drawer",
-                                         sequence=1))
-        next_time = time.monotonic()
-        warm_end = time.monotonic() + 60
-        while not trajectories and time.monotonic() < warm_end:
-            publish_step()
-            next_time += 1.0 / CLOUD_RATE
-            _spin(node, max(0.0, next_time - time.monotonic()))
-        if not trajectories:
+        feed.instruct("open the drawer", "open_drawer")
+        feed.publish_while(lambda: not feed.trajectories, 60.0)
+        if not feed.trajectories:
             raise RuntimeError("no trajectory within 60 s of warm-up; logs in " + str(work))
         _spin(node, 1.0)  # the first, slow inferences (allocations) are not counted
-        latents.clear()
-        trajectories.clear()
+        feed.latents.clear()
+        feed.trajectories.clear()
         progress(f"  measuring for {duration:g} s")
         start_ns = time.time_ns()
-        next_time = time.monotonic()
-        end = time.monotonic() + duration
-        while time.monotonic() < end:
-            publish_step()
-            next_time += 1.0 / CLOUD_RATE
-            _spin(node, max(0.0, next_time - time.monotonic()))
+        feed.publish_while(lambda: True, duration)
         _spin(node, 1.0)  # let work in flight arrive (a plan takes well under a second)
         stop_ns = start_ns + int(duration * 1e9)
     finally:
         _stop(system1)
         _stop(system2)
+    return {"system1_model": system1_model, "system2_model": system2_model, "duration_s": duration,
+            "observation_rate_hz": CLOUD_RATE, "cloud_points": points,
+            **_graph_figures(feed.latents, feed.trajectories, start_ns, stop_ns, duration)}
 
+
+def _graph_figures(latents: dict[int, dict], trajectories: list[dict], start_ns: int, stop_ns: int,
+                   duration: float) -> dict:
+    """Latencies, rates and ages of what arrived in the measuring window."""
     # End to end: image published (its stamp is the publish time) -> first trajectory using its latent.
     first_use: dict[int, int] = {}
     for t in trajectories:
@@ -275,8 +300,6 @@ def _graph(node, system1: subprocess.Popen, system2: subprocess.Popen, system1_m
     ages = [t["stamp"] - latents[t["latent_sequence"]]["stamp"] for t in in_window if t["latent_sequence"] in latents]
     latents_in_window = [v for v in latents.values() if start_ns <= v["stamp"] <= stop_ns]
     return {
-        "system1_model": system1_model, "system2_model": system2_model, "duration_s": duration,
-        "observation_rate_hz": CLOUD_RATE, "cloud_points": points,
         "end_to_end_image_to_trajectory": _stats_ms(e2e, 1e-6),
         "image_to_latent": _stats_ms(image_to_latent, 1e-6),
         "latent_to_first_trajectory": _stats_ms(latent_to_trajectory, 1e-6),
