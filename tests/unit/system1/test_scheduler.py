@@ -170,3 +170,16 @@ def test_bad_settings_are_refused():
         PlanScheduler(LatentSelector(), replan_period=-1.0)
     with pytest.raises(ValueError, match="wait_timeout"):
         PlanScheduler(LatentSelector(), wait_timeout=-1.0)
+
+
+def test_finger_width_adds_the_named_fingers_and_names_what_is_wrong():
+    from openhelix_ros.system1.core import finger_width
+
+    fingers = ["panda_finger_joint1", "panda_finger_joint2"]
+    names = ["panda_joint1", *fingers]
+    assert finger_width(names, [0.3, 0.02, 0.03], fingers) == pytest.approx(0.05)
+    assert finger_width(["panda_joint1"], [0.3], fingers) is None
+    with pytest.raises(ValueError, match="3 names but 2 positions"):
+        finger_width(names, [0.3, 0.02], fingers)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        finger_width(names, [0.3, float("nan"), 0.03], fingers)

@@ -71,7 +71,6 @@ def evaluate(config: EvaluationConfig, namespace: str = "", server_timeout: floa
     from rclpy.signals import SignalHandlerOptions
 
     from openhelix_msgs.action import RunEvaluation
-    from openhelix_ros.evaluation.report import rates_table
 
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
@@ -93,16 +92,7 @@ def evaluate(config: EvaluationConfig, namespace: str = "", server_timeout: floa
                                   episode_length=config.episode_length, seed=config.seed, run_name=config.run_name,
                                   tasks=list(config.tasks))
         started = time.monotonic()
-
-        def on_feedback(message) -> None:
-            feedback = message.feedback
-            progress = feedback.progress
-            done = progress.chain_index + 1
-            print(f"chain {done}/{progress.num_chains}: {feedback.chain_completed}/{len(feedback.chain_tasks)}  "
-                  f"[{', '.join(feedback.chain_tasks[:feedback.chain_completed + 1])}]  "
-                  f"avg. len so far {progress.average_length:.2f}  ({progress.elapsed:.0f} s)", flush=True)
-
-        handle_future = client.send_goal_async(goal, feedback_callback=on_feedback)
+        handle_future = client.send_goal_async(goal, feedback_callback=_print_feedback)
         while not handle_future.done() and not interrupted:
             executor.spin_once(timeout_sec=0.1)
         if interrupted and not handle_future.done():
@@ -114,30 +104,12 @@ def evaluate(config: EvaluationConfig, namespace: str = "", server_timeout: floa
             return 1
         print(f"evaluating {config.num_sequences} {'episodes' if config.tasks else 'chains'} ({config.variant})...",
               flush=True)
-        result_future = handle.get_result_async()
-        cancel_sent = False
-        while not result_future.done():
-            if interrupted and not cancel_sent:
-                print("cancelling; the evaluator writes the partial results...", flush=True)
-                handle.cancel_goal_async()
-                cancel_sent = True
-            executor.spin_once(timeout_sec=0.1)
-        outcome = result_future.result()
-        result = outcome.result
-        if json_output:
-            from openhelix_ros.common.messages import message_to_dict
-
-            print(json.dumps({"status": outcome.status, **message_to_dict(result)}))
-        else:
-            print()
-            print(rates_table(result.success_rates, result.average_length, result.num_sequences_done), end="")
-            print(f"\n{result.message}  ({time.monotonic() - started:.0f} s)")
-            if result.results_path:
-                print(f"results: {result.results_path}/results.json, report: {result.results_path}/report.md")
+        outcome = _wait_for_result(handle, executor, interrupted)
+        _print_result(outcome.result, json_output, outcome.status, time.monotonic() - started)
         if outcome.status == GoalStatus.STATUS_CANCELED:
             return 130
-        if outcome.status != GoalStatus.STATUS_SUCCEEDED or not result.success:
-            print(f"openhelix eval: evaluation failed: {result.message}", file=sys.stderr)
+        if outcome.status != GoalStatus.STATUS_SUCCEEDED or not outcome.result.success:
+            print(f"openhelix eval: evaluation failed: {outcome.result.message}", file=sys.stderr)
             return 1
         return 0
     finally:
@@ -145,3 +117,41 @@ def evaluate(config: EvaluationConfig, namespace: str = "", server_timeout: floa
         node.destroy_node()
         rclpy.try_shutdown(context=context)
         signal.signal(signal.SIGINT, previous)
+
+
+def _print_feedback(message) -> None:
+    feedback = message.feedback
+    progress = feedback.progress
+    done = progress.chain_index + 1
+    print(f"chain {done}/{progress.num_chains}: {feedback.chain_completed}/{len(feedback.chain_tasks)}  "
+          f"[{', '.join(feedback.chain_tasks[:feedback.chain_completed + 1])}]  "
+          f"avg. len so far {progress.average_length:.2f}  ({progress.elapsed:.0f} s)", flush=True)
+
+
+def _wait_for_result(handle, executor, interrupted: list):
+    """Spin until the goal's result comes; a Ctrl-C meanwhile cancels the goal (the evaluator then writes
+    the partial results and still answers)."""
+    result_future = handle.get_result_async()
+    cancel_sent = False
+    while not result_future.done():
+        if interrupted and not cancel_sent:
+            print("cancelling; the evaluator writes the partial results...", flush=True)
+            handle.cancel_goal_async()
+            cancel_sent = True
+        executor.spin_once(timeout_sec=0.1)
+    return result_future.result()
+
+
+def _print_result(result, json_output: bool, status: int, seconds: float) -> None:
+    from openhelix_ros.evaluation.report import rates_table
+
+    if json_output:
+        from openhelix_ros.common.messages import message_to_dict
+
+        print(json.dumps({"status": status, **message_to_dict(result)}))
+        return
+    print()
+    print(rates_table(result.success_rates, result.average_length, result.num_sequences_done), end="")
+    print(f"\n{result.message}  ({seconds:.0f} s)")
+    if result.results_path:
+        print(f"results: {result.results_path}/results.json, report: {result.results_path}/report.md")

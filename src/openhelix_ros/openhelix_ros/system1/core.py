@@ -435,6 +435,22 @@ def gripper_openness_from_width(width: float, open_width: float) -> float:
     return 1.0 if width >= open_width else 0.0
 
 
+def finger_width(names: list[str], positions: list[float], finger_joints: list[str]) -> float | None:
+    """The gripper's opening width (m): the sum of the positions of the ``finger_joints`` a JointState
+    names. None when it names none of them; ValueError for names and positions that do not pair up or a
+    width that is not finite."""
+    index = {name: i for i, name in enumerate(names)}
+    present = [name for name in finger_joints if name in index]
+    if not present:
+        return None
+    if len(positions) != len(names):
+        raise ValueError(f"{len(names)} names but {len(positions)} positions")
+    width = float(sum(positions[index[name]] for name in present))
+    if not np.isfinite(width):
+        raise ValueError("finger joint position is NaN or infinite")
+    return width
+
+
 def proprio_from_pose(position: np.ndarray, quaternion_xyzw: np.ndarray, gripper_open: float) -> np.ndarray:
     """EE pose (world, quaternion x, y, z, w) + openness -> the 10-D proprioception System 1 reads
     (xyz, 6D rotation = first two columns of the rotation matrix, openness in [0, 1]), the layout of

@@ -7,19 +7,12 @@ absolute world-frame poses, clipped to the workspace and slowed to the speed lim
 points it planned from and naming the latent it used) and ``visualization/trajectory``
 (visualization_msgs/MarkerArray: the waypoints as a line strip and spheres, green open / red closed).
 
-Timing (docs/ros_graph.md):
-- ``realtime``: replans at ``replan_rate`` Hz (0: whenever new points came and the last plan is done)
-  on the newest points, with the newest latent.
-- ``lockstep``: sim time; plans on every ``points`` message (the newest, if several queued) with the
-  exact Asy(N) latent: the one of step ``max(0, (floor(t / N) - 1) * N)``, waiting for it up to
-  ``latent_wait_timeout`` s (logged; after that the latest earlier latent is used, and the log says
-  Asy(N) was not exact there), and with the ``ee_pose`` of the same stamp.
-
-Safety: when the latent is older than ``max_latent_age`` (seconds of the active clock: the points'
-stamp in lockstep, the node's clock in realtime) nothing is published; the node says once why it
-stopped and once when it resumes. Inference runs in a worker thread, so the executor keeps receiving
-while a plan is computed. Bad input (a cloud without xyz or rgb, NaN everywhere, a wrong-size latent,
-a pose in another frame) is logged with its reason and dropped; the node keeps running.
+Timing (docs/ros_graph.md) is system1/core.py's PlanScheduler: ``realtime`` replans at ``replan_rate``
+Hz on the newest cloud and latent; ``lockstep`` plans every cloud with the exact Asy(N) latent, waiting
+up to ``latent_wait_timeout`` s for it and then going on with an earlier one (logged as not exact).
+When the latent is older than ``max_latent_age`` nothing is published (said once on stopping and once
+on resuming). Inference runs in a worker thread (if it dies, the node exits non-zero); bad input is
+logged with its reason and dropped, and the node keeps running.
 """
 
 from __future__ import annotations
@@ -61,6 +54,7 @@ from openhelix_ros.system1.core import (
     PlanRequest,
     PlanScheduler,
     System1Core,
+    finger_width,
     gripper_openness_from_width,
 )
 from openhelix_ros.system1.markers import trajectory_markers
@@ -170,18 +164,14 @@ class System1Node(Node):
             self._lock.notify_all()
 
     def _on_joint_states(self, message: JointState) -> None:
-        index = {name: i for i, name in enumerate(message.name)}
-        present = [name for name in self._finger_joints if name in index]
-        if not present:
+        try:
+            width = finger_width(list(message.name), list(message.position), self._finger_joints)
+        except ValueError as error:
+            self._drop("joint_states", str(error))
+            return
+        if width is None:
             self._say_once("fingers", f"joint_states has none of the finger joints {self._finger_joints}: the "
                                       "gripper counts as open")
-            return
-        if len(message.position) != len(message.name):
-            self._drop("joint_states", f"{len(message.name)} names but {len(message.position)} positions")
-            return
-        width = float(sum(message.position[index[name]] for name in present))
-        if not np.isfinite(width):
-            self._drop("joint_states", "finger joint position is NaN or infinite")
             return
         with self._lock:
             self._scheduler.on_gripper(gripper_openness_from_width(width, self._open_width))
