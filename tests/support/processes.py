@@ -233,3 +233,16 @@ class Processes:
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         self.close(failed=exc_type is not None)
+
+
+def drive(node: Process, driver: Process, timeout: float, name: str) -> str:
+    """Wait for ``driver`` (a peer exercising ``node``) to finish, then check that the node was still up
+    and stops cleanly; returns the node's log."""
+    driver_code = driver.wait(timeout=timeout)
+    alive = node.alive
+    code = node.stop()
+    text = node.output()
+    assert driver_code == 0, f"driver failed:\n{driver.output()}\nnode log:\n{text}"
+    assert alive, f"{name} died during the scenario:\n" + text
+    assert code == 0, f"{name} did not shut down cleanly:\n" + text
+    return text

@@ -104,13 +104,18 @@ def read_training_state(path: str | os.PathLike) -> dict:
     state_path = training_state_file(path)
     if not state_path.is_file():
         return {}
+    return _json_object(state_path)
+
+
+def _json_object(path: Path) -> dict:
+    """A JSON file that must hold an object; CheckpointError naming the file when it does not."""
     try:
-        state = json.loads(state_path.read_text())
+        value = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{state_path}: corrupt JSON ({exc})") from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{state_path}: expected a JSON object, got {type(state).__name__}")
-    return state
+        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def model_directories(path: str | os.PathLike) -> tuple[Path, dict[str, Path]]:
@@ -258,13 +263,7 @@ def read_config(directory: str | os.PathLike) -> dict:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{path}: no {CONFIG_NAME} (not a checkpoint directory?)")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(config).__name__}")
-    return config
+    return _json_object(path)
 
 
 def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:

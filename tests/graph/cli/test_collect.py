@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from support.bags import independent_typestore
 from support.processes import TESTS_DIR
 
 from openhelix_ros.cli.collect import plan_episodes
@@ -22,13 +22,6 @@ from openhelix_ros.common.processes import format_parameter, node_command
 
 ROOT = TESTS_DIR.parent
 OPENHELIX = Path(sys.executable).parent / "openhelix"
-
-
-def independent_typestore():
-    store = get_typestore(Stores.ROS2_KILTED)
-    for path in (ROOT / "src" / "openhelix_msgs" / "msg").glob("*.msg"):
-        store.register(get_types_from_msg(path.read_text(), f"openhelix_msgs/msg/{path.stem}"))
-    return store
 
 
 def recorded_each_step_in_order(steps: list[int]) -> bool:

@@ -3,11 +3,8 @@ built here from the .msg files read back; the recorder's topics are the graph's 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from support.bags import read_bag
 from support.processes import TESTS_DIR
 
 from openhelix_ros.recording.core import (
@@ -18,24 +15,6 @@ from openhelix_ros.recording.core import (
 )
 
 ROOT = TESTS_DIR.parent
-MSG_DIR = ROOT / "src" / "openhelix_msgs" / "msg"
-
-
-def independent_typestore():
-    store = get_typestore(Stores.ROS2_KILTED)
-    for path in MSG_DIR.glob("*.msg"):
-        store.register(get_types_from_msg(path.read_text(), f"openhelix_msgs/msg/{path.stem}"))
-    return store
-
-
-def read_bag(path: Path) -> dict[str, list]:
-    """topic -> decoded messages, in bag order."""
-    store = independent_typestore()
-    messages: dict[str, list] = {}
-    with Reader(path) as reader:
-        for connection, _, raw in reader.messages():
-            messages.setdefault(connection.topic, []).append(store.deserialize_cdr(raw, connection.msgtype))
-    return messages
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.processes import Process, Processes
+from support.processes import Process, Processes, drive
 
 from openhelix_ros.arm.safety import WorkspaceBounds
 from openhelix_ros.common.graph import NODE_MODULES
@@ -38,13 +38,7 @@ def run_scenario(processes: Processes, directory, node_params: list[str], driver
     node = tiny_node(processes, "system1", "num_inference_steps:=2", *node_params)
     out = directory / "received.json"
     driver = processes.peer("system1_driver.py", "--out", str(out), *driver_args, ready=None)
-    driver_code = driver.wait(timeout=150)
-    alive = node.alive
-    code = node.stop()
-    text = node.output()
-    assert driver_code == 0, f"driver failed:\n{driver.output()}\nnode log:\n{text}"
-    assert alive, "system1 died during the scenario:\n" + text
-    assert code == 0, "system1 did not shut down cleanly:\n" + text
+    text = drive(node, driver, 150, "system1")
     return json.loads(out.read_text()), text
 
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support.processes import Processes
+from support.processes import Processes, drive
 
 STEP_NS = 1_000_000_000 / 30
 
@@ -19,13 +19,7 @@ def run_scenario(processes: Processes, directory, node_params: list[str], driver
                           params_files=[config])
     out = directory / "received.json"
     driver = processes.peer("system2_driver.py", "--out", str(out), *driver_args, ready=None)
-    driver_code = driver.wait(timeout=120)
-    alive = node.alive
-    code = node.stop()
-    text = node.output()
-    assert driver_code == 0, f"driver failed:\n{driver.output()}\nnode log:\n{text}"
-    assert alive, "system2 died during the scenario:\n" + text
-    assert code == 0, "system2 did not shut down cleanly:\n" + text
+    text = drive(node, driver, 120, "system2")
     return json.loads(out.read_text()), text
 
 
