@@ -373,3 +373,25 @@ def test_openhelix_eval_tasks_runs_single_task_episodes_and_the_next_goal_gets_c
     bad = subprocess.run([*command, "-n", "1", "--tasks", "open_everything"], capture_output=True, text=True,
                          timeout=30, env=dict(os.environ))
     assert bad.returncode == 2 and "unknown task" in bad.stderr
+
+
+def test_a_bridge_that_dies_mid_run_fails_the_run_loudly_with_no_score(tmp_path, processes):
+    """Killed mid-run, the bridge answers nothing: the run ends as failed (exit 1), the chains done so far
+    are kept in results.json marked incomplete, and no success rate or average length is reported."""
+    bridge = processes.peer("stand_in_bridge.py", "--namespace", "/doomed")
+    evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", "service_timeout:=2.0", "stall_timeout:=3.0",
+                                namespace="/doomed")
+    cli = processes.command([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "200", "--episode-length",
+                             "40", "--run-name", "dead", "--namespace", "doomed"], label="openhelix-eval")
+    cli.wait_for_line("chain 2/200", timeout=240)
+    bridge.send_signal(signal.SIGKILL)
+    assert cli.wait(timeout=90) == 1, cli.output()
+    output = cli.output()
+    assert "openhelix eval: evaluation failed: failed after" in output and "no score" in output
+    assert "| chains |" not in output  # no rates table for a failed run
+    results = json.loads((tmp_path / "dead" / "results.json").read_text())
+    assert results["status"] == "failed" and results["incomplete"] is True
+    assert results["success_rates"] is None and results["average_length"] is None
+    assert results["failure"] and 2 <= results["num_sequences_done"] < 200
+    assert "**No score: the run failed**" in (tmp_path / "dead" / "report.md").read_text()
+    assert evaluator.alive  # the evaluator itself stays up for the next goal

@@ -170,7 +170,7 @@ def test_variants_and_bad_goals():
             EvaluationConfig(**bad).validate()
 
 
-def test_service_failures_and_stalls_fail_the_chain_with_a_reason():
+def test_refusals_fail_the_chain_and_a_silent_bridge_fails_the_run():
     run = EvaluationRun(EvaluationConfig(num_sequences=3, seed=0, episode_length=50, stall_timeout=2.0))
     [reset] = run.start(0.0)
     # Chain 0: the reset fails -> chain counted with 0 completed, next chain's reset follows.
@@ -183,16 +183,27 @@ def test_service_failures_and_stalls_fail_the_chain_with_a_reason():
     finished, reset2 = run.on_check_result(0.4, False, message="unknown task")
     assert "check_tasks failed: unknown task" in finished.record.failure
     assert finished.record.subtasks[0].failure == "check_tasks failed: unknown task"
-    # Chain 2: the bridge goes silent -> the tick fails the subtask after stall_timeout.
+    # Chain 2: the bridge goes silent -> after stall_timeout the whole run fails (no score), and the
+    # chain in progress is kept as interrupted, not counted.
     run.on_reset_done(0.5, True, "s0", step=0)
+    [check] = run.on_scene_state(0.6, 1)
     assert run.on_tick(2.0) == []
-    finished, done = run.on_tick(2.6)
-    assert "no scene_state or check_tasks answer for 2 s" in finished.record.failure
-    assert isinstance(done, RunFinished) and run.finished
-    assert [r.completed for r in run.records] == [0, 0, 0]
-    assert run.summary().average_length == 0.0
+    [done] = run.on_tick(2.7)
+    assert isinstance(done, RunFinished) and done.status == "failed" and run.finished
+    assert run.status == "failed"
+    assert run.failure == "the bridge stopped answering: no scene_state or check_tasks answer for 2 s"
+    assert [r.completed for r in run.records] == [0, 0] and run.interrupted.index == 2
     # A late answer to an abandoned check changes nothing.
     assert run.on_check_result(3.0, True, ["x"], "s", 3) == []
+    assert run.fail(3.1, "again") == [] and run.failure.startswith("the bridge stopped answering")
+
+
+def test_a_bridge_silent_during_a_reset_fails_the_run():
+    run = EvaluationRun(EvaluationConfig(num_sequences=2, seed=0, stall_timeout=1.0))
+    run.start(0.0)
+    [done] = run.on_tick(1.5)
+    assert done.status == "failed" and run.failure == "the bridge stopped answering: no answer from reset_scene for 1 s"
+    assert run.records == [] and run.on_reset_done(1.6, True, "s0") == []
 
 
 def test_one_check_in_flight_and_lockstep_counts_the_bridges_steps():

@@ -114,3 +114,23 @@ def test_cancelled_run_and_empty_timing_still_write_a_report(tmp_path):
 def test_rates_table():
     assert rates_table([1.0, 0.5, 0.25, 0.0, 0.0], 1.75, 4).splitlines()[-1] == \
         "| 4 | 100.0% | 50.0% | 25.0% | 0.0% | 0.0% | 1.75 |"
+
+
+def test_a_failed_run_is_written_as_incomplete_with_no_score(tmp_path):
+    from openhelix_ros.evaluation.core import EvaluationConfig, EvaluationRun, TimingCollector
+    from openhelix_ros.evaluation.report import build_results, load_results, write_report
+
+    run = EvaluationRun(EvaluationConfig(num_sequences=3, seed=0, stall_timeout=1.0))
+    run.start(0.0)
+    run.on_reset_done(0.1, True, "s0", step=0)
+    run.on_scene_state(0.2, 1)
+    run.fail(0.3, "reset_scene call failed: service /reset_scene not available")
+    results = build_results(run, TimingCollector(), run_name="dead-bridge", started=0.0, finished=1.0)
+    assert results["status"] == "failed" and results["incomplete"] is True
+    assert results["success_rates"] is None and results["average_length"] is None
+    assert results["failure"] == "reset_scene call failed: service /reset_scene not available"
+    assert results["interrupted_chain"]["index"] == 0
+    write_report(results, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "**No score: the run failed** (reset_scene call failed" in report and "| 1/5 |" not in report
+    assert load_results(tmp_path)["status"] == "failed"

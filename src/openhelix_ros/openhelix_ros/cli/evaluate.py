@@ -151,7 +151,8 @@ def _print_result(result, json_output: bool, status: int, seconds: float) -> Non
         print(json.dumps({"status": status, **message_to_dict(result)}))
         return
     print()
-    print(rates_table(result.success_rates, result.average_length, result.num_sequences_done), end="")
+    if result.success_rates:  # a failed run has no score to show
+        print(rates_table(result.success_rates, result.average_length, result.num_sequences_done), end="")
     print(f"\n{result.message}  ({seconds:.0f} s)")
     if result.results_path:
         print(f"results: {result.results_path}/results.json, report: {result.results_path}/report.md")

@@ -196,7 +196,7 @@ class ChainFinished:
 
 @dataclass(frozen=True)
 class RunFinished:
-    status: str  # "completed" or "cancelled"
+    status: str  # "completed", "cancelled" or "failed"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -318,7 +318,8 @@ class EvaluationRun:
         self.current: ChainRecord | None = None
         self.interrupted: ChainRecord | None = None  # the chain a cancel cut short
         self.state = self.IDLE
-        self.status: str | None = None  # "completed" or "cancelled" once done
+        self.status: str | None = None  # "completed", "cancelled" or "failed" once done
+        self.failure: str | None = None  # why a failed run could not go on
         self.started_at: float | None = None
         self._start_state: Any = None
         self._start_step = 0
@@ -414,11 +415,21 @@ class EvaluationRun:
             return []
         reason = (f"no answer from reset_scene for {self.config.stall_timeout:g} s" if self.state == self.RESETTING
                   else f"no scene_state or check_tasks answer for {self.config.stall_timeout:g} s")
-        if self.state == self.RESETTING:
-            self.current.failure = reason
-            return self._finish_chain(now)
-        self._check_in_flight = False  # a late answer to the abandoned check is ignored
-        return self._fail_subtask(now, reason)
+        return self.fail(now, f"the bridge stopped answering: {reason}")
+
+    def fail(self, now: float, reason: str) -> list:
+        """The run cannot go on (the bridge died, or stopped answering): it ends now as ``failed``. The
+        chains already done are kept, the one in progress is kept as ``interrupted``, and no score is
+        reported for the run (a dead bridge must never read as a policy that failed every chain)."""
+        if self.finished:
+            return []
+        self.interrupted = self.current
+        self.current = None
+        self._check_in_flight = False  # a late answer to an abandoned call is ignored
+        self.state = self.DONE
+        self.status = "failed"
+        self.failure = reason
+        return [RunFinished("failed")]
 
     def give_up(self, now: float, reason: str) -> list:
         """Fail the subtask in progress now (a person ended the demonstration, say); the chain ends."""

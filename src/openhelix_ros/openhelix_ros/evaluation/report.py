@@ -7,11 +7,11 @@ report can be redrawn later from ``results.json`` with ``write_report(load_resul
 
 ``results.json`` (schema_version 1), top-level keys:
 
-- ``run_name``, ``status`` ("completed" / "cancelled"), ``message``, ``variant``, ``seed``, ``config``
+- ``run_name``, ``status`` ("completed" / "cancelled" / "failed"), ``incomplete``, ``failure``, ``message``, ``variant``, ``seed``, ``config``
   (the goal after normalisation, clock mode, CALVIN-D mode, the evaluator's parameters), ``started`` /
   ``finished`` (UTC), ``elapsed_s``, ``num_sequences_requested``, ``num_sequences_done``;
 - ``success_rates`` (5 fractions: at least k subtasks completed in a row) and ``average_length``, over
-  the finished chains only (``sim.EvaluationSummary``);
+  the finished chains only (``sim.EvaluationSummary``); both null for a failed run (no score);
 - ``per_position`` (reached / completed / conditional rate per chain position), ``per_task`` (attempts,
   successes, rate, mean steps to success), ``failures`` (why chains stopped, counted);
 - ``chains``: index, symbolic initial state, tasks, completed, failure, and per attempted subtask its
@@ -90,6 +90,7 @@ def build_results(run: EvaluationRun, timing: TimingCollector, *, run_name: str,
     finished = time.time() if finished is None else finished
     summary = run.summary()
     config = run.config
+    failed = (status or run.status) == "failed"
     return {
         "schema_version": SCHEMA_VERSION,
         "run_name": run_name,
@@ -106,8 +107,11 @@ def build_results(run: EvaluationRun, timing: TimingCollector, *, run_name: str,
         "elapsed_s": max(0.0, finished - started),
         "num_sequences_requested": int(config.num_sequences),
         "num_sequences_done": len(run.records),
-        "success_rates": [float(r) for r in summary.success_rates],
-        "average_length": float(summary.average_length),
+        # Not every requested chain ran (a cancel, or a failure); a failed run has no score at all.
+        "incomplete": (status or run.status) != "completed",
+        "failure": run.failure,
+        "success_rates": None if failed else [float(r) for r in summary.success_rates],
+        "average_length": None if failed else float(summary.average_length),
         "per_position": per_position_stats(run.records),
         "per_task": per_task_stats(run.records),
         "failures": dict(Counter(_failure_kind(r.failure) for r in run.records if r.failure).most_common()),
@@ -168,6 +172,17 @@ def rates_table(success_rates, average_length: float, num_done: int | None = Non
     return header + f"| {'-' if num_done is None else num_done} | {cells} | {float(average_length):.2f} |\n"
 
 
+def _score(results: dict) -> str:
+    """The rates table; for a failed run, why there is none."""
+    if results["success_rates"] is None:
+        return (f"**No score: the run failed** ({results.get('failure') or 'no reason recorded'}). The chains "
+                "below ran before it did and are kept for diagnosis; they are not a result.\n")
+    table = rates_table(results["success_rates"], results["average_length"], results["num_sequences_done"])
+    if results.get("incomplete"):
+        table += "\nIncomplete: over the chains that finished before the run was cut short.\n"
+    return table
+
+
 def markdown_report(results: dict) -> str:
     config, timing = results["config"], results["timing"]
     lines = [f"# Evaluation `{results['run_name']}`", "",
@@ -178,7 +193,7 @@ def markdown_report(results: dict) -> str:
              f"{config['clock_mode']} clock, {results['elapsed_s']:.1f} s "
              f"({results['started']} to {results['finished']}).", "",
              "## Success rate (tasks completed in a row)", "",
-             rates_table(results["success_rates"], results["average_length"], results["num_sequences_done"]),
+             _score(results),
              f"![success by chain position]({PLOTS['success_by_position']})", "",
              "## By chain position", "",
              "| position | reached | completed | completed given reached |", "|---|---|---|---|"]
@@ -250,11 +265,16 @@ def _plot_all(results: dict, paths: dict[str, Path]) -> None:
     title = f"{results['run_name']} ({results['variant']}, {results['num_sequences_done']} chains)"
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    rates = [100 * r for r in results["success_rates"]]
-    bars = ax.bar(range(1, 6), rates, color="#3b7dd8")
-    ax.bar_label(bars, labels=[f"{r:.1f}%" for r in rates])
-    ax.set(xlabel="tasks completed in a row", ylabel="chains (%)", ylim=(0, 105), xticks=range(1, 6),
-           title=f"{title}\navg. len {results['average_length']:.2f}")
+    if results["success_rates"] is None:
+        ax.text(0.5, 0.5, f"no score: the run failed\n{results.get('failure') or ''}", ha="center", va="center",
+                wrap=True, transform=ax.transAxes)
+        ax.set(title=title, xticks=[], yticks=[])
+    else:
+        rates = [100 * r for r in results["success_rates"]]
+        bars = ax.bar(range(1, 6), rates, color="#3b7dd8")
+        ax.bar_label(bars, labels=[f"{r:.1f}%" for r in rates])
+        ax.set(xlabel="tasks completed in a row", ylabel="chains (%)", ylim=(0, 105), xticks=range(1, 6),
+               title=f"{title}\navg. len {results['average_length']:.2f}")
     _save(fig, paths["success_by_position"])
 
     per_task = results["per_task"]

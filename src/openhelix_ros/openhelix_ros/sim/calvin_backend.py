@@ -22,6 +22,10 @@ from openhelix_ros.sim.dynamic import DYNAMIC_TASKS
 from openhelix_ros.sim.env import ROBOT_OBS_SIZE, SCENE_OBS_SIZE, _as_finite_vector
 from openhelix_ros.sim.tasks import check_task_names
 
+# The cameras the bridge publishes: a dataset split's config may also hold a tactile camera (tacto).
+CAMERA_OBS_SPACE = {"rgb_obs": ["rgb_static", "rgb_gripper"], "depth_obs": ["depth_static", "depth_gripper"]}
+CIRCLE_RADIUS = 0.04  # m, as the play table's CALVIN-D circle
+
 
 def calvin_available() -> bool:
     """True when ``calvin_env`` can be imported."""
@@ -49,7 +53,14 @@ class CalvinEnvAdapter:
     backend = "calvin"
 
     def __init__(self, dynamic: str | None = None, seed: int = 0, dataset_path: str | None = None,
-                 dynamic_speed: float = 0.02, show_gui: bool = False):
+                 dynamic_speed: float = 0.02, show_gui: bool = False, robot: str = "panda_longer_finger",
+                 use_egl: bool = True):
+        """``dataset_path``: a CALVIN split (``.../validation``) whose ``.hydra/merged_config.yaml`` builds
+        the env, as CALVIN's evaluation does (its robot and scene; only the static and gripper cameras
+        are made, so a split recorded with the tactile camera needs no tacto). Without it, calvin_env's
+        packaged data-collection config with ``robot`` (a conf/robot name: panda_longer_finger, as
+        CALVIN's data was recorded, or panda) and the static and gripper cameras. ``use_egl``: render
+        with the EGL plugin (calvin's default; headless GPU or llvmpipe) or pybullet's TinyRenderer."""
         if dynamic is not None and dynamic not in DYNAMIC_MODES:
             raise ValueError(f"dynamic must be None or one of {DYNAMIC_MODES}, got {dynamic!r}")
         calvin_env = _require_calvin()
@@ -57,14 +68,23 @@ class CalvinEnvAdapter:
         from omegaconf import OmegaConf
 
         package_dir = os.path.dirname(os.path.dirname(calvin_env.__file__))
+        robots = sorted(name[:-5] for name in os.listdir(os.path.join(package_dir, "conf", "robot"))
+                        if name.endswith(".yaml"))
+        if robot not in robots:
+            raise ValueError(f"unknown calvin_env robot config {robot!r}; choose one of {', '.join(robots)}")
         if dataset_path is not None:
+            merged = os.path.join(dataset_path, ".hydra", "merged_config.yaml")
+            if not os.path.isfile(merged):
+                raise ValueError(f"dataset_path {dataset_path!r} is not a CALVIN split: no {merged}")
             from calvin_env.envs.play_table_env import get_env
 
-            self.env = get_env(dataset_path, show_gui=show_gui)
+            self.env = get_env(dataset_path, obs_space=CAMERA_OBS_SPACE, show_gui=show_gui)
         else:
             conf_dir = os.path.join(package_dir, "conf")
             with hydra.initialize_config_dir(config_dir=conf_dir, version_base=None):
-                cfg = hydra.compose("config_data_collection.yaml", overrides=["cameras=static_and_gripper"])
+                cfg = hydra.compose("config_data_collection.yaml", overrides=[
+                    "cameras=static_and_gripper", f"robot={robot}", f"env.use_egl={str(bool(use_egl)).lower()}",
+                    f"seed={int(seed)}"])
             self.env = hydra.utils.instantiate(cfg.env, show_gui=show_gui, use_vr=False, use_scene_info=True)
         tasks_cfg = OmegaConf.load(os.path.join(package_dir, "conf", "tasks", "new_playtable_tasks.yaml"))
         self.tasks = hydra.utils.instantiate(tasks_cfg)
@@ -72,13 +92,23 @@ class CalvinEnvAdapter:
         self.dynamic_speed = dynamic_speed
         self.seed = seed
         self.steps = 0
+        self._closed = False
         self._moving: tuple[int, np.ndarray] | None = None
-        self.np_random = np.random.default_rng(seed)
+        self._reseed(seed)
 
     # -------------------------------------------------------------------------- calvin_env's API
+    def _reseed(self, seed: int) -> None:
+        """Seed calvin's scene sampler. Its scene and every movable object hold the Generator the env
+        made at start-up, and ``env.seed`` would make a new one they never see: re-seed that one in place."""
+        import gym.utils.seeding
+
+        fresh, _ = gym.utils.seeding.np_random(int(seed))
+        self.env.np_random.bit_generator.state = fresh.bit_generator.state
+        self.np_random = self.env.np_random
+
     def reset(self, robot_obs=None, scene_obs=None, seed: int | None = None) -> dict:
         if seed is not None:
-            self.np_random = np.random.default_rng(seed)
+            self._reseed(seed)
         if robot_obs is not None:
             robot_obs = _as_finite_vector(robot_obs, ROBOT_OBS_SIZE, "robot_obs")
         if scene_obs is not None:
@@ -98,16 +128,14 @@ class CalvinEnvAdapter:
         return self.reset(robot_obs=robot_obs, scene_obs=scene_obs, seed=seed)
 
     def step(self, action):
-        if isinstance(action, tuple) and len(action) == 3:
-            parts = (_as_finite_vector(action[0], 3, "absolute action position"),
-                     _as_finite_vector(action[1], 3, "absolute action euler"),
-                     _as_finite_vector(np.ravel(action[2]), 1, "gripper action")[0])
-            action = parts
-        else:
-            action = np.clip(_as_finite_vector(np.ravel(action), 7, "action"), -1.0, 1.0)
+        """``(position, euler, gripper)`` absolute, or a 7-vector relative action (CALVIN's ranges, clipped
+        to [-1, 1]); the gripper opens for a command > 0 and closes otherwise, as on the play table."""
+        outcome = self.env.step(calvin_action(action))
+        # The moving block advances after the step's observation, for the next one (it would otherwise
+        # be moved between calvin's render and the state it reports).
         self._drive_moving_block()
         self.steps += 1
-        return self.env.step(action)
+        return outcome
 
     def get_obs(self) -> dict:
         return self.env.get_obs()
@@ -116,21 +144,28 @@ class CalvinEnvAdapter:
         return self.env.get_info()
 
     def close(self) -> None:
-        close = getattr(self.env, "close", None)
-        if close is not None:
-            close()
+        """Disconnect calvin's physics client once. calvin's ``__del__`` closes again, which would
+        disconnect whatever client later reuses the id: after the first close the env no longer owns one."""
+        if self._closed:
+            return
+        self._closed = True
+        self.env.close()
+        self.env.ownsPhysicsClient = False
 
     # -------------------------------------------------------------------------- extras
     def camera_info(self) -> dict:
         """Pinhole intrinsics from each CALVIN camera's fov and size; extrinsics from its OpenGL view
-        matrix when the camera exposes one (CALVIN's static camera does; the gripper camera computes
-        its view per render, so its extrinsics are those of the last render)."""
+        view matrix (the gripper camera's as of the last render, i.e. of the last observation)."""
         info = {}
         for camera in self.env.cameras:
             name = "static" if "static" in camera.name else "gripper"
             focal = camera.height / (2.0 * math.tan(math.radians(camera.fov) / 2.0))
             intrinsics = np.array([[focal, 0, camera.width / 2], [0, focal, camera.height / 2], [0, 0, 1.0]])
-            view = getattr(camera, "viewMatrix", None)
+            # The static camera keeps its view as viewMatrix; the gripper camera sets view_matrix at each
+            # render (after get_obs: the view of that observation), else it is computed from its link now.
+            view = getattr(camera, "viewMatrix", None) or getattr(camera, "view_matrix", None)
+            if view is None and hasattr(camera, "gripper_cam_link"):
+                view = _gripper_camera_view(self.env.p, camera)
             extrinsics = None
             if view is not None:
                 world_to_gl = np.asarray(view, dtype=float).reshape(4, 4).T
@@ -153,8 +188,10 @@ class CalvinEnvAdapter:
         self._moving = (uid, direction)
 
     def _drive_moving_block(self) -> None:
-        """CALVIN-D on calvin_env: set the block's planar velocity once per control step (calvin_env
-        runs its own substeps inside ``step``); circles turn the direction by the swept angle."""
+        """CALVIN-D on calvin_env: calvin runs its 8 physics substeps inside ``step``, where a velocity set
+        once per control step dies in friction (1.3 mm in 2 s measured instead of 40 mm). So the block is
+        moved by ``dynamic_speed / control_freq`` after each step, its horizontal velocity zeroed, until
+        the robot touches it; circles turn the direction by the swept angle."""
         if self._moving is None:
             return
         uid, direction = self._moving
@@ -162,11 +199,38 @@ class CalvinEnvAdapter:
         if p.getContactPoints(bodyA=uid, bodyB=self.env.robot.robot_uid, physicsClientId=client):
             self._moving = None
             return
+        step = self.dynamic_speed / float(getattr(self.env, "control_freq", 30))
         if self.dynamic == "circle":
-            angle = self.dynamic_speed / 0.04 / 30.0
+            angle = step / CIRCLE_RADIUS
             rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
             direction = rotation @ direction
             self._moving = (uid, direction)
-        linear, angular = p.getBaseVelocity(uid, physicsClientId=client)
-        velocity = self.dynamic_speed * direction
-        p.resetBaseVelocity(uid, [velocity[0], velocity[1], linear[2]], angular, physicsClientId=client)
+        position, orientation = p.getBasePositionAndOrientation(uid, physicsClientId=client)
+        moved = [position[0] + step * direction[0], position[1] + step * direction[1], position[2]]
+        p.resetBasePositionAndOrientation(uid, moved, orientation, physicsClientId=client)
+        linear, _ = p.getBaseVelocity(uid, physicsClientId=client)
+        p.resetBaseVelocity(uid, [0.0, 0.0, linear[2]], [0.0, 0.0, 0.0], physicsClientId=client)
+
+
+def calvin_action(action):
+    """An action of this project's simulator interface in calvin_env's conventions: absolute
+    ``(position (3,), euler (3,), gripper)`` with the gripper an int +-1 (calvin calls ``len()`` on
+    anything else), or a relative 7-vector clipped to [-1, 1] with its gripper made exactly +-1 (calvin
+    asserts it). A gripper command > 0 opens; anything else closes (0 too), as on the play table."""
+    if isinstance(action, tuple) and len(action) == 3:
+        position = _as_finite_vector(action[0], 3, "absolute action position")
+        euler = _as_finite_vector(action[1], 3, "absolute action euler")
+        gripper = _as_finite_vector(np.ravel(action[2]), 1, "gripper action")[0]
+        return position, euler, 1 if gripper > 0 else -1
+    relative = np.clip(_as_finite_vector(np.ravel(action), 7, "action"), -1.0, 1.0)
+    relative[6] = 1.0 if relative[6] > 0 else -1.0
+    return relative
+
+
+def _gripper_camera_view(p, camera) -> tuple:
+    """calvin's GripperCamera view matrix for the gripper's current pose (what its render computes)."""
+    state = p.getLinkState(bodyUniqueId=camera.robot_uid, linkIndex=camera.gripper_cam_link,
+                           physicsClientId=camera.cid)
+    position, orientation = np.asarray(state[0]), state[1]
+    rotation = np.asarray(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
+    return p.computeViewMatrix(position, position + rotation[:, 1], -rotation[:, 2])
