@@ -99,7 +99,9 @@ class Client:
             assert time.monotonic() < deadline, "timed out"
             self.executor.spin_once(timeout_sec=0.05)
 
-    def run(self, timeout: float = 40.0, cancel_after: int | None = None, **goal) -> dict:
+    # A hang guard, not a speed check: a loaded CI machine once took 29 s between the last chain and
+    # the result (writing the report), so the default leaves room for that.
+    def run(self, timeout: float = 120.0, cancel_after: int | None = None, **goal) -> dict:
         feedback: list = []
         future = self.action.send_goal_async(RunEvaluation.Goal(**goal),
                                              feedback_callback=lambda m: feedback.append(m.feedback))

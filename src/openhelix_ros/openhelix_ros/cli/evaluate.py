@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
@@ -151,7 +152,7 @@ def _print_result(result, json_output: bool, status: int, seconds: float) -> Non
         print(json.dumps({"status": status, **message_to_dict(result)}))
         return
     print()
-    if result.success_rates:  # a failed run has no score to show
+    if all(math.isfinite(rate) for rate in result.success_rates):  # a failed run's are NaN: no score
         print(rates_table(result.success_rates, result.average_length, result.num_sequences_done), end="")
     print(f"\n{result.message}  ({seconds:.0f} s)")
     if result.results_path:

@@ -9,6 +9,7 @@ and reach it only through ``node.events``.
 
 from __future__ import annotations
 
+import math
 import queue
 import time
 
@@ -112,10 +113,10 @@ class GoalExecution:
             results = build_results(run, timing, run_name=run_name, started=started, status=run.status,
                                     message=message, parameters=self._recorded_parameters())
         failed = run.status == "failed"
-        # A failed run reports no score: its rates would read as a policy that failed every chain.
+        # A failed run reports no score (NaN): its rates would read as a policy that failed every chain.
         result = RunEvaluation.Result(success=not failed,
-                                      success_rates=[] if failed else [float(r) for r in summary.success_rates],
-                                      average_length=0.0 if failed else float(summary.average_length),
+                                      success_rates=[math.nan] * 5 if failed else [float(r) for r in summary.success_rates],
+                                      average_length=math.nan if failed else float(summary.average_length),
                                       num_sequences_done=len(run.records))
         directory = self.node.runs_dir / run_name
         try:
@@ -247,10 +248,10 @@ class GoalExecution:
             results = build_results(run, timing, run_name=run_name, started=started, status=run.status,
                                     message=message, parameters=self._recorded_parameters())
         failed = run.status == "failed"
-        # A failed run reports no score: its rates would read as a policy that failed every chain.
+        # A failed run reports no score (NaN): its rates would read as a policy that failed every chain.
         result = RunEvaluation.Result(success=not failed,
-                                      success_rates=[] if failed else [float(r) for r in summary.success_rates],
-                                      average_length=0.0 if failed else float(summary.average_length),
+                                      success_rates=[math.nan] * 5 if failed else [float(r) for r in summary.success_rates],
+                                      average_length=math.nan if failed else float(summary.average_length),
                                       num_sequences_done=len(run.records))
         directory = self.node.runs_dir / run_name
         try:
