@@ -315,3 +315,18 @@ def test_giving_up_fails_the_subtask_in_progress_and_ends_its_chain():
     assert record.completed == 0 and record.subtasks[0].failure == "ended by the operator"
     assert record.failure == f"subtask 1 ({record.tasks[0]}): ended by the operator"
     assert check and run.on_check_result(0.4, True, [], ("state", 1), 1) == []  # the abandoned check is ignored
+
+
+def test_chains_reset_to_the_backends_own_start_states():
+    from openhelix_ros.sim.calvin_states import calvin_state_for_condition
+
+    embedded = EvaluationRun(EvaluationConfig(num_sequences=3, seed=2))
+    calvin = EvaluationRun(EvaluationConfig(num_sequences=3, seed=2, backend="calvin"))
+    assert embedded.chains == calvin.chains  # the same chains, started where each world starts them
+    for index, ((condition, _), episode) in enumerate(zip(calvin.chains, calvin.episodes, strict=True)):
+        robot_obs, scene_obs = calvin_state_for_condition(condition)
+        assert episode.robot_obs == robot_obs.tolist() and episode.scene_obs == scene_obs.tolist()
+        assert embedded.episodes[index].robot_obs == initial_scene(condition, 2, index)[0]
+        assert episode.seed == embedded.episodes[index].seed
+    with pytest.raises(EvaluationError, match="unknown backend 'gazebo'"):
+        EvaluationConfig(num_sequences=1, backend="gazebo").validate()

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from openhelix_ros.common.environment import project_root
+from openhelix_ros.sim.backends import BACKENDS
 
 RECORDER_TOPICS_FALLBACK = ("camera/static/image_raw", "camera/static/depth", "camera/static/camera_info",
                             "camera/gripper/image_raw", "camera/gripper/depth", "camera/gripper/camera_info",
@@ -71,15 +72,17 @@ class EpisodeResult:
         return self.completed == len(self.tasks)
 
 
-def plan_episodes(episodes: int, seed: int = 0, subtasks: int = 1, tasks: list[str] | None = None) -> list[EpisodeSpec]:
+def plan_episodes(episodes: int, seed: int = 0, subtasks: int = 1, tasks: list[str] | None = None,
+                  backend: str = "embedded") -> list[EpisodeSpec]:
     """The episodes to collect, deterministic in ``seed`` (ROS-free).
 
     Without ``tasks``: CALVIN chains (``sample_chains(episodes, seed)``), the first ``subtasks`` of each.
     With ``tasks``: episode i demonstrates ``tasks[i % len(tasks)]`` from a random valid start condition
-    for it. Raises ValueError for unknown tasks or tasks no start condition allows (those that begin with
+    for it. Start states are the ``backend``'s for each condition (sim/backends.py). Raises ValueError for unknown tasks or tasks no start condition allows (those that begin with
     a block in the hand, e.g. ``place_in_drawer``: collect them as part of chains).
     """
-    from openhelix_ros.sim.protocol import conditions_for_task, sample_chains, state_for_condition
+    from openhelix_ros.sim.backends import start_state
+    from openhelix_ros.sim.protocol import conditions_for_task, sample_chains
     from openhelix_ros.sim.tasks import check_task_names
 
     if episodes < 1:
@@ -103,7 +106,7 @@ def plan_episodes(episodes: int, seed: int = 0, subtasks: int = 1, tasks: list[s
         plans = [(condition, chain[:subtasks]) for condition, chain in sample_chains(episodes, seed)]
     specs = []
     for index, (condition, chain) in enumerate(plans):
-        robot_obs, scene_obs = state_for_condition(condition, np.random.default_rng([seed, 2, index]))
+        robot_obs, scene_obs = start_state(backend, condition, np.random.default_rng([seed, 2, index]))
         specs.append(EpisodeSpec(index, condition, list(chain), robot_obs.tolist(), scene_obs.tolist()))
     return specs
 
@@ -119,6 +122,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episode-length", type=int, default=None,
                         help="env steps allowed per subtask before it counts as failed (default: CALVIN's "
                              "360; 1800, one minute, with --teleop)")
+    parser.add_argument("--backend", choices=BACKENDS, default="embedded",
+                        help="simulator behind the bridge: embedded (the play table) or calvin (calvin_env, "
+                             "installed by hand; the scripted expert demonstrates on the play table only)")
     parser.add_argument("--teleop", choices=("keyboard", "topic"), default=None,
                         help="a person demonstrates instead of the scripted expert: 'keyboard' from this "
                              "terminal, 'topic' from any device publishing geometry_msgs/Twist on teleop/twist")
@@ -179,7 +185,7 @@ def _recorder_topics(root: Path) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     try:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        specs = plan_episodes(args.episodes, args.seed, args.subtasks, tasks or None)
+        specs = plan_episodes(args.episodes, args.seed, args.subtasks, tasks or None, args.backend)
         if args.episode_length is None:
             args.episode_length = TELEOP_EPISODE_LENGTH if args.teleop else CALVIN_EPISODE_LENGTH
         if args.episode_length < 1:
@@ -303,7 +309,7 @@ class CollectSession:
         # The graph of record.launch.py (openhelix_ros/common/graphs.py); the recorder is started per episode.
         # The teleop node answers every lockstep observation at the control rate, so the world runs in
         # real time for the person; it does not read instructions (the person does), the expert does.
-        nodes = RECORD.resolve({"policy": "teleop" if self.args.teleop else "expert"},
+        nodes = RECORD.resolve({"policy": "teleop" if self.args.teleop else "expert", "backend": self.args.backend},
                                extra={"calvin_bridge": {"render": not self.args.no_render, "seed": int(self.args.seed),
                                                         "dynamic": self.args.dynamic}})
         self.recorder_node = next(node for node in nodes if node.name == "recorder")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from openhelix_ros.common.environment import config_dir, project_root
 from openhelix_ros.evaluation.core import EvaluationConfig, EvaluationError, task_episodes
+from openhelix_ros.sim.backends import BACKENDS
 from openhelix_training.checkpoint import is_training_checkpoint, training_runs, training_state_file
 
 
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fewer than CALVIN's 34, else chains; 'all': CALVIN's chains")
     parser.add_argument("--variant", default="standard",
                         help="standard, enriched or dynamic-{left,forward,diagonal,circle}")
+    parser.add_argument("--backend", choices=BACKENDS, default="embedded",
+                        help="simulator behind the bridge: embedded (the PyBullet play table) or calvin (the real "
+                             "calvin_env, installed by hand; see the README)")
     parser.add_argument("--policy", choices=["dual", "expert"], default="dual",
                         help="dual: System 2 + System 1 (default); expert: the scripted expert as reference")
     parser.add_argument("--checkpoint", default="auto",
@@ -150,7 +154,7 @@ def plan_demo(args: argparse.Namespace, runs: Path, root: Path) -> DemoPlan:
     checkpoint, checkpoint_note = ("", "scripted expert (privileged state); no model") \
         if args.policy == "expert" else choose_checkpoint(args.checkpoint, runs, root / "checkpoints")
     # The graph of eval.launch.py (openhelix_ros/common/graphs.py), with the demo's choices as its arguments.
-    arguments = {"backend": "embedded", "clock_mode": "lockstep", "latent_period_steps": str(args.latent_period_steps),
+    arguments = {"backend": args.backend, "clock_mode": "lockstep", "latent_period_steps": str(args.latent_period_steps),
                  "policy": args.policy, "system2_model": args.system2_model, "system1_model": args.system1_model,
                  "checkpoint": checkpoint, "runs_dir": str(runs)}
     bridge = {"seed": args.seed}
@@ -165,7 +169,8 @@ def plan_demo(args: argparse.Namespace, runs: Path, root: Path) -> DemoPlan:
             raise SystemExit(f"openhelix demo: --tasks: {error}") from None
     try:
         evaluation = EvaluationConfig(num_sequences=chains, variant=args.variant, episode_length=args.episode_length,
-                                      seed=args.seed, run_name=args.name, tasks=tuple(tasks)).validate()
+                                      seed=args.seed, run_name=args.name, tasks=tuple(tasks),
+                                      backend=args.backend).validate()
     except EvaluationError as error:
         raise SystemExit(f"openhelix demo: {error}") from None
     return DemoPlan(args.policy, checkpoint, checkpoint_note, arguments, {"calvin_bridge": bridge}, tasks, tasks_note,
@@ -255,7 +260,7 @@ def write_summary(args: argparse.Namespace, plan: DemoPlan, run_dir: Path, statu
     summary = {"policy": plan.policy, "checkpoint": plan.checkpoint or None, "checkpoint_note": plan.checkpoint_note,
                "system2_model": args.system2_model if dual else None,
                "system1_model": args.system1_model if dual else None,
-               "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
+               "backend": args.backend, "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
                "waypoints_per_plan": args.waypoints_per_plan or None,
                "chains": plan.chains, "tasks": plan.tasks or None, "tasks_note": plan.tasks_note,
                "variant": args.variant, "seconds": round(seconds, 1), "exit_status": status}
@@ -269,7 +274,7 @@ def write_summary(args: argparse.Namespace, plan: DemoPlan, run_dir: Path, statu
                 f"variant {args.variant}; " if plan.tasks else f"- {plan.chains} chains, variant {args.variant}; ")
     lines = ["# openhelix demo", "",
              f"- Policy: {'System 2 + System 1' if dual else 'scripted expert'}; {plan.checkpoint_note}.",
-             f"- Graph: calvin_bridge (embedded, lockstep) + {'system2 + system1' if dual else 'scripted_expert'} "
+             f"- Graph: calvin_bridge ({args.backend}, lockstep) + {'system2 + system1' if dual else 'scripted_expert'} "
              f"+ evaluator, Asy({args.latent_period_steps})"
              + (f", {args.waypoints_per_plan} waypoints per plan." if args.waypoints_per_plan else "."),
              episodes + f"{summary['seconds']:.0f} s in all.",

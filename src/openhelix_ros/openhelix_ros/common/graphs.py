@@ -206,8 +206,8 @@ EVAL = Graph(
     summary="the simulated graph plus the evaluator, whose run_evaluation action runs the CALVIN protocol",
     arguments=(*SIM.arguments, RUNS_DIR),
     nodes=(*_simulated_nodes(),
-           NodeEntry("evaluator", arguments={"clock_mode": "clock_mode", "latent_period_steps": "latent_period_steps",
-                                             "runs_dir": "runs_dir"})),
+           NodeEntry("evaluator", arguments={"backend": "backend", "clock_mode": "clock_mode",
+                                             "latent_period_steps": "latent_period_steps", "runs_dir": "runs_dir"})),
 )
 
 RECORD = Graph(

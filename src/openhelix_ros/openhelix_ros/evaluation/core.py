@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from openhelix_ros.common.timing import CLOCK_MODES
+from openhelix_ros.sim.backends import BACKENDS, start_state
 from openhelix_ros.sim.config import DYNAMIC_MODES
 from openhelix_ros.sim.language import ENRICHED, evaluation_instruction
 from openhelix_ros.sim.protocol import (
@@ -49,7 +50,6 @@ from openhelix_ros.sim.protocol import (
     EvaluationSummary,
     conditions_for_task,
     sample_chains,
-    state_for_condition,
 )
 from openhelix_ros.sim.tasks import check_task_names
 
@@ -109,9 +109,11 @@ def task_episodes(n: int, seed: int, tasks: list[str] | tuple[str, ...]) -> list
     return episodes
 
 
-def initial_scene(initial_state: dict, seed: int, chain_index: int) -> tuple[list[float], list[float]]:
-    """Concrete (robot_obs, scene_obs) for a chain's symbolic start state, as ``reset_scene`` takes it."""
-    robot_obs, scene_obs = state_for_condition(initial_state, np.random.default_rng(chain_seed(seed, chain_index)))
+def initial_scene(initial_state: dict, seed: int, chain_index: int,
+                  backend: str = "embedded") -> tuple[list[float], list[float]]:
+    """Concrete (robot_obs, scene_obs) for a chain's symbolic start state on ``backend``, as
+    ``reset_scene`` takes it (sim/backends.py: the play table's seeded draw, or CALVIN's own state)."""
+    robot_obs, scene_obs = start_state(backend, initial_state, np.random.default_rng(chain_seed(seed, chain_index)))
     return [float(v) for v in robot_obs], [float(v) for v in scene_obs]
 
 
@@ -131,6 +133,8 @@ class EvaluationConfig:
     # Empty: CALVIN's chains of five. Task ids: ``num_sequences`` single-subtask episodes of these tasks
     # in turn (``task_episodes``), for policies trained on a subset of the 34 tasks.
     tasks: tuple[str, ...] = ()
+    # The simulator behind the bridge: whose start states the chains reset to (sim/backends.py).
+    backend: str = "embedded"
 
     def validate(self) -> EvaluationConfig:
         """Normalise (episode_length 0 -> 360) and raise EvaluationError naming the first bad field."""
@@ -149,6 +153,8 @@ class EvaluationConfig:
             raise EvaluationError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         if self.clock_mode not in CLOCK_MODES:
             raise EvaluationError(f"unknown clock_mode {self.clock_mode!r}; choose one of {', '.join(CLOCK_MODES)}")
+        if self.backend not in BACKENDS:
+            raise EvaluationError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if not self.stall_timeout > 0:
             raise EvaluationError(f"stall_timeout must be > 0 s, got {self.stall_timeout!r}")
         self.tasks = tuple(str(t).strip() for t in self.tasks if str(t).strip())
@@ -283,12 +289,12 @@ class Episode:
     seed: int | None
 
 
-def evaluation_episodes(chains: list[tuple[dict, list[str]]], seed: int) -> list[Episode]:
-    """CALVIN's chains as episodes: each start scene and reset seed drawn from the run's seed and the
-    chain's index, as the released evaluation does."""
+def evaluation_episodes(chains: list[tuple[dict, list[str]]], seed: int, backend: str = "embedded") -> list[Episode]:
+    """CALVIN's chains as episodes: each start scene the backend's for the chain's condition (drawn from
+    the run's seed and the chain's index on the play table), the reset seed from both."""
     episodes = []
     for index, (initial_state, tasks) in enumerate(chains):
-        robot_obs, scene_obs = initial_scene(initial_state, seed, index)
+        robot_obs, scene_obs = initial_scene(initial_state, seed, index, backend)
         episodes.append(Episode(dict(initial_state), list(tasks), robot_obs, scene_obs, chain_seed(seed, index)))
     return episodes
 
@@ -310,7 +316,7 @@ class EvaluationRun:
             if chains is None:
                 chains = (task_episodes(self.config.num_sequences, self.config.seed, self.config.tasks)
                           if self.config.tasks else sample_chains(self.config.num_sequences, self.config.seed))
-            episodes = evaluation_episodes(chains, self.config.seed)
+            episodes = evaluation_episodes(chains, self.config.seed, self.config.backend)
         self.episodes = list(episodes)
         self._instruction = instruction or (lambda chain, position, task: instruction_for(
             self.config.variant, task, self.config.seed, chain, position))

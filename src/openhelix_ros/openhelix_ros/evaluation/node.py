@@ -116,7 +116,7 @@ class Evaluator(Node):
                                 episode_length=int(goal.episode_length), seed=int(goal.seed),
                                 run_name=goal.run_name, clock_mode=self.params["clock_mode"],
                                 stall_timeout=float(self.get_parameter("stall_timeout").value),
-                                tasks=tuple(goal.tasks)).validate()
+                                tasks=tuple(goal.tasks), backend=self.params["backend"]).validate()
 
     def _on_goal(self, goal: RunEvaluation.Goal) -> GoalResponse:
         try:

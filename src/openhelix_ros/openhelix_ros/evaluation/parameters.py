@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from openhelix_ros.common.parameters import ParameterSpec
 from openhelix_ros.evaluation.core import CLOCK_MODES
+from openhelix_ros.sim.backends import BACKENDS
 
 PARAMETERS = (
     ParameterSpec("bridge_name", "calvin_bridge", "Node name of the bridge whose 'dynamic' parameter the "
@@ -14,6 +15,8 @@ PARAMETERS = (
                   "this node's namespace).", read_only=True),
     ParameterSpec("runs_dir", "runs", "Directory under which each run writes <run_name>/ (relative to the "
                   "working directory).", read_only=True),
+    ParameterSpec("backend", "embedded", f"The simulator behind the bridge ({' | '.join(BACKENDS)}): whose "
+                  "start states the chains reset to (CALVIN's own on calvin).", read_only=True),
     ParameterSpec("clock_mode", "lockstep", f"How subtask steps are counted: {' or '.join(CLOCK_MODES)} "
                   "(lockstep: the bridge's step counter; realtime: scene_state messages at 30 Hz).",
                   read_only=True),

@@ -14,6 +14,7 @@ Public API (the bridge node and outside checks use these names)::
 
 from __future__ import annotations
 
+from openhelix_ros.sim.backends import BACKENDS
 from openhelix_ros.sim.cameras import fuse_point_cloud
 from openhelix_ros.sim.config import DYNAMIC_MODES, PlayTableConfig
 from openhelix_ros.sim.env import PlayTableEnv
@@ -25,8 +26,6 @@ from openhelix_ros.sim.protocol import (
     sample_chains,
 )
 from openhelix_ros.sim.tasks import TASKS, TaskOracle
-
-BACKENDS = ("embedded", "calvin")
 
 
 def make_env(backend: str = "embedded", dynamic: str | None = None, seed: int = 0, **options):
