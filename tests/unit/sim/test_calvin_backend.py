@@ -74,7 +74,11 @@ def test_calvin_absolute_actions_both_cameras_and_seeds():
         assert set(cameras) == {"static", "gripper"}
         assert all(info["extrinsics"] is not None and info["extrinsics"].shape == (4, 4) for info in cameras.values())
         again = env.reset(seed=5)["scene_obs"]
-        np.testing.assert_allclose(again, first)  # the same seed, the same sampled scene
+        other = env.reset(seed=6)["scene_obs"]
+        # The same seed samples the same scene; calvin's one settling step after placing the blocks leaves
+        # a few mm that depend on what the world did before (measured up to 5 mm), another seed metres.
+        np.testing.assert_allclose(again, first, atol=0.01)
+        assert np.abs(other - first).max() > 0.05
     finally:
         env.close()
         env.close()  # a second close is harmless

@@ -115,6 +115,9 @@ class CalvinEnvAdapter:
             scene_obs = _as_finite_vector(scene_obs, SCENE_OBS_SIZE, "scene_obs")
         self.steps = 0
         self._moving = None
+        # calvin's robot.reset leaves the last gripper command in place (robot_obs[14] would report the
+        # previous episode's): the start state's command, open when none is given.
+        self.env.robot.gripper_action = 1 if robot_obs is None or robot_obs[14] > 0 else -1
         return self.env.reset(robot_obs=robot_obs, scene_obs=scene_obs)
 
     def reset_to_condition(self, condition: dict, seed: int | None = None) -> dict:
