@@ -408,12 +408,16 @@ class CollectSession:
                                                                                          rng))
 
     def _carry_out(self, command, run) -> list:
-        """Carry out one command of the episode loop; returns the loop's follow-up commands."""
+        """Carry out one command of the episode loop; returns the loop's follow-up commands. Once the run
+        is over (the operator quit), only its RunFinished is left to take: the next chain's reset, issued
+        with the ChainFinished before the quit, is not carried out."""
         from openhelix_msgs.srv import CheckTasks, ResetScene
         from openhelix_ros.evaluation.core import ChainFinished, PublishInstruction, RunFinished
         from openhelix_ros.evaluation.core import CheckTasks as CheckCommand
         from openhelix_ros.evaluation.core import ResetScene as ResetCommand
 
+        if run.finished and not isinstance(command, (ChainFinished, RunFinished)):
+            return []
         if isinstance(command, ResetCommand):
             self._episode_started = time.monotonic()
             answer = self.call(self.reset_client, ResetScene.Request(robot_obs=command.robot_obs,

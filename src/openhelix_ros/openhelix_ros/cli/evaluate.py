@@ -149,7 +149,12 @@ def _print_result(result, json_output: bool, status: int, seconds: float) -> Non
     if json_output:
         from openhelix_ros.common.messages import message_to_dict
 
-        print(json.dumps({"status": status, **message_to_dict(result)}))
+        values = message_to_dict(result)
+        for key in ("success_rates", "average_length"):  # NaN (a failed run's: no score) is not JSON: null
+            value = values[key]
+            values[key] = ([r if math.isfinite(r) else None for r in value] if isinstance(value, list)
+                           else value if math.isfinite(value) else None)
+        print(json.dumps({"status": status, **values}, allow_nan=False))
         return
     print()
     if all(math.isfinite(rate) for rate in result.success_rates):  # a failed run's are NaN: no score

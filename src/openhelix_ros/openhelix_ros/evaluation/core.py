@@ -416,12 +416,12 @@ class EvaluationRun:
         return []
 
     def on_tick(self, now: float) -> list:
-        """Called periodically: fails the subtask (or the reset) when nothing happened for too long."""
+        """Called periodically: fails the run when nothing happened for ``stall_timeout`` s."""
         if self.state not in (self.RESETTING, self.RUNNING) or now - self._last_progress < self.config.stall_timeout:
             return []
         reason = (f"no answer from reset_scene for {self.config.stall_timeout:g} s" if self.state == self.RESETTING
                   else f"no scene_state or check_tasks answer for {self.config.stall_timeout:g} s")
-        return self.fail(now, f"the bridge stopped answering: {reason}")
+        return self.fail(now, f"the bridge stopped answering (or, in lockstep, the policy it waits for): {reason}")
 
     def fail(self, now: float, reason: str) -> list:
         """The run cannot go on (the bridge died, or stopped answering): it ends now as ``failed``. The

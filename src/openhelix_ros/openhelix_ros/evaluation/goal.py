@@ -100,6 +100,11 @@ class GoalExecution:
                 event = self.node.events.get(timeout=0.05)
             except queue.Empty:
                 pending.extend(run.on_tick(time.monotonic()))
+                if run.status == "failed":
+                    # In lockstep a dead policy stops the bridge too (it waits for a plan): say what is gone.
+                    gaps = graph_gaps(self.node.graph_counts())
+                    if gaps:
+                        run.failure += f" (the graph now: {'; '.join(gaps)})"
                 continue
             pending.extend(self._dispatch(run, event))
 
@@ -205,9 +210,7 @@ class GoalExecution:
         self._request_id = request_id = next(self.node.request_ids)
         timeout = float(self.node.get_parameter("service_timeout").value)
         if not client.service_is_ready() and not client.wait_for_service(timeout_sec=timeout):
-            # Counted as that call failing: the core records why and moves on to the next chain. The
-            # wait gives a restarting bridge its chance and keeps a dead one from failing a thousand
-            # chains in a second.
+            # No bridge to answer: the run fails (no score). The wait gives a restarting bridge its chance.
             return self._dispatch(run, (kind, request_id, None, f"service {self._full_name(client)} not available"))
         future = client.call_async(request)
         future.add_done_callback(lambda f: self.node.events.put(
@@ -237,143 +240,6 @@ class GoalExecution:
             return run.on_reset_done(now, ok, state, message, step=int(state.step))
         state = response.current_state
         return run.on_check_result(now, ok, list(response.completed), state, int(state.step), message)
-
-    def _finish(self, run: EvaluationRun, timing: TimingCollector, goal_handle, started: float,
-                message: str) -> RunEvaluation.Result:
-        """Write the results (partial ones too), end the goal, and return its result."""
-        log = self.node.get_logger()
-        run_name = run.config.run_name
-        summary = run.summary()
-        with self.node.lock:  # a subscription callback may still hold the collector it read before
-            results = build_results(run, timing, run_name=run_name, started=started, status=run.status,
-                                    message=message, parameters=self._recorded_parameters())
-        failed = run.status == "failed"
-        # A failed run reports no score (NaN): its rates would read as a policy that failed every chain.
-        result = RunEvaluation.Result(success=not failed,
-                                      success_rates=[math.nan] * 5 if failed else [float(r) for r in summary.success_rates],
-                                      average_length=math.nan if failed else float(summary.average_length),
-                                      num_sequences_done=len(run.records))
-        directory = self.node.runs_dir / run_name
-        try:
-            paths = write_report(results, directory)
-            result.results_path = str(paths["results"].parent.resolve())
-        except (OSError, ValueError) as error:  # a full disk must not lose the numbers: they go back in the result
-            log.error(f"could not write the results to {directory}: {error}")
-            result.success, result.message = False, f"ran, but could not write results: {error}"
-        where = result.results_path or "(not written)"
-        if failed:
-            result.message = (f"failed after {len(run.records)} chains: {run.failure}; no score (partial results "
-                              f"in {where}, marked incomplete)")
-            log.error(f"evaluation {run_name!r} {result.message}")
-        else:
-            if result.success:
-                result.message = f"{run.status}: {len(run.records)} chains, avg. len {summary.average_length:.2f}"
-            rates = " ".join(f"{r:.2f}" for r in summary.success_rates)
-            log.info(f"evaluation {run_name!r} {run.status}: success rates {rates}, avg. len "
-                     f"{summary.average_length:.2f}, results in {where}")
-        if run.status == "cancelled" and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif result.success and run.status == "completed":
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
-        return result
-
-    def _wait_for_graph(self, goal_handle, timeout: float) -> list[str]:
-        """Wait (evaluation/readiness.py: GraphWait) for a complete graph; returns the gaps left. A cancel
-        or shutdown ends the wait."""
-        wait = GraphWait(time.monotonic(), timeout)
-        while not goal_handle.is_cancel_requested and not self.node.stopping.is_set():
-            step = wait.update(time.monotonic(), graph_gaps(self.node.graph_counts()))
-            if step.line:
-                self.node.get_logger().info(step.line)
-            if step.done:
-                return list(step.gaps)
-            time.sleep(0.05)
-        return []
-
-    def _full_name(self, client) -> str:
-        return self.node.resolve_service_name(client.srv_name)
-
-    def _abort(self, goal_handle, message: str) -> RunEvaluation.Result:
-        self.node.get_logger().error(f"evaluation not run: {message}")
-        goal_handle.abort()
-        return RunEvaluation.Result(success=False, message=message)
-
-    def _recorded_parameters(self) -> dict:
-        return {name: self.node.get_parameter(name).value for name in
-                ("bridge_name", "runs_dir", "control_rate", "latent_period_steps", "service_timeout",
-                 "graph_timeout")}
-
-    # -- commands of the core ------------------------------------------------------------------
-    def _carry_out(self, command, run: EvaluationRun, goal_handle, started: float) -> list:
-        """Carry out one command; returns follow-up commands (from a call that failed at once)."""
-        if isinstance(command, ResetCommand):
-            request = ResetScene.Request(robot_obs=command.robot_obs, scene_obs=command.scene_obs,
-                                         use_seed=command.seed is not None, seed=command.seed or 0)
-            return self._call(self.node.reset_client, request, "reset", run)
-        if isinstance(command, CheckCommand):
-            request = CheckTasks.Request(tasks=list(command.tasks), start_state=command.start_state)
-            return self._call(self.node.check_client, request, "check", run)
-        if isinstance(command, PublishInstruction):
-            message = Instruction(text=command.text, task=command.task, sequence=next(self.node.instruction_sequences))
-            message.header.stamp = self.node.get_clock().now().to_msg()
-            self.node.instruction_pub.publish(message)
-            self.node.progress_pub.publish(progress_msg(run, self.node.wall_clock.now(), time.time() - started,
-                                                    command.subtask_index, command.task, command.text))
-            return []
-        if isinstance(command, ChainFinished):
-            record = command.record
-            progress = chain_end_progress_msg(run, record, self.node.wall_clock.now(), time.time() - started)
-            self.node.progress_pub.publish(progress)
-            goal_handle.publish_feedback(RunEvaluation.Feedback(progress=progress, chain_tasks=list(record.tasks),
-                                                                chain_completed=record.completed))
-            self.node.get_logger().info(f"chain {record.index + 1}/{run.config.num_sequences}: "
-                                   f"{record.completed}/{len(record.tasks)}"
-                                   + (f" ({record.failure})" if record.failure else ""))
-            return []
-        if isinstance(command, RunFinished):
-            return []
-        raise TypeError(f"unknown command {command!r}")
-
-    def _call(self, client, request, kind: str, run: EvaluationRun) -> list:
-        self._request_id = request_id = next(self.node.request_ids)
-        timeout = float(self.node.get_parameter("service_timeout").value)
-        if not client.service_is_ready() and not client.wait_for_service(timeout_sec=timeout):
-            # Counted as that call failing: the core records why and moves on to the next chain. The
-            # wait gives a restarting bridge its chance and keeps a dead one from failing a thousand
-            # chains in a second.
-            return self._dispatch(run, (kind, request_id, None, f"service {self._full_name(client)} not available"))
-        future = client.call_async(request)
-        future.add_done_callback(lambda f: self.node.events.put(
-            (kind, request_id, f.result() if f.exception() is None else None,
-             "" if f.exception() is None else repr(f.exception()))))
-        return []
-
-    def _dispatch(self, run: EvaluationRun, event) -> list:
-        now = time.monotonic()
-        kind = event[0]
-        if kind == "scene_state":
-            return run.on_scene_state(now, event[1])
-        _, request_id, response, error = event
-        if request_id != self._request_id:
-            return []  # the answer to a call the run already gave up on
-        if response is None:
-            # No answer at all (the service is gone, or the call broke): the bridge is down, and the run
-            # cannot go on. An answer that says failure is the bridge refusing one request: that chain fails.
-            self.node.get_logger().error(f"{kind} call failed: {error}")
-            return run.fail(now, f"{kind}_scene call failed: {error}" if kind == "reset" else
-                            f"check_tasks call failed: {error}")
-        else:
-            ok, message = bool(response.success), response.message
-            if not ok:
-                self.node.get_logger().error(f"{kind} answered failure: {message}")
-        if kind == "reset":
-            state = response.state if response is not None else None
-            return run.on_reset_done(now, ok, state, message, step=int(state.step) if state is not None else 0)
-        state = response.current_state if response is not None else None
-        return run.on_check_result(now, ok, list(response.completed) if response is not None else [], state,
-                                   int(state.step) if state is not None else None, message)
 
     def _set_dynamic(self, mode: str, timeout: float) -> str | None:
         """Set the bridge's ``dynamic`` parameter; None on success, else what went wrong."""

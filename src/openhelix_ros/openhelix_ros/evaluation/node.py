@@ -61,6 +61,7 @@ from openhelix_ros.evaluation.core import (
 from openhelix_ros.evaluation.goal import GoalExecution
 from openhelix_ros.evaluation.parameters import PARAMETERS
 from openhelix_ros.evaluation.readiness import GraphCounts
+from openhelix_ros.sim.backends import BACKENDS
 
 PROGRESS_TOPIC = graph.EVALUATION_PROGRESS
 RECENT_LATENTS = 100
@@ -73,6 +74,8 @@ class Evaluator(Node):
         self.params = declare_parameters(self, PARAMETERS)
         if self.params["clock_mode"] not in CLOCK_MODES:
             raise ValueError(f"clock_mode must be one of {', '.join(CLOCK_MODES)}, got {self.params['clock_mode']!r}")
+        if self.params["backend"] not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.params['backend']!r}")
         bridge = self.params["bridge_name"].rstrip("/")
         if not bridge:
             raise ValueError("bridge_name must not be empty")

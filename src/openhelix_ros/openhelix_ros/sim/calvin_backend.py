@@ -73,6 +73,8 @@ class CalvinEnvAdapter:
         if robot not in robots:
             raise ValueError(f"unknown calvin_env robot config {robot!r}; choose one of {', '.join(robots)}")
         if dataset_path is not None:
+            if robot != "panda_longer_finger":
+                raise ValueError("robot is set by the dataset split's own config; leave it out with dataset_path")
             merged = os.path.join(dataset_path, ".hydra", "merged_config.yaml")
             if not os.path.isfile(merged):
                 raise ValueError(f"dataset_path {dataset_path!r} is not a CALVIN split: no {merged}")
@@ -83,8 +85,7 @@ class CalvinEnvAdapter:
             conf_dir = os.path.join(package_dir, "conf")
             with hydra.initialize_config_dir(config_dir=conf_dir, version_base=None):
                 cfg = hydra.compose("config_data_collection.yaml", overrides=[
-                    "cameras=static_and_gripper", f"robot={robot}", f"env.use_egl={str(bool(use_egl)).lower()}",
-                    f"seed={int(seed)}"])
+                    "cameras=static_and_gripper", f"robot={robot}", f"env.use_egl={str(bool(use_egl)).lower()}"])
             self.env = hydra.utils.instantiate(cfg.env, show_gui=show_gui, use_vr=False, use_scene_info=True)
         tasks_cfg = OmegaConf.load(os.path.join(package_dir, "conf", "tasks", "new_playtable_tasks.yaml"))
         self.tasks = hydra.utils.instantiate(tasks_cfg)
@@ -102,6 +103,9 @@ class CalvinEnvAdapter:
         made at start-up, and ``env.seed`` would make a new one they never see: re-seed that one in place."""
         import gym.utils.seeding
 
+        if not hasattr(self.env.np_random, "bit_generator"):
+            raise RuntimeError("calvin_env's scene sampler is not a numpy Generator: install gym 0.26.2 "
+                               "(pip install gym==0.26.2), as the README says")
         fresh, _ = gym.utils.seeding.np_random(int(seed))
         self.env.np_random.bit_generator.state = fresh.bit_generator.state
         self.np_random = self.env.np_random
@@ -121,13 +125,10 @@ class CalvinEnvAdapter:
         return self.env.reset(robot_obs=robot_obs, scene_obs=scene_obs)
 
     def reset_to_condition(self, condition: dict, seed: int | None = None) -> dict:
-        """CALVIN's own mapping from a symbolic start condition to a state (calvin_agent)."""
-        try:
-            from calvin_agent.evaluation.utils import get_env_state_for_initial_condition
-        except ImportError as error:
-            raise RuntimeError("reset_to_condition on the calvin backend needs calvin_agent "
-                               "(calvin_models) installed") from error
-        robot_obs, scene_obs = get_env_state_for_initial_condition(condition)
+        """CALVIN's own start state for a symbolic condition (sim/calvin_states.py)."""
+        from openhelix_ros.sim.calvin_states import calvin_state_for_condition
+
+        robot_obs, scene_obs = calvin_state_for_condition(condition)
         return self.reset(robot_obs=robot_obs, scene_obs=scene_obs, seed=seed)
 
     def step(self, action):

@@ -3,10 +3,13 @@ for a symbolic start condition, in calvin_env's world frame.
 
 The released evaluation builds them in calvin_models (``get_env_state_for_initial_condition``): one
 fixed arm pose; the blocks on the table at two fixed spots (shuffled) or in the slider's two slots;
-each block's yaw drawn from pi/2 +- pi/8. The draws come from numpy's legacy global RNG seeded with the
-32-bit FNV-1 hash of ``str(condition.values())``, so every condition always gives the same state. This
-is that logic written anew (calvin_models needs not be installed), with the RNG as a local
-``RandomState``: the same stream, the caller's global state untouched. The constants are CALVIN's.
+each block's yaw drawn from pi/2 +- pi/8. The draws come from numpy's legacy global RNG seeded with
+``pyhash.fnv1_32()(str(condition.values()))``, so every condition always gives the same state. That
+hash is pyhash's flavour of 32-bit FNV-1: it starts from 0, not from FNV's offset basis, and hashes a
+``str`` as its UTF-16-LE bytes (pyhash's src/FNV1.h and Hash.h; its tests: b"test" -> 3698262380,
+"test" -> 3910690890). This is that logic written anew (neither calvin_models nor pyhash, which does
+not build on Python 3.11, needs be installed), with the RNG as a local ``RandomState``: the same stream,
+the caller's global state untouched. The constants are CALVIN's.
 """
 
 from __future__ import annotations
@@ -25,32 +28,45 @@ SLIDER_LEFT_STATE = 0.28
 DRAWER_OPEN_STATE = 0.22
 LIGHTBULB_ON_SWITCH_STATE = 0.088
 
-FNV1_32_OFFSET = 0x811C9DC5
 FNV1_32_PRIME = 0x01000193
+# CALVIN's condition keys in the order its get_sequences builds them: the order is part of the seed.
+CONDITION_KEYS = ("led", "lightbulb", "slider", "drawer", "red_block", "blue_block", "pink_block", "grasped")
 
 
-def fnv1_32(data: bytes) -> int:
-    """32-bit FNV-1 (multiply, then xor each byte): what ``pyhash.fnv1_32()`` computes."""
-    value = FNV1_32_OFFSET
+def fnv1_32(data: bytes, seed: int = 0) -> int:
+    """32-bit FNV-1 (multiply, then xor each byte) from ``seed``; pyhash's default seed is 0."""
+    value = seed
     for byte in data:
         value = (value * FNV1_32_PRIME) & 0xFFFFFFFF
         value ^= byte
     return value
 
 
+def pyhash_fnv1_32(text: str) -> int:
+    """``pyhash.fnv1_32()(text)``: FNV-1 from 0 over the text's UTF-16-LE bytes (no byte-order mark)."""
+    return fnv1_32(text.encode("utf-16-le"))
+
+
 def condition_seed(condition: dict) -> int:
-    """The seed CALVIN derives from a condition: FNV-1 of the text of its values, in key order."""
-    return fnv1_32(str(condition.values()).encode())
+    """The seed CALVIN derives from a condition: the hash of the text of its values in CALVIN's key
+    order (a condition built in another order, e.g. sorted, is put back in that order first)."""
+    return pyhash_fnv1_32(str(_in_calvin_order(condition).values()))
+
+
+def _in_calvin_order(condition: dict) -> dict:
+    missing = [key for key in CONDITION_KEYS[:-1] if key not in condition]
+    if missing:
+        raise ValueError(f"start condition lacks {', '.join(missing)}: {condition}")
+    unknown = sorted(set(condition) - set(CONDITION_KEYS))
+    if unknown:
+        raise ValueError(f"start condition has unknown key(s) {', '.join(unknown)}: {condition}")
+    return {key: condition.get(key, 0) for key in CONDITION_KEYS}
 
 
 def calvin_state_for_condition(condition: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(robot_obs (15,), scene_obs (24,)) CALVIN's evaluation starts ``condition`` from. ``condition``
-    has CALVIN's keys in CALVIN's order (led, lightbulb, slider, drawer, red_block, blue_block,
-    pink_block, grasped), as ``sim.protocol.initial_conditions`` makes them: the order changes the seed."""
-    missing = [key for key in ("led", "lightbulb", "slider", "drawer", "red_block", "blue_block", "pink_block")
-               if key not in condition]
-    if missing:
-        raise ValueError(f"start condition lacks {', '.join(missing)}: {condition}")
+    """(robot_obs (15,), scene_obs (24,)) CALVIN's evaluation starts ``condition`` from (CALVIN's keys,
+    in any order; ``grasped`` may be left out)."""
+    condition = _in_calvin_order(condition)
     rng = np.random.RandomState(condition_seed(condition))
     table = [np.array(spot) for spot in BLOCKS_ON_TABLE]
     rng.shuffle(table)

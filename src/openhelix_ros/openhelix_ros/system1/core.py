@@ -275,7 +275,7 @@ class PlanScheduler:
         self._pending: _Pending | None = None
         self._now = 0.0
         self._said: set[str] = set()
-        self._last_throttled: dict[str, float] = {}
+        self._pose_repeats = RepeatLimiter(5.0, clock=lambda: self._now)  # a missing pose every 5 s at most
         # With no latent at all (no instruction yet) the bridge re-sends its observation every
         # resend_after s: say so every 30 s, not at every re-send.
         self._idle_repeats = RepeatLimiter(30.0, clock=lambda: self._now)
@@ -395,7 +395,7 @@ class PlanScheduler:
             if not self._poses:
                 self._say_once("no_pose", "no ee_pose received yet: cannot plan (need the current pose)", notices)
                 return None
-            if self._throttle("pose", 5.0):
+            if self._pose_repeats.should_log("pose", "no ee_pose of the cloud's stamp"):
                 notices.append(Notice("warning", f"no ee_pose stamped {stamp * 1e-9:.3f} s: using the newest one"))
             pose = next(reversed(self._poses.values()))
         return self._request(pending.choice, pose, stamp, notices)  # the cloud's sim time is the active clock
@@ -418,12 +418,6 @@ class PlanScheduler:
             self._said.add(key)
             notices.append(Notice("warning", text))
 
-    def _throttle(self, key: str, interval: float) -> bool:
-        last = self._last_throttled.get(key)
-        if last is not None and self._now - last < interval:
-            return False
-        self._last_throttled[key] = self._now
-        return True
 
 
 # ---------------------------------------------------------------------------------------------------
