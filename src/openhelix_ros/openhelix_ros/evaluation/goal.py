@@ -168,7 +168,9 @@ class GoalExecution:
     def _abort(self, goal_handle, message: str) -> RunEvaluation.Result:
         self.node.get_logger().error(f"evaluation not run: {message}")
         goal_handle.abort()
-        return RunEvaluation.Result(success=False, message=message)
+        # Nothing ran: no score (NaN), not a row of zeros.
+        return RunEvaluation.Result(success=False, message=message, success_rates=[math.nan] * 5,
+                                    average_length=math.nan)
 
     def _recorded_parameters(self) -> dict:
         return {name: self.node.get_parameter(name).value for name in

@@ -25,6 +25,7 @@ Parameters: ``bridge_name``, ``runs_dir``, ``clock_mode``, ``control_rate``, ``l
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import sys
 import threading
@@ -140,7 +141,8 @@ class Evaluator(Node):
         except Exception as error:  # never leave a goal hanging, never take the node down
             self.get_logger().error(f"evaluation failed: {error!r}")
             goal_handle.abort()
-            return RunEvaluation.Result(success=False, message=f"evaluation failed: {error!r}")
+            return RunEvaluation.Result(success=False, message=f"evaluation failed: {error!r}",
+                                        success_rates=[math.nan] * 5, average_length=math.nan)  # no score
         finally:
             self.timing = None
             with self.lock:
