@@ -183,3 +183,22 @@ def test_finger_width_adds_the_named_fingers_and_names_what_is_wrong():
         finger_width(names, [0.3, 0.02], fingers)
     with pytest.raises(ValueError, match="NaN or infinite"):
         finger_width(names, [0.3, float("nan"), 0.03], fingers)
+
+
+def test_after_a_reset_a_cloud_with_the_last_planned_stamp_is_planned():
+    # Planned step 0, then the world is reset back to step 0 (sim time goes back from step 1): the new
+    # episode's step 0 has the same stamp as the plan already published, but it is a new observation.
+    scheduler = lockstep(period=0)
+    pose(scheduler, 0)
+    scheduler.on_latent(latent(0, 1, received=0.0))
+    cloud(scheduler, 0, now=0.0)
+    first = scheduler.step(0.0, 0).plan
+    scheduler.planned(first.stamp_ns, published=True)
+    cloud(scheduler, 1, now=0.5)
+    scheduler.step(0.5, 0)  # step 1 waits for its latent
+    notices = cloud(scheduler, 0, now=1.0)  # the reset
+    assert "a reset" in notices[0].text
+    pose(scheduler, 0)
+    scheduler.on_latent(latent(0, 2, received=1.1))
+    step = scheduler.step(1.1, 0)
+    assert step.plan is not None and step.plan.stamp_ns == stamp(0) and step.plan.latent.sequence == 2

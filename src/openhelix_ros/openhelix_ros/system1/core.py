@@ -289,6 +289,7 @@ class PlanScheduler:
             # the new one, so forget them (new ones arrive only after this cloud's predecessor).
             forgotten = self.selector.history.forget_received_before(self._last_cloud[1])
             self._poses.clear()
+            self._last_planned = None  # a stamp of the old episode; the new one's may repeat it
             notices.append(Notice("info", f"sim time went back to {stamp_ns * 1e-9:.3f} s (a reset): forgot "
                                           f"{forgotten} latent(s) of the previous episode"))
         self._last_cloud = (stamp_ns, now)
