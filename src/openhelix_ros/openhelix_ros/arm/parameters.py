@@ -10,6 +10,22 @@ from openhelix_ros.arm.safety import VelocityLimits, WorkspaceBounds
 from openhelix_ros.common import graph
 from openhelix_ros.common.parameters import ParameterSpec
 
+
+def safety_parameters(linear_speed_limit: float, angular_speed_limit: float) -> tuple[ParameterSpec, ...]:
+    """The safety filter's settings (arm/safety.py), declared alike by every node that applies it
+    (arm_interface, system1): the workspace box and the TCP speed limits, at most the given ones."""
+    return (
+        ParameterSpec("workspace_low", list(WorkspaceBounds().low), "Lower corner of the workspace box (world, m).",
+                      read_only=True),
+        ParameterSpec("workspace_high", list(WorkspaceBounds().high), "Upper corner of the workspace box (world, m).",
+                      read_only=True),
+        ParameterSpec("max_linear_speed", VelocityLimits().max_linear_speed, "TCP speed limit (m/s).",
+                      read_only=True, value_range=(0.001, linear_speed_limit)),
+        ParameterSpec("max_angular_speed", VelocityLimits().max_angular_speed, "TCP angular speed limit (rad/s).",
+                      read_only=True, value_range=(0.001, angular_speed_limit)),
+    )
+
+
 PARAMETERS = (
     ParameterSpec("base_position", [0.0, 0.0, 0.0], "Position (m) of panda_link0 in the world frame.",
                   read_only=True),
@@ -21,14 +37,8 @@ PARAMETERS = (
                   read_only=True),
     ParameterSpec("tcp_offset", FRANKA_HAND_TCP_OFFSET, "Hand to tool centre point along z (m).",
                   read_only=True, value_range=(0.0, 0.5)),
-    ParameterSpec("workspace_low", list(WorkspaceBounds().low), "Lower corner of the workspace box (world, m).",
-                  read_only=True),
-    ParameterSpec("workspace_high", list(WorkspaceBounds().high), "Upper corner of the workspace box (world, m).",
-                  read_only=True),
-    ParameterSpec("max_linear_speed", VelocityLimits().max_linear_speed, "TCP speed limit (m/s).",
-                  read_only=True, value_range=(0.001, 1.7)),
-    ParameterSpec("max_angular_speed", VelocityLimits().max_angular_speed, "TCP angular speed limit (rad/s).",
-                  read_only=True, value_range=(0.001, 2.5)),
+    # Franka's own Cartesian limits bound what may be asked of the real arm.
+    *safety_parameters(linear_speed_limit=1.7, angular_speed_limit=2.5),
     ParameterSpec("max_joint_jump", 0.5, "Largest change of one joint between consecutive IK solutions (rad); "
                   "more means a branch flip and the trajectory is rejected.", read_only=True,
                   value_range=(0.01, 6.3)),

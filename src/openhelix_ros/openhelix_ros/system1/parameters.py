@@ -5,7 +5,7 @@ declares them and hands the values to system1/core.py."""
 
 from __future__ import annotations
 
-from openhelix_ros.arm.safety import VelocityLimits, WorkspaceBounds
+from openhelix_ros.arm.parameters import safety_parameters
 from openhelix_ros.common import graph
 from openhelix_ros.common.parameters import ParameterSpec
 from openhelix_ros.common.timing import CLOCK_MODES
@@ -38,14 +38,7 @@ PARAMETERS = (
     ParameterSpec("waypoint_period", 1.0 / 30.0, "Seconds between published waypoints.", read_only=True,
                   value_range=(0.001, 10.0)),
     ParameterSpec("drop_first_waypoint", True, "Drop the model's waypoint 0 (the current pose).", read_only=True),
-    ParameterSpec("workspace_low", list(WorkspaceBounds().low), "Lower corner of the workspace box (world, m).",
-                  read_only=True),
-    ParameterSpec("workspace_high", list(WorkspaceBounds().high), "Upper corner of the workspace box (world, m).",
-                  read_only=True),
-    ParameterSpec("max_linear_speed", VelocityLimits().max_linear_speed, "TCP speed limit (m/s).",
-                  read_only=True, value_range=(0.001, 10.0)),
-    ParameterSpec("max_angular_speed", VelocityLimits().max_angular_speed, "TCP angular speed limit (rad/s).",
-                  read_only=True, value_range=(0.001, 20.0)),
+    *safety_parameters(linear_speed_limit=10.0, angular_speed_limit=20.0),
     ParameterSpec("finger_joints", ["panda_finger_joint1", "panda_finger_joint2"], "joint_states entries whose "
                   "positions add up to the gripper opening width (m).", read_only=True),
     ParameterSpec("gripper_open_width", 0.07, "Opening width (m) at and above which the gripper counts as "
