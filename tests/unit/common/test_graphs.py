@@ -20,17 +20,38 @@ def test_defaults_start_the_dual_system_with_the_files_in_order():
     nodes = by_name(SIM.resolve())
     assert list(nodes) == ["calvin_bridge", "system2", "system1"]
     assert nodes["system1"].parameter_files == ("graph.yaml", "system1.yaml")
+    box = {"workspace_low": [-0.6, -0.6, -0.16], "workspace_high": [0.6, 0.36, 0.65]}  # the play table's
     assert nodes["system1"].overrides == {"clock_mode": "lockstep", "latent_period_steps": 10, "model": "default",
-                                          "checkpoint": ""}
-    assert nodes["calvin_bridge"].overrides == {"backend": "embedded", "clock_mode": "lockstep"}
+                                          "checkpoint": "", **box}
+    assert nodes["calvin_bridge"].overrides == {"backend": "embedded", "clock_mode": "lockstep", **box}
+
+
+def test_the_backend_sets_the_workspace_box_of_every_node_that_checks_it():
+    from openhelix_ros.sim.calvin_backend import calvin_available
+
+    if not calvin_available():
+        # Refused before anything starts, naming what is missing.
+        with pytest.raises(RuntimeError, match="calvin_env"):
+            SIM.resolve({"backend": "calvin"})
+        pytest.skip("calvin_env is not installed: its measured workspace box cannot be checked")
+    from openhelix_ros.sim.backends import workspace
+
+    low, high = workspace("calvin")
+    for graph, given in ((SIM, {}), (RECORD, {"policy": "teleop"})):
+        nodes = by_name(graph.resolve({"backend": "calvin", **given}))
+        for name in ("calvin_bridge", "system1", "teleop"):
+            if name in nodes:
+                assert nodes[name].overrides["workspace_low"] == list(low)
+                assert nodes[name].overrides["workspace_high"] == list(high)
+    assert low[2] > 0.2  # CALVIN's desk is 0.44 m up: the play table's box would be wrong there
 
 
 def test_arguments_reach_every_node_that_takes_them_typed():
-    nodes = by_name(EVAL.resolve({"checkpoint": "checkpoints/easy6", "system2_model": "tiny", "backend": "calvin",
+    nodes = by_name(EVAL.resolve({"checkpoint": "checkpoints/easy6", "system2_model": "tiny",
                                   "latent_period_steps": "60", "runs_dir": "/tmp/r", "clock_mode": "realtime"}))
     assert nodes["system2"].overrides["checkpoint"] == nodes["system1"].overrides["checkpoint"] == "checkpoints/easy6"
     assert nodes["system2"].overrides["model"] == "tiny" and nodes["system1"].overrides["model"] == "default"
-    assert nodes["calvin_bridge"].overrides["backend"] == "calvin"
+    assert nodes["calvin_bridge"].overrides["backend"] == "embedded"
     assert {nodes[n].overrides["latent_period_steps"] for n in ("system1", "system2", "evaluator")} == {60}
     assert {nodes[n].overrides["clock_mode"] for n in nodes if n != "scripted_expert"} == {"realtime"}
     assert nodes["evaluator"].overrides["runs_dir"] == "/tmp/r"

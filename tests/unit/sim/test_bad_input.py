@@ -94,9 +94,22 @@ def test_bad_dynamic_settings_change_nothing(env):
     env.set_dynamic(None)
 
 
-def test_expert_refuses_other_backends(env):
-    class Other:
+def test_expert_refuses_a_backend_without_a_scene_geometry(env):
+    class Gazebo:
+        backend = "gazebo"
+
+    with pytest.raises(ValueError, match="unknown backend 'gazebo'"):
+        ScriptedExpert(Gazebo())
+
+
+def test_expert_on_calvin_needs_calvin_env_and_says_so():
+    from openhelix_ros.sim.calvin_backend import calvin_available
+
+    if calvin_available():
+        pytest.skip("calvin_env is installed here (the calvin-marked tests drive the expert there)")
+
+    class Calvin:
         backend = "calvin"
 
-    with pytest.raises(ValueError, match="embedded play table"):
-        ScriptedExpert(Other())
+    with pytest.raises(RuntimeError, match="calvin_env"):
+        ScriptedExpert(Calvin())

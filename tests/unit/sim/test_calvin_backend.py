@@ -115,3 +115,41 @@ def test_calvin_start_states_match_calvin_models_when_installed():
         ours = calvin_state_for_condition(condition)
         np.testing.assert_array_equal(ours[0], robot_obs)
         np.testing.assert_array_equal(ours[1], scene_obs)
+
+
+def test_calvin_scene_geometry_is_measured_from_calvin_env():
+    pytest.importorskip("calvin_env", reason="calvin_env (CALVIN's simulator) is not installed; it is not on PyPI")
+    from openhelix_ros.sim.backends import scene_geometry, workspace
+
+    geometry = scene_geometry("calvin")
+    assert geometry.name == "calvin_scene_D" and geometry.block_names == ("block_red", "block_blue", "block_pink")
+    assert geometry.table_top == pytest.approx(0.44, abs=0.005)  # blocks rest with their centres at 0.46
+    assert geometry.block_sizes["block_pink"] == pytest.approx((0.08, 0.04, 0.04), abs=0.002)
+    # The drawer opens towards the robot; its handle hangs below the desk, in front of it.
+    assert geometry.drawer_grip_y < geometry.drawer_front_y < geometry.table_region_y[0]
+    assert geometry.drawer_handle_z < geometry.table_top and geometry.drawer_hook
+    assert geometry.door_direction == -1.0 and geometry.door_range[1] == pytest.approx(0.28, abs=0.005)
+    assert abs(np.linalg.norm(geometry.switch_direction) - 1.0) < 1e-9 and geometry.switch_direction[2] > 0.5
+    low, high = workspace("calvin")
+    assert low[2] < geometry.drawer_bottom < geometry.table_top < high[2]
+    with pytest.raises(ValueError, match="no scene"):
+        scene_geometry("calvin", "calvin_scene_Z")
+
+
+@pytest.mark.parametrize("task", ["open_drawer", "move_slider_left", "push_red_block_right", "turn_on_led",
+                                  "lift_blue_block_table", "stack_block"])
+def test_the_scripted_expert_solves_calvin_tasks_in_calvin_env(task):
+    """The expert plans in calvin's measured geometry and CALVIN's own oracle judges it, from a CALVIN start
+    state (sim/expert_report.py, as `--backend calvin` measures all 34 tasks)."""
+    from openhelix_ros.sim.expert import ScriptedExpert
+    from openhelix_ros.sim.expert_report import _run_until, prepare_start
+
+    env = _calvin_env(render=False)
+    try:
+        expert = ScriptedExpert(env)
+        assert expert.g.name == "calvin_scene_D"
+        obs = prepare_start(env, task, 0, expert)
+        solved, steps, _ = _run_until(env, expert, task, obs, 360)
+        assert solved, f"{task} not solved in 360 steps on calvin_env"
+    finally:
+        env.close()

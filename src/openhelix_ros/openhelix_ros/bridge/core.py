@@ -459,13 +459,11 @@ class BridgeCore:
         self.config.validate()
         if env is None:
             options = dict(self.config.env_options)
+            options.setdefault("render", self.config.render)
+            options.setdefault("dynamic_speed", self.config.dynamic_speed)
             if self.config.backend == "embedded":
-                options.setdefault("render", self.config.render)
                 options.setdefault("renderer", self.config.renderer)
-                options.setdefault("dynamic_speed", self.config.dynamic_speed)
                 options.setdefault("control_hz", self.config.control_rate)
-            else:
-                options.setdefault("dynamic_speed", self.config.dynamic_speed)
             env = make_env(self.config.backend, dynamic=self.config.dynamic, seed=self.config.seed, **options)
         self.env = env
         self.bounds = self.config.bounds

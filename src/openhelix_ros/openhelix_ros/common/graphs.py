@@ -22,7 +22,7 @@ ROS-free and import-light: the CLI and the launch files import it without rclpy.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,13 +64,16 @@ class Argument:
 class NodeEntry:
     """One node of a graph.
 
-    ``arguments`` maps node parameter -> launch argument; ``fixed`` holds the values this graph always
-    sets; ``remaps`` maps a topic the node uses -> the launch argument naming the topic to use instead;
-    ``when`` = (argument, value) starts the node only when that argument has that value.
+    ``arguments`` maps node parameter -> launch argument; ``derived`` maps node parameter -> (launch
+    argument, function of its value) for a parameter that follows from an argument (the workspace box
+    from the backend); ``fixed`` holds the values this graph always sets; ``remaps`` maps a topic the
+    node uses -> the launch argument naming the topic to use instead; ``when`` = (argument, value)
+    starts the node only when that argument has that value.
     """
 
     executable: str
     arguments: Mapping[str, str] = field(default_factory=dict)
+    derived: Mapping[str, tuple[str, Callable[[Any], Any]]] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
     remaps: Mapping[str, str] = field(default_factory=dict)
     when: tuple[str, str] | None = None
@@ -150,6 +153,8 @@ class Graph:
             if entry.when is not None and values[entry.when[0]] != self.argument(entry.when[0]).parse(entry.when[1]):
                 continue
             overrides = {parameter: values[argument] for parameter, argument in entry.arguments.items()}
+            overrides.update({parameter: derive(values[argument])
+                              for parameter, (argument, derive) in entry.derived.items()})
             overrides.update(entry.fixed)
             overrides.update(extra.get(entry.name, {}))
             remaps = {topic: str(values[argument]) for topic, argument in entry.remaps.items()
@@ -182,14 +187,29 @@ RVIZ_CONFIG = "openhelix.rviz"
 _MODELS = {"clock_mode": "clock_mode", "latent_period_steps": "latent_period_steps"}
 
 
+def _workspace_corner(corner: int) -> Callable[[str], list[float]]:
+    def of_backend(backend: str) -> list[float]:
+        from openhelix_ros.sim.backends import workspace  # lazy: pybullet, and calvin_env for calvin
+
+        return [float(v) for v in workspace(backend)[corner]]
+
+    return of_backend
+
+
+# The backend's own workspace box (sim/backends.py), for every node that checks or clips to it.
+BACKEND_WORKSPACE = {"workspace_low": ("backend", _workspace_corner(0)),
+                     "workspace_high": ("backend", _workspace_corner(1))}
+
+
 def _simulated_nodes() -> tuple[NodeEntry, ...]:
     return (
-        NodeEntry("calvin_bridge", arguments={"backend": "backend", "clock_mode": "clock_mode"}),
+        NodeEntry("calvin_bridge", arguments={"backend": "backend", "clock_mode": "clock_mode"},
+                  derived=BACKEND_WORKSPACE),
         NodeEntry("system2", arguments={**_MODELS, "model": "system2_model", "checkpoint": "checkpoint"},
                   when=("policy", "dual")),
         NodeEntry("system1", arguments={**_MODELS, "model": "system1_model", "checkpoint": "checkpoint"},
-                  when=("policy", "dual")),
-        NodeEntry("scripted_expert", when=("policy", "expert")),
+                  derived=BACKEND_WORKSPACE, when=("policy", "dual")),
+        NodeEntry("scripted_expert", arguments={"backend": "backend"}, when=("policy", "expert")),
     )
 
 
@@ -221,10 +241,12 @@ RECORD = Graph(
     ),
     nodes=(
         # A demonstration is recorded at every step: the cloud too, though a plan may cover several.
-        NodeEntry("calvin_bridge", arguments={"backend": "backend"},
+        NodeEntry("calvin_bridge", arguments={"backend": "backend"}, derived=BACKEND_WORKSPACE,
                   fixed={"clock_mode": "lockstep", "publish_points_every_step": True, "step_timeout": 10.0}),
-        NodeEntry("scripted_expert", fixed={"horizon": 1}, when=("policy", "expert")),
-        NodeEntry("teleop", fixed={"horizon": 1, "clock_mode": "lockstep"}, when=("policy", "teleop")),
+        NodeEntry("scripted_expert", arguments={"backend": "backend"}, fixed={"horizon": 1},
+                  when=("policy", "expert")),
+        NodeEntry("teleop", derived=BACKEND_WORKSPACE, fixed={"horizon": 1, "clock_mode": "lockstep"},
+                  when=("policy", "teleop")),
         NodeEntry("recorder", arguments={"output": "output"}),
     ),
 )

@@ -21,6 +21,7 @@ import numpy as np
 
 from openhelix_ros.bridge.core import ROBOT_OBS_SIZE, SCENE_OBS_SIZE, check_obs_vector, euler_to_quaternion
 from openhelix_ros.sim import ScriptedExpert
+from openhelix_ros.sim.backends import scene_geometry
 from openhelix_ros.sim.language import task_for_instruction
 from openhelix_ros.sim.tasks import check_task_names
 
@@ -64,11 +65,14 @@ class _Observation:
 class ExpertCore:
     """Feeds published scene states and instructions to a ScriptedExpert and returns its plans."""
 
-    def __init__(self, control_rate: float = 30.0, horizon: int = 1):
+    def __init__(self, control_rate: float = 30.0, horizon: int = 1, backend: str = "embedded"):
+        """``backend``: whose scene geometry the expert plans in (sim/backends.py); ValueError for an
+        unknown one, RuntimeError when calvin is asked for and calvin_env is missing."""
         if not control_rate > 0:
             raise ValueError(f"control_rate must be > 0 Hz, got {control_rate}")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1 waypoint, got {horizon}")
+        self.geometry = scene_geometry(backend)
         self.period = 1.0 / control_rate
         self.horizon = horizon
         self.task: str | None = None
@@ -97,7 +101,7 @@ class ExpertCore:
         self.task = task
         self.instruction_sequence = int(sequence)
         # A fresh expert: a new instruction is a new plan even when the task is the same as before.
-        self._expert = ScriptedExpert(self._counter)
+        self._expert = ScriptedExpert(self._counter, self.geometry)
         self._acted_on_task = False
         return task
 
@@ -133,7 +137,7 @@ class ExpertCore:
         if latest.same_as(self._acted) and self._last_plan is not None and self._last_plan.task == self.task:
             return self._last_plan
         if self._expert is None:
-            self._expert = ScriptedExpert(self._counter)
+            self._expert = ScriptedExpert(self._counter, self.geometry)
         self._counter.steps = latest.step
         position, euler, gripper = self._expert.act({"robot_obs": latest.robot_obs,
                                                      "scene_obs": latest.scene_obs}, self.task)

@@ -38,12 +38,13 @@ class ScriptedExpertNode(Node):
     def __init__(self) -> None:
         super().__init__("scripted_expert")
         p = declare_parameters(self, PARAMETERS)
-        self._core = ExpertCore(control_rate=p["control_rate"], horizon=p["horizon"])
+        self._core = ExpertCore(control_rate=p["control_rate"], horizon=p["horizon"], backend=p["backend"])
         self._sequence = 0
         self._publisher = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS)
         self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
-        self.get_logger().info(f"scripted_expert ready: horizon {p['horizon']} at {p['control_rate']:g} Hz; "
+        self.get_logger().info(f"scripted_expert ready: {p['backend']} scene ({self._core.geometry.name}), "
+                               f"horizon {p['horizon']} at {p['control_rate']:g} Hz; "
                                f"waiting for an instruction")
 
     def _on_instruction(self, message: Instruction) -> None:

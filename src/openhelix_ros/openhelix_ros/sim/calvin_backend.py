@@ -54,13 +54,15 @@ class CalvinEnvAdapter:
 
     def __init__(self, dynamic: str | None = None, seed: int = 0, dataset_path: str | None = None,
                  dynamic_speed: float = 0.02, show_gui: bool = False, robot: str = "panda_longer_finger",
-                 use_egl: bool = True):
+                 use_egl: bool = True, render: bool = True, scene: str = "calvin_scene_D"):
         """``dataset_path``: a CALVIN split (``.../validation``) whose ``.hydra/merged_config.yaml`` builds
         the env, as CALVIN's evaluation does (its robot and scene; only the static and gripper cameras
         are made, so a split recorded with the tactile camera needs no tacto). Without it, calvin_env's
         packaged data-collection config with ``robot`` (a conf/robot name: panda_longer_finger, as
         CALVIN's data was recorded, or panda) and the static and gripper cameras. ``use_egl``: render
-        with the EGL plugin (calvin's default; headless GPU or llvmpipe) or pybullet's TinyRenderer."""
+        with the EGL plugin (calvin's default; headless GPU or llvmpipe) or pybullet's TinyRenderer.
+        ``render=False`` makes no camera at all (state only: for the scripted expert and tests).
+        ``scene``: a calvin_env conf/scene name (calvin_scene_D, CALVIN's evaluation scene, or A, B, C)."""
         if dynamic is not None and dynamic not in DYNAMIC_MODES:
             raise ValueError(f"dynamic must be None or one of {DYNAMIC_MODES}, got {dynamic!r}")
         calvin_env = _require_calvin()
@@ -73,20 +75,32 @@ class CalvinEnvAdapter:
         if robot not in robots:
             raise ValueError(f"unknown calvin_env robot config {robot!r}; choose one of {', '.join(robots)}")
         if dataset_path is not None:
-            if robot != "panda_longer_finger":
-                raise ValueError("robot is set by the dataset split's own config; leave it out with dataset_path")
+            if robot != "panda_longer_finger" or scene != "calvin_scene_D":
+                raise ValueError("robot and scene are set by the dataset split's own config; leave them out "
+                                 "with dataset_path")
             merged = os.path.join(dataset_path, ".hydra", "merged_config.yaml")
             if not os.path.isfile(merged):
                 raise ValueError(f"dataset_path {dataset_path!r} is not a CALVIN split: no {merged}")
             from calvin_env.envs.play_table_env import get_env
 
-            self.env = get_env(dataset_path, obs_space=CAMERA_OBS_SPACE, show_gui=show_gui)
+            obs_space = CAMERA_OBS_SPACE if render else {"rgb_obs": [], "depth_obs": []}
+            self.env = get_env(dataset_path, obs_space=obs_space, show_gui=show_gui)
+            scene_cfg = OmegaConf.to_container(OmegaConf.load(merged).scene, resolve=False)
+            self.scene_name = os.path.basename(os.path.normpath(dataset_path))
         else:
+            from openhelix_ros.sim.calvin_geometry import calvin_scenes, scene_config
+
+            if scene not in calvin_scenes():
+                raise ValueError(f"unknown calvin_env scene {scene!r}; choose one of {', '.join(calvin_scenes())}")
             conf_dir = os.path.join(package_dir, "conf")
             with hydra.initialize_config_dir(config_dir=conf_dir, version_base=None):
                 cfg = hydra.compose("config_data_collection.yaml", overrides=[
-                    "cameras=static_and_gripper", f"robot={robot}", f"env.use_egl={str(bool(use_egl)).lower()}"])
+                    f"cameras={'static_and_gripper' if render else 'no_cameras'}", f"robot={robot}",
+                    f"scene={scene}", f"env.use_egl={str(bool(use_egl)).lower()}"])
             self.env = hydra.utils.instantiate(cfg.env, show_gui=show_gui, use_vr=False, use_scene_info=True)
+            scene_cfg, self.scene_name = scene_config(scene), scene
+        self._scene_cfg = scene_cfg
+        self._geometry = None
         tasks_cfg = OmegaConf.load(os.path.join(package_dir, "conf", "tasks", "new_playtable_tasks.yaml"))
         self.tasks = hydra.utils.instantiate(tasks_cfg)
         self.dynamic = dynamic
@@ -157,6 +171,16 @@ class CalvinEnvAdapter:
         self.env.ownsPhysicsClient = False
 
     # -------------------------------------------------------------------------- extras
+    @property
+    def geometry(self):
+        """This scene's ``SceneGeometry``, measured from calvin_env's files once (sim/calvin_geometry.py)."""
+        if self._geometry is None:
+            from openhelix_ros.sim.calvin_geometry import calvin_geometry, measure_scene
+
+            self._geometry = (calvin_geometry(self.scene_name) if self.scene_name.startswith("calvin_scene_")
+                              else measure_scene(self._scene_cfg, self.scene_name))
+        return self._geometry
+
     def camera_info(self) -> dict:
         """Pinhole intrinsics from each CALVIN camera's fov and size; extrinsics from its OpenGL view
         view matrix (the gripper camera's as of the last render, i.e. of the last observation)."""

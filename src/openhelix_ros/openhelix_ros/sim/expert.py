@@ -6,8 +6,9 @@ Waypoint targets are functions of the *current* observation, so the expert follo
 pointing down; the commanded position advances towards the waypoint by at most a few centimetres
 per step, so motions stay smooth and the IK always has a nearby solution.
 
-The expert works on the embedded play table (it uses its geometry constants); it is not meant for the
-real calvin_env, whose scene differs.
+Every position it plans from comes from the backend's ``SceneGeometry`` (``sim/geometry.py``): the
+embedded play table's constants, or calvin_env's scene measured at run time. Heights are relative to
+the desk's top, so the same plans work in both world frames.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from openhelix_ros.sim import scene as sc
+from openhelix_ros.sim.geometry import SceneGeometry
 from openhelix_ros.sim.tasks import check_task_names
 
 OPEN, CLOSE = 1.0, -1.0
 NEUTRAL_YAW = math.pi / 2  # hand yaw of the neutral pose; yaws near it keep joint 7 far from its limits
-SAFE_HEIGHT = 0.24
-CABINET_CLEAR_HEIGHT = 0.37  # TCP height at which a hand (and a block it holds) clears the door and knob
+SAFE_HEIGHT = 0.24  # above the desk
 HOLDING_TASKS = ("place_in_slider", "place_in_drawer", "stack_block")
-FINGERTIP_BELOW_TCP = 0.012  # the fingertips reach this far below the TCP (panda_grasptarget)
 FAST, SLOW, PUSH = 0.022, 0.012, 0.008  # metres per 30 Hz step
+MAX_GRASP_WIDTH = 0.065  # widest block side the open fingers (8 cm) take with room to spare
 
 
 @dataclass
@@ -44,10 +44,10 @@ class View:
     blocks: dict[str, tuple[np.ndarray, float]]  # name -> (position, yaw)
 
     @classmethod
-    def from_obs(cls, obs: dict) -> View:
+    def from_obs(cls, obs: dict, block_names: tuple[str, ...]) -> View:
         robot, scene = np.asarray(obs["robot_obs"]), np.asarray(obs["scene_obs"])
         blocks = {name: (scene[6 + 6 * i:9 + 6 * i].copy(), float(scene[11 + 6 * i]))
-                  for i, name in enumerate(sc.BLOCK_NAMES)}
+                  for i, name in enumerate(block_names)}
         return cls(robot[:3].copy(), float(robot[5]), float(robot[6]), float(robot[14]), float(scene[0]),
                    float(scene[1]), float(scene[3]), blocks)
 
@@ -71,32 +71,21 @@ def _fixed(point) -> Target:
     return lambda view: point
 
 
-def _grasp_yaws(name: str, block_yaw: float) -> list[float]:
+def _grasp_yaws(size, block_yaw: float) -> list[float]:
     """Hand yaws that put the fingers across the block's narrow horizontal side."""
-    size = sc.BLOCK_SIZES[name]
     yaws = [block_yaw] if size[1] < size[0] else [block_yaw + math.pi / 2] if size[0] < size[1] else \
         [block_yaw, block_yaw + math.pi / 2]
     return [y + k * math.pi for y in yaws for k in range(-3, 4)]
 
 
-def grasp_yaw(name: str, block_yaw: float, centre: float = NEUTRAL_YAW) -> float:
-    """The grasping yaw closest to ``centre``."""
-    return min(_grasp_yaws(name, block_yaw), key=lambda y: abs(y - centre))
+def grasp_yaw(size, block_yaw: float, centre: float = NEUTRAL_YAW) -> float:
+    """The grasping yaw closest to ``centre`` for a block of ``size`` (its full extents)."""
+    return min(_grasp_yaws(size, block_yaw), key=lambda y: abs(y - centre))
 
 
-def grasp_height(name: str, support_top: float) -> float:
-    """TCP height for grasping a block resting on a surface at ``support_top``."""
-    half = sc.BLOCK_SIZES[name][2] / 2
-    return support_top + max(half, FINGERTIP_BELOW_TCP + 0.006)
-
-
-def _footprint_half_x(name: str, yaw: float) -> float:
-    lx, ly, _ = sc.BLOCK_SIZES[name]
+def _footprint_half_x(size, yaw: float) -> float:
+    lx, ly, _ = size
     return abs(math.cos(yaw)) * lx / 2 + abs(math.sin(yaw)) * ly / 2
-
-
-def _support_top(position: np.ndarray, name: str) -> float:
-    return float(position[2] - sc.BLOCK_SIZES[name][2] / 2)
 
 
 def held_block(view: View) -> str | None:
@@ -110,13 +99,19 @@ def held_block(view: View) -> str | None:
 
 
 class ScriptedExpert:
-    """``ScriptedExpert(env).act(obs, task)`` -> absolute action (position, euler, gripper)."""
+    """``ScriptedExpert(env).act(obs, task)`` -> absolute action (position, euler, gripper).
 
-    def __init__(self, env):
-        if getattr(env, "backend", "embedded") != "embedded":
-            raise ValueError("ScriptedExpert knows the embedded play table's geometry only; "
-                             f"it cannot drive the {env.backend!r} backend")
+    ``geometry``: the scene's; by default the env's own (``env.geometry``), else its backend's."""
+
+    def __init__(self, env, geometry: SceneGeometry | None = None):
+        if geometry is None:
+            geometry = getattr(env, "geometry", None)
+        if geometry is None:
+            from openhelix_ros.sim.backends import scene_geometry
+
+            geometry = scene_geometry(getattr(env, "backend", "embedded"))
         self.env = env
+        self.g = geometry
         self._task: str | None = None
         self._episode_marker: tuple | None = None
         self._plan: list[Waypoint] = []
@@ -133,7 +128,7 @@ class ScriptedExpert:
     # ------------------------------------------------------------------------------------ acting
     def act(self, obs: dict, task: str):
         check_task_names([task])
-        view = View.from_obs(obs)
+        view = View.from_obs(obs, self.g.block_names)
         marker = (id(self.env), getattr(self.env, "steps", None))
         # A new plan when the task changes or the environment was reset (its step counter went back).
         if task != self._task or (self._episode_marker is not None and marker[1] is not None
@@ -183,6 +178,20 @@ class ScriptedExpert:
     def _action(position: np.ndarray, yaw: float, gripper: float):
         return (np.asarray(position, dtype=float).copy(), np.array([math.pi, 0.0, yaw]), float(gripper))
 
+    # ------------------------------------------------------------------------------------ geometry
+    def _size(self, name: str) -> np.ndarray:
+        return self.g.block_size(name)
+
+    def _grasp_height(self, name: str, support_top: float) -> float:
+        """TCP height for grasping a block resting on a surface at ``support_top``."""
+        return support_top + max(self._size(name)[2] / 2, self.g.fingertip_below_tcp + 0.006)
+
+    def _support_top(self, position: np.ndarray, name: str) -> float:
+        return float(position[2] - self._size(name)[2] / 2)
+
+    def _on_shelf(self, position: np.ndarray) -> bool:
+        return bool(position[1] > self.g.shelf_y[0] - 0.02)
+
     # ------------------------------------------------------------------------------------ planning
     def _make_plan(self, task: str, view: View) -> list[Waypoint]:
         return self._prelude(task, view) + self._task_plan(task, view)
@@ -201,14 +210,15 @@ class ScriptedExpert:
             waypoints.append(Waypoint(_fixed(here + [0, 0, 0.08]), self._yaw, OPEN, speed=SLOW, tolerance=0.02,
                                       timeout=30))
             gripper = OPEN
-        if view.tcp[1] > -0.03:
-            if view.tcp[2] < CABINET_CLEAR_HEIGHT - 0.01:
-                up = np.array([view.tcp[0], view.tcp[1], CABINET_CLEAR_HEIGHT])
+        g = self.g
+        if view.tcp[1] > g.cabinet_front_y:
+            if view.tcp[2] < g.cabinet_clear_height - 0.01:
+                up = np.array([view.tcp[0], view.tcp[1], g.cabinet_clear_height])
                 waypoints.append(Waypoint(_fixed(up), self._yaw, gripper, speed=SLOW, tolerance=0.02, timeout=45))
             if not (task.endswith("_slider") or task.startswith("move_slider")):
                 # Out in front of the cabinet at that height, so that no straight move towards the desk
                 # passes through the door.
-                out = np.array([view.tcp[0], -0.08, CABINET_CLEAR_HEIGHT])
+                out = np.array([view.tcp[0], g.cabinet_front_y - 0.05, g.cabinet_clear_height])
                 waypoints.append(Waypoint(_fixed(out), self._yaw, gripper, tolerance=0.03, timeout=45))
         return waypoints
 
@@ -239,20 +249,27 @@ class ScriptedExpert:
         }
         return planners[task]()
 
-    def _rise(self, view: View, yaw: float, gripper: float, height: float = SAFE_HEIGHT) -> Waypoint:
+    def _rise(self, view: View, yaw: float, gripper: float, height: float | None = None) -> Waypoint:
+        height = self.g.table_top + SAFE_HEIGHT if height is None else height
         return Waypoint(lambda v: np.array([v.tcp[0], v.tcp[1], max(height, v.tcp[2])]), yaw, gripper,
                         tolerance=0.03, timeout=40)
 
     def _grasp(self, view: View, name: str, yaw_centre: float = NEUTRAL_YAW) -> tuple[list[Waypoint], float]:
         """Waypoints that end with ``name`` between closed fingers; returns them and the hand yaw."""
         position, block_yaw = view.blocks[name]
-        yaw = grasp_yaw(name, block_yaw, yaw_centre)
-        support = _support_top(position, name)
-        z_grasp = grasp_height(name, support)
-        if position[1] > sc.SHELF_Y[0] - 0.02:  # on the shelf: come down from above the door's height
-            hover = CABINET_CLEAR_HEIGHT
-        else:
-            hover = max(position[2] + 0.10, SAFE_HEIGHT if support < -0.02 else 0.12)
+        size = self._size(name)
+        yaw = grasp_yaw(size, block_yaw, yaw_centre)
+        support = self._support_top(position, name)
+        z_grasp = self._grasp_height(name, support)
+        table = self.g.table_top
+        if self._on_shelf(position):
+            # The hand must lie along x to fit between the shelf's front and back: across the block's
+            # long side too, where that fits between the open fingers.
+            if max(size[:2]) <= MAX_GRASP_WIDTH:
+                yaw = min((block_yaw + k * math.pi / 2 for k in range(-6, 7)), key=lambda y: abs(y - NEUTRAL_YAW))
+            hover = self.g.shelf_hover_height
+        else:  # from the desk, or from the drawer (below the desk: from high above it)
+            hover = max(position[2] + 0.10, table + (SAFE_HEIGHT if support < table - 0.02 else 0.12))
 
         def above(v: View) -> np.ndarray:
             p = v.blocks[name][0]
@@ -262,7 +279,8 @@ class ScriptedExpert:
             p = v.blocks[name][0]
             return np.array([p[0], p[1], z_grasp])
 
-        high = SAFE_HEIGHT if view.tcp[2] < SAFE_HEIGHT - 0.05 else view.tcp[2]
+        safe = table + SAFE_HEIGHT
+        high = safe if view.tcp[2] < safe - 0.05 else view.tcp[2]
         return [
             self._rise(view, self._yaw, OPEN, height=high),
             Waypoint(above, yaw, OPEN, tolerance=0.012, timeout=80),
@@ -272,7 +290,7 @@ class ScriptedExpert:
 
     def _lift(self, view: View, name: str) -> list[Waypoint]:
         position = view.blocks[name][0]
-        clear_door = self._clear_door_for(view, position[0]) if position[1] > sc.SHELF_Y[0] - 0.02 else []
+        clear_door = self._clear_door_for(view, position[0]) if self._on_shelf(position) else []
         waypoints, yaw = self._grasp(view, name)
         waypoints = clear_door + waypoints
         z = view.blocks[name][0][2] + 0.14
@@ -283,7 +301,7 @@ class ScriptedExpert:
         turn = direction * math.radians(85)
         waypoints, yaw = self._grasp(view, name, yaw_centre=NEUTRAL_YAW - turn / 2)
         position = view.blocks[name][0]
-        z_grasp = grasp_height(name, _support_top(position, name))
+        z_grasp = self._grasp_height(name, self._support_top(position, name))
         hold = {}
 
         def lifted(v: View) -> np.ndarray:
@@ -306,8 +324,10 @@ class ScriptedExpert:
 
     def _push(self, view: View, name: str, direction: int) -> list[Waypoint]:
         position, block_yaw = view.blocks[name]
-        start_offset = _footprint_half_x(name, block_yaw) + 0.025
-        z = max(0.018, min(position[2], 0.022))
+        start_offset = _footprint_half_x(self._size(name), block_yaw) + 0.025
+        # Fingertips 6-10 mm above the desk, at most at the block's centre.
+        table, tip = self.g.table_top, self.g.fingertip_below_tcp
+        z = float(np.clip(position[2], table + tip + 0.006, table + tip + 0.010))
         yaw = NEUTRAL_YAW  # hand long along the push: it stays clear of the neighbours
         x_end = position[0] + direction * 0.16
 
@@ -320,69 +340,71 @@ class ScriptedExpert:
             return np.array([x_end, v.blocks[name][0][1], z])
 
         return [
-            self._rise(view, self._yaw, CLOSE, height=0.12),
-            Waypoint(lambda v: behind(v, 0.10), yaw, CLOSE, tolerance=0.012, timeout=80),
+            self._rise(view, self._yaw, CLOSE, height=table + 0.12),
+            Waypoint(lambda v: behind(v, table + 0.10), yaw, CLOSE, tolerance=0.012, timeout=80),
             Waypoint(lambda v: behind(v, z), yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
             Waypoint(ahead, yaw, CLOSE, speed=PUSH, tolerance=0.01, timeout=90),
-            self._rise(view, yaw, CLOSE, height=0.12),
+            self._rise(view, yaw, CLOSE, height=table + 0.12),
         ]
 
-    @staticmethod
-    def _door_span(door: float) -> tuple[float, float]:
-        centre = sc.DOOR_WIDTH / 2 - door
-        return centre - sc.DOOR_WIDTH / 2, centre + sc.DOOR_WIDTH / 2
-
     def _door_blocks_reach(self, door: float, x: float) -> bool:
-        """Whether the door stands where the forearm crosses the door's plane on its way to a hand low
-        on the shelf at ``x`` (the arm comes from the base at x = 0, so it crosses at about 0.85 x)."""
-        if sc.DOOR_KNOB_Z[1] < 0.19:  # a low door: the forearm crosses above it (measured ~0.19 m+)
+        """Whether the door stands in the way of a hand low on the shelf at ``x``: never where the
+        forearm passes over a low door; where the door itself stands (with 5 cm to spare) otherwise."""
+        if self.g.reach_over_door:
             return False
-        low, high = self._door_span(door)
-        crossing = 0.85 * x
-        return low - 0.05 < crossing < high + 0.05
+        low, high = self.g.door_span_at(door)
+        return low - 0.05 < x < high + 0.05
 
     def _clear_door_for(self, view: View, x: float) -> list[Waypoint]:
         """Push the door out of the way of a reach to the shelf at ``x``, if it is in the way (a
         previous "move slider" may have left it half-way: the oracle is satisfied after 15 cm)."""
         if not self._door_blocks_reach(view.door, x):
             return []
-        direction = -1 if x > 0 else +1  # door to the left (joint up) for a block on the right
+        middle = (self.g.slider_left_slot[0] + self.g.slider_right_slot[0]) / 2
+        direction = -1 if x > middle else +1  # the door to the left for a spot on the right, and back
         return self._slide_door(view, direction, full=True)
 
     def _slide_door(self, view: View, direction: int, full: bool = False) -> list[Waypoint]:
-        """Push the door's knob sideways; ``direction`` -1 moves the door left (joint value up)."""
-        knob_x = sc.DOOR_WIDTH / 2 - view.door
-        z = sc.DOOR_KNOB_Z[1] - 0.02  # fingertips well below the knob's top, hand above it
-        y = sum(sc.DOOR_KNOB_Y) / 2
+        """Push the door's knob sideways; ``direction`` -1 moves the door (and its knob) left, +1 right."""
+        g = self.g
+        knob_x = g.door_knob_at(view.door)
+        z, y = g.door_knob_z, g.door_knob_y
         side = -direction  # start on the side the door moves away from
-        start_x = knob_x + side * (0.015 + 0.022)
+        start_x = knob_x + side * (g.door_knob_half_width + 0.022)
+        knob_ends = sorted((g.door_knob_at(g.door_range[0]), g.door_knob_at(g.door_range[1])))
         travel = 0.22
-        if full:  # all the way to the joint limit (the knob ends 0.17 m from the middle)
-            travel = abs(direction * sc.DOOR_WIDTH / 2 - knob_x) + 0.01
-        end_x = float(np.clip(start_x + direction * travel, -0.21, 0.21))
+        if full:  # all the way to the joint limit
+            travel = abs((knob_ends[0] if direction < 0 else knob_ends[1]) - knob_x) + 0.01
+        end_x = float(np.clip(start_x + direction * travel, knob_ends[0] - 0.04, knob_ends[1] + 0.04))
         yaw = NEUTRAL_YAW  # hand long along x: it stays out of the door panel
         return [
-            self._rise(view, self._yaw, CLOSE, height=SAFE_HEIGHT),
+            self._rise(view, self._yaw, CLOSE),
             Waypoint(_fixed([start_x, y, z + 0.08]), yaw, CLOSE, tolerance=0.012, timeout=80),
             Waypoint(_fixed([start_x, y, z]), yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
             Waypoint(_fixed([end_x, y, z]), yaw, CLOSE, speed=PUSH, tolerance=0.012, timeout=90),
-            Waypoint(_fixed([end_x, y, CABINET_CLEAR_HEIGHT]), yaw, CLOSE, speed=SLOW, tolerance=0.02, timeout=40),
+            Waypoint(_fixed([end_x, y, g.cabinet_clear_height]), yaw, CLOSE, speed=SLOW, tolerance=0.02, timeout=40),
         ]
 
     def _drawer(self, view: View, opening: bool) -> list[Waypoint]:
-        handle_y = sc.DRAWER_HANDLE_Y - view.drawer
-        z = sum(sc.DRAWER_HANDLE_Z) / 2
-        x = sc.DRAWER_HANDLE_X
-        end_y = sc.DRAWER_HANDLE_Y - (0.19 if opening else 0.0) + (0.0 if opening else 0.006)
-        yaw = NEUTRAL_YAW  # fingers close along x around the vertical handle bar
+        """Take the handle (grasp it, or hook closed fingers behind its bar) and pull or push it."""
+        g = self.g
+        handle_y = g.drawer_grip_y - view.drawer
+        z, x, table = g.drawer_handle_z, g.drawer_handle_x, g.table_top
+        end_y = g.drawer_grip_y - (g.drawer_pull if opening else 0.0) + (0.0 if opening else 0.006)
+        yaw = NEUTRAL_YAW + g.drawer_grip_yaw_offset
+        approach = CLOSE if g.drawer_hook else OPEN
+        taken = [Waypoint(_fixed([x, handle_y, z]), yaw, CLOSE, speed=SLOW, tolerance=0.02, settle=8, timeout=20)]
+        let_go = [Waypoint(_fixed([x, end_y, z]), yaw, OPEN, speed=SLOW, tolerance=0.03, settle=6, timeout=15)]
+        if g.drawer_hook:
+            taken, let_go = [], []
         return [
-            self._rise(view, self._yaw, OPEN, height=0.10),
-            Waypoint(_fixed([x, handle_y, 0.06]), yaw, OPEN, tolerance=0.012, timeout=80),
-            Waypoint(_fixed([x, handle_y, z]), yaw, OPEN, speed=SLOW, tolerance=0.008, timeout=60),
-            Waypoint(_fixed([x, handle_y, z]), yaw, CLOSE, speed=SLOW, tolerance=0.02, settle=8, timeout=20),
+            self._rise(view, self._yaw, approach, height=table + 0.10),
+            Waypoint(_fixed([x, handle_y, table + 0.06]), yaw, approach, tolerance=0.012, timeout=80),
+            Waypoint(_fixed([x, handle_y, z]), yaw, approach, speed=SLOW, tolerance=0.008, timeout=60),
+            *taken,
             Waypoint(_fixed([x, end_y, z]), yaw, CLOSE, speed=PUSH, tolerance=0.01, timeout=90),
-            Waypoint(_fixed([x, end_y, z]), yaw, OPEN, speed=SLOW, tolerance=0.03, settle=6, timeout=15),
-            Waypoint(lambda v: np.array([v.tcp[0], v.tcp[1] - 0.03, 0.10]), yaw, OPEN, tolerance=0.03,
+            *let_go,
+            Waypoint(lambda v: np.array([v.tcp[0], v.tcp[1] - 0.03, table + 0.10]), yaw, approach, tolerance=0.03,
                      timeout=40),
         ]
 
@@ -394,18 +416,21 @@ class ScriptedExpert:
     def _place_in_slider(self, view: View) -> list[Waypoint]:
         drop = self._slider_drop(view)
         clear_door = self._clear_door_for(view, drop[0])
-        # Carried high: the block hanging below the hand must clear the door (0.29 m with its knob).
-        return clear_door + self._place(view, drop, yaw=self._yaw_along_x(), carry_height=CABINET_CLEAR_HEIGHT)
+        # Carried high: the block hanging below the hand must clear the door and its knob.
+        return clear_door + self._place(view, drop, yaw=self._yaw_along_x(),
+                                        carry_height=self.g.cabinet_clear_height)
 
     def _slider_drop(self, view: View) -> np.ndarray:
         """A free spot on the shelf: the compartment the door leaves open if nothing stands there,
         else the free spot farthest from the blocks already on the shelf (the shelf is open at the
         top, so a hand coming from above reaches behind the door too)."""
+        g = self.g
         held = held_block(view)
         on_shelf = [p[0] for n, (p, _) in view.blocks.items()
-                    if n != held and sc.SHELF_Y[0] < p[1] < sc.SHELF_Y[1] and p[2] > sc.SHELF_TOP]
-        open_slot = sc.SLIDER_LEFT_SLOT if view.door < sc.SLIDER_IS_LEFT_ABOVE else sc.SLIDER_RIGHT_SLOT
-        candidates = [open_slot[0], -open_slot[0], 0.0]
+                    if n != held and g.shelf_y[0] < p[1] < g.shelf_y[1] and p[2] > g.shelf_top]
+        left, right = g.slider_left_slot, g.slider_right_slot
+        open_slot, other_slot = (left, right) if view.door < g.door_covers_left_above else (right, left)
+        candidates = [open_slot[0], other_slot[0], (left[0] + right[0]) / 2]
 
         def clearance(x: float) -> float:
             return min((abs(x - other) for other in on_shelf), default=1.0)
@@ -413,30 +438,34 @@ class ScriptedExpert:
         free = [c for c in candidates if clearance(c) > 0.11]
         reachable = [c for c in free if not self._door_blocks_reach(view.door, c)]
         x = (reachable or free or [max(candidates, key=clearance)])[0]
-        return np.array([x, open_slot[1], sc.SHELF_TOP])
+        return np.array([x, open_slot[1], g.shelf_top])
 
     def _drawer_drop(self) -> Callable[[View], np.ndarray]:
         """Where to let go of a block over the open drawer: the back of its exposed part (the hand just
         clears the desk's edge), or its front when a block already lies at the back, so that two fit."""
+        g = self.g
+
         def drop(v: View) -> np.ndarray:
             opening = max(v.drawer, 0.12)
-            front, back = sc.DRAWER_Y[0] - opening + 0.045, sc.DRAWER_Y[0] - 0.05
-            inside = [p[1] for p, _ in v.blocks.values() if p[2] < -0.05 and np.linalg.norm(p - v.tcp) > 0.04]
+            front, back = g.drawer_front_y - opening + 0.045, g.drawer_front_y - 0.05
+            inside = [p[1] for p, _ in v.blocks.values()
+                      if p[2] < g.table_top - 0.05 and np.linalg.norm(p - v.tcp) > 0.04]
             candidates = [back, front, (front + back) / 2]
             y = next((c for c in candidates if min((abs(c - o) for o in inside), default=1.0) > 0.08),
                      (front + back) / 2)
-            return np.array([sc.DRAWER_SLOT_X, y, sc.DRAWER_BOTTOM + 0.01])
+            return np.array([g.drawer_slot_x, y, g.drawer_bottom + 0.01])
 
         return drop
 
     def _place(self, view: View, surface, name: str | None = None, yaw: float | None = None,
-               release_gap: float = 0.012, carry_height: float = SAFE_HEIGHT) -> list[Waypoint]:
+               release_gap: float = 0.012, carry_height: float | None = None) -> list[Waypoint]:
         """Carry the held block over ``surface`` (point or function of the view: x, y, surface top)
         and let go just above it."""
-        name = name or held_block(view) or sc.BLOCK_NAMES[0]
+        name = name or held_block(view) or self.g.block_names[0]
+        carry_height = self.g.table_top + SAFE_HEIGHT if carry_height is None else carry_height
         surface_at = surface if callable(surface) else _fixed(surface)
         offset = view.tcp[2] - view.blocks[name][0][2]  # TCP above block centre while held
-        half = sc.BLOCK_SIZES[name][2] / 2
+        half = self._size(name)[2] / 2
         yaw = self._yaw if yaw is None else yaw
 
         def over(v: View) -> np.ndarray:
@@ -452,46 +481,54 @@ class ScriptedExpert:
             Waypoint(over, yaw, CLOSE, tolerance=0.015, timeout=90),
             Waypoint(release, yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
             Waypoint(release, yaw, OPEN, speed=SLOW, tolerance=0.03, settle=10, timeout=20),
-            self._rise(view, yaw, OPEN, height=SAFE_HEIGHT),
+            self._rise(view, yaw, OPEN),
         ]
 
     def _into_drawer(self, view: View) -> list[Waypoint]:
         # Which block: the one on the table (the others are on the shelf by the task's precondition).
-        name = min(view.blocks, key=lambda n: abs(view.blocks[n][0][2] - sc.BLOCK_SIZES[n][2] / 2)
-                   + (0.0 if view.blocks[n][0][1] < sc.SHELF_Y[0] else 1.0))
+        g = self.g
+        name = min(view.blocks, key=lambda n: abs(view.blocks[n][0][2] - g.table_top - self._size(n)[2] / 2)
+                   + (0.0 if view.blocks[n][0][1] < g.shelf_y[0] else 1.0))
         waypoints, yaw = self._grasp(view, name)
-        offset = grasp_height(name, 0.0) - sc.BLOCK_SIZES[name][2] / 2
+        half = self._size(name)[2] / 2
+        offset = self._grasp_height(name, g.table_top) - (g.table_top + half)  # TCP above the held block's centre
         drop = self._drawer_drop()
+        safe = g.table_top + SAFE_HEIGHT
 
         def over(v: View) -> np.ndarray:
             s = drop(v)
-            return np.array([s[0], s[1], SAFE_HEIGHT])
+            return np.array([s[0], s[1], safe])
 
         def release(v: View) -> np.ndarray:
             s = drop(v)
-            return np.array([s[0], s[1], s[2] + sc.BLOCK_SIZES[name][2] / 2 + 0.015 + offset])
+            return np.array([s[0], s[1], s[2] + half + 0.015 + offset])
 
         carry = min((NEUTRAL_YAW + k * math.pi for k in (-1, 0, 1)), key=lambda y: abs(y - yaw))
         return waypoints + [
-            self._rise(view, yaw, CLOSE, height=SAFE_HEIGHT),
+            self._rise(view, yaw, CLOSE),
             Waypoint(over, carry, CLOSE, tolerance=0.015, timeout=90),
             Waypoint(release, carry, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
             Waypoint(release, carry, OPEN, speed=SLOW, tolerance=0.03, settle=10, timeout=20),
-            self._rise(view, carry, OPEN, height=SAFE_HEIGHT),
+            self._rise(view, carry, OPEN),
         ]
 
     def _stack(self, view: View) -> list[Waypoint]:
-        top = held_block(view) or sc.BLOCK_NAMES[0]
-        candidates = [n for n in view.blocks if n != top and -0.2 < view.blocks[n][0][1] < sc.SHELF_Y[0]
-                      and view.blocks[n][0][2] < 0.06]
+        g = self.g
+        top = held_block(view) or g.block_names[0]
+        # A block standing on the desk (not on the shelf, in the drawer or on another block).
+        candidates = [n for n in view.blocks if n != top
+                      and g.drawer_front_y - 0.02 < view.blocks[n][0][1] < g.shelf_y[0]
+                      and g.table_top - 0.01 < view.blocks[n][0][2] < g.table_top + 0.06]
         bottom = candidates[0] if candidates else [n for n in view.blocks if n != top][0]
 
         def surface(v: View) -> np.ndarray:
             p = v.blocks[bottom][0]
-            return np.array([p[0], p[1], p[2] + sc.BLOCK_SIZES[bottom][2] / 2])
+            return np.array([p[0], p[1], p[2] + self._size(bottom)[2] / 2])
 
         bottom_yaw = view.blocks[bottom][1]
-        yaw = grasp_yaw(top, bottom_yaw, self._yaw) if top != "block_red" else self._yaw
+        top_size = self._size(top)
+        # A square-footed block fits any way round; another is turned to lie along the one below.
+        yaw = self._yaw if abs(top_size[0] - top_size[1]) < 1e-3 else grasp_yaw(top_size, bottom_yaw, self._yaw)
         return self._place(view, surface, name=top, yaw=yaw, release_gap=0.008)
 
     def _unstack(self, view: View) -> list[Waypoint]:
@@ -500,16 +537,19 @@ class ScriptedExpert:
                  and np.linalg.norm(view.blocks[a][0][:2] - view.blocks[b][0][:2]) < 0.04
                  and view.blocks[a][0][2] > view.blocks[b][0][2]]
         top = pairs[0][0] if pairs else max(view.blocks, key=lambda n: view.blocks[n][0][2])
+        g = self.g
         waypoints, yaw = self._grasp(view, top)
         position = view.blocks[top][0]
-        side = -1.0 if position[0] > 0 else 1.0
-        target = np.array([position[0] + side * 0.13, float(np.clip(position[1], -0.12, -0.05)), 0.0])
+        side = -1.0 if position[0] > sum(g.table_region_x) / 2 else 1.0
+        y = float(np.clip(position[1], g.table_region_y[0] + 0.02, min(g.table_region_y[1] + 0.02,
+                                                                      g.cabinet_front_y - 0.02)))
+        target = np.array([position[0] + side * 0.13, y, g.table_top])
         lift = Waypoint(lambda v: np.array([v.tcp[0], v.tcp[1], position[2] + 0.08]), yaw, CLOSE, speed=SLOW,
                         tolerance=0.012, timeout=40)
         rest = self._place(view, target, name=top, yaw=yaw)
         # Use the known holding offset (the plan is built before the grasp happens).
-        offset = grasp_height(top, 0.0) - sc.BLOCK_SIZES[top][2] / 2
-        half = sc.BLOCK_SIZES[top][2] / 2
+        half = self._size(top)[2] / 2
+        offset = self._grasp_height(top, g.table_top) - (g.table_top + half)
         rest[2] = Waypoint(_fixed(target + [0, 0, half + 0.012 + offset]), yaw, CLOSE, speed=SLOW,
                            tolerance=0.008, timeout=60)
         rest[3] = Waypoint(_fixed(target + [0, 0, half + 0.012 + offset]), yaw, OPEN, speed=SLOW,
@@ -517,30 +557,36 @@ class ScriptedExpert:
         return waypoints + [lift] + rest[1:]
 
     def _press_button(self, view: View) -> list[Waypoint]:
-        x, y = sc.BUTTON_XY
-        pressed_z = sc.BUTTON_TOP + sc.BUTTON_RANGE[0] + FINGERTIP_BELOW_TCP - 0.004
+        g = self.g
+        x, y = g.button_xy
+        pressed_z = g.button_top - g.button_travel + g.fingertip_below_tcp - 0.004
+        above = g.table_top + 0.12
         yaw = NEUTRAL_YAW
         return [
-            self._rise(view, self._yaw, CLOSE, height=0.15),
-            Waypoint(_fixed([x, y, 0.12]), yaw, CLOSE, tolerance=0.012, timeout=80),
+            self._rise(view, self._yaw, CLOSE, height=g.table_top + 0.15),
+            Waypoint(_fixed([x, y, above]), yaw, CLOSE, tolerance=0.012, timeout=80),
             Waypoint(_fixed([x, y, pressed_z]), yaw, CLOSE, speed=SLOW, tolerance=0.006, settle=3, timeout=45),
-            Waypoint(_fixed([x, y, 0.12]), yaw, CLOSE, speed=SLOW, tolerance=0.015, timeout=40),
+            Waypoint(_fixed([x, y, above]), yaw, CLOSE, speed=SLOW, tolerance=0.015, timeout=40),
         ]
 
     def _push_switch(self, view: View, direction: int) -> list[Waypoint]:
-        knob_x = sc.SWITCH_X0 + view.switch
-        z = 0.03
-        y = sc.SWITCH_Y
-        start_x = knob_x - direction * (sc.SWITCH_SIZE[0] / 2 + 0.025)
-        end_x = sc.SWITCH_X0 + (sc.SWITCH_RANGE[1] if direction > 0 else 0.0) - direction * (
-            sc.SWITCH_SIZE[0] / 2 + 0.008)
-        yaw = 0.0  # hand long along y: it passes the knob without touching the desk objects
+        """Push the switch's knob along its travel: ``direction`` +1 on (to the end of its travel), -1 off.
+        The fingertips start 17 mm back (horizontally) from the contact point and end at it with the knob
+        at its end."""
+        g = self.g
+        along = np.asarray(g.switch_direction)
+        back = np.array([along[0], along[1], 0.0]) / np.linalg.norm(along[:2])
+        contact = np.asarray(g.switch_on_contact if direction > 0 else g.switch_off_contact)
+        start = g.switch_knob_at(view.switch) + contact - direction * back * 0.017
+        end = g.switch_knob_at(g.switch_range[1] if direction > 0 else g.switch_range[0]) + contact
+        above = np.array([start[0], start[1], max(g.table_top + 0.12, start[2] + 0.05)])
+        yaw = NEUTRAL_YAW + g.switch_yaw_offset
         return [
-            self._rise(view, self._yaw, CLOSE, height=0.15),
-            Waypoint(_fixed([start_x, y, 0.12]), yaw, CLOSE, tolerance=0.012, timeout=80),
-            Waypoint(_fixed([start_x, y, z]), yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
-            Waypoint(_fixed([end_x, y, z]), yaw, CLOSE, speed=PUSH, tolerance=0.01, timeout=60),
-            self._rise(view, yaw, CLOSE, height=0.15),
+            self._rise(view, self._yaw, CLOSE, height=max(g.table_top + 0.15, above[2])),
+            Waypoint(_fixed(above), yaw, CLOSE, tolerance=0.012, timeout=80),
+            Waypoint(_fixed(start), yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
+            Waypoint(_fixed(end), yaw, CLOSE, speed=PUSH, tolerance=0.01, timeout=60),
+            self._rise(view, yaw, CLOSE, height=max(g.table_top + 0.15, end[2] + 0.05)),
         ]
 
 
