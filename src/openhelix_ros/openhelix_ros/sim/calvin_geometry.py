@@ -257,6 +257,7 @@ def measure_scene(config: dict, name: str) -> SceneGeometry:
             block_names=probe.block_names,
             block_sizes=probe.block_sizes,
             fingertip_below_tcp=tip,
+            shelf_x=(float(shelf_low[0]), float(shelf_high[0])),
             shelf_y=(float(shelf_low[1]), float(shelf_high[1])),
             shelf_top=float(shelf_high[2]),
             slider_left_slot=(float(left[0]), float(left[1])),
@@ -268,6 +269,9 @@ def measure_scene(config: dict, name: str) -> SceneGeometry:
             cabinet_clear_height=door["top"] + max(s[2] for s in probe.block_sizes.values()) + tip + 0.02,
             # The open compartment is open in front and above: no need to come from over the door.
             shelf_hover_height=float(shelf_high[2]) + 0.16,
+            # The cabinet's back wall stands 3 cm behind a block on the shelf, as high as the wrist of a
+            # hand pointing straight down: leaning the fingers back brings the wrist 4 cm forward.
+            shelf_grasp_tilt=0.3,
             door_span=door["span"],
             door_direction=math.copysign(1.0, door_x),
             door_range=door["limits"],
@@ -302,6 +306,9 @@ def measure_scene(config: dict, name: str) -> SceneGeometry:
             # The desk and a margin; from in front of the robot's base to behind the shelf; from under the
             # drawer's floor to 0.65 m above the desk (the play table's box, in this frame).
             switch_yaw_offset=0.0,  # hand long along x, along the switch: clear of the housing behind it
+            # Switched on, the knob's top is out of reach of a hand pointing straight down (calvin's IK
+            # stops 5 cm short); leaning the fingers 0.7 rad forwards brings it within 5 mm.
+            switch_off_tilt=0.7,
             workspace_low=(float(desk_low[0]) - 0.16, float(base[1]) - 0.25, drawer["bottom"] - 0.05),
             workspace_high=(float(desk_high[0]) + 0.16, float(shelf_high[1]) + 0.15, table_top + 0.65),
         )

@@ -27,6 +27,9 @@ NEUTRAL_YAW = math.pi / 2  # hand yaw of the neutral pose; yaws near it keep joi
 SAFE_HEIGHT = 0.24  # above the desk
 HOLDING_TASKS = ("place_in_slider", "place_in_drawer", "stack_block")
 FAST, SLOW, PUSH = 0.022, 0.012, 0.008  # metres per 30 Hz step
+TILT_TOLERANCE = 0.05  # rad of measured pitch still taken for a hand pointing straight down
+HAND_HALF_LENGTH, HAND_HALF_WIDTH = 0.107, 0.036  # the Panda hand's footprint about the TCP (measured in calvin)
+SHELF_END_ROLL = 0.3  # rad: swings the hand's body 4 cm sideways
 MAX_GRASP_WIDTH = 0.065  # widest block side the open fingers (8 cm) take with room to spare
 
 
@@ -36,6 +39,8 @@ class View:
 
     tcp: np.ndarray
     tcp_yaw: float
+    tcp_pitch: float
+    tcp_roll: float
     gripper_width: float
     gripper_action: float
     door: float
@@ -48,7 +53,7 @@ class View:
         robot, scene = np.asarray(obs["robot_obs"]), np.asarray(obs["scene_obs"])
         blocks = {name: (scene[6 + 6 * i:9 + 6 * i].copy(), float(scene[11 + 6 * i]))
                   for i, name in enumerate(block_names)}
-        return cls(robot[:3].copy(), float(robot[5]), float(robot[6]), float(robot[14]), float(scene[0]),
+        return cls(robot[:3].copy(), float(robot[5]), float(robot[4]), float(robot[3]), float(robot[6]), float(robot[14]), float(scene[0]),
                    float(scene[1]), float(scene[3]), blocks)
 
 
@@ -64,6 +69,8 @@ class Waypoint:
     tolerance: float = 0.012
     settle: int = 0  # steps to stay once reached (e.g. to let the fingers close)
     timeout: int = 90
+    tilt: float = 0.0  # rad the fingers point away from the robot (+y at the neutral yaw); 0: straight down
+    roll: float = 0.0  # rad the hand turns about y at the neutral yaw; < 0 swings its body towards -x
 
 
 def _fixed(point) -> Target:
@@ -120,6 +127,8 @@ class ScriptedExpert:
         self._settled = 0
         self._command: np.ndarray | None = None
         self._yaw = NEUTRAL_YAW
+        self._tilt = 0.0
+        self._roll = 0.0
 
     def reset(self) -> None:
         """Forget the current plan (the next ``act`` plans afresh)."""
@@ -145,11 +154,15 @@ class ScriptedExpert:
         self._settled = 0
         self._command = view.tcp.copy()
         self._yaw = min((view.tcp_yaw + k * 2 * math.pi for k in (-1, 0, 1)), key=lambda y: abs(y - NEUTRAL_YAW))
+        # A hand left tilted (after the calvin switch) turns back from where it is; straight down is 0.
+        self._tilt = -view.tcp_pitch if abs(view.tcp_pitch) > TILT_TOLERANCE else 0.0
+        roll = math.remainder(view.tcp_roll - math.pi, 2 * math.pi)
+        self._roll = roll if abs(roll) > TILT_TOLERANCE else 0.0
 
     def _follow(self, view: View):
         if self._index >= len(self._plan):
             last = self._plan[-1] if self._plan else Waypoint(_fixed(view.tcp), self._yaw, OPEN)
-            return self._action(self._command, self._yaw, last.gripper)
+            return self._action(self._command, self._yaw, last.gripper, self._tilt, self._roll)
         waypoint = self._plan[self._index]
         target = np.asarray(waypoint.target(view), dtype=float)
         delta = target - self._command
@@ -163,20 +176,25 @@ class ScriptedExpert:
             self._command = view.tcp + lag * 0.04 / np.linalg.norm(lag)
         yaw_delta = float(np.clip(waypoint.yaw - self._yaw, -0.09, 0.09))
         self._yaw += yaw_delta
+        self._tilt += float(np.clip(waypoint.tilt - self._tilt, -0.09, 0.09))
+        self._roll += float(np.clip(waypoint.roll - self._roll, -0.09, 0.09))
         self._steps_here += 1
-        reached = (np.linalg.norm(target - view.tcp) < waypoint.tolerance
-                   and abs(waypoint.yaw - self._yaw) < 1e-6)
+        reached = (np.linalg.norm(target - view.tcp) < waypoint.tolerance and abs(waypoint.yaw - self._yaw) < 1e-6
+                   and abs(waypoint.tilt - self._tilt) < 1e-6 and abs(waypoint.roll - self._roll) < 1e-6)
         if reached:
             self._settled += 1
         if (reached and self._settled > waypoint.settle) or self._steps_here > waypoint.timeout:
             self._index += 1
             self._steps_here = 0
             self._settled = 0
-        return self._action(self._command, self._yaw, waypoint.gripper)
+        return self._action(self._command, self._yaw, waypoint.gripper, self._tilt, self._roll)
 
     @staticmethod
-    def _action(position: np.ndarray, yaw: float, gripper: float):
-        return (np.asarray(position, dtype=float).copy(), np.array([math.pi, 0.0, yaw]), float(gripper))
+    def _action(position: np.ndarray, yaw: float, gripper: float, tilt: float = 0.0, roll: float = 0.0):
+        # XYZ Euler: the gripper points down (roll pi); a pitch of -tilt leans the fingers towards +y at
+        # the neutral yaw, and an extra roll turns the hand about y there.
+        pitch = -tilt if tilt else 0.0
+        return (np.asarray(position, dtype=float).copy(), np.array([math.pi + roll, pitch, yaw]), float(gripper))
 
     # ------------------------------------------------------------------------------------ geometry
     def _size(self, name: str) -> np.ndarray:
@@ -255,10 +273,12 @@ class ScriptedExpert:
                         tolerance=0.03, timeout=40)
 
     def _grasp(self, view: View, name: str, yaw_centre: float = NEUTRAL_YAW) -> tuple[list[Waypoint], float]:
-        """Waypoints that end with ``name`` between closed fingers; returns them and the hand yaw."""
+        """Waypoints that end with ``name`` between closed fingers; returns them and the hand yaw (the
+        last waypoint's ``tilt`` and ``roll`` are the hand's lean, which the caller keeps while it lifts)."""
         position, block_yaw = view.blocks[name]
         size = self._size(name)
         yaw = grasp_yaw(size, block_yaw, yaw_centre)
+        roll = tilt = 0.0
         support = self._support_top(position, name)
         z_grasp = self._grasp_height(name, support)
         table = self.g.table_top
@@ -267,6 +287,14 @@ class ScriptedExpert:
             # long side too, where that fits between the open fingers.
             if max(size[:2]) <= MAX_GRASP_WIDTH:
                 yaw = min((block_yaw + k * math.pi / 2 for k in range(-6, 7)), key=lambda y: abs(y - NEUTRAL_YAW))
+            # A hand that would reach past the shelf's end (into the cabinet's side wall) turns its body
+            # away from it; the fingers, a block's width apart, stay within 1.2 cm of level.
+            reach = HAND_HALF_LENGTH * abs(math.sin(yaw)) + HAND_HALF_WIDTH * abs(math.cos(yaw))
+            if position[0] + reach > self.g.shelf_x[1]:
+                roll = -SHELF_END_ROLL
+            elif position[0] - reach < self.g.shelf_x[0]:
+                roll = SHELF_END_ROLL
+            tilt = self.g.shelf_grasp_tilt
             hover = self.g.shelf_hover_height
         else:  # from the desk, or from the drawer (below the desk: from high above it)
             hover = max(position[2] + 0.10, table + (SAFE_HEIGHT if support < table - 0.02 else 0.12))
@@ -283,9 +311,9 @@ class ScriptedExpert:
         high = safe if view.tcp[2] < safe - 0.05 else view.tcp[2]
         return [
             self._rise(view, self._yaw, OPEN, height=high),
-            Waypoint(above, yaw, OPEN, tolerance=0.012, timeout=80),
-            Waypoint(at, yaw, OPEN, speed=SLOW, tolerance=0.008, timeout=60),
-            Waypoint(at, yaw, CLOSE, speed=SLOW, tolerance=0.02, settle=10, timeout=20),
+            Waypoint(above, yaw, OPEN, tolerance=0.012, timeout=80, tilt=tilt, roll=roll),
+            Waypoint(at, yaw, OPEN, speed=SLOW, tolerance=0.008, timeout=60, tilt=tilt, roll=roll),
+            Waypoint(at, yaw, CLOSE, speed=SLOW, tolerance=0.02, settle=10, timeout=20, tilt=tilt, roll=roll),
         ], yaw
 
     def _lift(self, view: View, name: str) -> list[Waypoint]:
@@ -295,7 +323,7 @@ class ScriptedExpert:
         waypoints = clear_door + waypoints
         z = view.blocks[name][0][2] + 0.14
         return waypoints + [Waypoint(lambda v: np.array([v.tcp[0], v.tcp[1], z]), yaw, CLOSE, speed=SLOW,
-                                     tolerance=0.01, timeout=60)]
+                                     tolerance=0.01, timeout=60, tilt=waypoints[-1].tilt, roll=waypoints[-1].roll)]
 
     def _rotate(self, view: View, name: str, direction: int) -> list[Waypoint]:
         turn = direction * math.radians(85)
@@ -579,13 +607,16 @@ class ScriptedExpert:
         contact = np.asarray(g.switch_on_contact if direction > 0 else g.switch_off_contact)
         start = g.switch_knob_at(view.switch) + contact - direction * back * 0.017
         end = g.switch_knob_at(g.switch_range[1] if direction > 0 else g.switch_range[0]) + contact
+        if direction > 0:  # "on" pushes the knob's front face level (a knob that climbs a slope slides up)
+            end[2] = start[2]
         above = np.array([start[0], start[1], max(g.table_top + 0.12, start[2] + 0.05)])
         yaw = NEUTRAL_YAW + g.switch_yaw_offset
+        tilt = 0.0 if direction > 0 else g.switch_off_tilt
         return [
             self._rise(view, self._yaw, CLOSE, height=max(g.table_top + 0.15, above[2])),
-            Waypoint(_fixed(above), yaw, CLOSE, tolerance=0.012, timeout=80),
-            Waypoint(_fixed(start), yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
-            Waypoint(_fixed(end), yaw, CLOSE, speed=PUSH, tolerance=0.01, timeout=60),
+            Waypoint(_fixed(above), yaw, CLOSE, tolerance=0.012, timeout=80, tilt=tilt),
+            Waypoint(_fixed(start), yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60, tilt=tilt),
+            Waypoint(_fixed(end), yaw, CLOSE, speed=PUSH, tolerance=0.01, timeout=60, tilt=tilt),
             self._rise(view, yaw, CLOSE, height=max(g.table_top + 0.15, end[2] + 0.05)),
         ]
 

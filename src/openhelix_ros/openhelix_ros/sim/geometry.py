@@ -35,6 +35,7 @@ class SceneGeometry:
     block_sizes: Mapping[str, Vector3]  # full extents along each block's own x, y, z
     fingertip_below_tcp: float  # how far the closed fingertips reach below the TCP
     # The cabinet: a shelf behind a sliding door.
+    shelf_x: tuple[float, float]  # where the shelf ends (the cabinet's side walls rise beyond)
     shelf_y: tuple[float, float]
     shelf_top: float
     slider_left_slot: tuple[float, float]  # (x, y) of a block in the left compartment
@@ -43,6 +44,7 @@ class SceneGeometry:
     cabinet_front_y: float  # a hand beyond this y is in (or over) the cabinet
     cabinet_clear_height: float  # TCP z at which a hand holding a block clears the door and its knob
     shelf_hover_height: float  # TCP z from which the hand comes down to a block on the shelf
+    shelf_grasp_tilt: float  # rad the fingers lean away from the robot to take a block from the shelf
     door_span: tuple[float, float]  # x extent of the door at joint value 0
     door_direction: float  # +1 / -1: the door moves along +x / -x as its joint value grows
     door_range: tuple[float, float]
@@ -71,6 +73,7 @@ class SceneGeometry:
     switch_on_contact: Vector3  # fingertips' offset from the knob centre to push it "on"
     switch_off_contact: Vector3  # ... and to push it "off"
     switch_yaw_offset: float  # hand yaw relative to the neutral yaw while pushing the switch
+    switch_off_tilt: float  # rad the fingers lean away from the robot to push the switch "off"
     workspace_low: Vector3  # the TCP box the bridge accepts and System 1 clips plans to
     workspace_high: Vector3
 
@@ -106,6 +109,7 @@ def play_table_geometry() -> SceneGeometry:
         block_names=sc.BLOCK_NAMES,
         block_sizes=dict(sc.BLOCK_SIZES),
         fingertip_below_tcp=0.012,  # panda_grasptarget sits just above the fingertips
+        shelf_x=sc.CABINET_X,
         shelf_y=sc.SHELF_Y,
         shelf_top=sc.SHELF_TOP,
         slider_left_slot=sc.SLIDER_LEFT_SLOT,
@@ -114,6 +118,7 @@ def play_table_geometry() -> SceneGeometry:
         cabinet_front_y=-0.03,
         cabinet_clear_height=0.37,
         shelf_hover_height=0.37,  # over the low door
+        shelf_grasp_tilt=0.0,
         door_span=(0.0, sc.DOOR_WIDTH),
         door_direction=-1.0,
         door_range=sc.DOOR_RANGE,
@@ -140,6 +145,7 @@ def play_table_geometry() -> SceneGeometry:
         switch_on_contact=(-(switch_half + 0.008), 0.0, 0.0),
         switch_off_contact=(switch_half + 0.008, 0.0, 0.0),
         switch_yaw_offset=-np.pi / 2,  # hand long along y: it passes the knob without touching the desk objects
+        switch_off_tilt=0.0,
         workspace_low=tuple(config.workspace_low),
         workspace_high=tuple(config.workspace_high),
     )
