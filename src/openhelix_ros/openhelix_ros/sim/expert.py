@@ -29,7 +29,7 @@ HOLDING_TASKS = ("place_in_slider", "place_in_drawer", "stack_block")
 FAST, SLOW, PUSH = 0.022, 0.012, 0.008  # metres per 30 Hz step
 TILT_TOLERANCE = 0.05  # rad of measured pitch still taken for a hand pointing straight down
 HAND_HALF_LENGTH, HAND_HALF_WIDTH = 0.107, 0.036  # the Panda hand's footprint about the TCP (measured in calvin)
-SHELF_END_ROLL = 0.3  # rad: swings the hand's body 4 cm sideways
+SHELF_END_ROLL, SHELF_END_SWING = 0.3, 0.04  # rad, and the metres it swings the hand's body sideways
 MAX_GRASP_WIDTH = 0.065  # widest block side the open fingers (8 cm) take with room to spare
 
 
@@ -210,6 +210,30 @@ class ScriptedExpert:
     def _on_shelf(self, position: np.ndarray) -> bool:
         return bool(position[1] > self.g.shelf_y[0] - 0.02)
 
+    def _shelf_gap(self, door: float, x: float) -> tuple[float, float]:
+        """The stretch of shelf around ``x`` a hand can come down into: between the cabinet's side walls,
+        and beside the door where the door stands in the way (it leans over what it covers)."""
+        low, high = self.g.shelf_x
+        if self.g.reach_over_door:
+            return low, high
+        door_low, door_high = self.g.door_span_at(door)
+        return (max(low, door_high), high) if x >= door_high else (low, min(high, door_low))
+
+    @staticmethod
+    def _hand_reach(yaw: float) -> float:
+        """How far the hand's body reaches along x from the TCP at ``yaw``."""
+        return HAND_HALF_LENGTH * abs(math.sin(yaw)) + HAND_HALF_WIDTH * abs(math.cos(yaw))
+
+    def _shelf_roll(self, x: float, yaw: float, gap: tuple[float, float]) -> float:
+        """The hand's turn about y for coming down at ``x``: a body that would reach past an end of ``gap``
+        swings away from it (4 cm); the fingers, a block's width apart, stay within 1.2 cm of level."""
+        reach = self._hand_reach(yaw)
+        if x + reach > gap[1]:
+            return -SHELF_END_ROLL
+        if x - reach < gap[0]:
+            return SHELF_END_ROLL
+        return 0.0
+
     # ------------------------------------------------------------------------------------ planning
     def _make_plan(self, task: str, view: View) -> list[Waypoint]:
         return self._prelude(task, view) + self._task_plan(task, view)
@@ -287,13 +311,7 @@ class ScriptedExpert:
             # long side too, where that fits between the open fingers.
             if max(size[:2]) <= MAX_GRASP_WIDTH:
                 yaw = min((block_yaw + k * math.pi / 2 for k in range(-6, 7)), key=lambda y: abs(y - NEUTRAL_YAW))
-            # A hand that would reach past the shelf's end (into the cabinet's side wall) turns its body
-            # away from it; the fingers, a block's width apart, stay within 1.2 cm of level.
-            reach = HAND_HALF_LENGTH * abs(math.sin(yaw)) + HAND_HALF_WIDTH * abs(math.cos(yaw))
-            if position[0] + reach > self.g.shelf_x[1]:
-                roll = -SHELF_END_ROLL
-            elif position[0] - reach < self.g.shelf_x[0]:
-                roll = SHELF_END_ROLL
+            roll = self._shelf_roll(float(position[0]), yaw, self._shelf_gap(view.door, float(position[0])))
             tilt = self.g.shelf_grasp_tilt
             hover = self.g.shelf_hover_height
         else:  # from the desk, or from the drawer (below the desk: from high above it)
@@ -388,9 +406,17 @@ class ScriptedExpert:
         previous "move slider" may have left it half-way: the oracle is satisfied after 15 cm)."""
         if not self._door_blocks_reach(view.door, x):
             return []
+        return self._slide_door(view, self._door_clearing_direction(x), full=True)
+
+    def _door_clearing_direction(self, x: float) -> int:
+        """Which way to push the door out of the way of a spot at ``x``: left for a spot on the right."""
         middle = (self.g.slider_left_slot[0] + self.g.slider_right_slot[0]) / 2
-        direction = -1 if x > middle else +1  # the door to the left for a spot on the right, and back
-        return self._slide_door(view, direction, full=True)
+        return -1 if x > middle else +1
+
+    def _door_after_clearing(self, door: float, x: float) -> float:
+        """The door's joint value once pushed out of the way of ``x`` (to the end of its travel)."""
+        low, high = self.g.door_range
+        return high if self._door_clearing_direction(x) == self.g.door_direction else low
 
     def _slide_door(self, view: View, direction: int, full: bool = False) -> list[Waypoint]:
         """Push the door's knob sideways; ``direction`` -1 moves the door (and its knob) left, +1 right."""
@@ -444,9 +470,12 @@ class ScriptedExpert:
     def _place_in_slider(self, view: View) -> list[Waypoint]:
         drop = self._slider_drop(view)
         clear_door = self._clear_door_for(view, drop[0])
+        yaw = self._yaw_along_x()
+        door = self._door_after_clearing(view.door, float(drop[0])) if clear_door else view.door
+        roll = 0.0 if self.g.reach_over_door else self._shelf_roll(float(drop[0]), yaw,
+                                                                   self._shelf_gap(door, float(drop[0])))
         # Carried high: the block hanging below the hand must clear the door and its knob.
-        return clear_door + self._place(view, drop, yaw=self._yaw_along_x(),
-                                        carry_height=self.g.cabinet_clear_height)
+        return clear_door + self._place(view, drop, yaw=yaw, carry_height=self.g.cabinet_clear_height, roll=roll)
 
     def _slider_drop(self, view: View) -> np.ndarray:
         """A free spot on the shelf: the compartment the door leaves open if nothing stands there,
@@ -465,6 +494,17 @@ class ScriptedExpert:
 
         free = [c for c in candidates if clearance(c) > 0.11]
         reachable = [c for c in free if not self._door_blocks_reach(view.door, c)]
+        if not reachable and not g.reach_over_door:
+            # Both compartments taken, and the door too tall to reach over: squeeze the block in beside the
+            # one in the open stretch (else in the other, the door moved over), as far from it as the hand
+            # (swung away from the door) allows.
+            swing = self._hand_reach(self._yaw_along_x()) - SHELF_END_SWING
+            for door, slot in ((view.door, open_slot), (self._door_after_clearing(view.door, other_slot[0]), other_slot)):
+                low, high = self._shelf_gap(door, slot[0])
+                spots = [x for x in np.arange(low + swing, high - swing, 0.005) if clearance(x) > 0.08]
+                if spots:
+                    reachable = [float(max(spots, key=clearance))]
+                    break
         x = (reachable or free or [max(candidates, key=clearance)])[0]
         return np.array([x, open_slot[1], g.shelf_top])
 
@@ -486,9 +526,9 @@ class ScriptedExpert:
         return drop
 
     def _place(self, view: View, surface, name: str | None = None, yaw: float | None = None,
-               release_gap: float = 0.012, carry_height: float | None = None) -> list[Waypoint]:
+               release_gap: float = 0.012, carry_height: float | None = None, roll: float = 0.0) -> list[Waypoint]:
         """Carry the held block over ``surface`` (point or function of the view: x, y, surface top)
-        and let go just above it."""
+        and let go just above it (the hand turned by ``roll`` on the way down, see _shelf_roll)."""
         name = name or held_block(view) or self.g.block_names[0]
         carry_height = self.g.table_top + SAFE_HEIGHT if carry_height is None else carry_height
         surface_at = surface if callable(surface) else _fixed(surface)
@@ -506,9 +546,9 @@ class ScriptedExpert:
 
         return [
             self._rise(view, yaw, CLOSE, height=carry_height),
-            Waypoint(over, yaw, CLOSE, tolerance=0.015, timeout=90),
-            Waypoint(release, yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60),
-            Waypoint(release, yaw, OPEN, speed=SLOW, tolerance=0.03, settle=10, timeout=20),
+            Waypoint(over, yaw, CLOSE, tolerance=0.015, timeout=90, roll=roll),
+            Waypoint(release, yaw, CLOSE, speed=SLOW, tolerance=0.008, timeout=60, roll=roll),
+            Waypoint(release, yaw, OPEN, speed=SLOW, tolerance=0.03, settle=10, timeout=20, roll=roll),
             self._rise(view, yaw, OPEN),
         ]
 
