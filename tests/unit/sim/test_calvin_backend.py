@@ -100,6 +100,14 @@ def test_calvin_dynamic_block_moves_as_on_the_play_table():
             env.step((hold[:3], hold[3:6], 1.0))
         moved = np.linalg.norm(env.get_obs()["scene_obs"][6:8] - start)
         assert 0.03 < moved < 0.05, moved  # 0.02 m/s for 2 s
+        # It turns back after 8 cm and stays on the desk's free strip, as on the play table.
+        (x0, x1), (y0, y1) = env.geometry.dynamic_strip
+        xs = []
+        for _ in range(300):  # 10 s more: 20 cm of travel
+            obs, *_ = env.step((hold[:3], hold[3:6], 1.0))
+            xs.append(obs["scene_obs"][6])
+            assert x0 < obs["scene_obs"][6] < x1 and y0 < obs["scene_obs"][7] < y1
+        assert start[0] - 0.09 < min(xs) and max(xs) - min(xs) > 0.07  # out 8 cm and back
     finally:
         env.close()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from openhelix_ros.sim.tasks import check_task_names
 # The cameras the bridge publishes: a dataset split's config may also hold a tactile camera (tacto).
 CAMERA_OBS_SPACE = {"rgb_obs": ["rgb_static", "rgb_gripper"], "depth_obs": ["depth_static", "depth_gripper"]}
 CIRCLE_RADIUS = 0.04  # m, as the play table's CALVIN-D circle
+DYNAMIC_AMPLITUDE = 0.08  # m a linear motion goes before it turns back, as on the play table
 
 
 def calvin_available() -> bool:
@@ -108,7 +110,7 @@ class CalvinEnvAdapter:
         self.seed = seed
         self.steps = 0
         self._closed = False
-        self._moving: tuple[int, np.ndarray] | None = None
+        self._moving: _BlockMotion | None = None
         self._reseed(seed)
 
     # -------------------------------------------------------------------------- calvin_env's API
@@ -213,31 +215,52 @@ class CalvinEnvAdapter:
         uid = self.env.scene.get_info()["movable_objects"][block]["uid"]
         directions = {"left": (-1.0, 0.0), "forward": (0.0, 1.0), "diagonal": (-0.7071, 0.7071)}
         direction = np.array(directions.get(self.dynamic, (1.0, 0.0)))
-        self._moving = (uid, direction)
+        origin = np.asarray(self.env.p.getBasePositionAndOrientation(uid, physicsClientId=self.env.cid)[0][:2])
+        self._moving = _BlockMotion(uid, direction, origin)
 
     def _drive_moving_block(self) -> None:
         """CALVIN-D on calvin_env: calvin runs its 8 physics substeps inside ``step``, where a velocity set
         once per control step dies in friction (1.3 mm in 2 s measured instead of 40 mm). So the block is
         moved by ``dynamic_speed / control_freq`` after each step, its horizontal velocity zeroed, until
-        the robot touches it; circles turn the direction by the swept angle."""
-        if self._moving is None:
+        the robot touches it; circles turn the direction by the swept angle. As on the play table, a
+        linear motion turns back after ``DYNAMIC_AMPLITUDE`` and any motion at the edge of the desk's
+        free strip (the scene geometry's ``dynamic_strip``), so the block stays on the desk."""
+        motion = self._moving
+        if motion is None:
             return
-        uid, direction = self._moving
         p, client = self.env.p, self.env.cid
-        if p.getContactPoints(bodyA=uid, bodyB=self.env.robot.robot_uid, physicsClientId=client):
+        if p.getContactPoints(bodyA=motion.uid, bodyB=self.env.robot.robot_uid, physicsClientId=client):
             self._moving = None
             return
         step = self.dynamic_speed / float(getattr(self.env, "control_freq", 30))
         if self.dynamic == "circle":
-            angle = step / CIRCLE_RADIUS
+            angle = motion.sign * step / CIRCLE_RADIUS
             rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-            direction = rotation @ direction
-            self._moving = (uid, direction)
-        position, orientation = p.getBasePositionAndOrientation(uid, physicsClientId=client)
-        moved = [position[0] + step * direction[0], position[1] + step * direction[1], position[2]]
-        p.resetBasePositionAndOrientation(uid, moved, orientation, physicsClientId=client)
-        linear, _ = p.getBaseVelocity(uid, physicsClientId=client)
-        p.resetBaseVelocity(uid, [0.0, 0.0, linear[2]], [0.0, 0.0, 0.0], physicsClientId=client)
+            motion.direction = rotation @ motion.direction
+        position, orientation = p.getBasePositionAndOrientation(motion.uid, physicsClientId=client)
+        xy = np.asarray(position[:2])
+        heading = motion.sign * motion.direction
+        travelled = float(np.dot(xy - motion.origin, motion.direction))
+        (x0, x1), (y0, y1) = self.geometry.dynamic_strip
+        ahead = xy + heading * 0.01
+        if not (x0 < ahead[0] < x1 and y0 < ahead[1] < y1) or (
+                self.dynamic != "circle" and motion.sign * travelled > DYNAMIC_AMPLITUDE):
+            motion.sign = -motion.sign
+            heading = -heading
+        moved = [position[0] + step * heading[0], position[1] + step * heading[1], position[2]]
+        p.resetBasePositionAndOrientation(motion.uid, moved, orientation, physicsClientId=client)
+        linear, _ = p.getBaseVelocity(motion.uid, physicsClientId=client)
+        p.resetBaseVelocity(motion.uid, [0.0, 0.0, linear[2]], [0.0, 0.0, 0.0], physicsClientId=client)
+
+
+@dataclass
+class _BlockMotion:
+    """The CALVIN-D block being driven: its body, the way it goes (sign +-1 flips it), where it started."""
+
+    uid: int
+    direction: np.ndarray
+    origin: np.ndarray
+    sign: float = 1.0
 
 
 def calvin_action(action):

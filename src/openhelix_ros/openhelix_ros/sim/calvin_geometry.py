@@ -303,6 +303,11 @@ def measure_scene(config: dict, name: str) -> SceneGeometry:
                                switch["face_z"] + tip - float(knob[2])),
             switch_off_contact=(push_x, float(switch["top"][1] - knob[1]),
                                 float(switch["top"][2]) + tip + 0.004 - float(knob[2])),
+            # CALVIN-D's blocks stay 11 cm in from the desk's sides, 2 cm behind its front edge and 3 cm in
+            # front of the door's knob, as on the play table, and right of the button (which stands on
+            # the desk here, where a block would run into it).
+            dynamic_strip=((max(float(desk_low[0]) + 0.11, float(button_high[0]) + 0.045), float(desk_high[0]) - 0.11),
+                           (drawer["front"] + 0.02, door["knob_y"] - 0.06)),
             # The desk and a margin; from in front of the robot's base to behind the shelf; from under the
             # drawer's floor to 0.65 m above the desk (the play table's box, in this frame).
             switch_yaw_offset=0.0,  # hand long along x, along the switch: clear of the housing behind it

@@ -27,12 +27,12 @@ for _colour in ("red", "blue", "pink"):
 
 _DIRECTIONS = {"left": (-1.0, 0.0), "forward": (0.0, 1.0), "diagonal": (-math.sqrt(0.5), math.sqrt(0.5))}
 # Free strip of table the moving block stays in (between the desk's front edge and the cabinet).
-_FREE_X = (-0.33, 0.33)
-_FREE_Y = (-0.16, -0.05)  # stays 10 cm in front of the door, clear of it when rotated
+FREE_STRIP_X = (-0.33, 0.33)
+FREE_STRIP_Y = (-0.16, -0.05)  # stays 10 cm in front of the door, clear of it when rotated
 
 
 def _inside_strip(xy: np.ndarray) -> bool:
-    return _FREE_X[0] < xy[0] < _FREE_X[1] and _FREE_Y[0] < xy[1] < _FREE_Y[1]
+    return FREE_STRIP_X[0] < xy[0] < FREE_STRIP_X[1] and FREE_STRIP_Y[0] < xy[1] < FREE_STRIP_Y[1]
 
 
 class BlockMotion:

@@ -30,7 +30,8 @@ FAST, SLOW, PUSH = 0.022, 0.012, 0.008  # metres per 30 Hz step
 TILT_TOLERANCE = 0.05  # rad of measured pitch still taken for a hand pointing straight down
 HAND_HALF_LENGTH, HAND_HALF_WIDTH = 0.107, 0.036  # the Panda hand's footprint about the TCP (measured in calvin)
 SHELF_END_ROLL, SHELF_END_SWING = 0.3, 0.04  # rad, and the metres it swings the hand's body sideways
-MAX_GRASP_WIDTH = 0.065  # widest block side the open fingers (8 cm) take with room to spare
+MAX_GRASP_WIDTH = 0.065
+OPEN_FINGER_REACH, FINGER_PAD_RADIUS = 0.045, 0.012  # open fingers' distance from the TCP, and their size  # widest block side the open fingers (8 cm) take with room to spare
 
 
 @dataclass
@@ -207,6 +208,20 @@ class ScriptedExpert:
     def _support_top(self, position: np.ndarray, name: str) -> float:
         return float(position[2] - self._size(name)[2] / 2)
 
+    def _fingers_hit_neighbour(self, view: View, name: str, yaw: float) -> bool:
+        """Whether an open finger, coming down at ``yaw`` to take ``name``, would land on another block."""
+        centre = view.blocks[name][0][:2]
+        axis = np.array([math.sin(yaw), -math.cos(yaw)])  # the fingers open along this (x at the neutral yaw)
+        for other, (position, _) in view.blocks.items():
+            if other == name or abs(position[2] - view.blocks[name][0][2]) > 0.03:
+                continue
+            half = float(max(self._size(other)[:2])) / 2
+            for side in (-1.0, 1.0):
+                finger = centre + side * OPEN_FINGER_REACH * axis
+                if np.linalg.norm(position[:2] - finger) < half + FINGER_PAD_RADIUS:
+                    return True
+        return False
+
     def _on_shelf(self, position: np.ndarray) -> bool:
         return bool(position[1] > self.g.shelf_y[0] - 0.02)
 
@@ -302,6 +317,14 @@ class ScriptedExpert:
         position, block_yaw = view.blocks[name]
         size = self._size(name)
         yaw = grasp_yaw(size, block_yaw, yaw_centre)
+        if self._fingers_hit_neighbour(view, name, yaw):
+            # Another block stands where an open finger would come down: close the fingers the other way
+            # round if the block fits between them so, else the nearest yaw that misses it.
+            sides = [block_yaw + k * math.pi / 2 for k in range(-6, 7)] if max(size[:2]) <= MAX_GRASP_WIDTH \
+                else _grasp_yaws(size, block_yaw)
+            clear = [y for y in sides if not self._fingers_hit_neighbour(view, name, y)]
+            if clear:
+                yaw = min(clear, key=lambda y: abs(y - yaw_centre))
         roll = tilt = 0.0
         support = self._support_top(position, name)
         z_grasp = self._grasp_height(name, support)
@@ -327,8 +350,15 @@ class ScriptedExpert:
 
         safe = table + SAFE_HEIGHT
         high = safe if view.tcp[2] < safe - 0.05 else view.tcp[2]
+        transit = []
+        if self._on_shelf(position) and not self.g.reach_over_door:
+            # Over the cabinet at the height that clears the door, and only then down to the block: a hand
+            # coming down on the way would drag the door along.
+            transit = [Waypoint(lambda v: np.array([*v.blocks[name][0][:2], self.g.cabinet_clear_height]), yaw, OPEN,
+                                tolerance=0.03, timeout=80)]
         return [
             self._rise(view, self._yaw, OPEN, height=high),
+            *transit,
             Waypoint(above, yaw, OPEN, tolerance=0.012, timeout=80, tilt=tilt, roll=roll),
             Waypoint(at, yaw, OPEN, speed=SLOW, tolerance=0.008, timeout=60, tilt=tilt, roll=roll),
             Waypoint(at, yaw, CLOSE, speed=SLOW, tolerance=0.02, settle=10, timeout=20, tilt=tilt, roll=roll),
@@ -499,11 +529,19 @@ class ScriptedExpert:
             # one in the open stretch (else in the other, the door moved over), as far from it as the hand
             # (swung away from the door) allows.
             swing = self._hand_reach(self._yaw_along_x()) - SHELF_END_SWING
+            held_half = float(min(self._size(held)[:2])) / 2 if held else 0.02  # held across its narrow side
+            shelf_blocks = [(float(p[0]), _footprint_half_x(self._size(n), yaw)) for n, (p, yaw) in view.blocks.items()
+                            if n != held and g.shelf_y[0] < p[1] < g.shelf_y[1] and p[2] > g.shelf_top]
+
+            def room(x: float) -> float:  # the gap left beside the nearest shelf block
+                return min((abs(x - bx) - half - held_half for bx, half in shelf_blocks), default=1.0)
+
+            # Moving the door is a side effect a later subtask may not expect: only when nothing fits here.
             for door, slot in ((view.door, open_slot), (self._door_after_clearing(view.door, other_slot[0]), other_slot)):
                 low, high = self._shelf_gap(door, slot[0])
-                spots = [x for x in np.arange(low + swing, high - swing, 0.005) if clearance(x) > 0.08]
+                spots = [x for x in np.arange(low + swing, high - swing, 0.0025) if room(x) > 0.006]
                 if spots:
-                    reachable = [float(max(spots, key=clearance))]
+                    reachable = [float(max(spots, key=room))]
                     break
         x = (reachable or free or [max(candidates, key=clearance)])[0]
         return np.array([x, open_slot[1], g.shelf_top])

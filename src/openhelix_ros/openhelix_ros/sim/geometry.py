@@ -74,6 +74,7 @@ class SceneGeometry:
     switch_off_contact: Vector3  # ... and to push it "off"
     switch_yaw_offset: float  # hand yaw relative to the neutral yaw while pushing the switch
     switch_off_tilt: float  # rad the fingers lean away from the robot to push the switch "off"
+    dynamic_strip: tuple[tuple[float, float], tuple[float, float]]  # (x, y) ranges a CALVIN-D block stays in
     workspace_low: Vector3  # the TCP box the bridge accepts and System 1 clips plans to
     workspace_high: Vector3
 
@@ -97,6 +98,7 @@ def play_table_geometry() -> SceneGeometry:
     """The embedded play table's geometry, from ``sim/scene.py``'s constants."""
     from openhelix_ros.sim import scene as sc
     from openhelix_ros.sim.config import PlayTableConfig
+    from openhelix_ros.sim.dynamic import FREE_STRIP_X, FREE_STRIP_Y
 
     config = PlayTableConfig()
     switch_half = sc.SWITCH_SIZE[0] / 2
@@ -146,6 +148,7 @@ def play_table_geometry() -> SceneGeometry:
         switch_off_contact=(switch_half + 0.008, 0.0, 0.0),
         switch_yaw_offset=-np.pi / 2,  # hand long along y: it passes the knob without touching the desk objects
         switch_off_tilt=0.0,
+        dynamic_strip=(FREE_STRIP_X, FREE_STRIP_Y),
         workspace_low=tuple(config.workspace_low),
         workspace_high=tuple(config.workspace_high),
     )
