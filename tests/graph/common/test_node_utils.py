@@ -77,3 +77,23 @@ def test_a_node_runs_in_the_environment_it_was_given():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and "enough" in done.stderr
     assert "ROS_HOME None" in done.stdout
+
+
+def test_a_node_is_built_in_the_thread_that_runs_its_callbacks():
+    """A GL context belongs to the thread that made it: calvin_env's EGL renderer, made with the bridge's
+    simulator in the node's constructor, rendered the near plane as depth when steps and resets ran in
+    another thread. So run_node builds the node in its executor's thread."""
+    code = ("import os, signal, sys, threading\nfrom rclpy.node import Node\n"
+            "from openhelix_ros.common.node_utils import run_node\n"
+            "class Probe(Node):\n"
+            "    def __init__(self):\n"
+            "        super().__init__('thread_probe')\n"
+            "        self.built_in = threading.get_ident()\n"
+            "        self.create_timer(0.05, self.tick)\n"
+            "    def tick(self):\n"
+            "        print('same thread', threading.get_ident() == self.built_in, flush=True)\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.exit(run_node(Probe, []))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "same thread True" in done.stdout

@@ -189,9 +189,23 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
     # already queued and executor.shutdown() below waits for all of them. (Shutting down first let a
     # dispatch land after the wait, and that callback then ran against a node being destroyed.)
     finished = Future()
+    built = threading.Event()
+    made: list[Node] = []
+    refused: list[BaseException] = []
 
     def spin() -> None:
+        # The node is built in the thread that runs its callbacks (with one executor thread, all of them):
+        # a GL context belongs to the thread that made it, and calvin_env's EGL renderer, made with the
+        # bridge's simulator, rendered garbage depth (the near plane) from any other thread.
         try:
+            made.append(make_node())
+        except BaseException as error:
+            refused.append(error)
+            return
+        finally:
+            built.set()
+        try:
+            executor.add_node(made[0])
             executor.spin_until_future_complete(finished)
         except ExternalShutdownException:
             pass
@@ -201,18 +215,19 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
             stop.set()
 
     try:
-        try:
-            node = make_node()
-        except (ValueError, ParameterException) as error:
-            # Bad parameters are a configuration error: say which, exit non-zero, no traceback.
-            print(f"[FATAL] cannot start: {error}", file=sys.stderr, flush=True)
-            return 2
-        executor.add_node(node)
         # The executor spins in a thread; the main thread only waits for a signal, so handlers run
         # promptly and never inside a callback. (Spinning a MultiThreadedExecutor with spin_once from
         # here leaves tasks behind that fail when the node is destroyed.)
         spinner = threading.Thread(target=spin, name="executor", daemon=True)
         spinner.start()
+        built.wait()
+        if refused:
+            if isinstance(refused[0], (ValueError, ParameterException)):
+                # Bad parameters are a configuration error: say which, exit non-zero, no traceback.
+                print(f"[FATAL] cannot start: {refused[0]}", file=sys.stderr, flush=True)
+                return 2
+            raise refused[0]
+        node = made[0]
         while not stop.wait(0.1):
             if _worker_failures:
                 failures.append(_worker_failures[0])

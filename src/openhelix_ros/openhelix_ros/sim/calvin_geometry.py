@@ -308,6 +308,11 @@ def measure_scene(config: dict, name: str) -> SceneGeometry:
             # the desk here, where a block would run into it).
             dynamic_strip=((max(float(desk_low[0]) + 0.11, float(button_high[0]) + 0.045), float(desk_high[0]) - 0.11),
                            (drawer["front"] + 0.02, door["knob_y"] - 0.06)),
+            # calvin's static camera looks from 4 m away (its depth runs to 6.2 m): keep every rendered
+            # pixel and crop the cloud to the desk, the robot's side of it and the cabinet instead.
+            camera_max_depth=10.0,
+            cloud_bounds=((float(desk_low[0]) - 0.1, float(base[1]) - 0.15, drawer["bottom"] - 0.05),
+                          (float(desk_high[0]) + 0.1, float(desk_high[1]) + 0.05, float(desk_high[2]) + 0.15)),
             # The desk and a margin; from in front of the robot's base to behind the shelf; from under the
             # drawer's floor to 0.65 m above the desk (the play table's box, in this frame).
             switch_yaw_offset=0.0,  # hand long along x, along the switch: clear of the housing behind it

@@ -431,12 +431,12 @@ class ScriptedExpert:
         low, high = self.g.door_span_at(door)
         return low - 0.05 < x < high + 0.05
 
-    def _clear_door_for(self, view: View, x: float) -> list[Waypoint]:
+    def _clear_door_for(self, view: View, x: float, carrying: bool = False) -> list[Waypoint]:
         """Push the door out of the way of a reach to the shelf at ``x``, if it is in the way (a
         previous "move slider" may have left it half-way: the oracle is satisfied after 15 cm)."""
         if not self._door_blocks_reach(view.door, x):
             return []
-        return self._slide_door(view, self._door_clearing_direction(x), full=True)
+        return self._slide_door(view, self._door_clearing_direction(x), full=True, carrying=carrying)
 
     def _door_clearing_direction(self, x: float) -> int:
         """Which way to push the door out of the way of a spot at ``x``: left for a spot on the right."""
@@ -448,13 +448,22 @@ class ScriptedExpert:
         low, high = self.g.door_range
         return high if self._door_clearing_direction(x) == self.g.door_direction else low
 
-    def _slide_door(self, view: View, direction: int, full: bool = False) -> list[Waypoint]:
+    def _slide_door(self, view: View, direction: int, full: bool = False, carrying: bool = False) -> list[Waypoint]:
         """Push the door's knob sideways; ``direction`` -1 moves the door (and its knob) left, +1 right."""
         g = self.g
         knob_x = g.door_knob_at(view.door)
         z, y = g.door_knob_z, g.door_knob_y
+        reach = 0.022  # the closed fingers' half width, and a margin
+        held = held_block(view) if carrying else None
+        if held is not None:
+            # Carrying a block (a door cleared on the way to the shelf): the block pushes the knob, its
+            # bottom where the fingertips would be.
+            size = self._size(held)
+            below = view.tcp[2] - view.blocks[held][0][2] + size[2] / 2
+            z += below - g.fingertip_below_tcp + 0.005
+            reach = max(reach, _footprint_half_x(size, view.blocks[held][1]) + 0.012)
         side = -direction  # start on the side the door moves away from
-        start_x = knob_x + side * (g.door_knob_half_width + 0.022)
+        start_x = knob_x + side * (g.door_knob_half_width + reach)
         knob_ends = sorted((g.door_knob_at(g.door_range[0]), g.door_knob_at(g.door_range[1])))
         travel = 0.22
         if full:  # all the way to the joint limit
@@ -481,6 +490,14 @@ class ScriptedExpert:
         let_go = [Waypoint(_fixed([x, end_y, z]), yaw, OPEN, speed=SLOW, tolerance=0.03, settle=6, timeout=15)]
         if g.drawer_hook:
             taken, let_go = [], []
+        away = {}
+
+        def back_away(v: View) -> np.ndarray:
+            # 3 cm back from where the hand let go, fixed then: a target that followed the hand would
+            # lead it away for as long as the waypoint lasts.
+            away.setdefault("xyz", np.array([v.tcp[0], v.tcp[1] - 0.03, table + 0.10]))
+            return away["xyz"]
+
         return [
             self._rise(view, self._yaw, approach, height=table + 0.10),
             Waypoint(_fixed([x, handle_y, table + 0.06]), yaw, approach, tolerance=0.012, timeout=80),
@@ -488,8 +505,7 @@ class ScriptedExpert:
             *taken,
             Waypoint(_fixed([x, end_y, z]), yaw, CLOSE, speed=PUSH, tolerance=0.01, timeout=90),
             *let_go,
-            Waypoint(lambda v: np.array([v.tcp[0], v.tcp[1] - 0.03, table + 0.10]), yaw, approach, tolerance=0.03,
-                     timeout=40),
+            Waypoint(back_away, yaw, approach, tolerance=0.03, timeout=40),
         ]
 
     def _yaw_along_x(self) -> float:
@@ -499,7 +515,7 @@ class ScriptedExpert:
 
     def _place_in_slider(self, view: View) -> list[Waypoint]:
         drop = self._slider_drop(view)
-        clear_door = self._clear_door_for(view, drop[0])
+        clear_door = self._clear_door_for(view, drop[0], carrying=True)
         yaw = self._yaw_along_x()
         door = self._door_after_clearing(view.door, float(drop[0])) if clear_door else view.door
         roll = 0.0 if self.g.reach_over_door else self._shelf_roll(float(drop[0]), yaw,
@@ -517,7 +533,9 @@ class ScriptedExpert:
                     if n != held and g.shelf_y[0] < p[1] < g.shelf_y[1] and p[2] > g.shelf_top]
         left, right = g.slider_left_slot, g.slider_right_slot
         open_slot, other_slot = (left, right) if view.door < g.door_covers_left_above else (right, left)
-        candidates = [open_slot[0], other_slot[0], (left[0] + right[0]) / 2]
+        candidates = [open_slot[0], other_slot[0]]
+        if g.reach_over_door:  # between the compartments; behind a tall door's edge wherever the door stands
+            candidates.append((left[0] + right[0]) / 2)
 
         def clearance(x: float) -> float:
             return min((abs(x - other) for other in on_shelf), default=1.0)
@@ -525,26 +543,38 @@ class ScriptedExpert:
         free = [c for c in candidates if clearance(c) > 0.11]
         reachable = [c for c in free if not self._door_blocks_reach(view.door, c)]
         if not reachable and not g.reach_over_door:
-            # Both compartments taken, and the door too tall to reach over: squeeze the block in beside the
-            # one in the open stretch (else in the other, the door moved over), as far from it as the hand
-            # (swung away from the door) allows.
-            swing = self._hand_reach(self._yaw_along_x()) - SHELF_END_SWING
-            held_half = float(min(self._size(held)[:2])) / 2 if held else 0.02  # held across its narrow side
-            shelf_blocks = [(float(p[0]), _footprint_half_x(self._size(n), yaw)) for n, (p, yaw) in view.blocks.items()
-                            if n != held and g.shelf_y[0] < p[1] < g.shelf_y[1] and p[2] > g.shelf_top]
-
-            def room(x: float) -> float:  # the gap left beside the nearest shelf block
-                return min((abs(x - bx) - half - held_half for bx, half in shelf_blocks), default=1.0)
-
-            # Moving the door is a side effect a later subtask may not expect: only when nothing fits here.
-            for door, slot in ((view.door, open_slot), (self._door_after_clearing(view.door, other_slot[0]), other_slot)):
-                low, high = self._shelf_gap(door, slot[0])
-                spots = [x for x in np.arange(low + swing, high - swing, 0.0025) if room(x) > 0.006]
-                if spots:
-                    reachable = [float(max(spots, key=room))]
+            # The slots are taken or behind the door, which is too tall to reach over. First squeeze the
+            # block in beside one in the open stretch (moving the door is a side effect a later subtask may
+            # not expect); else a free slot with the door pushed away; else squeeze in with the door moved.
+            options = [(view.door, open_slot)]
+            if not free:
+                options.append((self._door_after_clearing(view.door, other_slot[0]), other_slot))
+            for door, slot in options:
+                spot = self._squeeze_spot(view, held, door, slot[0])
+                if spot is not None:
+                    reachable = [spot]
                     break
         x = (reachable or free or [max(candidates, key=clearance)])[0]
         return np.array([x, open_slot[1], g.shelf_top])
+
+    def _squeeze_spot(self, view: View, held: str | None, door: float, slot_x: float) -> float | None:
+        """x of a shelf spot in the stretch around ``slot_x`` (with the door at ``door``) where the held block
+        fits beside the blocks already there and the hand (swung away from an end) fits between its ends:
+        the one with the most room, up to 5 cm, nearest the slot. None when there is none."""
+        g = self.g
+        swing = self._hand_reach(self._yaw_along_x()) - SHELF_END_SWING
+        held_half = float(min(self._size(held)[:2])) / 2 if held else 0.02  # held across its narrow side
+        shelf_blocks = [(float(p[0]), _footprint_half_x(self._size(n), yaw)) for n, (p, yaw) in view.blocks.items()
+                        if n != held and g.shelf_y[0] < p[1] < g.shelf_y[1] and p[2] > g.shelf_top]
+
+        def room(x: float) -> float:  # the gap left beside the nearest shelf block
+            return min((abs(x - bx) - half - held_half for bx, half in shelf_blocks), default=1.0)
+
+        low, high = self._shelf_gap(door, slot_x)
+        spots = [float(x) for x in np.arange(low + swing, high - swing, 0.0025) if room(x) > 0.006]
+        if not spots:
+            return None
+        return max(spots, key=lambda x: (min(room(x), 0.05), -abs(x - slot_x)))
 
     def _drawer_drop(self) -> Callable[[View], np.ndarray]:
         """Where to let go of a block over the open drawer: the back of its exposed part (the hand just

@@ -75,6 +75,8 @@ class SceneGeometry:
     switch_yaw_offset: float  # hand yaw relative to the neutral yaw while pushing the switch
     switch_off_tilt: float  # rad the fingers lean away from the robot to push the switch "off"
     dynamic_strip: tuple[tuple[float, float], tuple[float, float]]  # (x, y) ranges a CALVIN-D block stays in
+    camera_max_depth: float  # m from a camera beyond which a depth pixel is background
+    cloud_bounds: tuple[Vector3, Vector3] | None  # world box the fused cloud is cropped to (None: no crop)
     workspace_low: Vector3  # the TCP box the bridge accepts and System 1 clips plans to
     workspace_high: Vector3
 
@@ -149,6 +151,8 @@ def play_table_geometry() -> SceneGeometry:
         switch_yaw_offset=-np.pi / 2,  # hand long along y: it passes the knob without touching the desk objects
         switch_off_tilt=0.0,
         dynamic_strip=(FREE_STRIP_X, FREE_STRIP_Y),
+        camera_max_depth=2.0,  # both cameras look from under 2 m; the room beyond is background
+        cloud_bounds=None,
         workspace_low=tuple(config.workspace_low),
         workspace_high=tuple(config.workspace_high),
     )
