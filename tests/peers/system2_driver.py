@@ -3,7 +3,7 @@
 Publishes instructions and static-camera images (good and bad), records every goal_latent it receives
 and writes them to --out as JSON.
 
---mode realtime: an empty instruction, a real one, a mono8 image, an rgb8 image with a short buffer,
+--mode realtime: an empty instruction, one of 100,000 characters, a real one, a mono8 image, an rgb8 image with a short buffer,
     then two good images; waits for the latents of both.
 --mode lockstep: /clock and one image per env step 0..--steps-1 (sim time step / 30); waits for the
     latents of the steps System 2 must encode (0, N, 2N, ...).
@@ -75,6 +75,9 @@ def main() -> int:
     expected: list[int] = []
     if args.mode == "realtime":
         instructions.publish(Instruction(header=make_header(""), text="   ", task="", sequence=1))
+        # 100,000 characters once asked the tiny model for 40 GB and killed System 2's worker.
+        instructions.publish(Instruction(header=make_header(""), text="open the drawer " * 6250, task="",
+                                         sequence=1))
         instructions.publish(Instruction(header=make_header(""), text="open the drawer", task="open_drawer",
                                          sequence=2))
         spin_until(lambda: False, 0.5)

@@ -33,7 +33,7 @@ class System2Config:
     prompt_template: str = "Can you control the robot to {instruction}?"
     act_token: str = "<ACT>"
     image_token: str = "<image>"
-    max_instruction_tokens: int = 64
+    max_instruction_tokens: int = 128  # longer instructions are refused (System2InputError) before the network
     # LoRA (mode="lora")
     lora_r: int = 8
     lora_alpha: int = 16

@@ -269,8 +269,13 @@ class System2(PretrainedModelMixin, nn.Module):
         for text in instructions:
             if not isinstance(text, str) or not text.strip():
                 raise System2InputError("instruction must be a non-empty string")
+        limit = self.config.max_instruction_tokens
         rows = []
         for text in instructions:
+            count = len(self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"])
+            if count > limit:
+                raise System2InputError(f"instruction is {count} tokens long, more than max_instruction_tokens="
+                                        f"{limit}; not encoded")
             ids = self.tokenizer(self.prompt(text), add_special_tokens=False)["input_ids"]
             if ids[-1] != self.act_token_id:
                 raise System2InputError(f"tokenizer did not keep {self.config.act_token} as one token")

@@ -47,6 +47,7 @@ def test_latent_of_the_right_size_carries_the_image_stamp(realtime):
 def test_bad_input_is_logged_and_dropped_while_the_node_stays_alive(realtime):
     data, log = realtime
     assert "instruction 1 dropped: instruction is empty" in log
+    assert "instruction 1 dropped: instruction has 100000 characters, more than the limit of 1000" in log
     assert "image dropped: encoding 'mono8' is not colour" in log
     assert "image dropped: image data has 100 bytes" in log
     # The bad images produced no latent; the good ones after them did (the node kept working).

@@ -3,6 +3,8 @@ deterministic latents, input checks, checkpoint loading."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,13 @@ def test_system2_refuses_bad_inputs_clearly(system2):
         check_image(np.zeros((1, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="must be a string"):
         check_instruction(None)
+    # Bounded before any tokenisation, and in tokens by the model: nothing long reaches the network.
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="has 100000 characters, more than the limit of 1000"):
+        system2.encode(image, "x" * 100_000)
+    assert time.perf_counter() - started < 1.0
+    with pytest.raises(ValueError, match="tokens long, more than max_instruction_tokens=128"):
+        system2.encode(image, "open the drawer " * 60)
     with pytest.raises(ValueError, match="unknown System 2 configuration 'huge'"):
         System2Core.load("huge")
     with pytest.raises(ValueError, match="does not exist"):

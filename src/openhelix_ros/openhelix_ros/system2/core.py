@@ -108,10 +108,18 @@ class LockstepImages:
 # Inputs
 
 
-def check_instruction(text: str) -> str:
-    """The instruction, stripped; ValueError when it is not a non-empty string."""
+# CALVIN's instructions are under 80 characters and their enriched paraphrases under 200: a bound well
+# above both, checked before any tokenisation (a 100,000-character text once asked the tiny model for 40 GB).
+MAX_INSTRUCTION_CHARS = 1000
+
+
+def check_instruction(text: str, max_chars: int = MAX_INSTRUCTION_CHARS) -> str:
+    """The instruction, stripped; ValueError when it is not a non-empty string of at most ``max_chars``."""
     if not isinstance(text, str):
         raise ValueError(f"instruction must be a string, got {type(text).__name__}")
+    if len(text) > max_chars:
+        raise ValueError(f"instruction has {len(text)} characters, more than the limit of {max_chars} "
+                         f"(parameter max_instruction_chars); not encoded")
     stripped = text.strip()
     if not stripped:
         raise ValueError("instruction is empty: System 2 needs a task in words (e.g. 'open the drawer')")
@@ -147,6 +155,8 @@ class LatentResult:
 
 class System2Core:
     """A loaded System 2 and the bookkeeping the node needs around it."""
+
+    max_instruction_chars = MAX_INSTRUCTION_CHARS
 
     def __init__(self, model, model_id: str, seed: int = 0) -> None:
         self.model = model
@@ -189,8 +199,9 @@ class System2Core:
         return int(self.model.config.latent_dim)
 
     def encode(self, image: np.ndarray, instruction: str) -> LatentResult:
-        """Check the inputs, then encode; ValueError on an empty instruction or a wrong image."""
-        text = check_instruction(instruction)
+        """Check the inputs, then encode; ValueError on an empty or too long instruction (in characters
+        here, in tokens by the model) or a wrong image."""
+        text = check_instruction(instruction, self.max_instruction_chars)
         rgb = check_image(image)
         start = time.perf_counter()
         latent = self.model.encode(rgb, text, seed=self.seed)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import traceback
 
 import numpy as np
 import torch
@@ -78,6 +79,7 @@ class System2Node(Node):
             self._core = System2Core.load(p["model"], p["checkpoint"], p["model_path"], p["seed"], p["device"])
         except (OSError, RuntimeError, KeyError) as error:  # a corrupt checkpoint, missing weights
             raise ValueError(f"cannot load System 2: {error}") from error
+        self._core.max_instruction_chars = int(p["max_instruction_chars"])
 
         self._lock = threading.Condition()
         self._instruction: tuple[str, int] | None = None  # (text, sequence)
@@ -102,7 +104,7 @@ class System2Node(Node):
 
     def _on_instruction(self, message: Instruction) -> None:
         try:
-            text = check_instruction(message.text)
+            text = check_instruction(message.text, self._core.max_instruction_chars)
         except ValueError as error:
             self.get_logger().error(f"instruction {message.sequence} dropped: {error}")
             return
@@ -180,6 +182,12 @@ class System2Node(Node):
                 result = self._core.encode(rgb, text)
             except ValueError as error:
                 self.get_logger().error(f"image at {stamp * 1e-9:.3f} s not encoded: {error}")
+                continue
+            except Exception:  # anything else is a fault of this job, not of the worker
+                # An out-of-memory or a model error must not end the worker: the node would stay up,
+                # subscribed, and never publish a latent again. Log it whole and take the next job.
+                self.get_logger().error(f"image at {stamp * 1e-9:.3f} s not encoded, System 2 failed on it "
+                                        f"(instruction {instruction_sequence}):\n{traceback.format_exc()}")
                 continue
             self._publish(result, stamp, time.monotonic() - arrival)
 

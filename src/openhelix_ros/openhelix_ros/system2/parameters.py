@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from openhelix_ros.common.parameters import ParameterSpec
 from openhelix_ros.common.timing import CLOCK_MODES
-from openhelix_ros.system2.core import SYSTEM2_CONFIGS
+from openhelix_ros.system2.core import MAX_INSTRUCTION_CHARS, SYSTEM2_CONFIGS
 
 PARAMETERS = (
     ParameterSpec("model", "tiny", f"System 2 configuration: {' | '.join(SYSTEM2_CONFIGS)} (ignored when "
@@ -26,6 +26,9 @@ PARAMETERS = (
                   read_only=True, value_range=(1.0, 10000.0)),
     ParameterSpec("seed", 0, "Seed set before every encoding (stochastic variants stay reproducible).",
                   read_only=True),
+    ParameterSpec("max_instruction_chars", MAX_INSTRUCTION_CHARS, "Longest instruction (characters) System 2 "
+                  "accepts; a longer one is refused before tokenisation (the model also bounds its tokens).",
+                  read_only=True, value_range=(1, 100000)),
     ParameterSpec("torch_threads", 0, "Intra-op threads for torch; 0 = torch's default. On a shared CPU, "
                   "fewer threads per node avoid oversubscription.", read_only=True, value_range=(0, 256)),
 )
