@@ -144,9 +144,14 @@ def test_calvin_scene_geometry_is_measured_from_calvin_env():
         scene_geometry("calvin", "calvin_scene_Z")
 
 
-@pytest.mark.parametrize("task", ["open_drawer", "move_slider_left", "push_red_block_right", "turn_on_led",
-                                  "lift_blue_block_table", "stack_block"])
-def test_the_scripted_expert_solves_calvin_tasks_in_calvin_env(task):
+@pytest.mark.parametrize("task, seed", [
+    ("open_drawer", 0), ("move_slider_left", 0), ("push_red_block_right", 0), ("turn_on_led", 0),
+    ("lift_blue_block_table", 0), ("stack_block", 0), ("turn_on_lightbulb", 0), ("turn_off_lightbulb", 0),
+    ("lift_blue_block_slider", 2),  # the right compartment: the hand leans back and turns from the side wall
+    ("place_in_slider", 5),  # both compartments hold a block: squeezed in beside one
+    ("place_in_slider", 2),  # ... and only with the door pushed away
+])
+def test_the_scripted_expert_solves_calvin_tasks_in_calvin_env(task, seed):
     """The expert plans in calvin's measured geometry and CALVIN's own oracle judges it, from a CALVIN start
     state (sim/expert_report.py, as `--backend calvin` measures all 34 tasks)."""
     from openhelix_ros.sim.expert import ScriptedExpert
@@ -156,7 +161,7 @@ def test_the_scripted_expert_solves_calvin_tasks_in_calvin_env(task):
     try:
         expert = ScriptedExpert(env)
         assert expert.g.name == "calvin_scene_D"
-        obs = prepare_start(env, task, 0, expert)
+        obs = prepare_start(env, task, seed, expert)
         solved, steps, _ = _run_until(env, expert, task, obs, 360)
         assert solved, f"{task} not solved in 360 steps on calvin_env"
     finally:

@@ -2,12 +2,16 @@
 
     python -m openhelix_ros.sim.expert_report --seeds 20            # all 34 tasks, static blocks
     python -m openhelix_ros.sim.expert_report --seeds 20 --dynamic all   # CALVIN-D tasks, 4 motions
+    python -m openhelix_ros.sim.expert_report --backend calvin --seeds 10 --chains 100  # real calvin_env
 
 Start states: for tasks CALVIN can ask for from its initial states, a random valid initial condition
 allowing the task; ``lift_*_drawer``: the block in the open drawer; ``unstack_block``: one table block
 put on top of another; ``place_in_*`` and ``stack_block`` start with a block in the gripper, which the
 expert itself lifts from the table first (a failed set-up is counted as a failure of the task and
 reported separately). Each trial has 360 env steps; success is the oracle's verdict at any step.
+On calvin (installed by hand) the start states are CALVIN's own, which depend on the condition alone:
+each task's trials take distinct conditions; a block in the drawer or a stack is set up from one by
+hand, as on the play table. The oracle there is CALVIN's own.
 Writes ``<out>/results.json`` and ``<out>/report.md``.
 """
 
