@@ -78,6 +78,8 @@ def main() -> int:
         # 100,000 characters once asked the tiny model for 40 GB and killed System 2's worker.
         instructions.publish(Instruction(header=make_header(""), text="open the drawer " * 6250, task="",
                                          sequence=1))
+        instructions.publish(Instruction(header=make_header(""), text="open the drawer " * 60, task="",
+                                         sequence=1))  # under 1000 characters, over 128 tokens
         instructions.publish(Instruction(header=make_header(""), text="open the drawer", task="open_drawer",
                                          sequence=2))
         spin_until(lambda: False, 0.5)

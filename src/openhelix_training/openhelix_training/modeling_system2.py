@@ -265,17 +265,22 @@ class System2(PretrainedModelMixin, nn.Module):
         image = (self.config.image_token * self.num_image_tokens + "\n") if self.config.use_image else ""
         return f"{self.config.system_prompt} USER: {image}{text} ASSISTANT: {self.config.act_token}"
 
+    def check_instruction_length(self, text: str) -> int:
+        """The instruction's length in tokens; System2InputError above ``config.max_instruction_tokens``."""
+        count = len(self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"])
+        limit = self.config.max_instruction_tokens
+        if count > limit:
+            raise System2InputError(f"instruction is {count} tokens long, more than max_instruction_tokens={limit}; "
+                                    "not encoded")
+        return count
+
     def tokenize(self, instructions: list[str]) -> dict:
         for text in instructions:
             if not isinstance(text, str) or not text.strip():
                 raise System2InputError("instruction must be a non-empty string")
-        limit = self.config.max_instruction_tokens
         rows = []
         for text in instructions:
-            count = len(self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"])
-            if count > limit:
-                raise System2InputError(f"instruction is {count} tokens long, more than max_instruction_tokens="
-                                        f"{limit}; not encoded")
+            self.check_instruction_length(text)
             ids = self.tokenizer(self.prompt(text), add_special_tokens=False)["input_ids"]
             if ids[-1] != self.act_token_id:
                 raise System2InputError(f"tokenizer did not keep {self.config.act_token} as one token")

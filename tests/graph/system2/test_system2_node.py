@@ -48,6 +48,7 @@ def test_bad_input_is_logged_and_dropped_while_the_node_stays_alive(realtime):
     data, log = realtime
     assert "instruction 1 dropped: instruction is empty" in log
     assert "instruction 1 dropped: instruction has 100000 characters, more than the limit of 1000" in log
+    assert "tokens long, more than max_instruction_tokens=128; not encoded" in log
     assert "image dropped: encoding 'mono8' is not colour" in log
     assert "image dropped: image data has 100 bytes" in log
     # The bad images produced no latent; the good ones after them did (the node kept working).

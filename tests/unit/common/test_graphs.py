@@ -31,7 +31,7 @@ def test_the_backend_sets_the_workspace_box_of_every_node_that_checks_it():
 
     if not calvin_available():
         # Refused before anything starts, naming what is missing.
-        with pytest.raises(RuntimeError, match="calvin_env"):
+        with pytest.raises(ValueError, match="backend:=calvin: .*calvin_env"):
             SIM.resolve({"backend": "calvin"})
         pytest.skip("calvin_env is not installed: its measured workspace box cannot be checked")
     from openhelix_ros.sim.backends import workspace

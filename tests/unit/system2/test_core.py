@@ -118,6 +118,10 @@ def test_system2_refuses_bad_inputs_clearly(system2):
     assert time.perf_counter() - started < 1.0
     with pytest.raises(ValueError, match="tokens long, more than max_instruction_tokens=128"):
         system2.encode(image, "open the drawer " * 60)
+    # The node checks both when an instruction arrives, so a refused one never reaches its worker.
+    with pytest.raises(ValueError, match="tokens long"):
+        system2.check_instruction("open the drawer " * 60)
+    assert system2.check_instruction("  open the drawer ") == "open the drawer"
     with pytest.raises(ValueError, match="unknown System 2 configuration 'huge'"):
         System2Core.load("huge")
     with pytest.raises(ValueError, match="does not exist"):

@@ -139,9 +139,9 @@ def check_obs_vector(values: Sequence[float], size: int, what: str) -> np.ndarra
 
 
 class PointCloudFuser:
-    """Both cameras' depth images as one coloured world-frame cloud: the same points as
-    ``openhelix_ros.sim.fuse_point_cloud``, faster, because each camera's pixel rays are computed once
-    (they depend only on the intrinsics) and only pixels in front of the background are transformed.
+    """Both cameras' depth images as one coloured world-frame cloud (without a crop box, the same points
+    as ``openhelix_ros.sim.fuse_point_cloud``), faster, because each camera's pixel rays are computed
+    once (they depend only on the intrinsics) and only pixels nearer than ``max_depth`` are transformed.
     On the shared CPU this takes the fusion from about 9 ms to about 3 ms a step."""
 
     def __init__(self, max_depth: float = 2.0, bounds: tuple | None = None):

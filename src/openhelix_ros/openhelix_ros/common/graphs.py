@@ -191,7 +191,10 @@ def _workspace_corner(corner: int) -> Callable[[str], list[float]]:
     def of_backend(backend: str) -> list[float]:
         from openhelix_ros.sim.backends import workspace  # lazy: pybullet, and calvin_env for calvin
 
-        return [float(v) for v in workspace(backend)[corner]]
+        try:
+            return [float(v) for v in workspace(backend)[corner]]
+        except RuntimeError as error:  # calvin_env missing: refused before anything starts, by name
+            raise ValueError(f"backend:={backend}: {error}") from None
 
     return of_backend
 

@@ -199,13 +199,13 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         # bridge's simulator, rendered garbage depth (the near plane) from any other thread.
         try:
             made.append(make_node())
+            executor.add_node(made[0])
         except BaseException as error:
             refused.append(error)
             return
         finally:
-            built.set()
+            built.set()  # only now may the main thread wind the node down
         try:
-            executor.add_node(made[0])
             executor.spin_until_future_complete(finished)
         except ExternalShutdownException:
             pass

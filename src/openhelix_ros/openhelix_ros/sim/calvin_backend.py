@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from openhelix_ros.sim.backends import CALVIN_DEFAULT_SCENE
 from openhelix_ros.sim.config import DYNAMIC_MODES
 from openhelix_ros.sim.dynamic import DYNAMIC_TASKS
 from openhelix_ros.sim.env import ROBOT_OBS_SIZE, SCENE_OBS_SIZE, _as_finite_vector
@@ -56,7 +57,7 @@ class CalvinEnvAdapter:
 
     def __init__(self, dynamic: str | None = None, seed: int = 0, dataset_path: str | None = None,
                  dynamic_speed: float = 0.02, show_gui: bool = False, robot: str = "panda_longer_finger",
-                 use_egl: bool = True, render: bool = True, scene: str = "calvin_scene_D"):
+                 use_egl: bool = True, render: bool = True, scene: str = CALVIN_DEFAULT_SCENE):
         """``dataset_path``: a CALVIN split (``.../validation``) whose ``.hydra/merged_config.yaml`` builds
         the env, as CALVIN's evaluation does (its robot and scene; only the static and gripper cameras
         are made, so a split recorded with the tactile camera needs no tacto). Without it, calvin_env's
@@ -77,7 +78,7 @@ class CalvinEnvAdapter:
         if robot not in robots:
             raise ValueError(f"unknown calvin_env robot config {robot!r}; choose one of {', '.join(robots)}")
         if dataset_path is not None:
-            if robot != "panda_longer_finger" or scene != "calvin_scene_D":
+            if robot != "panda_longer_finger" or scene != CALVIN_DEFAULT_SCENE:
                 raise ValueError("robot and scene are set by the dataset split's own config; leave them out "
                                  "with dataset_path")
             merged = os.path.join(dataset_path, ".hydra", "merged_config.yaml")
@@ -242,9 +243,14 @@ class CalvinEnvAdapter:
         heading = motion.sign * motion.direction
         travelled = float(np.dot(xy - motion.origin, motion.direction))
         (x0, x1), (y0, y1) = self.geometry.dynamic_strip
-        ahead = xy + heading * 0.01
-        if not (x0 < ahead[0] < x1 and y0 < ahead[1] < y1) or (
-                self.dynamic != "circle" and motion.sign * travelled > DYNAMIC_AMPLITUDE):
+
+        def inside(point) -> bool:
+            return bool(x0 < point[0] < x1 and y0 < point[1] < y1)
+
+        # Turn at the strip's edge only from inside it: a block that starts outside would otherwise turn
+        # on every step and stand still.
+        leaving = inside(xy) and not inside(xy + heading * 0.01)
+        if leaving or (self.dynamic != "circle" and motion.sign * travelled > DYNAMIC_AMPLITUDE):
             motion.sign = -motion.sign
             heading = -heading
         moved = [position[0] + step * heading[0], position[1] + step * heading[1], position[2]]

@@ -30,8 +30,8 @@ FAST, SLOW, PUSH = 0.022, 0.012, 0.008  # metres per 30 Hz step
 TILT_TOLERANCE = 0.05  # rad of measured pitch still taken for a hand pointing straight down
 HAND_HALF_LENGTH, HAND_HALF_WIDTH = 0.107, 0.036  # the Panda hand's footprint about the TCP (measured in calvin)
 SHELF_END_ROLL, SHELF_END_SWING = 0.3, 0.04  # rad, and the metres it swings the hand's body sideways
-MAX_GRASP_WIDTH = 0.065
-OPEN_FINGER_REACH, FINGER_PAD_RADIUS = 0.045, 0.012  # open fingers' distance from the TCP, and their size  # widest block side the open fingers (8 cm) take with room to spare
+MAX_GRASP_WIDTH = 0.065  # widest block side the open fingers (8 cm) take with room to spare
+OPEN_FINGER_REACH, FINGER_PAD_RADIUS = 0.045, 0.012  # open fingers' distance from the TCP, and their size
 
 
 @dataclass
@@ -194,8 +194,7 @@ class ScriptedExpert:
     def _action(position: np.ndarray, yaw: float, gripper: float, tilt: float = 0.0, roll: float = 0.0):
         # XYZ Euler: the gripper points down (roll pi); a pitch of -tilt leans the fingers towards +y at
         # the neutral yaw, and an extra roll turns the hand about y there.
-        pitch = -tilt if tilt else 0.0
-        return (np.asarray(position, dtype=float).copy(), np.array([math.pi + roll, pitch, yaw]), float(gripper))
+        return (np.asarray(position, dtype=float).copy(), np.array([math.pi + roll, -tilt, yaw]), float(gripper))
 
     # ------------------------------------------------------------------------------------ geometry
     def _size(self, name: str) -> np.ndarray:
@@ -524,9 +523,11 @@ class ScriptedExpert:
         return clear_door + self._place(view, drop, yaw=yaw, carry_height=self.g.cabinet_clear_height, roll=roll)
 
     def _slider_drop(self, view: View) -> np.ndarray:
-        """A free spot on the shelf: the compartment the door leaves open if nothing stands there,
-        else the free spot farthest from the blocks already on the shelf (the shelf is open at the
-        top, so a hand coming from above reaches behind the door too)."""
+        """A free spot on the shelf: the compartment the door leaves open if nothing stands there, else
+        the free spot farthest from the blocks already on the shelf (on the play table the shelf is open at
+        the top, so a hand coming from above reaches behind the low door too). Where the door is too tall
+        to reach over (calvin), a block is squeezed in beside another rather than the door moved, when
+        it fits (``_squeeze_spot``)."""
         g = self.g
         held = held_block(view)
         on_shelf = [p[0] for n, (p, _) in view.blocks.items()

@@ -8,7 +8,7 @@ calvin_env (``sim/calvin_geometry.py``: measured from calvin_env's own scene at 
 
 Joint conventions are CALVIN's on both: the door's joint value moves its knob by ``door_direction``
 along x; the drawer opens towards -y as its joint grows; the switch's knob moves along
-``switch_direction`` as its joint grows ("on" past ``switch_on_above``).
+``switch_direction`` as its joint grows (towards "on").
 """
 
 from __future__ import annotations

@@ -198,6 +198,13 @@ class System2Core:
     def latent_dim(self) -> int:
         return int(self.model.config.latent_dim)
 
+    def check_instruction(self, instruction: str) -> str:
+        """The instruction, stripped, once it is within this System 2's limits in characters and in tokens;
+        ValueError naming the limit otherwise. Cheap: the node checks an instruction when it arrives."""
+        text = check_instruction(instruction, self.max_instruction_chars)
+        self.model.check_instruction_length(text)
+        return text
+
     def encode(self, image: np.ndarray, instruction: str) -> LatentResult:
         """Check the inputs, then encode; ValueError on an empty or too long instruction (in characters
         here, in tokens by the model) or a wrong image."""

@@ -44,11 +44,7 @@ from openhelix_ros.common.node_utils import (
     start_worker,
 )
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, stamp_to_step
-from openhelix_ros.system2.core import (
-    LockstepImages,
-    System2Core,
-    check_instruction,
-)
+from openhelix_ros.system2.core import LockstepImages, System2Core
 from openhelix_ros.system2.parameters import PARAMETERS
 
 COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
@@ -58,6 +54,11 @@ LOCKSTEP_QUEUE = 64
 
 
 
+
+
+# Model failures in a row after which the worker gives up and the node exits non-zero (a lasting CUDA
+# out-of-memory, a broken device): a supervisor restarts it, where a silent node would help no one.
+MAX_CONSECUTIVE_FAILURES = 5
 
 
 class System2Node(Node):
@@ -104,7 +105,7 @@ class System2Node(Node):
 
     def _on_instruction(self, message: Instruction) -> None:
         try:
-            text = check_instruction(message.text, self._core.max_instruction_chars)
+            text = self._core.check_instruction(message.text)
         except ValueError as error:
             self.get_logger().error(f"instruction {message.sequence} dropped: {error}")
             return
@@ -166,6 +167,7 @@ class System2Node(Node):
 
     def _work(self) -> None:
         last_done = None
+        failures = 0  # model failures (not bad input) in a row
         next_slot = time.monotonic()
         while True:
             if not self._lockstep and self._rate > 0:
@@ -183,12 +185,18 @@ class System2Node(Node):
             except ValueError as error:
                 self.get_logger().error(f"image at {stamp * 1e-9:.3f} s not encoded: {error}")
                 continue
-            except Exception:  # anything else is a fault of this job, not of the worker
-                # An out-of-memory or a model error must not end the worker: the node would stay up,
-                # subscribed, and never publish a latent again. Log it whole and take the next job.
+            except Exception as error:  # anything else is a fault of this job, not yet of the worker
+                # An out-of-memory or a model error on one job must not end the worker (the node would stay
+                # up, subscribed, and never publish a latent again): log it whole and take the next job.
+                # A failure that lasts is the worker's: raise, and the node exits non-zero (start_worker).
+                failures += 1
                 self.get_logger().error(f"image at {stamp * 1e-9:.3f} s not encoded, System 2 failed on it "
-                                        f"(instruction {instruction_sequence}):\n{traceback.format_exc()}")
+                                        f"(instruction {instruction_sequence}, failure {failures} of "
+                                        f"{MAX_CONSECUTIVE_FAILURES} in a row):\n{traceback.format_exc()}")
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise RuntimeError(f"System 2 failed on {failures} images in a row; giving up") from error
                 continue
+            failures = 0
             self._publish(result, stamp, time.monotonic() - arrival)
 
     def _publish(self, result, stamp: int, since_arrival: float) -> None:
