@@ -194,7 +194,8 @@ class ScriptedExpert:
     def _action(position: np.ndarray, yaw: float, gripper: float, tilt: float = 0.0, roll: float = 0.0):
         # XYZ Euler: the gripper points down (roll pi); a pitch of -tilt leans the fingers towards +y at
         # the neutral yaw, and an extra roll turns the hand about y there.
-        return (np.asarray(position, dtype=float).copy(), np.array([math.pi + roll, -tilt, yaw]), float(gripper))
+        pitch = -tilt if tilt else 0.0  # +0.0 straight down, exactly as before tilts existed (not -0.0)
+        return (np.asarray(position, dtype=float).copy(), np.array([math.pi + roll, pitch, yaw]), float(gripper))
 
     # ------------------------------------------------------------------------------------ geometry
     def _size(self, name: str) -> np.ndarray:
