@@ -24,6 +24,8 @@ _EXPORTS = {
     "CameraView": ".observation",
     "CheckpointError": ".checkpoint",
     "LoadedCheckpoint": ".checkpoint",
+    "DiffuserActor": ".modeling_diffuser_actor",
+    "DiffuserActorConfig": ".configuration_diffuser_actor",
     "Normalization": ".normalization",
     "Observation": ".observation",
     "ObservationError": ".observation",
