@@ -48,6 +48,15 @@ LATEST_NAME = "latest"
 SYSTEM1_MODEL_TYPE = "openhelix_system1"
 SYSTEM2_MODEL_TYPE = "openhelix_system2"
 MODEL_DIRS = {SYSTEM1_MODEL_TYPE: SYSTEM1_DIR, SYSTEM2_MODEL_TYPE: SYSTEM2_DIR}
+# The released systems' models, each playing one of the two roles above (the role is the key
+# model_directories files a directory under; config.json's model_type says which class loads it).
+DIFFUSER_ACTOR_MODEL_TYPE = "openhelix_diffuser_actor"
+MODEL_ROLES = {SYSTEM1_MODEL_TYPE: SYSTEM1_MODEL_TYPE, DIFFUSER_ACTOR_MODEL_TYPE: SYSTEM1_MODEL_TYPE,
+               SYSTEM2_MODEL_TYPE: SYSTEM2_MODEL_TYPE}
+# model_type -> (module, class) that loads it
+MODEL_CLASSES = {SYSTEM1_MODEL_TYPE: (".modeling_system1", "System1"),
+                 DIFFUSER_ACTOR_MODEL_TYPE: (".modeling_diffuser_actor", "DiffuserActor"),
+                 SYSTEM2_MODEL_TYPE: (".modeling_system2", "System2")}
 
 
 class CheckpointError(RuntimeError):
@@ -129,15 +138,32 @@ def model_directories(path: str | os.PathLike) -> tuple[Path, dict[str, Path]]:
         raise CheckpointError(f"checkpoint {resolved} does not exist{why}")
     if (resolved / CONFIG_NAME).is_file():
         kind = read_config(resolved).get("model_type")
-        if kind not in MODEL_DIRS:
+        if kind not in MODEL_ROLES:
             raise CheckpointError(f"{resolved / CONFIG_NAME}: unknown model_type {kind!r} "
-                                  f"(known: {', '.join(MODEL_DIRS)})")
-        return resolved, {kind: resolved}
+                                  f"(known: {', '.join(MODEL_ROLES)})")
+        return resolved, {MODEL_ROLES[kind]: resolved}
     found = {kind: resolved / sub for kind, sub in MODEL_DIRS.items() if (resolved / sub).is_dir()}
     if not found:
         raise CheckpointError(f"{resolved}: neither a model directory ({CONFIG_NAME}) nor a training checkpoint "
                               f"(no {SYSTEM1_DIR}/ or {SYSTEM2_DIR}/)")
     return resolved, found
+
+
+def model_class(directory: str | os.PathLike) -> type:
+    """The class that loads the model directory `directory` (by its config.json's model_type)."""
+    import importlib
+
+    kind = read_config(directory).get("model_type")
+    if kind not in MODEL_CLASSES:
+        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: unknown model_type {kind!r} "
+                              f"(known: {', '.join(MODEL_CLASSES)})")
+    module, name = MODEL_CLASSES[kind]
+    return getattr(importlib.import_module(module, __package__), name)
+
+
+def load_model_directory(directory: str | os.PathLike, **overrides):
+    """The model saved in `directory`, of whichever class its model_type names."""
+    return model_class(directory).from_pretrained(directory, **overrides)
 
 
 def find_model_directory(path: str | os.PathLike, model_type: str) -> Path | None:
@@ -162,14 +188,10 @@ def load_checkpoint(path: str | os.PathLike, system1_overrides: dict | None = No
     """Loads what a checkpoint holds: a training checkpoint (system1/, system2/, training_state.json), a
     training output directory (its newest checkpoint), or one model directory. Overrides change the
     configuration before loading; when shapes then differ the CheckpointError names every tensor."""
-    # the models import this module for their files: imported here, when a model is built
-    from .modeling_system1 import System1
-    from .modeling_system2 import System2
-
     resolved, directories = model_directories(path)
     s1_dir, s2_dir = directories.get(SYSTEM1_MODEL_TYPE), directories.get(SYSTEM2_MODEL_TYPE)
-    s1 = System1.from_pretrained(s1_dir, **(system1_overrides or {})) if s1_dir else None
-    s2 = System2.from_pretrained(s2_dir, **(system2_overrides or {})) if s2_dir else None
+    s1 = load_model_directory(s1_dir, **(system1_overrides or {})) if s1_dir else None
+    s2 = load_model_directory(s2_dir, **(system2_overrides or {})) if s2_dir else None
     state = read_training_state(resolved)
     return LoadedCheckpoint(s1, s2, int(state.get("step", 0)), state.get("train_config"), resolved)
 

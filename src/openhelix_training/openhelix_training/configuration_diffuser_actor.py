@@ -116,6 +116,11 @@ class DiffuserActorConfig:
             raise ValueError(f"crop {self.crop} leaves less than 32 px of {self.camera_resolution}")
 
     @property
+    def latent_dim(self) -> int:
+        """Floats of the goal latent this policy reads: instruction_length tokens of instruction_dim."""
+        return self.instruction_length * self.instruction_dim
+
+    @property
     def image_size(self) -> int:
         """Side of the cropped image the network sees (160 on CALVIN: 20 x 20 stride-8 features)."""
         return self.camera_resolution - 2 * self.crop

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
+from .checkpoint import DIFFUSER_ACTOR_MODEL_TYPE
 from .clip_resnet import FeaturePyramid, ModifiedResNetFeatures
 from .configuration_diffuser_actor import DiffuserActorConfig
 from .pretrained import PretrainedModelMixin
 
-DIFFUSER_ACTOR_MODEL_TYPE = "openhelix_diffuser_actor"
 # CLIP's image normalisation (the release applies the transform clip.load returns)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -92,6 +92,32 @@ def rot6d_to_matrix(r6: torch.Tensor) -> torch.Tensor:
 
 def normalise_quaternion(q: torch.Tensor) -> torch.Tensor:
     return q / q.norm(dim=-1, keepdim=True).clamp_min(1e-10)
+
+
+def release_euler_to_matrix(euler: torch.Tensor) -> torch.Tensor:
+    """CALVIN Euler angles (..., 3) -> the matrices the release builds from them (..., 3, 3).
+
+    The release converts CALVIN's angles with pytorch3d's `euler_angles_to_matrix(e, "XYZ")`, the
+    product Rx(e0) Ry(e1) Rz(e2), which is not the rotation CALVIN means by them (PyBullet's, Rz Ry Rx).
+    The network was trained on that product, so it must be fed it, and its outputs read back with the
+    inverse below."""
+    c, s = euler.cos(), euler.sin()
+    one, zero = torch.ones_like(euler[..., 0]), torch.zeros_like(euler[..., 0])
+
+    def matrix(*rows):
+        return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
+
+    rx = matrix((one, zero, zero), (zero, c[..., 0], -s[..., 0]), (zero, s[..., 0], c[..., 0]))
+    ry = matrix((c[..., 1], zero, s[..., 1]), (zero, one, zero), (-s[..., 1], zero, c[..., 1]))
+    rz = matrix((c[..., 2], -s[..., 2], zero), (s[..., 2], c[..., 2], zero), (zero, zero, one))
+    return rx @ ry @ rz
+
+
+def release_matrix_to_euler(m: torch.Tensor) -> torch.Tensor:
+    """The inverse of `release_euler_to_matrix` (pytorch3d's `matrix_to_euler_angles(m, "XYZ")`)."""
+    return torch.stack([torch.atan2(-m[..., 1, 2], m[..., 2, 2]),
+                        torch.asin(m[..., 0, 2].clamp(-1.0, 1.0)),
+                        torch.atan2(-m[..., 0, 1], m[..., 0, 0])], dim=-1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -608,6 +634,64 @@ class DiffuserActor(PretrainedModelMixin, nn.Module):
         if gt_openess.numel():
             loss = loss + F.binary_cross_entropy_with_logits(pred[..., 9:], gt_openess)
         return loss
+
+    # --- CALVIN observations in, CALVIN actions out, as the release's evaluation does it ----------------
+
+    def calvin_inputs(self, cameras: list[tuple[np.ndarray, np.ndarray]], history: list[tuple[np.ndarray, np.ndarray]],
+                      instruction: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """The network's inputs (batch of one) from what a CALVIN step gives, prepared as the release's
+        evaluation prepares them: per camera, in `camera_names` order, an RGB image (H, W, 3) uint8 and
+        the world XYZ of every pixel (H, W, 3); both resized to `camera_resolution` (RGB bilinearly, XYZ
+        by nearest pixel: the 84 px gripper camera becomes 200 px) and cropped by `crop` on every side.
+        `history`: the newest `nhist` (tcp position, CALVIN Euler angles), oldest first; `instruction`
+        (L, 512): the text tokens or the `<ACT>` latent."""
+        cfg = self.config
+        if len(cameras) != len(cfg.camera_names):
+            raise ValueError(f"{len(cameras)} cameras given, this model reads {len(cfg.camera_names)}: {cfg.camera_names}")
+        device = self.location_bounds.device
+        side, crop = cfg.camera_resolution, cfg.crop
+        rgbs, pcds = [], []
+        for name, (rgb, xyz) in zip(cfg.camera_names, cameras, strict=True):
+            rgb, xyz = np.asarray(rgb), np.asarray(xyz, dtype=np.float32)
+            if rgb.ndim != 3 or rgb.shape[2] != 3 or xyz.shape != rgb.shape:
+                raise ValueError(f"camera {name!r}: rgb and xyz must both be (H, W, 3), got {rgb.shape} and {xyz.shape}")
+            image = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+            points = torch.from_numpy(xyz).permute(2, 0, 1)[None].to(device)
+            if image.shape[-2:] != (side, side):
+                image = F.interpolate(image, size=(side, side), mode="bilinear", align_corners=False)
+                points = F.interpolate(points, size=(side, side), mode="nearest")
+            rgbs.append(image[0, :, crop:side - crop, crop:side - crop])
+            pcds.append(points[0, :, crop:side - crop, crop:side - crop])
+        if len(history) != cfg.nhist:
+            raise ValueError(f"history must hold {cfg.nhist} (position, euler) frames, got {len(history)}")
+        positions = torch.tensor(np.array([np.asarray(p, dtype=np.float64) for p, _ in history]), dtype=torch.float32)
+        eulers = torch.tensor(np.array([np.asarray(e, dtype=np.float64) for _, e in history]), dtype=torch.float32)
+        quaternions = self._from_wxyz(matrix_to_quaternion(release_euler_to_matrix(eulers)))
+        gripper = torch.cat([positions, quaternions], dim=-1)[None].to(device)
+        instruction = torch.as_tensor(np.asarray(instruction, dtype=np.float32)).reshape(
+            -1, cfg.instruction_dim)[None].to(device)
+        return torch.stack(rgbs)[None], torch.stack(pcds)[None], instruction, gripper
+
+    @torch.no_grad()
+    def predict_calvin(self, cameras, history, instruction, generator: torch.Generator | None = None) -> dict:
+        """One policy call as the release's evaluation makes it: absolute waypoints (T, 3), CALVIN Euler
+        angles (T, 3) (the current ones plus the predicted differences, as the release adds them),
+        openness probabilities (T,) and gripper actions (T,) (+1 open when openness >= 0.5, else -1)."""
+        inputs = self.calvin_inputs(cameras, history, instruction)
+        out = self.compute_trajectory(*inputs, generator=generator)[0]
+        position = np.asarray(history[-1][0], dtype=np.float64)
+        # the release adds the differences to the current angles read back from its quaternion, i.e.
+        # wrapped into (-pi, pi] by its own convention
+        euler = release_matrix_to_euler(quaternion_to_matrix(self._wxyz(inputs[3][0, -1, 3:7]))).double().cpu().numpy()
+        rel_euler = release_matrix_to_euler(quaternion_to_matrix(self._wxyz(out[:, 3:7]))).double().cpu().numpy()
+        rel_pos = out[:, :3].double().cpu().numpy()
+        openness = out[:, 7].double().cpu().numpy()
+        if self.config.relative:
+            positions, eulers = position + rel_pos, euler + rel_euler
+        else:
+            positions, eulers = rel_pos, rel_euler
+        return {"positions": positions, "euler": eulers, "openness": openness,
+                "gripper": np.where(openness >= 0.5, 1.0, -1.0)}
 
     # --- the release's checkpoints --------------------------------------------------------------------
 

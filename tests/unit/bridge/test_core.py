@@ -244,6 +244,13 @@ def test_rendered_observation_has_images_and_a_world_cloud():
             observation.cameras)
         assert xyz.shape == reference_xyz.shape
         assert np.allclose(xyz, reference_xyz, atol=1e-5) and np.array_equal(rgb, reference_rgb)
+        # Each camera's organised cloud: every pixel, the fused cloud's points where it keeps them.
+        static_xyz, static_rgb = observation.camera_points("static")
+        assert static_xyz.shape == (200, 200, 3) and np.array_equal(static_rgb, observation.rgb["static"])
+        near = (observation.depth["static"] < observation.fuser.max_depth).reshape(-1)
+        n_static = int(np.count_nonzero(near))
+        np.testing.assert_allclose(static_xyz.reshape(-1, 3)[near], xyz[:n_static], atol=1e-5)
+        assert observation.camera_points("gripper")[0].shape == (84, 84, 3)
     finally:
         bridge.close()
     unrendered = BridgeCore(BridgeConfig(render=False))

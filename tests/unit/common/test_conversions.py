@@ -41,6 +41,28 @@ def test_pointcloud2_round_trip_xyz_rgb(rng):
     assert (cloud.frame_id, cloud.stamp_ns, cloud.dropped) == ("world", 1_500_000_123, 0)
 
 
+def test_an_organised_cloud_keeps_every_pixel_in_row_major_order(rng):
+    xyz = rng.uniform(-1, 1, (30, 40, 3)).astype(np.float32)
+    xyz[3, 7] = np.nan  # a pixel without depth
+    rgb = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    message = cv.organized_points_to_pointcloud2(xyz, rgb, stamp=7)
+    assert (message.height, message.width, message.row_step) == (30, 40, 40 * 16)
+    assert not message.is_dense
+    back, colours, missing = cv.pointcloud2_to_organized(message)
+    np.testing.assert_array_equal(back, xyz)  # NaN in place
+    np.testing.assert_array_equal(colours, rgb)
+    assert missing == 1
+    assert cv.pointcloud2_to_points(message).dropped == 1  # the unorganised reader drops it
+    with pytest.raises(ValueError, match="not organised"):
+        cv.pointcloud2_to_organized(cv.points_to_pointcloud2(xyz[0], rgb[0]))
+    with pytest.raises(ValueError, match="no rgb field"):
+        flat = cv.points_to_pointcloud2(xyz.reshape(-1, 3)[:40])
+        flat.height, flat.width, flat.row_step = 2, 20, 20 * 12
+        cv.pointcloud2_to_organized(flat)
+    with pytest.raises(ValueError, match=r"colours must have shape \(30, 40, 3\)"):
+        cv.organized_points_to_pointcloud2(xyz, rgb[:, :20])
+
+
 def test_rgb_packing_is_pcls_0x00rrggbb_float():
     packed = cv.pack_rgb(np.array([[255, 0, 0], [0, 128, 0], [1, 2, 3]], dtype=np.uint8))
     assert packed.dtype == np.float32

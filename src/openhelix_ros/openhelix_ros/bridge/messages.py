@@ -15,6 +15,7 @@ from openhelix_ros.common.conversions import (
     depth_to_image,
     joint_state_to_msg,
     make_header,
+    organized_points_to_pointcloud2,
     points_to_pointcloud2,
     pose_stamped_to_msg,
     rgb_to_image,
@@ -26,6 +27,7 @@ CAMERA_TOPICS = {
     "static": (graph.STATIC_IMAGE, graph.STATIC_DEPTH, graph.STATIC_CAMERA_INFO),
     "gripper": (graph.GRIPPER_IMAGE, graph.GRIPPER_DEPTH, graph.GRIPPER_CAMERA_INFO),
 }
+CAMERA_POINTS_TOPICS = {"static": graph.STATIC_POINTS, "gripper": graph.GRIPPER_POINTS}
 
 
 class ObservationPublisher:
@@ -39,6 +41,8 @@ class ObservationPublisher:
                    node.create_publisher(CameraInfo, info, SENSOR_PUBLISH_QOS))
             for name, (image, depth, info) in CAMERA_TOPICS.items()}
         self._points_pub = node.create_publisher(PointCloud2, graph.POINTS, SENSOR_PUBLISH_QOS)
+        self._camera_points_pubs = {name: node.create_publisher(PointCloud2, topic, SENSOR_PUBLISH_QOS)
+                                    for name, topic in CAMERA_POINTS_TOPICS.items()}
         self._joint_pub = node.create_publisher(JointState, graph.JOINT_STATES, SENSOR_PUBLISH_QOS)
         self._pose_pub = node.create_publisher(PoseStamped, graph.EE_POSE, SENSOR_PUBLISH_QOS)
         self._scene_pub = node.create_publisher(SceneState, graph.SCENE_STATE, SCENE_STATE_QOS)
@@ -61,6 +65,11 @@ class ObservationPublisher:
             if with_points and observation.cameras:
                 xyz, rgb = observation.points()
                 self._points_pub.publish(points_to_pointcloud2(xyz, rgb, graph.WORLD_FRAME, stamp))
+                # ~0.8 MB a step for both cameras: built only while a camera policy (or a recorder) listens
+                for name, publisher in self._camera_points_pubs.items():
+                    if publisher.get_subscription_count() > 0 and name in observation.cameras:
+                        xyz, rgb = observation.camera_points(name)
+                        publisher.publish(organized_points_to_pointcloud2(xyz, rgb, graph.WORLD_FRAME, stamp))
         self._joint_pub.publish(joint_state_to_msg(JOINT_NAMES, observation.joint_positions, stamp=stamp))
         self._pose_pub.publish(pose_stamped_to_msg(observation.tcp_position, observation.tcp_quaternion,
                                                    graph.WORLD_FRAME, stamp))

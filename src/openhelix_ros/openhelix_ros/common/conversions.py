@@ -435,6 +435,26 @@ def points_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray | None = None, frame_
     bad = int(np.count_nonzero(~np.all(np.isfinite(xyz), axis=1)))
     if bad:
         raise ValueError(f"cloud has {bad} of {n} points with NaN or infinite coordinates; drop them first")
+    return _cloud_message(xyz, rgb, 1, n, frame_id, stamp)
+
+
+def organized_points_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray, frame_id: str = WORLD_FRAME,
+                                    stamp: Time | int | None = None) -> PointCloud2:
+    """One camera's pixels as an organised PointCloud2 (height x width, row-major, as
+    depth_image_proc's ``point_cloud_xyzrgb`` publishes one): (H, W, 3) coordinates in metres, NaN
+    where a pixel has no depth (so ``is_dense`` is false then), and the pixels' (H, W, 3) uint8 colours."""
+    xyz, rgb = np.asarray(xyz), np.asarray(rgb)
+    if xyz.ndim != 3 or xyz.shape[2] != 3:
+        raise ValueError(f"organised cloud points must have shape (H, W, 3), got {xyz.shape}")
+    if rgb.shape != xyz.shape:
+        raise ValueError(f"organised cloud colours must have shape {xyz.shape} like the points, got {rgb.shape}")
+    height, width = xyz.shape[:2]
+    return _cloud_message(xyz.reshape(-1, 3), rgb.reshape(-1, 3), height, width, frame_id, stamp)
+
+
+def _cloud_message(xyz: np.ndarray, rgb: np.ndarray | None, height: int, width: int, frame_id: str,
+                   stamp: Time | int | None) -> PointCloud2:
+    n = len(xyz)
     names, formats, offsets = ["x", "y", "z"], ["<f4"] * 3, [0, 4, 8]
     fields = [PointField(name=name, offset=offset, datatype=PointField.FLOAT32, count=1)
               for name, offset in zip(names, offsets, strict=True)]
@@ -454,9 +474,10 @@ def points_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray | None = None, frame_
     points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     if rgb is not None:
         points["rgb"] = pack_rgb(rgb)
-    return PointCloud2(header=make_header(frame_id, stamp), height=1, width=n, fields=fields,
-                       is_bigendian=False, point_step=point_step, row_step=point_step * n,
-                       data=array.array("B", points.tobytes()), is_dense=True)
+    dense = bool(np.all(np.isfinite(xyz)))
+    return PointCloud2(header=make_header(frame_id, stamp), height=height, width=width, fields=fields,
+                       is_bigendian=False, point_step=point_step, row_step=point_step * width,
+                       data=array.array("B", points.tobytes()), is_dense=dense)
 
 
 def pointcloud2_dtype(message: PointCloud2) -> np.dtype:
@@ -484,11 +505,12 @@ def pointcloud2_to_points(message: PointCloud2, nan_policy: str = "drop") -> Clo
     """PointCloud2 -> CloudArrays (xyz float32, rgb uint8 when an ``rgb``/``rgba`` field exists).
 
     Reads any field layout (organised or not, padded rows, big-endian, float64 coordinates). Points with
-    a non-finite coordinate are dropped (``nan_policy="drop"``) or make it raise (``"reject"``).
+    a non-finite coordinate are dropped (``nan_policy="drop"``), make it raise (``"reject"``) or stay
+    (``"keep"``: every point in row-major order, as an organised cloud needs them).
     Raises ValueError naming missing x/y/z fields, or a data buffer shorter than the header says.
     """
-    if nan_policy not in ("drop", "reject"):
-        raise ValueError(f"nan_policy must be 'drop' or 'reject', got {nan_policy!r}")
+    if nan_policy not in ("drop", "reject", "keep"):
+        raise ValueError(f"nan_policy must be 'drop', 'reject' or 'keep', got {nan_policy!r}")
     present = {f.name for f in message.fields}
     missing = [name for name in ("x", "y", "z") if name not in present]
     if missing:
@@ -520,10 +542,25 @@ def pointcloud2_to_points(message: PointCloud2, nan_policy: str = "drop") -> Clo
         rgb = unpack_rgb(packed.astype(packed.dtype.newbyteorder("=")))
     finite = np.all(np.isfinite(xyz), axis=1)
     dropped = int(len(xyz) - np.count_nonzero(finite))
-    if dropped:
+    if dropped and nan_policy != "keep":
         if nan_policy == "reject":
             raise ValueError(f"PointCloud2 has {dropped} of {len(xyz)} points with NaN or infinite coordinates")
         xyz = xyz[finite]
         rgb = rgb[finite] if rgb is not None else None
     return CloudArrays(xyz=xyz, rgb=rgb, frame_id=message.header.frame_id,
-                       stamp_ns=stamp_to_ns(message.header.stamp), dropped=dropped)
+                       stamp_ns=stamp_to_ns(message.header.stamp), dropped=dropped if nan_policy != "keep" else 0)
+
+
+def pointcloud2_to_organized(message: PointCloud2) -> tuple[np.ndarray, np.ndarray, int]:
+    """An organised PointCloud2 with colours -> (xyz (H, W, 3) float32, NaN kept; rgb (H, W, 3) uint8;
+    the number of pixels without a finite point). ValueError for an unorganised cloud (height 1) or one
+    without an rgb field: a camera's pixels are what a camera policy reads."""
+    if int(message.height) < 2:
+        raise ValueError(f"PointCloud2 is not organised (height {message.height}, width {message.width}): "
+                         "expected one camera's pixels, height x width")
+    cloud = pointcloud2_to_points(message, nan_policy="keep")
+    if cloud.rgb is None:
+        raise ValueError("organised PointCloud2 has no rgb field: a camera policy reads every pixel's colour")
+    shape = (int(message.height), int(message.width), 3)
+    missing = int(np.count_nonzero(~np.all(np.isfinite(cloud.xyz), axis=1)))
+    return cloud.xyz.reshape(shape), cloud.rgb.reshape(shape), missing

@@ -28,6 +28,9 @@ GRIPPER_IMAGE = "camera/gripper/image_raw"
 GRIPPER_DEPTH = "camera/gripper/depth"
 GRIPPER_CAMERA_INFO = "camera/gripper/camera_info"
 POINTS = "points"
+# Each camera's pixels as an organised cloud (world xyz + rgb), for System 1 models that read cameras.
+STATIC_POINTS = "camera/static/points"
+GRIPPER_POINTS = "camera/gripper/points"
 JOINT_STATES = "joint_states"
 EE_POSE = "ee_pose"
 SCENE_STATE = "scene_state"
@@ -78,6 +81,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(GRIPPER_DEPTH, "sensor_msgs/msg/Image", _BRIDGE),
     TopicSpec(GRIPPER_CAMERA_INFO, "sensor_msgs/msg/CameraInfo", _BRIDGE),
     TopicSpec(POINTS, "sensor_msgs/msg/PointCloud2", _BRIDGE, ("system1",)),
+    # Published only while someone subscribes (System 1 with a camera model such as 3dda).
+    TopicSpec(STATIC_POINTS, "sensor_msgs/msg/PointCloud2", _BRIDGE, ("system1",)),
+    TopicSpec(GRIPPER_POINTS, "sensor_msgs/msg/PointCloud2", _BRIDGE, ("system1",)),
     TopicSpec(JOINT_STATES, "sensor_msgs/msg/JointState", _BRIDGE, ("system1", "arm_interface")),
     # The scripted expert reads the TCP pose from scene_state's robot_obs (same step, no pairing wait).
     TopicSpec(EE_POSE, "geometry_msgs/msg/PoseStamped", _BRIDGE, ("system1",)),

@@ -20,6 +20,9 @@ from openhelix_ros.arm.safety import LatentAgeGate, SafetyFilter, SafetyResult
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, latent_step_for_plan, stamp_to_step
 
 SYSTEM1_CONFIGS = ("tiny", "default")
+# 3D Diffuser Actor's presets (openhelix_training's DiffuserActorConfig): camera policies, which plan from
+# each camera's organised cloud (camera/<name>/points) instead of the fused `points`
+CAMERA_SYSTEM1_CONFIGS = ("tiny-3dda", "3dda", "3dda-nhist3", "openhelix-policy")
 
 
 def check_latent_dims(system1_dim: int, system2_dim: int, system1_id: str = "System 1",
@@ -199,7 +202,8 @@ class Notice:
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """One plan to compute: the cloud, and the pose, openness and latent chosen for it."""
+    """One plan to compute: the cloud, and the pose, openness and latent chosen for it. For a camera
+    policy ``xyz`` and ``rgb`` are dicts camera name -> its organised cloud (H, W, 3) and image."""
 
     stamp_ns: int
     xyz: np.ndarray
@@ -462,6 +466,42 @@ def proprio_from_pose(position: np.ndarray, quaternion_xyzw: np.ndarray, gripper
     return pose_to_proprio(position, rotation, float(np.clip(gripper_open, 0.0, 1.0)))
 
 
+class CameraFrameAssembler:
+    """Pairs the organised clouds of a camera policy's cameras into frames: one frame per stamp, complete
+    when every camera's cloud of that stamp has come (the bridge publishes them together). Older
+    incomplete stamps are dropped once a newer frame completes; a stamp earlier than the last complete
+    one means the world was reset."""
+
+    def __init__(self, cameras: tuple[str, ...], capacity: int = 8) -> None:
+        if not cameras:
+            raise ValueError("a camera frame needs at least one camera")
+        self.cameras = tuple(cameras)
+        self.capacity = capacity
+        self._pending: OrderedDict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = OrderedDict()
+        self._last_complete: int | None = None
+
+    def add(self, camera: str, stamp_ns: int, xyz: np.ndarray, rgb: np.ndarray):
+        """(frame or None, reset): the frame ``({camera: xyz}, {camera: rgb})`` once complete, and whether
+        this stamp went back in time (a reset: the caller forgets per-episode state)."""
+        if camera not in self.cameras:
+            raise ValueError(f"unknown camera {camera!r} (this policy reads {', '.join(self.cameras)})")
+        reset = self._last_complete is not None and stamp_ns < self._last_complete
+        if reset:
+            self._pending.clear()
+            self._last_complete = None
+        views = self._pending.setdefault(stamp_ns, {})
+        views[camera] = (xyz, rgb)
+        while len(self._pending) > self.capacity:
+            self._pending.popitem(last=False)
+        if len(views) < len(self.cameras):
+            return None, reset
+        for stamp in [s for s in self._pending if s <= stamp_ns]:
+            del self._pending[stamp]
+        self._last_complete = stamp_ns
+        return ({name: views[name][0] for name in self.cameras},
+                {name: views[name][1] for name in self.cameras}), reset
+
+
 # ---------------------------------------------------------------------------------------------------
 # The policy
 
@@ -485,27 +525,53 @@ class System1Core:
     def __init__(self, model, model_id: str, safety: SafetyFilter | None = None,
                  num_inference_steps: int = 0, waypoint_period: float = 1.0 / 30.0,
                  drop_first_waypoint: bool = True, seed: int = 0) -> None:
-        if model.config.scene_encoder != "points":
+        from openhelix_training import DiffuserActor
+
+        # A camera policy (3D Diffuser Actor) reads each camera's organised cloud, any other System 1
+        # the fused cloud.
+        self.reads_cameras = isinstance(model, DiffuserActor)
+        if not self.reads_cameras and model.config.scene_encoder != "points":
             raise ValueError(
                 f"System 1 {model_id!r} reads per-camera RGB-D (scene_encoder={model.config.scene_encoder!r}); the "
                 "system1 node plans from the fused `points` cloud: use a model with scene_encoder 'points' "
                 "(train with system1.overrides.scene_encoder=points, e.g. on the project's rosbags)")
         if not waypoint_period > 0:
             raise ValueError(f"waypoint_period must be > 0 s, got {waypoint_period}")
-        if num_inference_steps < 0 or num_inference_steps > model.config.num_train_timesteps:
-            raise ValueError(f"num_inference_steps must be in 0..{model.config.num_train_timesteps} "
+        steps = model.config.diffusion_timesteps if self.reads_cameras else model.config.num_train_timesteps
+        if num_inference_steps < 0 or num_inference_steps > steps:
+            raise ValueError(f"num_inference_steps must be in 0..{steps} "
                              f"(0: the model's default {model.config.num_inference_steps}), got {num_inference_steps}")
+        if self.reads_cameras and num_inference_steps and num_inference_steps != model.config.num_inference_steps:
+            # fewer steps than the release's 25 DDPM steps: DDIM over the same noise schedules
+            model.config.inference_scheduler = "ddpm" if num_inference_steps == steps else "ddim"
+            model.config.num_inference_steps = int(num_inference_steps)
+            model.config.validate()
         self.model = model
         self.model.eval()
         self.model_id = model_id
         self.safety = safety or SafetyFilter()
         self.num_inference_steps = int(num_inference_steps) or int(model.config.num_inference_steps)
         self.waypoint_period = float(waypoint_period)
-        # The model's waypoint 0 is the current pose (trajectories are resampled from the current frame
-        # to the next keypose, both ends included); executing it would hold the arm in place, so it is
-        # dropped as 3D Diffuser Actor does on CALVIN.
-        self.drop_first_waypoint = bool(drop_first_waypoint)
+        # The default model's waypoint 0 is the current pose (trajectories are resampled from the current
+        # frame to the next keypose, both ends included); executing it would hold the arm in place, so it
+        # is dropped as 3D Diffuser Actor does on CALVIN. 3D Diffuser Actor's own predictions already
+        # start after it (19 of its 20 interpolated waypoints).
+        self.drop_first_waypoint = bool(drop_first_waypoint) and not self.reads_cameras
         self.seed = int(seed)
+        # a camera policy's proprioception history: the newest (position, CALVIN Euler angles) per plan
+        self._history: deque = deque(maxlen=int(getattr(model.config, "nhist", 1)))
+        self._history_reset = False
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        """The cameras a camera policy reads, in its order (empty for a fused-cloud policy)."""
+        return tuple(self.model.config.camera_names) if self.reads_cameras else ()
+
+    def reset_history(self) -> None:
+        """Forget the proprioception history (a new episode); the next plan starts it with copies of its
+        own pose, as the release's evaluation does at the start of a subtask. Only flags it: the node
+        calls this from a subscription while its worker may be planning."""
+        self._history_reset = True
 
     @classmethod
     def load(cls, model: str = "tiny", checkpoint: str = "", **kwargs) -> System1Core:
@@ -513,7 +579,11 @@ class System1Core:
         scene encoder since the node reads ``points``) or from ``checkpoint`` (a model directory, a
         training checkpoint or a training run's output directory), which wins when given."""
         from openhelix_training import System1
-        from openhelix_training.checkpoint import SYSTEM1_MODEL_TYPE, find_model_directory
+        from openhelix_training.checkpoint import (
+            SYSTEM1_MODEL_TYPE,
+            find_model_directory,
+            load_model_directory,
+        )
 
         if checkpoint:
             path = Path(checkpoint).expanduser()
@@ -523,19 +593,25 @@ class System1Core:
             directory = find_model_directory(path, SYSTEM1_MODEL_TYPE)
             if directory is None:
                 raise ValueError(f"checkpoint {path} holds no System 1 (it is a System 2 checkpoint)")
-            instance = System1.from_pretrained(directory)
+            instance = load_model_directory(directory)
             model_id = str(path)
         else:
-            if model not in SYSTEM1_CONFIGS:
-                raise ValueError(f"unknown System 1 configuration {model!r}; choose from {', '.join(SYSTEM1_CONFIGS)} "
+            known = SYSTEM1_CONFIGS + CAMERA_SYSTEM1_CONFIGS
+            if model not in known:
+                raise ValueError(f"unknown System 1 configuration {model!r}; choose from {', '.join(known)} "
                                  "or give a checkpoint directory")
             import torch
+
+            from openhelix_training import DiffuserActor
 
             # Untrained weights from the node's seed, as System 2 builds its own: the same untrained
             # graph behaves the same in every run, and the caller's global RNG is left as it was.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(kwargs.get("seed", 0)))
-                instance = System1.from_config(model, scene_encoder="points")
+                if model in CAMERA_SYSTEM1_CONFIGS:
+                    instance = DiffuserActor.from_config(model)
+                else:
+                    instance = System1.from_config(model, scene_encoder="points")
             model_id = model
         return cls(instance, model_id, **kwargs)
 
@@ -553,11 +629,14 @@ class System1Core:
 
     def plan(self, xyz: np.ndarray, rgb: np.ndarray | None, position: np.ndarray, quaternion_xyzw: np.ndarray,
              gripper_open: float, latent: np.ndarray) -> PlanResult:
-        """One trajectory from a world-frame cloud, the current EE pose and a goal latent.
+        """One trajectory from a world-frame cloud, the current EE pose and a goal latent. A camera
+        policy takes ``xyz`` and ``rgb`` as dicts camera name -> its organised cloud (H, W, 3) and image.
 
         Raises ValueError naming the problem (no points, no colour, bad pose, bad latent, a prediction
         with NaN); nothing unsafe comes back.
         """
+        if self.reads_cameras:
+            return self._plan_from_cameras(xyz, rgb, position, quaternion_xyzw, latent)
         from openhelix_training import Observation
 
         xyz = np.asarray(xyz, dtype=np.float32)
@@ -581,9 +660,58 @@ class System1Core:
                                         seed=self.seed)
         elapsed = time.perf_counter() - start
         first = 1 if self.drop_first_waypoint and len(trajectory.positions) > 1 else 0
-        positions = np.asarray(trajectory.positions[first:], dtype=np.float64)
-        rotations = np.asarray(trajectory.rotations[first:], dtype=np.float64)
-        gripper = np.asarray(trajectory.gripper_command[first:], dtype=np.float64)
+        return self._safe_plan(trajectory.positions[first:], trajectory.rotations[first:],
+                               trajectory.gripper_command[first:], position, quaternion_xyzw, elapsed)
+
+    def _plan_from_cameras(self, xyz: dict, rgb: dict, position, quaternion_xyzw, latent) -> PlanResult:
+        """3D Diffuser Actor's policy call, as the release's CALVIN evaluation makes it: every camera's
+        pixels and their world points, the proprioception history, the latent as its instruction tokens;
+        the predicted Euler-angle differences added to the current CALVIN angles."""
+        import torch
+
+        if not isinstance(xyz, dict) or not isinstance(rgb, dict):
+            raise ValueError("a camera policy plans from each camera's organised cloud: xyz and rgb by camera name")
+        cameras = []
+        for name in self.camera_names:
+            if name not in xyz or name not in rgb:
+                raise ValueError(f"no organised cloud of camera {name!r} (have: {', '.join(sorted(xyz)) or 'none'})")
+            points = np.asarray(xyz[name], dtype=np.float32)
+            if points.ndim != 3 or points.shape[2] != 3:
+                raise ValueError(f"camera {name!r}: organised cloud must be (H, W, 3), got {points.shape}")
+            missing = ~np.all(np.isfinite(points), axis=-1)
+            if missing.all():
+                raise ValueError(f"camera {name!r}: no pixel has a finite point")
+            if missing.any():
+                # 3D Diffuser Actor has a point for every pixel; a pixel without depth takes the valid point
+                # farthest from the camera's cloud centre, which puts it with the background
+                far = points[~missing][np.argmax(np.linalg.norm(points[~missing] - points[~missing].mean(0), axis=1))]
+                points = np.where(missing[..., None], far, points)
+            cameras.append((np.asarray(rgb[name], dtype=np.uint8), points))
+        latent = self.check_latent(latent)
+        proprio_from_pose(position, quaternion_xyzw, 1.0)  # checks the pose
+        quaternion = np.asarray(quaternion_xyzw, dtype=np.float64)
+        euler = Rotation.from_quat(quaternion / np.linalg.norm(quaternion)).as_euler("xyz")
+        if self._history_reset:
+            self._history_reset = False
+            self._history.clear()
+        self._history.append((np.asarray(position, dtype=np.float64), euler))
+        frames = list(self._history)
+        frames = [frames[0]] * (self._history.maxlen - len(frames)) + frames
+        start = time.perf_counter()
+        generator = torch.Generator(device=self.model.location_bounds.device).manual_seed(self.seed)
+        prediction = self.model.predict_calvin(cameras, frames, latent, generator=generator)
+        elapsed = time.perf_counter() - start
+        if not (np.all(np.isfinite(prediction["positions"])) and np.all(np.isfinite(prediction["euler"]))):
+            raise ValueError("System 1 predicted a trajectory with NaN or infinite values; not published")
+        rotations = Rotation.from_euler("xyz", prediction["euler"]).as_matrix()
+        return self._safe_plan(prediction["positions"], rotations, prediction["gripper"], position, quaternion_xyzw,
+                               elapsed)
+
+    def _safe_plan(self, positions, rotations, gripper, position, quaternion_xyzw, elapsed: float) -> PlanResult:
+        """A predicted trajectory (world positions, rotation matrices, +-1 gripper) through the safety filter."""
+        positions = np.asarray(positions, dtype=np.float64)
+        rotations = np.asarray(rotations, dtype=np.float64)
+        gripper = np.asarray(gripper, dtype=np.float64)
         if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(rotations))):
             raise ValueError("System 1 predicted a trajectory with NaN or infinite values; not published")
         quaternions = Rotation.from_matrix(rotations).as_quat()

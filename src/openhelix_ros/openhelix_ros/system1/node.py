@@ -1,6 +1,8 @@
 """system1: point cloud + robot state + goal latent -> end-effector trajectory.
 
-Subscribes ``points`` (sensor_msgs/PointCloud2, xyz + rgb, world frame), ``ee_pose``
+Subscribes ``points`` (sensor_msgs/PointCloud2, xyz + rgb, world frame) or, for a camera policy (3D
+Diffuser Actor: ``model:=3dda`` or an imported release checkpoint), ``camera/static/points`` and
+``camera/gripper/points`` (each camera's organised cloud, paired by stamp), ``ee_pose``
 (geometry_msgs/PoseStamped, world frame), ``joint_states`` (finger joints -> gripper openness) and
 ``goal_latent`` (openhelix_msgs/GoalLatent); publishes ``ee_trajectory`` (openhelix_msgs/EETrajectory:
 absolute world-frame poses, clipped to the workspace and slowed to the speed limits, stamped with the
@@ -33,6 +35,7 @@ from openhelix_msgs.msg import EETrajectory, GoalLatent
 from openhelix_ros.arm.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import (
+    pointcloud2_to_organized,
     pointcloud2_to_points,
     pose_stamped_from_msg,
     stamp_to_ns,
@@ -49,6 +52,7 @@ from openhelix_ros.common.node_utils import (
 )
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter
 from openhelix_ros.system1.core import (
+    CameraFrameAssembler,
     LatentRecord,
     LatentSelector,
     PlanRequest,
@@ -59,6 +63,8 @@ from openhelix_ros.system1.core import (
 )
 from openhelix_ros.system1.markers import trajectory_markers
 from openhelix_ros.system1.parameters import PARAMETERS
+
+CAMERA_POINTS = {"static": graph.STATIC_POINTS, "gripper": graph.GRIPPER_POINTS}
 
 
 class System1Node(Node):
@@ -104,7 +110,17 @@ class System1Node(Node):
         self._marker_pub = self.create_publisher(MarkerArray, graph.TRAJECTORY_MARKERS, TRAJECTORY_QOS)
         # Lockstep: every cloud is a step the bridge waits on, and its pose must come with it: reliable.
         sensor_qos = LOCKSTEP_SENSOR_QOS if self._lockstep else SENSOR_QOS
-        self.create_subscription(PointCloud2, graph.POINTS, self._on_points, sensor_qos)
+        if self._core.reads_cameras:
+            # a camera policy (3D Diffuser Actor) plans from each camera's organised cloud
+            self._frames = CameraFrameAssembler(self._core.camera_names)
+            for name in self._core.camera_names:
+                if name not in CAMERA_POINTS:
+                    raise ValueError(f"System 1 reads camera {name!r}, which the graph does not have "
+                                     f"(cameras: {', '.join(CAMERA_POINTS)})")
+                self.create_subscription(PointCloud2, CAMERA_POINTS[name],
+                                         lambda message, name=name: self._on_camera_points(name, message), sensor_qos)
+        else:
+            self.create_subscription(PointCloud2, graph.POINTS, self._on_points, sensor_qos)
         self.create_subscription(PoseStamped, graph.EE_POSE, self._on_pose, sensor_qos)
         self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_states, sensor_qos)
         self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_latent, LATENT_QOS)
@@ -149,6 +165,30 @@ class System1Node(Node):
         with self._lock:
             notices = self._scheduler.on_points(cloud.stamp_ns, cloud.xyz, cloud.rgb, arrival)
             self._lock.notify_all()
+        self._log(notices)
+
+    def _on_camera_points(self, name: str, message: PointCloud2) -> None:
+        arrival = time.monotonic()
+        topic = CAMERA_POINTS[name]
+        try:
+            if message.header.frame_id != self._frame:
+                raise ValueError(f"cloud is in frame {message.header.frame_id!r}, expected {self._frame!r}")
+            xyz, rgb, missing = pointcloud2_to_organized(message)
+            if missing == xyz.shape[0] * xyz.shape[1]:
+                raise ValueError("organised cloud has no pixel with a finite point")
+            stamp = stamp_to_ns(message.header.stamp)
+            frame, reset = self._frames.add(name, stamp, xyz, rgb)
+        except ValueError as error:
+            self._drop(topic, str(error))
+            return
+        with self._lock:
+            if reset:
+                self._core.reset_history()
+            if frame is not None:
+                notices = self._scheduler.on_points(stamp, frame[0], frame[1], arrival)
+                self._lock.notify_all()
+            else:
+                notices = []
         self._log(notices)
 
     def _on_pose(self, message: PoseStamped) -> None:
