@@ -1,5 +1,6 @@
 """Model latency benchmark: System 1 trajectory inference at 1, 5, 10, 25 denoising steps (whole
-predict: scene encoding, FPS, denoising, pose assembly) and System 2 latent latency, written as JSON and
+predict: scene encoding, FPS, denoising, pose assembly), System 1 `3dda` (3D Diffuser Actor at its
+released shapes) at 25 DDPM and 5 DDIM steps, and System 2 latent latency, written as JSON and
 Markdown. `python -m openhelix_training.bench [--out runs/bench-models]`.
 
 On a GPU, the same run adds System 1 on CUDA and System 2 with LLaVA-1.5-7B shapes (random weights,
@@ -92,6 +93,33 @@ def bench_system1(config: str = "default", device: str = "cpu", steps=STEPS, rep
             "parameters": sum(p.numel() for p in model.parameters()), "steps": rows}
 
 
+def bench_diffuser_actor(preset: str = "3dda", device: str = "cpu", schedules=None,
+                         repeats: int = 5, warmup: int = 1) -> dict:
+    """System 1 `3dda` (random weights at the released shapes): one whole policy call, as the release
+    makes it on CALVIN (two 160x160 crops, backbone, feature pyramid, farthest point sampling, denoising),
+    per sampling schedule."""
+    from .modeling_diffuser_actor import DiffuserActor
+
+    torch.manual_seed(0)
+    model = DiffuserActor.from_config(preset).to(device).eval()
+    cfg = model.config
+    g = torch.Generator().manual_seed(0)
+    ncam, side = len(cfg.camera_names), cfg.image_size
+    rgb = torch.rand(1, ncam, 3, side, side, generator=g).to(device)
+    pcd = (torch.rand(1, ncam, 3, side, side, generator=g) * 0.6 - 0.3).to(device)
+    instruction = torch.randn(1, cfg.instruction_length, cfg.instruction_dim, generator=g).to(device)
+    gripper = torch.tensor([[[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]] * cfg.nhist]).to(device)
+    rows = {}
+    # the release's sampler (every DDPM step), and 5 DDIM steps (the GPU target's)
+    for scheduler, steps in schedules or (("ddpm", cfg.diffusion_timesteps), ("ddim", 5)):
+        model.config.inference_scheduler, model.config.num_inference_steps = scheduler, steps
+        times = _time(lambda: model.compute_trajectory(rgb, pcd, instruction, gripper), repeats, warmup,
+                      device.startswith("cuda"))
+        rows[f"{scheduler} {steps}"] = _stats(times)
+    return {"config": preset, "device": device, "parameters": sum(p.numel() for p in model.parameters()),
+            "input": f"{ncam} cameras {side}x{side}, {cfg.instruction_length} instruction tokens", "schedules": rows}
+
+
 def bench_system2(config: str, device: str = "cpu", repeats: int = 20, warmup: int = 2, **overrides) -> dict:
     from .modeling_system2 import System2
 
@@ -120,6 +148,16 @@ def _markdown(result: dict) -> str:
         for n, r in s1["steps"].items():
             lines.append(f"| {n} | {r['p50_ms']} | {r['p99_ms']} | {r['mean_ms']} | {r['cpu_p50_ms']} |")
         lines.append("")
+    for dda in result.get("diffuser_actor", []):
+        if "skipped" in dda:
+            lines += [f"## System 1 `{dda['config']}` on {dda['device']}: not measured ({dda['skipped']})", ""]
+            continue
+        lines += [f"## System 1 `{dda['config']}` (3D Diffuser Actor, released shapes, random weights) on "
+                  f"{dda['device']} ({dda['parameters'] / 1e6:.1f} M params; input: {dda['input']})", "",
+                  "| sampler | p50 ms | p99 ms | mean ms | CPU-time p50 ms | calls |", "|---|---:|---:|---:|---:|---:|"]
+        for name, r in dda["schedules"].items():
+            lines.append(f"| {name} | {r['p50_ms']} | {r['p99_ms']} | {r['mean_ms']} | {r['cpu_p50_ms']} | {r['n']} |")
+        lines.append("")
     if result["system2"]:
         lines += ["## System 2 (image + instruction -> latent)", "",
                   "| config | device | p50 ms | p99 ms | Hz at p50 | CPU-time p50 ms | prompt tokens | params | load s |",
@@ -140,7 +178,8 @@ def _markdown(result: dict) -> str:
 def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT,
                     system1_configs=("default", ("default", {"scene_encoder": "points"})),
                     system2_configs=("tiny", "embedded"), steps=STEPS, repeats: int = 50,
-                    system2_repeats: int = 20, threads: int | None = 1, include_gpu: bool = True) -> dict:
+                    system2_repeats: int = 20, threads: int | None = 1, include_gpu: bool = True,
+                    diffuser_actor_preset: str | None = "3dda", diffuser_actor_repeats: int = 5) -> dict:
     """Runs the benchmark and writes results.json and results.md into out_dir; returns the result.
 
     system1_configs: preset names or (preset, overrides) pairs; by default the camera `default` and the
@@ -158,6 +197,14 @@ def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT,
         result["system1"].append(bench_system1(name, "cpu", steps, repeats, **over))
         if cuda:
             result["system1"].append(bench_system1(name, "cuda", steps, repeats, **over))
+    result["diffuser_actor"] = []
+    if diffuser_actor_preset:
+        name = diffuser_actor_preset
+        result["diffuser_actor"].append(bench_diffuser_actor(name, "cpu", repeats=diffuser_actor_repeats))
+        if cuda:
+            result["diffuser_actor"].append(bench_diffuser_actor(name, "cuda", repeats=max(diffuser_actor_repeats, 20)))
+        else:
+            result["diffuser_actor"].append({"config": name, "device": "cuda", "skipped": "no GPU"})
     for cfg in system2_configs:
         try:
             result["system2"].append(bench_system2(cfg, "cpu", system2_repeats))
@@ -178,6 +225,10 @@ def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT,
             p50 = s1["steps"].get(str(s1["default_steps"]), {}).get("p50_ms")
             if p50 is not None:
                 targets["System 1 default p50 on GPU <= 5 ms"] = {"value": p50, "target": 5, "met": p50 <= 5}
+    for dda in result["diffuser_actor"]:
+        if dda["device"] == "cuda" and dda["config"] == "3dda" and "schedules" in dda:
+            p50 = dda["schedules"]["ddim 5"]["p50_ms"]
+            targets["System 1 3dda p50 at 5 DDIM steps on GPU <= 10 ms"] = {"value": p50, "target": 10, "met": p50 <= 10}
     for s2 in result["system2"]:
         if s2.get("config") == "embedded" and "hz_at_p50" in s2:
             targets["System 2 embedded >= 2 Hz"] = {"value": s2["hz_at_p50"], "target": 2, "met": s2["hz_at_p50"] >= 2}

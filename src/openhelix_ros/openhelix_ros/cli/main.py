@@ -1,5 +1,5 @@
 """The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, up, say,
-latent-probe, info).
+latent-probe, import-checkpoint, info).
 
 Each verb lives in its own module under ``openhelix_ros.cli`` exposing ``add_arguments(parser)``
 and ``run(args) -> int`` (or ``run_argv(argv) -> int`` when another tool parses the arguments); modules are imported only when their verb runs, so ``openhelix --help``
@@ -26,6 +26,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "up": ("up", "start a launch file's graph (sim, eval, record, robot) without ros2 launch, until Ctrl-C"),
     "say": ("say", "instruct a running graph: one Instruction on the instruction topic"),
     "latent-probe": ("latent_probe", "read what the <ACT> latent carries while a block moves (the paper's Figure 5)"),
+    "import-checkpoint": ("import_checkpoint", "released 3D Diffuser Actor / OpenHelix weights into this project's "
+                          "checkpoint layout, loaded strictly"),
 }
 
 
