@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.graphs import run_lockstep_dual_graph
 from support.processes import Process, Processes, drive
 
 from openhelix_ros.arm.safety import WorkspaceBounds
@@ -196,31 +197,6 @@ def test_parameter_files_set_only_declared_parameters_of_the_right_type(module):
 def test_with_the_real_bridge_in_lockstep_every_step_uses_the_exact_asy_n_latent(tmp_path, processes):
     """calvin_bridge (embedded, lockstep) + system2 + system1 (tiny, Asy(3)): the bridge steps only on
     System 1's trajectories, and each one names the latent of step max(0, (t // 3 - 1) * 3)."""
-    from openhelix_ros.common.timing import latent_step_for_plan
-
-    shared = ("clock_mode:=lockstep", "latent_period_steps:=3")
-    system2 = tiny_node(processes, "system2", *shared)
-    system1 = tiny_node(processes, "system1", *shared, "num_inference_steps:=2")
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not all("ready" in node.output() for node in (system1, system2)):
-        time.sleep(0.2)
-    # The bridge comes last, as `openhelix demo` orders it, so System 2 sees the image of step 0.
-    bridge = processes.node("calvin_bridge", "backend:=embedded", "clock_mode:=lockstep")
-    out = tmp_path / "observed.json"
-    observer = processes.peer("lockstep_observer.py", "--out", str(out), "--trajectories", "24", ready=None)
-    code = observer.wait(timeout=150)
-    text = {node.label: node.output() for node in (system1, system2, bridge)}
-    assert code == 0, f"{observer.output()}\n{text}"
-    for node in (bridge, system1, system2):
-        node.stop()
-    data = json.loads(out.read_text())
-    latent_step = {int(sequence): round(stamp / STEP_NS) for sequence, stamp in data["latents"].items()}
-    steps = []
-    for trajectory in data["trajectories"]:
-        step = round(trajectory["stamp"] / STEP_NS)
-        steps.append(step)
-        assert latent_step[trajectory["latent_sequence"]] == latent_step_for_plan(step, 3), (step, trajectory)
-        assert trajectory["poses"] == 19
-    assert steps == list(range(len(steps)))  # one plan per step, in order: the world waited for each
-    assert "holding the pose" not in text["calvin_bridge"], text["calvin_bridge"]
-    assert "not exact" not in text["system1"]
+    data, _ = run_lockstep_dual_graph(processes, tmp_path / "observed.json",
+                                      ["model:=tiny", "torch_threads:=1", "num_inference_steps:=2"], 24)
+    assert all(trajectory["poses"] == 19 for trajectory in data["trajectories"])
