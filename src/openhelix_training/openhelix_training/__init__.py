@@ -28,6 +28,8 @@ _EXPORTS = {
     "DiffuserActorConfig": ".configuration_diffuser_actor",
     "Normalization": ".normalization",
     "Observation": ".observation",
+    "OpenHelixSystem2": ".modeling_openhelix",
+    "OpenHelixSystem2Config": ".configuration_openhelix",
     "ObservationError": ".observation",
     "System1": ".modeling_system1",
     "System1Config": ".configuration_system1",

@@ -51,12 +51,14 @@ MODEL_DIRS = {SYSTEM1_MODEL_TYPE: SYSTEM1_DIR, SYSTEM2_MODEL_TYPE: SYSTEM2_DIR}
 # The released systems' models, each playing one of the two roles above (the role is the key
 # model_directories files a directory under; config.json's model_type says which class loads it).
 DIFFUSER_ACTOR_MODEL_TYPE = "openhelix_diffuser_actor"
+OPENHELIX_SYSTEM2_MODEL_TYPE = "openhelix_lisa_system2"
 MODEL_ROLES = {SYSTEM1_MODEL_TYPE: SYSTEM1_MODEL_TYPE, DIFFUSER_ACTOR_MODEL_TYPE: SYSTEM1_MODEL_TYPE,
-               SYSTEM2_MODEL_TYPE: SYSTEM2_MODEL_TYPE}
+               SYSTEM2_MODEL_TYPE: SYSTEM2_MODEL_TYPE, OPENHELIX_SYSTEM2_MODEL_TYPE: SYSTEM2_MODEL_TYPE}
 # model_type -> (module, class) that loads it
 MODEL_CLASSES = {SYSTEM1_MODEL_TYPE: (".modeling_system1", "System1"),
                  DIFFUSER_ACTOR_MODEL_TYPE: (".modeling_diffuser_actor", "DiffuserActor"),
-                 SYSTEM2_MODEL_TYPE: (".modeling_system2", "System2")}
+                 SYSTEM2_MODEL_TYPE: (".modeling_system2", "System2"),
+                 OPENHELIX_SYSTEM2_MODEL_TYPE: (".modeling_openhelix", "OpenHelixSystem2")}
 
 
 class CheckpointError(RuntimeError):

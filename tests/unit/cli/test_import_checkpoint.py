@@ -43,3 +43,8 @@ def test_a_file_that_does_not_fit_is_refused_and_nothing_is_written(tmp_path, ca
     assert "different shape" in error and "encoder.backbone.conv1.weight: checkpoint (4, 3, 3, 3) vs model (32, 3, 3, 3)" in error
     assert "more" in error  # the list is long: the first 200, then how many more
     assert not out.exists()
+
+
+def test_the_openhelix_pair_needs_its_mllm(tmp_path, capsys):
+    assert main(["import-checkpoint", "openhelix", str(tmp_path / "policy.pth"), "--out", str(tmp_path / "o")]) == 2
+    assert "--llm is required" in capsys.readouterr().err

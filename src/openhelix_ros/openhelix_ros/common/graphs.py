@@ -172,10 +172,11 @@ CLOCK_MODE = Argument("clock_mode", "lockstep", "lockstep (sim time; the world w
                       choices=("lockstep", "realtime"))
 LATENT_PERIOD = Argument("latent_period_steps", "10", "Asy(N): System 2 encodes every N env steps; 0 = synchronous",
                          type=int)
-SYSTEM2_MODEL = Argument("system2_model", "embedded", "System 2 configuration: tiny, embedded or llava-1.5-7b "
-                         "(ignored when checkpoint is set)")
-SYSTEM1_MODEL = Argument("system1_model", "default", "System 1 configuration: tiny or default "
-                         "(ignored when checkpoint is set)")
+SYSTEM2_MODEL = Argument("system2_model", "embedded", "System 2 configuration: tiny, embedded, llava-1.5-7b, "
+                         "tiny-openhelix or openhelix-7b (ignored when checkpoint is set)")
+SYSTEM1_MODEL = Argument("system1_model", "default", "System 1 configuration: tiny, default, or a 3D Diffuser "
+                         "Actor preset (tiny-3dda, 3dda, 3dda-nhist3, openhelix-policy) (ignored when checkpoint "
+                         "is set)")
 CHECKPOINT = Argument("checkpoint", "", "checkpoint or training run directory for both systems (overrides the "
                       "configurations)")
 POLICY = Argument("policy", "dual", "who acts: dual (System 2 + System 1) or expert (the scripted expert, "

@@ -9,11 +9,12 @@ from openhelix_ros.arm.parameters import safety_parameters
 from openhelix_ros.common import graph
 from openhelix_ros.common.parameters import ParameterSpec
 from openhelix_ros.common.timing import CLOCK_MODES
-from openhelix_ros.system1.core import SYSTEM1_CONFIGS
+from openhelix_ros.system1.core import CAMERA_SYSTEM1_CONFIGS, SYSTEM1_CONFIGS
 
 PARAMETERS = (
     ParameterSpec("model", "tiny", f"System 1 configuration: {' | '.join(SYSTEM1_CONFIGS)} (point-cloud scene "
-                  "encoder; ignored when 'checkpoint' is set).", read_only=True),
+                  f"encoder) or {' | '.join(CAMERA_SYSTEM1_CONFIGS)} (3D Diffuser Actor, random weights; reads "
+                  "camera/<name>/points); ignored when 'checkpoint' is set.", read_only=True),
     ParameterSpec("checkpoint", "", "Checkpoint directory (model, training checkpoint or run directory); "
                   "overrides 'model'. Must be a scene_encoder 'points' policy.", read_only=True),
     ParameterSpec("device", "cpu", "Torch device for inference.", read_only=True),

@@ -26,6 +26,9 @@ from openhelix_ros.common.timing import encodes_step
 
 # Configuration names System 2 is built from (openhelix_training presets).
 SYSTEM2_CONFIGS = ("tiny", "embedded", "llava-1.5-7b")
+# OpenHelix's released System 2 (openhelix_training's OpenHelixSystem2: the LISA / LLaVA-v1 layout); the
+# 7B normally comes from an imported checkpoint (openhelix import-checkpoint openhelix ...)
+OPENHELIX_SYSTEM2_CONFIGS = ("tiny-openhelix", "openhelix-7b")
 
 
 @dataclass(frozen=True)
@@ -170,8 +173,8 @@ class System2Core:
         """Build System 2 from a configuration name (``tiny`` | ``embedded`` | ``llava-1.5-7b``, the
         last with ``model_path``, a local llava-hf directory) or from ``checkpoint`` (a model directory,
         a training checkpoint or a training run's output directory), which wins when given."""
-        from openhelix_training import System2
-        from openhelix_training.checkpoint import SYSTEM2_MODEL_TYPE, find_model_directory
+        from openhelix_training import OpenHelixSystem2, System2
+        from openhelix_training.checkpoint import SYSTEM2_MODEL_TYPE, find_model_directory, model_class
 
         if checkpoint:
             path = Path(checkpoint).expanduser()
@@ -182,14 +185,22 @@ class System2Core:
             directory = find_model_directory(path, SYSTEM2_MODEL_TYPE)
             if directory is None:
                 raise ValueError(f"checkpoint {path} holds no System 2 (it is a System 1 checkpoint)")
-            overrides = {"model_path": model_path} if model_path else {}
-            instance, model_id = System2.from_pretrained(directory, **overrides), str(path)
+            kind = model_class(directory)
+            # model_path: a llava-hf directory for System2, LLaVA's tokenizer directory for OpenHelix's
+            key = "tokenizer_path" if kind is OpenHelixSystem2 else "model_path"
+            overrides = {key: model_path} if model_path else {}
+            instance, model_id = kind.from_pretrained(directory, **overrides), str(path)
         else:
-            if model not in SYSTEM2_CONFIGS:
-                raise ValueError(f"unknown System 2 configuration {model!r}; choose from {', '.join(SYSTEM2_CONFIGS)} "
+            known = SYSTEM2_CONFIGS + OPENHELIX_SYSTEM2_CONFIGS
+            if model not in known:
+                raise ValueError(f"unknown System 2 configuration {model!r}; choose from {', '.join(known)} "
                                  "or give a checkpoint directory")
-            overrides = {"model_path": model_path} if model_path else {}
-            instance, model_id = System2.from_config(model, **overrides), model
+            if model in OPENHELIX_SYSTEM2_CONFIGS:
+                overrides = {"tokenizer_path": model_path} if model_path else {}
+                instance, model_id = OpenHelixSystem2.from_config(model, **overrides), model
+            else:
+                overrides = {"model_path": model_path} if model_path else {}
+                instance, model_id = System2.from_config(model, **overrides), model
         if device != "cpu":
             instance.to(device)
         return cls(instance, model_id, seed)
