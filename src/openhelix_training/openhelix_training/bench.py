@@ -136,6 +136,25 @@ def bench_system2(config: str, device: str = "cpu", repeats: int = 20, warmup: i
             "parameters": sum(p.numel() for p in model.parameters()), **stats}
 
 
+def bench_openhelix_system2(device: str = "cuda", repeats: int = 20, warmup: int = 2) -> dict:
+    """OpenHelix's System 2 at its released widths with random weights in bfloat16 (the release's dtype).
+    Its prompt needs LLaVA's LLaMA tokenizer: the directory named by OPENHELIX_LLAVA_DIR."""
+    from .modeling_openhelix import OpenHelixSystem2
+
+    tokenizer = os.environ.get("OPENHELIX_LLAVA_DIR")
+    if not tokenizer:
+        return {"config": "openhelix-7b", "skipped": "needs LLaVA's tokenizer: set OPENHELIX_LLAVA_DIR"}
+    t0 = time.perf_counter()
+    model = OpenHelixSystem2.from_config("openhelix-7b", tokenizer_path=tokenizer, init_device=device).to(device).eval()
+    load_s = time.perf_counter() - t0
+    image = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    stats = _stats(_time(lambda: model.encode(image, "open the drawer"), repeats, warmup, device.startswith("cuda")))
+    stats["hz_at_p50"] = round(1000.0 / stats["p50_ms"], 2) if stats["p50_ms"] else None
+    return {"config": "openhelix-7b", "device": device, "load_s": round(load_s, 1),
+            "prompt_tokens": len(model.prompt_token_ids("open the drawer")), "hidden_size": model.config.hidden_size,
+            "parameters": sum(p.numel() for p in model.parameters()), **stats}
+
+
 def _markdown(result: dict) -> str:
     lines = [f"# Model latency ({result['machine']})", "",
              f"torch {result['torch']}, threads {result['threads']}, {result['date']}; load average (1, 5, 15 min) "
@@ -213,8 +232,10 @@ def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT,
     if cuda:
         result["system2"].append(bench_system2("llava-1.5-7b", "cuda", system2_repeats, source="random",
                                                init_device="cuda"))
+        result["system2"].append(bench_openhelix_system2("cuda", system2_repeats))
     else:
         result["system2"].append({"config": "llava-1.5-7b", "skipped": "no GPU"})
+        result["system2"].append({"config": "openhelix-7b", "skipped": "no GPU"})
     targets = {}
     for s1 in result["system1"]:
         if s1["device"] == "cpu" and s1["config"] == "default":  # the camera default (what the target names)
@@ -232,6 +253,9 @@ def run_model_bench(out_dir: str | os.PathLike = DEFAULT_OUT,
     for s2 in result["system2"]:
         if s2.get("config") == "embedded" and "hz_at_p50" in s2:
             targets["System 2 embedded >= 2 Hz"] = {"value": s2["hz_at_p50"], "target": 2, "met": s2["hz_at_p50"] >= 2}
+        if s2.get("config") == "openhelix-7b" and "hz_at_p50" in s2:
+            targets["System 2 openhelix-7b (bf16) >= 10 Hz"] = {"value": s2["hz_at_p50"], "target": 10,
+                                                               "met": s2["hz_at_p50"] >= 10}
         if s2.get("config") == "llava-1.5-7b" and "hz_at_p50" in s2:
             targets["System 2 LLaVA-1.5-7B >= 10 Hz"] = {"value": s2["hz_at_p50"], "target": 10,
                                                           "met": s2["hz_at_p50"] >= 10}
