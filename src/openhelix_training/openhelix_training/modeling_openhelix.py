@@ -81,7 +81,13 @@ from .checkpoint import (
     read_weights,
 )
 from .configuration_openhelix import OpenHelixSystem2Config
-from .modeling_system2 import CLIP_MEAN, CLIP_STD, System2InputError, byte_level_tokenizer
+from .modeling_system2 import (
+    CLIP_MEAN,
+    CLIP_STD,
+    System2InputError,
+    byte_level_tokenizer,
+    checked_uint8_images,
+)
 from .pretrained import PretrainedModelMixin
 
 logger = logging.getLogger(__name__)
@@ -314,18 +320,8 @@ class OpenHelixSystem2(PretrainedModelMixin, nn.Module):
         values (B, 3, S, S) float32, through the release's CLIPImageProcessor (PIL bicubic)."""
         from PIL import Image
 
-        if isinstance(images, (np.ndarray, torch.Tensor)) and np.asarray(images).ndim == 3:
-            images = [images]
-        pil = []
-        for img in images:
-            a = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-            if a.ndim != 3 or a.shape[2] != 3:
-                raise System2InputError(f"image must be HxWx3, got shape {a.shape}")
-            if a.dtype != np.uint8:
-                if not np.all(np.isfinite(a)):
-                    raise System2InputError("image contains NaN or inf")
-                a = (np.clip(a, 0, 1) * 255).astype(np.uint8)  # the release's conversion, truncating
-            pil.append(Image.fromarray(np.ascontiguousarray(a)))
+        # floats become bytes by truncation, the release's conversion
+        pil = [Image.fromarray(np.ascontiguousarray(a)) for a in checked_uint8_images(images)]
         return self.image_processor(pil, return_tensors="pt")["pixel_values"]
 
     # --- forward -----------------------------------------------------------------------------------------

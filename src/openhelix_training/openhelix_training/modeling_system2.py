@@ -32,6 +32,24 @@ class System2InputError(ValueError):
     """An image or instruction System 2 cannot use."""
 
 
+def checked_uint8_images(images) -> list[np.ndarray]:
+    """One HxWx3 image or a batch of them (uint8, or floats in [0, 1] turned into bytes, truncating) as
+    uint8 arrays; System2InputError for a wrong shape or NaN."""
+    if isinstance(images, (np.ndarray, torch.Tensor)) and np.asarray(images).ndim == 3:
+        images = [images]
+    out = []
+    for img in images:
+        a = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise System2InputError(f"image must be HxWx3, got shape {a.shape}")
+        if a.dtype != np.uint8:
+            if not np.all(np.isfinite(a)):
+                raise System2InputError("image contains NaN or inf")
+            a = (np.clip(a, 0, 1) * 255).astype(np.uint8)
+        out.append(a)
+    return out
+
+
 def cache_dir() -> Path:
     """Where converted weights are kept: $OPENHELIX_CACHE, else runs/cache in a source checkout, else
     ~/.cache/openhelix."""
@@ -295,17 +313,8 @@ class System2(PretrainedModelMixin, nn.Module):
 
     def preprocess_images(self, images) -> torch.Tensor:
         """HxWx3 uint8 (or float in [0, 1]) images -> CLIP-normalized (B, 3, S, S) pixel values."""
-        if isinstance(images, (np.ndarray, torch.Tensor)) and np.asarray(images).ndim == 3:
-            images = [images]
         out = []
-        for img in images:
-            a = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-            if a.ndim != 3 or a.shape[2] != 3:
-                raise System2InputError(f"image must be HxWx3, got shape {a.shape}")
-            if a.dtype != np.uint8:
-                if not np.all(np.isfinite(a)):
-                    raise System2InputError("image contains NaN or inf")
-                a = (np.clip(a, 0, 1) * 255).astype(np.uint8)
+        for a in checked_uint8_images(images):
             t = torch.from_numpy(a).permute(2, 0, 1).float()[None] / 255.0
             t = F.interpolate(t, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False,
                               antialias=True).clamp(0, 1)
