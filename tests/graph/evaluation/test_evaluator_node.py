@@ -327,6 +327,44 @@ def test_real_bridge_and_scripted_expert(tmp_path, processes):
     assert results["timing"]["trajectories_without_latent"] > 0  # the expert uses no latent
 
 
+def test_release_protocol_on_the_real_bridge_counts_policy_calls_of_open_loop_waypoints(tmp_path, processes):
+    """The released OpenHelix / 3D Diffuser Actor loop through the graph: the evaluator switches the real
+    bridge to ``protocol: release`` for the goal (20 waypoints of each plan open-loop, the oracle after
+    every step, positions clipped to the box it was given) and back afterwards; the budget counts the
+    expert's plans, and the report names protocol, budget and clip.
+
+    5 calls of the expert's 20-waypoint plans cannot open the drawer: the subtask must end after exactly
+    100 env steps, which holds only if every call ran all 20 waypoints and the oracle saw every state up
+    to the last (a bridge racing ahead of the checks would leave an earlier state as the last one)."""
+    namespace = "/release"
+    bridge = processes.node("calvin_bridge", "render:=false", "clock_mode:=lockstep",
+                            "release_position_low:=[-0.6, -0.6, -0.16]", "release_position_high:=[0.6, 0.36, 0.65]",
+                            namespace=namespace)
+    processes.node("scripted_expert", "horizon:=20", namespace=namespace)
+    evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", "service_timeout:=30.0", namespace=namespace)
+    client = Client(namespace)
+    try:
+        outcome = client.run(timeout=240.0, num_sequences=2, variant="standard", seed=0, run_name="release",
+                             protocol="release", tasks=["open_drawer"], episode_length=5)
+    finally:
+        client.close()
+    assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED, evaluator.output()
+    results = json.loads((tmp_path / "release" / "results.json").read_text())
+    assert results["protocol"] == "release"
+    assert results["budget"] == {"per_subtask": 5, "unit": "policy calls"}
+    assert results["config"]["position_clip"] == "[-0.6, -0.6, -0.16]..[0.6, 0.36, 0.65]"
+    for chain in results["chains"]:
+        [subtask] = chain["subtasks"]
+        assert subtask["failure"] == "not completed within 5 policy calls", subtask
+        assert (subtask["steps"], subtask["policy_calls"]) == (100, 5), subtask
+    report = (tmp_path / "release" / "report.md").read_text()
+    assert "Budget: **5 policy calls per subtask** (release protocol; positions clipped to" in report
+    # The bridge was put back to its own protocol for whoever evaluates next.
+    bridge_log = bridge.output()
+    assert "protocol release: up to 20 waypoints per plan, positions clipped to" in bridge_log
+    assert "protocol calvin: up to 1 waypoints per plan, no position clip" in bridge_log
+
+
 def test_bad_parameter_stops_the_node_with_one_clear_line():
     done = subprocess.run([sys.executable, "-m", "openhelix_ros.evaluation.node", "--ros-args", "-p",
                            "clock_mode:=warp"], capture_output=True, text=True, timeout=60, env=dict(os.environ))

@@ -16,6 +16,7 @@ from openhelix_ros.bridge.core import (
     SCENE_OBS_LABELS,
     BridgeConfig,
     BridgeCore,
+    CheckGate,
     HoldStep,
     LockstepWatchdog,
     Notice,
@@ -29,7 +30,7 @@ from openhelix_ros.bridge.core import (
 from openhelix_ros.common.conversions import TrajectoryArrays
 from openhelix_ros.expert.core import ExpertCore
 from openhelix_ros.sim import fuse_point_cloud
-from openhelix_ros.sim.protocol import state_for_condition
+from openhelix_ros.sim.protocol import RELEASE_EXECUTE_LEN, calvin_position_bounds, state_for_condition
 
 
 def trajectory(positions, stamp_ns=0, gripper=None, quaternions=None, period=1 / 30, frame="world"):
@@ -375,3 +376,60 @@ def test_plans_for_another_observation_are_counted_with_few_lines():
     assert said == [1, 10, 100, 1000, 10000, 20000]
     assert lines[0].text == ("lockstep: ignored 1 trajectory(ies) not stamped with the awaited observation "
                              "(last 1.0000 s, awaiting 2.0000 s)")
+
+
+# ------------------------------------------------------------------------------ the release protocol
+def test_release_protocol_executes_20_waypoints_open_loop_clipped_and_counts_plans():
+    clip = WorkspaceBounds((-0.3, -0.3, 0.45), (0.3, 0.3, 0.6))
+    bridge = BridgeCore(BridgeConfig(render=False, seed=3, release_position_bounds=clip))
+    try:
+        start = bridge.reset(seed=2)
+        assert start.plans == 0
+        bridge.set_protocol("release")
+        assert bridge.follower.waypoints_per_plan == RELEASE_EXECUTE_LEN == 20
+        low = start.tcp_position.copy()
+        low[2] = 0.2  # below the clip box's floor
+        plan = trajectory(np.tile(low, (25, 1)), stamp_ns=start.stamp_ns,
+                          quaternions=np.tile(start.tcp_quaternion, (25, 1)))
+        assert bridge.follower.accept_plan(plan, bridge.current.stamp_ns)
+        assert bridge.action_for_waypoint(0)[0][2] == pytest.approx(0.45)  # clipped, not rejected
+        steps = 0
+        while bridge.lockstep_step() is not None:
+            steps += 1
+        assert steps == 20 and bridge.current.plans == 1  # 20 of the 25, then a new call is due
+        bridge.set_protocol("")
+        assert bridge.protocol == "calvin" and bridge.follower.waypoints_per_plan == 1
+        assert bridge.action_for_waypoint(0)[0][2] == pytest.approx(0.2)  # no clip outside the release protocol
+        with pytest.raises(ValueError, match="protocol must be empty or one of calvin, release, got 'paper'"):
+            bridge.set_protocol("paper")
+        assert bridge.reset(seed=2).plans == 0  # counted per episode
+    finally:
+        bridge.close()
+
+
+def test_check_gate_holds_a_step_until_it_is_checked_or_expires():
+    gate = CheckGate(timeout=1.0)
+    gate.arm()
+    assert not gate.hold(10, now=0.0)  # disabled (not the release protocol): step on at once
+    gate.enabled = True
+    gate.disarm()
+    assert not gate.hold(10, now=0.0)  # after a reset, nothing is checked until an instruction
+    gate.arm()
+    assert gate.hold(10, now=0.0) and gate.holding and gate.held_stamp_ns == 10
+    assert not gate.expired(0.5)
+    assert gate.checked() and not gate.holding
+    assert not gate.checked()  # a check while nothing is held releases nothing
+    assert gate.hold(20, now=1.0)
+    assert gate.expired(2.5) and not gate.holding and not gate.expired(3.0)
+
+
+def test_calvin_position_bounds_read_statistics_yaml(tmp_path):
+    path = tmp_path / "statistics.yaml"
+    path.write_text("act_min_bound: [-0.4, -0.5, 0.3, -3.1, -1.0, -3.1, -1.0]\n"
+                    "act_max_bound: [0.4, 0.1, 0.6, 3.1, 1.0, 3.1, 1.0]\n")
+    assert calvin_position_bounds(path) == ((-0.4, -0.5, 0.3), (0.4, 0.1, 0.6))
+    path.write_text("act_min_bound: [-0.4]\n")
+    with pytest.raises(ValueError, match="act_min_bound must list at least 3 finite numbers"):
+        calvin_position_bounds(path)
+    with pytest.raises(ValueError, match="cannot read CALVIN statistics"):
+        calvin_position_bounds(tmp_path / "missing.yaml")

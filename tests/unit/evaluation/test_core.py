@@ -331,3 +331,45 @@ def test_chains_reset_to_the_backends_own_start_states():
         assert episode.seed == embedded.episodes[index].seed
     with pytest.raises(EvaluationError, match="unknown backend 'gazebo'"):
         EvaluationConfig(num_sequences=1, backend="gazebo").validate()
+
+
+# ------------------------------------------------------------------------------ the release protocol
+def test_protocols_budgets_and_their_checks():
+    calvin = EvaluationConfig(num_sequences=1).validate()
+    assert (calvin.protocol, calvin.episode_length, calvin.budget_unit) == ("calvin", 360, "env steps")
+    release = EvaluationConfig(num_sequences=1, protocol="release").validate()
+    assert (release.episode_length, release.budget_unit) == (60, "policy calls")
+    assert EvaluationConfig(num_sequences=1, protocol="").validate().protocol == "calvin"
+    with pytest.raises(EvaluationError, match="unknown protocol 'paper'; choose one of calvin, release"):
+        EvaluationConfig(num_sequences=1, protocol="paper").validate()
+    with pytest.raises(EvaluationError, match="release protocol .* needs clock_mode lockstep"):
+        EvaluationConfig(num_sequences=1, protocol="release", clock_mode="realtime").validate()
+    with pytest.raises(EvaluationError, match="positive number of policy calls"):
+        EvaluationConfig(num_sequences=1, protocol="release", episode_length=-1).validate()
+
+
+def test_release_protocol_counts_policy_calls_not_env_steps():
+    """60 calls of up to 20 open-loop waypoints: 1000 env steps are within the budget, the 61st call's
+    state is not, even when the task is done there (the released loop never made that call)."""
+    run = EvaluationRun(EvaluationConfig(num_sequences=1, seed=0, protocol="release", episode_length=3))
+    run.start(0.0)
+    [instruction] = run.on_reset_done(0.0, True, "start", step=0, plans=0)
+    [check] = run.on_scene_state(0.1, 19)
+    # 500 env steps in 2 calls: far past CALVIN's 360, well within 3 calls.
+    assert run.on_check_result(0.2, True, [], "now", 500, current_plans=2) == []
+    assert run.current_subtask.policy_calls == 2 and run.current_subtask.failure is None
+    [check] = run.on_scene_state(0.3, 520)
+    [next_instruction] = run.on_check_result(0.3, True, [instruction.task], "done", 520, current_plans=3)
+    first = run.current.subtasks[0]
+    assert first.success and (first.steps, first.policy_calls) == (520, 3)
+    # The next subtask counts its calls from the state it started at (plans 3 there).
+    [check] = run.on_scene_state(0.4, 530)
+    assert run.on_check_result(0.4, True, [], "now", 530, current_plans=6) == []
+    assert run.current_subtask.policy_calls == 3
+    [check] = run.on_scene_state(0.5, 531)
+    commands = run.on_check_result(0.5, True, [next_instruction.task], "now", 531, current_plans=7)
+    second = run.current.subtasks[1] if run.current else run.records[-1].subtasks[1]
+    assert not second.success and second.failure == "not completed within 3 policy calls"
+    assert second.policy_calls == 3 and any(isinstance(c, ChainFinished) for c in commands)
+    stats = per_task_stats(run.records)
+    assert stats[instruction.task]["mean_policy_calls_to_success"] == 3.0

@@ -31,6 +31,7 @@ from openhelix_ros.common.conversions import TrajectoryArrays, normalize_quatern
 from openhelix_ros.common.timing import CLOCK_MODES
 from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES, make_env
 from openhelix_ros.sim.backends import scene_geometry
+from openhelix_ros.sim.protocol import PROTOCOLS, RELEASE_EXECUTE_LEN
 
 ROBOT_OBS_SIZE = 15
 SCENE_OBS_SIZE = 24
@@ -51,9 +52,10 @@ assert len(ROBOT_OBS_LABELS) == ROBOT_OBS_SIZE and len(SCENE_OBS_LABELS) == SCEN
 JOINT_NAMES: tuple[str, ...] = (*(f"panda_joint{i}" for i in range(1, 8)),
                                 "panda_finger_joint1", "panda_finger_joint2")
 CAMERAS = ("static", "gripper")
-# Infos (for check_tasks) of this many recent observations are kept: a subtask is at most 360 steps, so
-# its start observation is still there when the evaluator asks at its end.
-INFO_CACHE_SIZE = 1024
+# Infos (for check_tasks) of this many recent observations are kept: a subtask is at most 360 steps
+# (CALVIN) or 60 x 20 (the release protocol), so its start observation is still there when the
+# evaluator asks at its end.
+INFO_CACHE_SIZE = 2048
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -217,6 +219,9 @@ class BridgeConfig:
     # Points farther than this from a camera are background (the sky behind the table).
     max_depth: float | None = None  # m; None: the backend's (its scene geometry's camera_max_depth)
     env_options: dict = field(default_factory=dict)
+    # The box the release protocol clips executed positions to (CALVIN's statistics.yaml act bounds);
+    # None: no clip.
+    release_position_bounds: WorkspaceBounds | None = None
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -232,6 +237,9 @@ class BridgeConfig:
         if not self.dynamic_speed >= 0:
             raise ValueError(f"dynamic_speed must be >= 0 m/s, got {self.dynamic_speed}")
         self.bounds  # noqa: B018 - WorkspaceBounds validates the box
+        if self.release_position_bounds is not None and not isinstance(self.release_position_bounds, WorkspaceBounds):
+            raise ValueError(f"release_position_bounds must be a WorkspaceBounds or None, got "
+                             f"{self.release_position_bounds!r}")
 
     @property
     def bounds(self) -> WorkspaceBounds:
@@ -254,6 +262,7 @@ class StepObservation:
     rgb: dict[str, np.ndarray]  # camera name -> HxWx3 uint8 (empty when not rendered)
     depth: dict[str, np.ndarray]  # camera name -> HxW float32 metres
     cameras: dict[str, dict]  # camera name -> intrinsics (3x3), extrinsics (4x4 camera-to-world), width, height
+    plans: int = 0  # trajectories the bridge accepted since the last reset (lockstep: policy calls)
     fuser: PointCloudFuser = field(default_factory=PointCloudFuser, repr=False)
     _points: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
@@ -311,10 +320,14 @@ class TrajectoryFollower:
         self.waypoints_per_plan = waypoints_per_plan
         self.trajectory: TrajectoryArrays | None = None
         self._taken = 0
+        self.accepted = 0  # plans taken since the last ``clear(count=True)``: SceneState.plans
 
-    def clear(self) -> None:
+    def clear(self, count: bool = False) -> None:
+        """Drop the current plan (``count``: and start counting accepted plans again, at a reset)."""
         self.trajectory = None
         self._taken = 0
+        if count:
+            self.accepted = 0
 
     # lockstep ----------------------------------------------------------------------------------
     def needs_plan(self) -> bool:
@@ -330,6 +343,7 @@ class TrajectoryFollower:
             return False
         self.trajectory = trajectory
         self._taken = 0
+        self.accepted += 1
         return True
 
     def next_waypoint(self) -> int | None:
@@ -347,6 +361,7 @@ class TrajectoryFollower:
             return False
         self.trajectory = trajectory
         self._taken = 0
+        self.accepted += 1
         return True
 
     def waypoint_due(self, now_ns: int) -> int | None:
@@ -472,6 +487,56 @@ class LockstepWatchdog:
         return []
 
 
+class CheckGate:
+    """The release protocol's step-by-step oracle, without ROS: while ``enabled`` and armed (from an
+    instruction until the next reset), a lockstep bridge steps past an observation it published only
+    once a ``check_tasks`` call has compared it, as the released loop asks its oracle after every env
+    step: the next waypoint of an open-loop plan waits for it, and so does the first waypoint of a new
+    plan (a fast policy would otherwise race the check). A check that finds every asked task done drops
+    the plan (the node does that), as the released loop returns at once: the next subtask begins with a
+    fresh policy call on that very state.
+
+    Events: ``arm()`` (an instruction), ``disarm()`` (a reset), ``hold(stamp, now)`` (an observation
+    went out: True when it must be checked before the world moves on), ``checked()`` (a check answered:
+    True when it released a held observation), ``expired(now)`` (held longer than ``timeout`` s: the
+    evaluator is gone; the bridge steps on and says so).
+    """
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = float(timeout)
+        self.enabled = False
+        self.armed = False
+        self.held_stamp_ns: int | None = None
+        self._since = 0.0
+
+    @property
+    def holding(self) -> bool:
+        return self.held_stamp_ns is not None
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
+        self.held_stamp_ns = None
+
+    def hold(self, stamp_ns: int, now: float) -> bool:
+        if not (self.enabled and self.armed):
+            return False
+        self.held_stamp_ns, self._since = int(stamp_ns), now
+        return True
+
+    def checked(self) -> bool:
+        held, self.held_stamp_ns = self.held_stamp_ns is not None, None
+        return held
+
+    def expired(self, now: float) -> bool:
+        if self.held_stamp_ns is None or now - self._since <= self.timeout:
+            return False
+        self.held_stamp_ns = None
+        return True
+
+
 # ---------------------------------------------------------------------------------------------------
 # The bridge core
 
@@ -496,6 +561,8 @@ class BridgeCore:
         self.env = env
         self.bounds = self.config.bounds
         self.follower = TrajectoryFollower(self.config.waypoints_per_plan)
+        self.protocol = "calvin"
+        self._position_clip: WorkspaceBounds | None = None  # active only under the release protocol
         self.tick = 0
         self.step = 0
         self._infos: OrderedDict[int, tuple[np.ndarray, np.ndarray, dict]] = OrderedDict()
@@ -534,7 +601,7 @@ class BridgeCore:
         cameras = self._camera_info() if rgb else {}
         self.current = StepObservation(tick=self.tick, step=self.step, stamp_ns=int(stamp_ns),
                                        robot_obs=robot_obs, scene_obs=scene_obs, rgb=rgb, depth=depth,
-                                       cameras=cameras, fuser=self._fuser)
+                                       cameras=cameras, plans=self.follower.accepted, fuser=self._fuser)
         # Keyed by stamp; a later episode's observation with the same stamp replaces the earlier one
         # (the oracle is asked about the current episode), and start_info checks the content too.
         self._infos.pop(self.current.stamp_ns, None)
@@ -566,8 +633,24 @@ class BridgeCore:
 
     def action_for_waypoint(self, index: int) -> tuple[np.ndarray, np.ndarray, float]:
         trajectory = self.follower.trajectory
-        return waypoint_to_action(trajectory.positions[index], trajectory.quaternions[index],
-                                  float(trajectory.gripper[index]))
+        position, euler, gripper = waypoint_to_action(trajectory.positions[index], trajectory.quaternions[index],
+                                                      float(trajectory.gripper[index]))
+        if self._position_clip is not None:
+            position = self._position_clip.clip(position)
+        return position, euler, gripper
+
+    def set_protocol(self, protocol: str) -> None:
+        """Follow an evaluation protocol (sim/protocol.py) from the next plan on. ``release``: up to
+        RELEASE_EXECUTE_LEN waypoints of each plan open-loop, positions clipped to
+        ``release_position_bounds`` (when set); ``calvin`` (or ""): the configured ``waypoints_per_plan``,
+        no clip. The node adds the step-by-step check (CheckGate). ValueError for an unknown protocol."""
+        protocol = protocol or "calvin"
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be empty or one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        release = protocol == "release"
+        self.protocol = protocol
+        self.follower.waypoints_per_plan = RELEASE_EXECUTE_LEN if release else self.config.waypoints_per_plan
+        self._position_clip = self.config.release_position_bounds if release else None
 
     def step_env(self, action: tuple[np.ndarray, np.ndarray, float] | None) -> StepObservation:
         """Advance the simulator one control step with ``action`` (None: hold) and observe."""
@@ -605,7 +688,7 @@ class BridgeCore:
         robot = check_obs_vector(robot_obs, ROBOT_OBS_SIZE, "robot_obs")
         scene = check_obs_vector(scene_obs, SCENE_OBS_SIZE, "scene_obs")
         obs = self.env.reset(robot_obs=robot, scene_obs=scene, seed=seed)
-        self.follower.clear()
+        self.follower.clear(count=True)
         self._hold = None
         self.step = 0
         return self._observe(obs)

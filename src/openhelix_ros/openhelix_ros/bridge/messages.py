@@ -85,5 +85,6 @@ def scene_state_msg(observation: StepObservation) -> SceneState:
     state.robot_obs_labels = list(ROBOT_OBS_LABELS)
     state.scene_obs_labels = list(SCENE_OBS_LABELS)
     state.step = int(observation.step)
+    state.plans = int(observation.plans)
     return state
 

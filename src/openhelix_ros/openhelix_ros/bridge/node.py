@@ -27,6 +27,7 @@ or answered with ``success: false`` naming the problem; the node keeps running.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -35,9 +36,11 @@ from rclpy.node import Node
 
 from openhelix_msgs.msg import EETrajectory, Instruction
 from openhelix_msgs.srv import CheckTasks, ResetScene
+from openhelix_ros.arm.safety import WorkspaceBounds
 from openhelix_ros.bridge.core import (
     BridgeConfig,
     BridgeCore,
+    CheckGate,
     HoldStep,
     LockstepWatchdog,
     Notice,
@@ -58,12 +61,25 @@ from openhelix_ros.common.node_utils import (
     run_node,
 )
 from openhelix_ros.sim.calvin_backend import calvin_available
+from openhelix_ros.sim.protocol import calvin_position_bounds
 
 # After an ee_trajectory publisher appears, wait this long before re-sending the current observation,
 # so that discovery has matched our publishers to its subscriptions too.
 NEW_POLICY_GRACE = 0.5  # s
 WATCHDOG_PERIOD = 0.05  # s
 
+
+def release_position_bounds(p: dict) -> WorkspaceBounds | None:
+    """The release protocol's position clip from the parameters: release_position_low/high when given,
+    else (calvin backend with a dataset split) the split's statistics.yaml act bounds, else None."""
+    low, high = list(p["release_position_low"]), list(p["release_position_high"])
+    if low or high:
+        return WorkspaceBounds(tuple(low), tuple(high))  # ValueError names wrong lengths or order
+    if p["backend"] == "calvin" and p["dataset_path"]:
+        statistics = os.path.join(p["dataset_path"], "statistics.yaml")
+        if os.path.exists(statistics):
+            return WorkspaceBounds(*calvin_position_bounds(statistics))
+    return None
 
 
 class CalvinBridge(Node):
@@ -72,6 +88,7 @@ class CalvinBridge(Node):
         p = declare_parameters(self, PARAMETERS)
         options = {"dataset_path": p["dataset_path"] or None} if p["backend"] == "calvin" else {}
         config = BridgeConfig(
+            release_position_bounds=release_position_bounds(p),
             backend=p["backend"], clock_mode=p["clock_mode"], control_rate=p["control_rate"],
             waypoints_per_plan=p["waypoints_per_plan"], render=p["render"], renderer=p["renderer"],
             dynamic=p["dynamic"] or None, dynamic_speed=p["dynamic_speed"], seed=p["seed"],
@@ -84,8 +101,10 @@ class CalvinBridge(Node):
                              "backend 'embedded' for the play table")
         self._lockstep = config.clock_mode == "lockstep"
         self._watchdog = LockstepWatchdog(p["step_timeout"], p["resend_after"], NEW_POLICY_GRACE)
+        self._gate = CheckGate(p["step_timeout"])
         self._points_every_step = p["publish_points_every_step"] or not self._lockstep
         self._core = BridgeCore(config, clock=self._now_ns)
+        self._set_protocol(p["protocol"])  # a ValueError here is a configuration error too
 
         self._outputs = ObservationPublisher(self, with_clock=self._lockstep)
         self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS)
@@ -116,22 +135,30 @@ class CalvinBridge(Node):
             return
         needs_plan = self._core.follower.needs_plan()
         self._outputs.publish(observation, with_points=needs_plan or self._points_every_step)
+        # Release protocol: the oracle compares this state before the world moves on.
+        held = self._gate.hold(observation.stamp_ns, time.monotonic())
         if needs_plan:
             self._watchdog.wait(time.monotonic())
-        else:
-            self._watchdog.plan_accepted()
+            return
+        self._watchdog.plan_accepted()
+        if not held:
             self._advance.trigger()  # step from the executor, so services get a turn in between
 
     # ------------------------------------------------------------------------------ lockstep
     def _step_on_plan(self) -> None:
-        # Triggered after publishing an observation the current plan still covers. A reset in between
-        # has published its own observation and started waiting (or dropped the plan): nothing to do.
-        if self._watchdog.waiting or self._core.lockstep_step() is None:
+        # Triggered after publishing an observation the current plan still covers (or once the release
+        # protocol's check of it came). A reset in between has published its own observation and
+        # started waiting (or dropped the plan): nothing to do.
+        if self._watchdog.waiting or self._gate.holding or self._core.lockstep_step() is None:
             return
         self._publish_and_continue()
 
     def _on_watchdog(self) -> None:
         current = self._core.current
+        if self._gate.expired(time.monotonic()):
+            self.get_logger().warning(f"release protocol: no check_tasks call for step {current.step} within "
+                                      f"{self._gate.timeout:g} s; executing the plan on without the oracle")
+            self._advance.trigger()
         for command in self._watchdog.tick(time.monotonic(), self.count_publishers(graph.EE_TRAJECTORY), current.step):
             if isinstance(command, Republish):
                 self._outputs.publish(current, with_points=True)
@@ -170,11 +197,14 @@ class CalvinBridge(Node):
                 self.get_logger().info(notice.text)
             return
         self._watchdog.plan_accepted()
+        if self._gate.holding:
+            return  # the plan's first waypoint waits for the check of the state it starts from
         self._core.lockstep_step()
         self._publish_and_continue()
 
     def _on_instruction(self, message: Instruction) -> None:
         self._watchdog.instructed(time.monotonic())
+        self._gate.arm()
         task = message.task.strip()
         if not task:
             return  # an instruction without a task id starts no simulator subtask (System 2 still reads it)
@@ -183,7 +213,27 @@ class CalvinBridge(Node):
         except ValueError as error:
             self.get_logger().error(f"instruction #{message.sequence} {message.text!r}: {error}")
 
+    def _set_protocol(self, protocol: str) -> None:
+        self._core.set_protocol(protocol)
+        self._gate.enabled = self._lockstep and self._core.protocol == "release"
+        if not self._gate.enabled and self._gate.checked():
+            self._advance.trigger()  # a step held for the oracle goes on (a no-op while a plan is awaited)
+
     def _on_set_parameters(self, parameters) -> SetParametersResult:
+        protocol = [p.value for p in parameters if p.name == "protocol"]
+        if protocol:
+            if protocol[0] == "release" and not self._lockstep:
+                return SetParametersResult(successful=False, reason="the release protocol counts policy calls "
+                                           "and checks every step: it needs clock_mode lockstep")
+            try:
+                self._set_protocol(protocol[0])
+            except ValueError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+            clip = self._core.config.release_position_bounds
+            self.get_logger().info(
+                f"protocol {self._core.protocol}: up to {self._core.follower.waypoints_per_plan} waypoints per plan"
+                + (f", positions clipped to {list(clip.low)}..{list(clip.high)}" if self._core.protocol == "release"
+                   and clip is not None else ", no position clip"))
         changes = {p.name: p.value for p in parameters if p.name in ("dynamic", "dynamic_speed")}
         if not changes:
             return SetParametersResult(successful=True)
@@ -209,6 +259,7 @@ class CalvinBridge(Node):
             self.get_logger().error(response.message)
             return response
         self._watchdog.reset()
+        self._gate.disarm()  # the held step is gone with the plan; the next instruction arms it again
         self._publish_and_continue()
         response.success = True
         response.message = f"reset to step 0 at {self._core.current.stamp_ns * 1e-9:.4f} s"
@@ -228,6 +279,14 @@ class CalvinBridge(Node):
             response.message = str(error)
             self.get_logger().error(f"check_tasks: {error}")
         response.current_state = scene_state_msg(self._core.current)
+        if self._gate.checked():
+            if response.success and request.tasks and len(response.completed) == len(request.tasks):
+                # Done: the rest of the plan belonged to the finished subtask. Ask for a plan from here.
+                self._core.follower.clear()
+                self._outputs.publish(self._core.current, with_points=True)
+                self._watchdog.wait(time.monotonic())
+            elif not self._core.follower.needs_plan():
+                self._advance.trigger()  # the next waypoint (of the plan or of one that came meanwhile)
         return response
 
     def close(self) -> None:

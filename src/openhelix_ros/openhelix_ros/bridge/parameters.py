@@ -5,10 +5,13 @@ declares them and hands the values to bridge/core.py."""
 
 from __future__ import annotations
 
+from rcl_interfaces.msg import ParameterType
+
 from openhelix_ros.arm.safety import WorkspaceBounds
 from openhelix_ros.common.parameters import ParameterSpec
 from openhelix_ros.common.timing import CLOCK_MODES
 from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES
+from openhelix_ros.sim.protocol import RELEASE_EXECUTE_LEN
 
 _DEFAULT_BOUNDS = WorkspaceBounds()
 
@@ -47,5 +50,15 @@ PARAMETERS = (
                   read_only=True),
     ParameterSpec("dataset_path", "", "calvin backend: a CALVIN dataset split to build the scene from "
                   "(empty: calvin_env's packaged configuration).", read_only=True),
+    ParameterSpec("protocol", "", f"Evaluation protocol: '' or calvin (waypoints_per_plan, no clip) | release "
+                  f"(up to {RELEASE_EXECUTE_LEN} waypoints of each plan open-loop, a check_tasks answer awaited "
+                  "after every step while a policy's plan runs, positions clipped to release_position_low/high); "
+                  "the evaluator sets it for a goal and back to '' after."),
+    ParameterSpec("release_position_low", [], "Release protocol: lower corner (m, world) executed positions "
+                  "are clipped to (CALVIN: act_min_bound[:3] of the split's statistics.yaml, read from "
+                  "dataset_path when this is empty); empty: no clip.", type=ParameterType.PARAMETER_DOUBLE_ARRAY,
+                  read_only=True),
+    ParameterSpec("release_position_high", [], "Release protocol: upper corner of that box (act_max_bound[:3]).",
+                  type=ParameterType.PARAMETER_DOUBLE_ARRAY, read_only=True),
 )
 

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from openhelix_ros.cli.evaluate import add_protocol_arguments
 from openhelix_ros.common.environment import config_dir, project_root
 from openhelix_ros.evaluation.core import EvaluationConfig, EvaluationError, task_episodes
 from openhelix_ros.sim.backends import BACKENDS
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system2-model", default="embedded", help="System 2 configuration without checkpoint")
     parser.add_argument("--system1-model", default="default", help="System 1 configuration without checkpoint")
     parser.add_argument("--latent-period-steps", type=int, default=10, help="Asy(N); 0 = synchronous")
-    parser.add_argument("--episode-length", type=int, default=0, help="env steps per subtask; 0 = CALVIN's 360")
+    add_protocol_arguments(parser)
     parser.add_argument("--waypoints-per-plan", type=int, default=0,
                         help="bridge: waypoints executed from one System 1 trajectory before the next plan "
                              "(0: config/calvin_bridge.yaml's, 1 = replan every step as the paper's evaluation)")
@@ -170,7 +171,7 @@ def plan_demo(args: argparse.Namespace, runs: Path, root: Path) -> DemoPlan:
     try:
         evaluation = EvaluationConfig(num_sequences=chains, variant=args.variant, episode_length=args.episode_length,
                                       seed=args.seed, run_name=args.name, tasks=tuple(tasks),
-                                      backend=args.backend).validate()
+                                      backend=args.backend, protocol=args.protocol).validate()
     except EvaluationError as error:
         raise SystemExit(f"openhelix demo: {error}") from None
     return DemoPlan(args.policy, checkpoint, checkpoint_note, arguments, {"calvin_bridge": bridge}, tasks, tasks_note,

@@ -21,12 +21,13 @@ import sys
 import time
 
 from openhelix_ros.evaluation.core import VARIANTS, EvaluationConfig, EvaluationError
+from openhelix_ros.sim.protocol import PROTOCOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--num-sequences", type=int, default=10, help="chains to run (CALVIN: 1000)")
     parser.add_argument("--variant", default="standard", help=f"one of {', '.join(VARIANTS)}")
-    parser.add_argument("--episode-length", type=int, default=0, help="env steps per subtask; 0 = CALVIN's 360")
+    add_protocol_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the chain sampling")
     parser.add_argument("--run-name", default="", help="results go to runs/<run-name>/ (default: date and time)")
     parser.add_argument("--namespace", default="", help="namespace of the graph (where run_evaluation lives)")
@@ -36,6 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="",
                         help="comma-separated CALVIN task ids: -n single-subtask episodes of these tasks in turn "
                              "instead of chains of five (per-task success)")
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """--protocol and --episode-length, shared with ``openhelix demo``."""
+    parser.add_argument("--protocol", default="calvin", choices=PROTOCOLS,
+                        help="calvin: CALVIN's protocol (env steps); release: the released OpenHelix / 3D Diffuser "
+                             "Actor loop the paper's tables use (policy calls of up to 20 open-loop waypoints, "
+                             "positions clipped to CALVIN's statistics)")
+    parser.add_argument("--episode-length", type=int, default=0,
+                        help="budget per subtask: env steps (calvin; 0 = 360) or policy calls (release; 0 = 60)")
 
 
 def _action_name(namespace: str) -> str:
@@ -48,7 +59,8 @@ def _action_name(namespace: str) -> str:
 def run(args: argparse.Namespace) -> int:
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     config = EvaluationConfig(num_sequences=args.num_sequences, variant=args.variant,
-                              episode_length=args.episode_length, seed=args.seed, run_name=args.run_name, tasks=tasks)
+                              episode_length=args.episode_length, seed=args.seed, run_name=args.run_name, tasks=tasks,
+                              protocol=args.protocol)
     return evaluate(config, namespace=args.namespace, server_timeout=args.server_timeout, json_output=args.json)
 
 
@@ -91,7 +103,7 @@ def evaluate(config: EvaluationConfig, namespace: str = "", server_timeout: floa
             return 1
         goal = RunEvaluation.Goal(num_sequences=config.num_sequences, variant=config.variant,
                                   episode_length=config.episode_length, seed=config.seed, run_name=config.run_name,
-                                  tasks=list(config.tasks))
+                                  tasks=list(config.tasks), protocol=config.protocol)
         started = time.monotonic()
         handle_future = client.send_goal_async(goal, feedback_callback=_print_feedback)
         while not handle_future.done() and not interrupted:
@@ -103,8 +115,8 @@ def evaluate(config: EvaluationConfig, namespace: str = "", server_timeout: floa
             print("openhelix eval: the evaluator rejected the goal (is another evaluation running? its log "
                   "says why)", file=sys.stderr)
             return 1
-        print(f"evaluating {config.num_sequences} {'episodes' if config.tasks else 'chains'} ({config.variant})...",
-              flush=True)
+        print(f"evaluating {config.num_sequences} {'episodes' if config.tasks else 'chains'} ({config.variant}, "
+              f"{config.protocol} protocol: {config.episode_length} {config.budget_unit} per subtask)...", flush=True)
         outcome = _wait_for_result(handle, executor, interrupted)
         _print_result(outcome.result, json_output, outcome.status, time.monotonic() - started)
         if outcome.status == GoalStatus.STATUS_CANCELED:

@@ -16,7 +16,7 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -161,6 +161,26 @@ def set_remote_parameter(client, name: str, value: str, timeout: float) -> str |
         return repr(future.exception())
     [outcome] = future.result().results
     return None if outcome.successful else (outcome.reason or "the node refused without a reason")
+
+
+def get_remote_parameters(client, names: Sequence[str], timeout: float) -> tuple[dict[str, Any] | None, str | None]:
+    """Read another node's parameters through its ``get_parameters`` service (``client``): (name -> value,
+    None), or (None, what went wrong). Same waits and thread rule as ``set_remote_parameter``."""
+    service = client.srv_name
+    if not client.wait_for_service(timeout_sec=timeout):
+        return None, f"{service} not available after {timeout:g} s"
+    future = client.call_async(GetParameters.Request(names=list(names)))
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    if not done.wait(timeout):
+        return None, f"no answer from {service} within {timeout:g} s"
+    if future.exception() is not None:
+        return None, repr(future.exception())
+    values = future.result().values
+    if len(values) != len(names):
+        return None, f"{service} answered {len(values)} values for {len(names)} names"
+    return {name: Parameter.from_parameter_msg(ParameterMsg(name=name, value=value)).value
+            for name, value in zip(names, values, strict=True)}, None
 
 
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:

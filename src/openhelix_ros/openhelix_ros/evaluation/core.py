@@ -21,6 +21,14 @@ subtask from the variant's language set, ``check_tasks`` after each ``scene_stat
 at the subtask's start, until the task is completed or ``episode_length`` env steps have passed; a
 chain stops at its first failure. Statistics reuse ``sim.EvaluationSummary``.
 
+Two protocols (sim/protocol.py): ``calvin``, whose budget is ``episode_length`` env steps (360), and
+``release``, the released OpenHelix / 3D Diffuser Actor loop, whose budget is ``episode_length`` policy
+calls (60): the bridge executes up to 20 waypoints of each plan open-loop and counts the plans it
+accepted (``SceneState.plans``); it waits for the check of every state (its CheckGate), so the oracle
+sees each env step as the released loop's does, and a completion drops the rest of the plan. A check
+whose state is already past the budget's last call fails the subtask, completed or not (that state
+came from call 61). The protocol and its budget go into every result and report.
+
 Step counting: in lockstep the bridge's own step counter decides (``current_state.step`` of the
 ``check_tasks`` answer, i.e. of the very state the oracle compared), which makes a stale
 ``scene_state`` from before a reset harmless; in realtime, the number of ``scene_state`` messages
@@ -45,10 +53,11 @@ from openhelix_ros.sim.config import DYNAMIC_MODES
 from openhelix_ros.sim.language import ENRICHED, evaluation_instruction
 from openhelix_ros.sim.protocol import (
     CHAIN_LENGTH,
-    EPISODE_LENGTH,
+    PROTOCOLS,
     ChainResult,
     EvaluationSummary,
     conditions_for_task,
+    protocol_budget,
     sample_chains,
 )
 from openhelix_ros.sim.tasks import check_task_names
@@ -123,7 +132,9 @@ class EvaluationConfig:
 
     num_sequences: int
     variant: str = "standard"
-    episode_length: int = EPISODE_LENGTH
+    # The budget per subtask, in the protocol's unit (env steps or policy calls); 0: its default
+    # (validate() fills it in).
+    episode_length: int = 0
     seed: int = 0
     run_name: str = ""
     clock_mode: str = "lockstep"
@@ -135,24 +146,35 @@ class EvaluationConfig:
     tasks: tuple[str, ...] = ()
     # The simulator behind the bridge: whose start states the chains reset to (sim/backends.py).
     backend: str = "embedded"
+    # "calvin" (episode_length env steps) or "release" (episode_length policy calls of up to 20
+    # open-loop waypoints; lockstep only); sim/protocol.py.
+    protocol: str = "calvin"
 
     def validate(self) -> EvaluationConfig:
-        """Normalise (episode_length 0 -> 360) and raise EvaluationError naming the first bad field."""
+        """Normalise (protocol "" -> calvin, episode_length 0 -> the protocol's 360 steps or 60 calls) and
+        raise EvaluationError naming the first bad field."""
         if self.variant not in VARIANTS:
             raise EvaluationError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
         if not isinstance(self.num_sequences, (int, np.integer)) or not 1 <= self.num_sequences <= MAX_SEQUENCES:
             raise EvaluationError(f"num_sequences must be between 1 and {MAX_SEQUENCES}, got {self.num_sequences!r}")
+        self.protocol = self.protocol or "calvin"
+        if self.protocol not in PROTOCOLS:
+            raise EvaluationError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        default, unit = protocol_budget(self.protocol)
         if self.episode_length == 0:
-            self.episode_length = EPISODE_LENGTH
+            self.episode_length = default
         if not isinstance(self.episode_length, (int, np.integer)) or self.episode_length < 1:
-            raise EvaluationError(f"episode_length must be a positive number of steps (0 = {EPISODE_LENGTH}), "
-                                  f"got {self.episode_length!r}")
+            raise EvaluationError(f"episode_length must be a positive number of {unit} (0 = the {self.protocol} "
+                                  f"protocol's {default}), got {self.episode_length!r}")
         if not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**32:
             # numpy's seeding takes no negative numbers, and chain seeds (seed * 100003 + i) must fit
             # ResetScene's int64.
             raise EvaluationError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         if self.clock_mode not in CLOCK_MODES:
             raise EvaluationError(f"unknown clock_mode {self.clock_mode!r}; choose one of {', '.join(CLOCK_MODES)}")
+        if self.protocol == "release" and self.clock_mode != "lockstep":
+            raise EvaluationError("the release protocol counts policy calls and checks every env step: it needs "
+                                  f"clock_mode lockstep, got {self.clock_mode!r}")
         if self.backend not in BACKENDS:
             raise EvaluationError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if not self.stall_timeout > 0:
@@ -167,6 +189,11 @@ class EvaluationConfig:
     @property
     def dynamic(self) -> str:
         return dynamic_mode(self.variant)
+
+    @property
+    def budget_unit(self) -> str:
+        """What episode_length counts: "env steps" or "policy calls"."""
+        return protocol_budget(self.protocol)[1]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,6 +242,7 @@ class SubtaskRecord:
     instruction: str
     success: bool = False
     steps: int = 0
+    policy_calls: int = 0  # plans the bridge accepted during the subtask (lockstep; 0 in realtime)
     elapsed: float = 0.0  # wall-clock seconds the subtask took
     failure: str | None = None  # why it failed: "timeout after N steps", a service error, a stall
 
@@ -246,18 +274,21 @@ def summarize(records: list[ChainRecord]) -> EvaluationSummary:
 
 
 def per_task_stats(records: list[ChainRecord]) -> dict[str, dict]:
-    """task -> attempts, successes, success rate, mean steps of the successes (tasks never tried are absent)."""
+    """task -> attempts, successes, success rate, mean env steps and policy calls of the successes (tasks
+    never tried are absent)."""
     stats: dict[str, dict] = {}
     for record in records:
         for subtask in record.subtasks:
-            entry = stats.setdefault(subtask.task, {"attempts": 0, "successes": 0, "steps": []})
+            entry = stats.setdefault(subtask.task, {"attempts": 0, "successes": 0, "steps": [], "calls": []})
             entry["attempts"] += 1
             if subtask.success:
                 entry["successes"] += 1
                 entry["steps"].append(subtask.steps)
+                entry["calls"].append(subtask.policy_calls)
     return {task: {"attempts": e["attempts"], "successes": e["successes"],
                    "success_rate": e["successes"] / e["attempts"],
-                   "mean_steps_to_success": float(np.mean(e["steps"])) if e["steps"] else None}
+                   "mean_steps_to_success": float(np.mean(e["steps"])) if e["steps"] else None,
+                   "mean_policy_calls_to_success": float(np.mean(e["calls"])) if e["calls"] else None}
             for task, e in sorted(stats.items())}
 
 
@@ -329,6 +360,7 @@ class EvaluationRun:
         self.started_at: float | None = None
         self._start_state: Any = None
         self._start_step = 0
+        self._start_plans = 0
         self._messages = 0  # scene_state messages since the subtask began (realtime step count)
         self._subtask_started = 0.0
         self._check_in_flight = False
@@ -368,8 +400,9 @@ class EvaluationRun:
         return self._begin_chain(now)
 
     def on_reset_done(self, now: float, ok: bool, state: Any = None, message: str = "",
-                      step: int = 0) -> list:
-        """The answer of ``reset_scene``: on success ``state`` is the chain's start state."""
+                      step: int = 0, plans: int = 0) -> list:
+        """The answer of ``reset_scene``: on success ``state`` is the chain's start state (``step`` and
+        ``plans`` its SceneState counters)."""
         if self.state != self.RESETTING:
             return []
         self._last_progress = now
@@ -377,7 +410,7 @@ class EvaluationRun:
             self.current.failure = f"reset_scene failed: {message or 'no reason given'}"
             return self._finish_chain(now)
         self.state = self.RUNNING
-        return self._begin_subtask(now, state, step)
+        return self._begin_subtask(now, state, step, plans)
 
     def on_scene_state(self, now: float, step: int) -> list:
         """A ``scene_state`` arrived; returns a CheckTasks unless one is already in flight."""
@@ -391,8 +424,10 @@ class EvaluationRun:
         return self._check()
 
     def on_check_result(self, now: float, ok: bool, completed: list[str] | None = None,
-                        current_state: Any = None, current_step: int | None = None, message: str = "") -> list:
-        """The answer of ``check_tasks``; ``current_step`` is ``current_state.step`` (lockstep count)."""
+                        current_state: Any = None, current_step: int | None = None, message: str = "",
+                        current_plans: int | None = None) -> list:
+        """The answer of ``check_tasks``; ``current_step`` and ``current_plans`` are ``current_state.step``
+        and ``.plans`` (the lockstep counts)."""
         if self.state != self.RUNNING or not self._check_in_flight:
             return []
         self._check_in_flight = False
@@ -401,15 +436,25 @@ class EvaluationRun:
         if not ok:
             return self._fail_subtask(now, f"check_tasks failed: {message or 'no reason given'}")
         steps = self._steps(current_step)
+        calls = max(0, int(current_plans) - self._start_plans) if current_plans is not None else 0
+        release = self.config.protocol == "release"
+        if release and calls > self.config.episode_length:
+            # This state came from a call past the budget, which the released loop never makes: the
+            # subtask keeps the steps of the last state checked within it (every state is checked: the
+            # bridge's CheckGate), i.e. of the budget's last waypoint.
+            subtask.policy_calls = self.config.episode_length
+            return self._fail_subtask(now, f"not completed within {self.config.episode_length} policy calls")
         subtask.steps = steps
+        subtask.policy_calls = calls
         if subtask.task in (completed or []):
             subtask.success = True
             subtask.elapsed = now - self._subtask_started
             if len(self.current.subtasks) == len(self.current.tasks):
                 return self._finish_chain(now)
             # CALVIN: the next subtask starts from the state the last check compared.
-            return self._begin_subtask(now, current_state, current_step if current_step is not None else 0)
-        if steps >= self.config.episode_length:
+            return self._begin_subtask(now, current_state, current_step if current_step is not None else 0,
+                                       current_plans if current_plans is not None else 0)
+        if not release and steps >= self.config.episode_length:
             return self._fail_subtask(now, f"not completed within {self.config.episode_length} steps")
         if self._check_pending:
             return self._check()
@@ -478,12 +523,12 @@ class EvaluationRun:
         self._last_progress = now
         return [ResetScene(index, list(episode.robot_obs), list(episode.scene_obs), episode.seed)]
 
-    def _begin_subtask(self, now: float, start_state: Any, start_step: int) -> list:
+    def _begin_subtask(self, now: float, start_state: Any, start_step: int, start_plans: int = 0) -> list:
         position = len(self.current.subtasks)
         task = self.current.tasks[position]
         text = self._instruction(self.current.index, position, task)
         self.current.subtasks.append(SubtaskRecord(task, text))
-        self._start_state, self._start_step = start_state, int(start_step)
+        self._start_state, self._start_step, self._start_plans = start_state, int(start_step), int(start_plans)
         self._messages = 0
         self._subtask_started = now
         self._check_in_flight = self._check_pending = False

@@ -16,7 +16,7 @@ import time
 from openhelix_msgs.action import RunEvaluation
 from openhelix_msgs.msg import Instruction
 from openhelix_msgs.srv import CheckTasks, ResetScene
-from openhelix_ros.common.node_utils import set_remote_parameter
+from openhelix_ros.common.node_utils import get_remote_parameters, set_remote_parameter
 from openhelix_ros.evaluation.core import (
     ChainFinished,
     EvaluationConfig,
@@ -38,6 +38,7 @@ class GoalExecution:
     def __init__(self, node) -> None:
         self.node = node
         self._request_id = 0  # the call whose answer the run waits for
+        self._position_clip: str | None = None  # the bridge's release clip box, as the report names it
 
     def evaluate(self, goal_handle) -> RunEvaluation.Result:
         config = self.node.config_from_goal(goal_handle.request)
@@ -45,7 +46,8 @@ class GoalExecution:
         started = time.time()
         episodes = f"single-subtask episodes of {', '.join(config.tasks)}" if config.tasks else "chains"
         self.node.get_logger().info(f"evaluation {config.run_name!r}: {config.num_sequences} {episodes}, {config.variant}, "
-                               f"{config.episode_length} steps per subtask, seed {config.seed}")
+                               f"{config.protocol} protocol, {config.episode_length} {config.budget_unit} per "
+                               f"subtask, seed {config.seed}")
         problem = self._prepare(goal_handle, config)
         if problem:
             return self._abort(goal_handle, problem)
@@ -61,10 +63,11 @@ class GoalExecution:
             message = self._run(run, goal_handle, started)
         finally:
             self.node.timing = None
-            if config.dynamic:
-                problem = self._set_dynamic("", float(self.node.get_parameter("service_timeout").value))
+            timeout = float(self.node.get_parameter("service_timeout").value)
+            for name, needed in (("dynamic", config.dynamic), ("protocol", config.protocol == "release")):
+                problem = self._set_bridge(name, "", timeout) if needed else None
                 if problem:
-                    self.node.get_logger().warning(f"could not set the bridge's 'dynamic' back to '': {problem}")
+                    self.node.get_logger().warning(f"could not set the bridge's {name!r} back to '': {problem}")
         return self._finish(run, timing, goal_handle, started, message)
 
     def _prepare(self, goal_handle, config: EvaluationConfig) -> str | None:
@@ -77,9 +80,22 @@ class GoalExecution:
         if gaps:
             self.node.get_logger().warning(f"starting without a complete graph: {'; '.join(gaps)}")
         if config.dynamic:
-            problem = self._set_dynamic(config.dynamic, timeout)
+            problem = self._set_bridge("dynamic", config.dynamic, timeout)
             if problem:
                 return f"cannot set the bridge to CALVIN-D {config.dynamic!r}: {problem}"
+        if config.protocol == "release":
+            problem = self._set_bridge("protocol", "release", timeout)
+            if problem:
+                return f"cannot set the bridge to the release protocol: {problem}"
+            values, problem = get_remote_parameters(self.node.parameter_reader, ["release_position_low",
+                                                                                 "release_position_high"], timeout)
+            if problem:
+                return f"cannot read the bridge's release position clip: {problem}"
+            low, high = (list(values[name] or []) for name in ("release_position_low", "release_position_high"))
+            self._position_clip = f"{low}..{high}" if low else None
+            if not low:
+                self.node.get_logger().warning("release protocol without a position clip: the bridge has no "
+                                               "release_position_low/high (CALVIN's statistics.yaml act bounds)")
         return None
 
     def _run(self, run: EvaluationRun, goal_handle, started: float) -> str:
@@ -173,9 +189,11 @@ class GoalExecution:
                                     average_length=math.nan)
 
     def _recorded_parameters(self) -> dict:
-        return {name: self.node.get_parameter(name).value for name in
-                ("bridge_name", "runs_dir", "control_rate", "latent_period_steps", "service_timeout",
-                 "graph_timeout")}
+        recorded = {name: self.node.get_parameter(name).value for name in
+                    ("bridge_name", "runs_dir", "control_rate", "latent_period_steps", "service_timeout",
+                     "graph_timeout")}
+        recorded["position_clip"] = self._position_clip
+        return recorded
 
     # -- commands of the core ------------------------------------------------------------------
     def _carry_out(self, command, run: EvaluationRun, goal_handle, started: float) -> list:
@@ -239,10 +257,11 @@ class GoalExecution:
             self.node.get_logger().error(f"{kind} answered failure: {message}")
         if kind == "reset":
             state = response.state
-            return run.on_reset_done(now, ok, state, message, step=int(state.step))
+            return run.on_reset_done(now, ok, state, message, step=int(state.step), plans=int(state.plans))
         state = response.current_state
-        return run.on_check_result(now, ok, list(response.completed), state, int(state.step), message)
+        return run.on_check_result(now, ok, list(response.completed), state, int(state.step), message,
+                                   current_plans=int(state.plans))
 
-    def _set_dynamic(self, mode: str, timeout: float) -> str | None:
-        """Set the bridge's ``dynamic`` parameter; None on success, else what went wrong."""
-        return set_remote_parameter(self.node.parameter_client, "dynamic", mode, timeout)
+    def _set_bridge(self, name: str, value: str, timeout: float) -> str | None:
+        """Set one of the bridge's string parameters (dynamic, protocol); None on success, else what went wrong."""
+        return set_remote_parameter(self.node.parameter_client, name, value, timeout)

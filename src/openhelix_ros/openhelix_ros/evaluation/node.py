@@ -6,7 +6,9 @@ instruction subscribers are discovered (evaluation/readiness.py), it runs ``eval
 bridge's ``reset_scene`` with each chain's initial scene, publishes one ``instruction`` per subtask,
 calls ``check_tasks`` (against the state at the subtask's start) after each ``scene_state``, and stops
 a chain at its first failure. For ``dynamic-*`` variants it first sets the bridge's ``dynamic``
-parameter through ``<bridge_name>/set_parameters`` and sets it back to "" afterwards. Meanwhile it
+parameter through ``<bridge_name>/set_parameters`` and sets it back to "" afterwards; for the
+``release`` protocol (sim/protocol.py) likewise its ``protocol``, and it reads the bridge's position
+clip for the report. Meanwhile it
 listens to ``goal_latent`` and ``ee_trajectory`` for System 1 / System 2 rates, latencies and latent
 age. Feedback after every chain; ``evaluation/progress`` (EvaluationProgress) at every subtask start and
 chain end; ``runs_dir/<run_name>/`` gets results.json, report.md and plots at the end, also when the
@@ -33,7 +35,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -106,6 +108,7 @@ class Evaluator(Node):
         self.reset_client = self.create_client(ResetScene, graph.RESET_SCENE, callback_group=io)
         self.check_client = self.create_client(CheckTasks, graph.CHECK_TASKS, callback_group=io)
         self.parameter_client = self.create_client(SetParameters, f"{bridge}/set_parameters", callback_group=io)
+        self.parameter_reader = self.create_client(GetParameters, f"{bridge}/get_parameters", callback_group=io)
         self._server = ActionServer(
             self, RunEvaluation, graph.RUN_EVALUATION, execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
@@ -120,7 +123,8 @@ class Evaluator(Node):
                                 episode_length=int(goal.episode_length), seed=int(goal.seed),
                                 run_name=goal.run_name, clock_mode=self.params["clock_mode"],
                                 stall_timeout=float(self.get_parameter("stall_timeout").value),
-                                tasks=tuple(goal.tasks), backend=self.params["backend"]).validate()
+                                tasks=tuple(goal.tasks), backend=self.params["backend"],
+                                protocol=goal.protocol or "calvin").validate()
 
     def _on_goal(self, goal: RunEvaluation.Goal) -> GoalResponse:
         try:

@@ -98,8 +98,12 @@ def build_results(run: EvaluationRun, timing: TimingCollector, *, run_name: str,
         "message": message,
         "variant": config.variant,
         "seed": int(config.seed),
+        "protocol": config.protocol,
+        # What one subtask may use, in the protocol's unit: the figure a paper's table must match.
+        "budget": {"per_subtask": int(config.episode_length), "unit": config.budget_unit},
         "config": {"num_sequences": int(config.num_sequences), "variant": config.variant,
                    "episode_length": int(config.episode_length), "seed": int(config.seed),
+                   "protocol": config.protocol,
                    "clock_mode": config.clock_mode, "dynamic": config.dynamic, "backend": config.backend,
                    "stall_timeout": float(config.stall_timeout), **(parameters or {})},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -121,6 +125,13 @@ def build_results(run: EvaluationRun, timing: TimingCollector, *, run_name: str,
         "versions": versions(),
         "git_revision": git_revision(),
     }
+
+
+PROTOCOL_TITLES = {
+    "calvin": "CALVIN protocol",
+    "release": "The released OpenHelix / 3D Diffuser Actor evaluation loop (policy calls of up to 20 open-loop "
+               "waypoints, the oracle after every env step)",
+}
 
 
 def _failure_kind(reason: str) -> str:
@@ -185,11 +196,15 @@ def _score(results: dict) -> str:
 
 def markdown_report(results: dict) -> str:
     config, timing = results["config"], results["timing"]
+    protocol = results.get("protocol", "calvin")  # results written before protocols existed were CALVIN's
+    budget = results.get("budget") or {"per_subtask": config["episode_length"], "unit": "env steps"}
     lines = [f"# Evaluation `{results['run_name']}`", "",
-             f"CALVIN protocol through the ROS graph, variant **{results['variant']}**, status "
-             f"**{results['status']}**" + (f" ({results['message']})" if results.get("message") else "") + ".",
-             f"{results['num_sequences_done']} of {results['num_sequences_requested']} chains, "
-             f"{config['episode_length']} env steps per subtask, seed {results['seed']}, "
+             f"{PROTOCOL_TITLES.get(protocol, protocol)} through the ROS graph, variant **{results['variant']}**, "
+             f"status **{results['status']}**" + (f" ({results['message']})" if results.get("message") else "") + ".",
+             f"Budget: **{budget['per_subtask']} {budget['unit']} per subtask** ({protocol} protocol"
+             + (f"; positions clipped to {config['position_clip']}" if config.get("position_clip") else
+                "; no position clip" if protocol == "release" else "") + ").",
+             f"{results['num_sequences_done']} of {results['num_sequences_requested']} chains, seed {results['seed']}, "
              f"{config['clock_mode']} clock, {results['elapsed_s']:.1f} s "
              f"({results['started']} to {results['finished']}).", "",
              "## Success rate (tasks completed in a row)", "",
@@ -201,11 +216,13 @@ def markdown_report(results: dict) -> str:
         rate = row["conditional_rate"]
         lines.append(f"| {row['position']} | {row['reached']} | {row['completed']} | "
                      f"{'-' if rate is None else f'{100 * rate:.1f}%'} |")
-    lines += ["", "## Per task", "", "| task | attempts | successes | rate | mean steps to success |",
-              "|---|---|---|---|---|"]
+    calls = protocol == "release"  # the release protocol's budget is policy calls: show them too
+    lines += ["", "## Per task", "", "| task | attempts | successes | rate | mean steps to success |"
+              + (" mean policy calls to success |" if calls else ""), "|---|---|---|---|---|" + ("---|" if calls else "")]
     for task, row in results["per_task"].items():
         lines.append(f"| {task} | {row['attempts']} | {row['successes']} | {100 * row['success_rate']:.1f}% | "
-                     f"{_fmt(row['mean_steps_to_success'], 1)} |")
+                     f"{_fmt(row['mean_steps_to_success'], 1)} |"
+                     + (f" {_fmt(row.get('mean_policy_calls_to_success'), 1)} |" if calls else ""))
     lines += ["", f"![per-task success]({PLOTS['per_task_success']})", "", "## Why chains stopped", ""]
     if results["failures"]:
         lines += ["| reason | chains |", "|---|---|"]

@@ -35,6 +35,51 @@ from openhelix_ros.sim.tasks import COLOURS, TASKS, TaskOracle, check_task_names
 EPISODE_LENGTH = 360
 CHAIN_LENGTH = 5
 
+# The evaluation protocols a run can follow (evaluation/core.py, the bridge's ``protocol`` parameter).
+# calvin: CALVIN's own, EPISODE_LENGTH env steps per subtask, the bridge's configured replanning.
+# release: the loop of the released OpenHelix / 3D Diffuser Actor code (online_evaluation_calvin/
+# evaluate_policy.py): EP_LEN = 60 policy calls per subtask, each executing up to EXECUTE_LEN = 20 of
+# its waypoints open-loop with the oracle asked after every env step (so up to 1200 env steps; 3D
+# Diffuser Actor's 19 waypoints make it 1140), positions clipped to the act bounds of the CALVIN
+# split's statistics.yaml. The paper's tables (3.27 Only Policy, 3.45 OpenHelix) count this way.
+PROTOCOLS = ("calvin", "release")
+RELEASE_EPISODE_LENGTH = 60
+RELEASE_EXECUTE_LEN = 20
+
+
+def protocol_budget(protocol: str) -> tuple[int, str]:
+    """A protocol's default budget per subtask and what it counts: (360, "env steps") or (60, "policy calls")."""
+    if protocol == "calvin":
+        return EPISODE_LENGTH, "env steps"
+    if protocol == "release":
+        return RELEASE_EPISODE_LENGTH, "policy calls"
+    raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def calvin_position_bounds(statistics_path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (low, high) TCP position box of a CALVIN split's ``statistics.yaml``: the first three entries
+    of ``act_min_bound`` / ``act_max_bound``, which the release clips every predicted position to.
+    ValueError naming the file and what is missing or malformed."""
+    import yaml
+
+    try:
+        with open(statistics_path) as stream:
+            statistics = yaml.safe_load(stream)
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read CALVIN statistics {statistics_path}: {error}") from None
+    bounds = []
+    for key in ("act_min_bound", "act_max_bound"):
+        values = statistics.get(key) if isinstance(statistics, dict) else None
+        try:
+            values = [float(v) for v in values[:3]]
+        except (TypeError, ValueError):
+            values = []
+        if len(values) != 3 or not all(np.isfinite(values)):
+            raise ValueError(f"{statistics_path}: {key} must list at least 3 finite numbers (x, y, z first), "
+                             f"got {statistics.get(key) if isinstance(statistics, dict) else statistics!r}")
+        bounds.append(tuple(values))
+    return bounds[0], bounds[1]
+
 TASK_CATEGORIES: dict[str, int] = {}
 for _c in COLOURS:
     TASK_CATEGORIES |= {f"rotate_{_c}_block_right": 1, f"rotate_{_c}_block_left": 1,

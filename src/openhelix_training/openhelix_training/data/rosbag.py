@@ -395,7 +395,7 @@ def write_synthetic_bag(path, frames: int = 12, resent: tuple[int, ...] = ()):
                           data=img.reshape(-1)), Image.__msgtype__))
                 w.write(c_ss, sent + 3, store.serialize_cdr(
                     SceneState(header=hdr, robot_obs=ro, scene_obs=np.zeros(24), robot_obs_labels=[],
-                               scene_obs_labels=[], step=i), SceneState.__msgtype__))
+                               scene_obs_labels=[], step=i, plans=i), SceneState.__msgtype__))
             if i < frames - 1:
                 # tool pointing down (roll pi): quaternion x, y, z, w = 1, 0, 0, 0
                 pose = Pose(position=Point(x=0.01 * (i + 2), y=0.0, z=0.3),
