@@ -308,7 +308,7 @@ def test_real_bridge_and_scripted_expert(tmp_path, processes):
     """The whole evaluation path on the embedded simulator: the real bridge (lockstep, no rendering) and
     the scripted expert as the policy. Chain 0 of seed 0 is one the expert completes."""
     namespace = "/embedded"
-    processes.node("calvin_bridge", "render:=false", "clock_mode:=lockstep", namespace=namespace)
+    bridge = processes.node("calvin_bridge", "render:=false", "clock_mode:=lockstep", namespace=namespace)
     processes.node("scripted_expert", namespace=namespace)
     evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", "service_timeout:=30.0", namespace=namespace)
     client = Client(namespace)
@@ -325,6 +325,11 @@ def test_real_bridge_and_scripted_expert(tmp_path, processes):
     # Every subtask took real simulator steps, well inside CALVIN's budget.
     assert all(0 < s["steps"] < 360 for s in chain["subtasks"])
     assert results["timing"]["trajectories_without_latent"] > 0  # the expert uses no latent
+    # The evaluator set the bridge to CALVIN's protocol for the goal (every state checked before the
+    # next step) and cleared it afterwards.
+    log = bridge.output()
+    assert "protocol calvin: up to 1 waypoints per plan, no position clip, every state checked" in log
+    assert "protocol cleared: up to 1 waypoints per plan, no position clip\n" in log
 
 
 def test_release_protocol_on_the_real_bridge_counts_policy_calls_of_open_loop_waypoints(tmp_path, processes):
@@ -362,7 +367,7 @@ def test_release_protocol_on_the_real_bridge_counts_policy_calls_of_open_loop_wa
     # The bridge was put back to its own protocol for whoever evaluates next.
     bridge_log = bridge.output()
     assert "protocol release: up to 20 waypoints per plan, positions clipped to" in bridge_log
-    assert "protocol calvin: up to 1 waypoints per plan, no position clip" in bridge_log
+    assert "protocol cleared: up to 1 waypoints per plan, no position clip\n" in bridge_log
 
 
 def test_bad_parameter_stops_the_node_with_one_clear_line():

@@ -373,3 +373,16 @@ def test_release_protocol_counts_policy_calls_not_env_steps():
     assert second.policy_calls == 3 and any(isinstance(c, ChainFinished) for c in commands)
     stats = per_task_stats(run.records)
     assert stats[instruction.task]["mean_policy_calls_to_success"] == 3.0
+
+
+def test_a_state_that_came_during_the_successful_check_is_checked_for_the_next_subtask():
+    """The bridge steps on as soon as it has answered, so the next state can reach the evaluator before the
+    answer does; it must still be checked (a bridge that holds each state until checked waits for it)."""
+    run = EvaluationRun(EvaluationConfig(num_sequences=1, seed=0))
+    run.start(0.0)
+    [instruction] = run.on_reset_done(0.0, True, "start", step=0)
+    [check] = run.on_scene_state(0.1, 1)
+    assert run.on_scene_state(0.2, 2) == []  # came while the check of step 1 was out
+    commands = run.on_check_result(0.3, True, [instruction.task], "done", 1)
+    assert [type(c) for c in commands] == [PublishInstruction, CheckTasks]
+    assert commands[1].start_state == "done" and commands[1].tasks == [commands[0].task]

@@ -202,3 +202,21 @@ def test_after_a_reset_a_cloud_with_the_last_planned_stamp_is_planned():
     scheduler.on_latent(latent(0, 2, received=1.1))
     step = scheduler.step(1.1, 0)
     assert step.plan is not None and step.plan.stamp_ns == stamp(0) and step.plan.latent.sequence == 2
+
+
+def test_lockstep_plans_the_newest_cloud_of_a_stamp_it_waits_on():
+    """The bridge's first scene at step 0 waits for a latent (no instruction yet); the evaluator then
+    resets to another scene, also at step 0: the plan, when the latent comes, is made from the reset's
+    cloud, not the first one."""
+    scheduler = lockstep()
+    pose(scheduler, 0)
+    scheduler.on_points(stamp(0), np.zeros((5, 3), np.float32), np.zeros((5, 3), np.uint8), 10.0)
+    assert scheduler.step(10.0, 0).plan is None  # waiting for the latent of step 0
+    reset = np.full((7, 3), 0.2, np.float32)
+    scheduler.on_points(stamp(0), reset, np.zeros((7, 3), np.uint8), 10.5)
+    pose(scheduler, 0, x=0.3)  # the reset scene's pose replaces the first one
+    assert scheduler.step(10.5, 0).plan is None
+    scheduler.on_latent(latent(0, 1))
+    step = scheduler.step(10.6, 0)
+    assert step.plan is not None and step.plan.xyz.shape == (7, 3) and float(step.plan.xyz[0, 0]) == pytest.approx(0.2)
+    assert step.plan.position[0] == pytest.approx(0.3)

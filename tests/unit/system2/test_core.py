@@ -71,6 +71,23 @@ def test_a_reset_starts_a_new_episode_whose_step_0_is_encoded_again():
     assert images.pop(1) is None
 
 
+def test_a_reset_to_step_0_drops_the_startup_image_still_waiting_for_an_instruction():
+    """The bridge publishes its first scene at step 0, then the evaluator resets it (step 0 again, another
+    scene) before any instruction: only the reset's image may be encoded, in a new episode."""
+    images = LockstepImages(10)
+    images.offer(step_stamp(0), 0, image(1), 0.0)  # the scene the bridge started with
+    assert images.episode == 0 and len(images) == 1
+    images.offer(step_stamp(0), 0, image(1), 0.5)  # its re-send: the same episode, queued once
+    assert images.episode == 0 and len(images) == 1
+    images.offer(step_stamp(0), 0, image(2), 1.0)  # the reset's scene
+    assert images.episode == 1 and len(images) == 1
+    first = images.pop(1)
+    assert first.step == 0 and int(first.rgb[0, 0, 0]) == 2 and images.pop(1) is None
+    images.offer(step_stamp(5), 5, image(5), 2.0)
+    images.offer(step_stamp(0), 0, image(3), 3.0)  # the next reset: the step goes back
+    assert images.episode == 2
+
+
 def test_lockstep_images_drop_the_oldest_when_far_behind_and_say_so():
     images = LockstepImages(0, capacity=2)
     images.offer(step_stamp(0), 0, image(0), 0.0)

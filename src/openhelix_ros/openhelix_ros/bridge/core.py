@@ -18,6 +18,7 @@ CALVIN's robot_obs and absolute actions.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from openhelix_ros.common.conversions import TrajectoryArrays, normalize_quatern
 from openhelix_ros.common.timing import CLOCK_MODES
 from openhelix_ros.sim import BACKENDS, DYNAMIC_MODES, make_env
 from openhelix_ros.sim.backends import scene_geometry
-from openhelix_ros.sim.protocol import PROTOCOLS, RELEASE_EXECUTE_LEN
+from openhelix_ros.sim.protocol import PROTOCOLS, RELEASE_EXECUTE_LEN, calvin_position_bounds
 
 ROBOT_OBS_SIZE = 15
 SCENE_OBS_SIZE = 24
@@ -201,6 +202,19 @@ class PointCloudFuser:
 # Configuration and observations
 
 
+def release_position_bounds(p: dict) -> WorkspaceBounds | None:
+    """The release protocol's position clip from the bridge's parameters: release_position_low/high when
+    given, else (calvin backend with a dataset split) the split's statistics.yaml act bounds, else None."""
+    low, high = list(p["release_position_low"]), list(p["release_position_high"])
+    if low or high:
+        return WorkspaceBounds(tuple(low), tuple(high))  # ValueError names wrong lengths or order
+    if p["backend"] == "calvin" and p["dataset_path"]:
+        statistics = os.path.join(p["dataset_path"], "statistics.yaml")
+        if os.path.exists(statistics):
+            return WorkspaceBounds(*calvin_position_bounds(statistics))
+    return None
+
+
 @dataclass
 class BridgeConfig:
     """What the bridge node's parameters set (see bridge/node.py for their descriptions)."""
@@ -244,6 +258,17 @@ class BridgeConfig:
     @property
     def bounds(self) -> WorkspaceBounds:
         return WorkspaceBounds(tuple(self.workspace_low), tuple(self.workspace_high))
+
+    @classmethod
+    def from_parameters(cls, p: dict) -> BridgeConfig:
+        """The configuration the calvin_bridge node's parameters (bridge/parameters.py) describe; the
+        node and the in-process graph (evaluation/inprocess.py) both build it here."""
+        options = {"dataset_path": p["dataset_path"] or None} if p["backend"] == "calvin" else {}
+        return cls(backend=p["backend"], clock_mode=p["clock_mode"], control_rate=p["control_rate"],
+                   waypoints_per_plan=p["waypoints_per_plan"], render=p["render"], renderer=p["renderer"],
+                   dynamic=p["dynamic"] or None, dynamic_speed=p["dynamic_speed"], seed=p["seed"],
+                   workspace_low=tuple(p["workspace_low"]), workspace_high=tuple(p["workspace_high"]),
+                   env_options=options, release_position_bounds=release_position_bounds(p))
 
     @property
     def period(self) -> float:
@@ -345,6 +370,11 @@ class TrajectoryFollower:
         self._taken = 0
         self.accepted += 1
         return True
+
+    @property
+    def started(self) -> bool:
+        """Whether the current plan has had waypoints executed (a plan just accepted has not)."""
+        return self.trajectory is not None and self._taken > 0
 
     def next_waypoint(self) -> int | None:
         """Index of the waypoint for this lockstep step (and count it as taken), or None."""
@@ -488,13 +518,14 @@ class LockstepWatchdog:
 
 
 class CheckGate:
-    """The release protocol's step-by-step oracle, without ROS: while ``enabled`` and armed (from an
-    instruction until the next reset), a lockstep bridge steps past an observation it published only
-    once a ``check_tasks`` call has compared it, as the released loop asks its oracle after every env
-    step: the next waypoint of an open-loop plan waits for it, and so does the first waypoint of a new
-    plan (a fast policy would otherwise race the check). A check that finds every asked task done drops
-    the plan (the node does that), as the released loop returns at once: the next subtask begins with a
-    fresh policy call on that very state.
+    """An evaluation's step-by-step oracle, without ROS: while ``enabled`` (an evaluator set the bridge's
+    ``protocol``) and armed (from an instruction until the next reset), a lockstep bridge steps past an
+    observation it published only once a ``check_tasks`` call has compared it, as CALVIN's and the
+    released loop both ask their oracle after every env step: the next waypoint of an open-loop plan
+    waits for it, and so does the first waypoint of a new plan (a fast policy would otherwise race the
+    check). A check that finds every asked task done drops the rest of a plan already under way (the
+    node does that), as the released loop returns at once: the next subtask begins with a fresh policy
+    call on that very state.
 
     Events: ``arm()`` (an instruction), ``disarm()`` (a reset), ``hold(stamp, now)`` (an observation
     went out: True when it must be checked before the world moves on), ``checked()`` (a check answered:

@@ -27,7 +27,6 @@ or answered with ``success: false`` naming the problem; the node keeps running.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -36,7 +35,6 @@ from rclpy.node import Node
 
 from openhelix_msgs.msg import EETrajectory, Instruction
 from openhelix_msgs.srv import CheckTasks, ResetScene
-from openhelix_ros.arm.safety import WorkspaceBounds
 from openhelix_ros.bridge.core import (
     BridgeConfig,
     BridgeCore,
@@ -61,7 +59,6 @@ from openhelix_ros.common.node_utils import (
     run_node,
 )
 from openhelix_ros.sim.calvin_backend import calvin_available
-from openhelix_ros.sim.protocol import calvin_position_bounds
 
 # After an ee_trajectory publisher appears, wait this long before re-sending the current observation,
 # so that discovery has matched our publishers to its subscriptions too.
@@ -69,31 +66,11 @@ NEW_POLICY_GRACE = 0.5  # s
 WATCHDOG_PERIOD = 0.05  # s
 
 
-def release_position_bounds(p: dict) -> WorkspaceBounds | None:
-    """The release protocol's position clip from the parameters: release_position_low/high when given,
-    else (calvin backend with a dataset split) the split's statistics.yaml act bounds, else None."""
-    low, high = list(p["release_position_low"]), list(p["release_position_high"])
-    if low or high:
-        return WorkspaceBounds(tuple(low), tuple(high))  # ValueError names wrong lengths or order
-    if p["backend"] == "calvin" and p["dataset_path"]:
-        statistics = os.path.join(p["dataset_path"], "statistics.yaml")
-        if os.path.exists(statistics):
-            return WorkspaceBounds(*calvin_position_bounds(statistics))
-    return None
-
-
 class CalvinBridge(Node):
     def __init__(self) -> None:
         super().__init__("calvin_bridge")
         p = declare_parameters(self, PARAMETERS)
-        options = {"dataset_path": p["dataset_path"] or None} if p["backend"] == "calvin" else {}
-        config = BridgeConfig(
-            release_position_bounds=release_position_bounds(p),
-            backend=p["backend"], clock_mode=p["clock_mode"], control_rate=p["control_rate"],
-            waypoints_per_plan=p["waypoints_per_plan"], render=p["render"], renderer=p["renderer"],
-            dynamic=p["dynamic"] or None, dynamic_speed=p["dynamic_speed"], seed=p["seed"],
-            workspace_low=tuple(p["workspace_low"]), workspace_high=tuple(p["workspace_high"]),
-            env_options=options)
+        config = BridgeConfig.from_parameters(p)
         config.validate()  # a ValueError here is a configuration error: run_node says so and exits 2
         if config.backend == "calvin" and not calvin_available():
             raise ValueError("backend 'calvin' needs calvin_env, which is not installed here (no registry carries "
@@ -215,7 +192,8 @@ class CalvinBridge(Node):
 
     def _set_protocol(self, protocol: str) -> None:
         self._core.set_protocol(protocol)
-        self._gate.enabled = self._lockstep and self._core.protocol == "release"
+        # Set (calvin or release): an evaluator drives the bridge and checks every state it publishes.
+        self._gate.enabled = self._lockstep and bool(protocol)
         if not self._gate.enabled and self._gate.checked():
             self._advance.trigger()  # a step held for the oracle goes on (a no-op while a plan is awaited)
 
@@ -231,9 +209,10 @@ class CalvinBridge(Node):
                 return SetParametersResult(successful=False, reason=str(error))
             clip = self._core.config.release_position_bounds
             self.get_logger().info(
-                f"protocol {self._core.protocol}: up to {self._core.follower.waypoints_per_plan} waypoints per plan"
+                f"protocol {protocol[0] or 'cleared'}: up to {self._core.follower.waypoints_per_plan} waypoints per plan"
                 + (f", positions clipped to {list(clip.low)}..{list(clip.high)}" if self._core.protocol == "release"
-                   and clip is not None else ", no position clip"))
+                   and clip is not None else ", no position clip")
+                + (", every state checked before the next step" if self._gate.enabled else ""))
         changes = {p.name: p.value for p in parameters if p.name in ("dynamic", "dynamic_speed")}
         if not changes:
             return SetParametersResult(successful=True)
@@ -280,12 +259,15 @@ class CalvinBridge(Node):
             self.get_logger().error(f"check_tasks: {error}")
         response.current_state = scene_state_msg(self._core.current)
         if self._gate.checked():
-            if response.success and request.tasks and len(response.completed) == len(request.tasks):
-                # Done: the rest of the plan belonged to the finished subtask. Ask for a plan from here.
-                self._core.follower.clear()
+            follower = self._core.follower
+            done = response.success and request.tasks and len(response.completed) == len(request.tasks)
+            if done and follower.started and not follower.needs_plan():
+                # The rest of a plan under way belonged to the finished subtask: ask for one from here
+                # (a plan made for this very state is kept: asked again, the policy would answer the same).
+                follower.clear()
                 self._outputs.publish(self._core.current, with_points=True)
                 self._watchdog.wait(time.monotonic())
-            elif not self._core.follower.needs_plan():
+            elif not follower.needs_plan():
                 self._advance.trigger()  # the next waypoint (of the plan or of one that came meanwhile)
         return response
 

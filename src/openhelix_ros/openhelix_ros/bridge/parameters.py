@@ -50,10 +50,11 @@ PARAMETERS = (
                   read_only=True),
     ParameterSpec("dataset_path", "", "calvin backend: a CALVIN dataset split to build the scene from "
                   "(empty: calvin_env's packaged configuration).", read_only=True),
-    ParameterSpec("protocol", "", f"Evaluation protocol: '' or calvin (waypoints_per_plan, no clip) | release "
-                  f"(up to {RELEASE_EXECUTE_LEN} waypoints of each plan open-loop, a check_tasks answer awaited "
-                  "after every step while a policy's plan runs, positions clipped to release_position_low/high); "
-                  "the evaluator sets it for a goal and back to '' after."),
+    ParameterSpec("protocol", "", f"Evaluation protocol, set by the evaluator for a goal and back to '' after: '' "
+                  "(no evaluator: steps as soon as it can) | calvin (waypoints_per_plan, no clip) | release (up to "
+                  f"{RELEASE_EXECUTE_LEN} waypoints of each plan open-loop, positions clipped to "
+                  "release_position_low/high). Set, lockstep: each published state waits for a check_tasks call "
+                  "before the world moves on."),
     ParameterSpec("release_position_low", [], "Release protocol: lower corner (m, world) executed positions "
                   "are clipped to (CALVIN: act_min_bound[:3] of the split's statistics.yaml, read from "
                   "dataset_path when this is empty); empty: no clip.", type=ParameterType.PARAMETER_DOUBLE_ARRAY,

@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bridge: waypoints executed from one System 1 trajectory before the next plan "
                              "(0: config/calvin_bridge.yaml's, 1 = replan every step as the paper's evaluation)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the graph's cores in this process, without DDS (evaluation/inprocess.py): for "
+                             "sweeps; final figures are taken through the graph")
     parser.add_argument("--name", default="demo", help="results go to <runs-dir>/<name>/")
     parser.add_argument("--runs-dir", default="", help="default: runs/ of the project")
 
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     print(f"[demo] {plan.checkpoint_note}", flush=True)
     started = time.monotonic()
-    status = run_on_graph(plan, run_dir, root)
+    status = run_in_process(plan, run_dir, root) if args.in_process else run_on_graph(plan, run_dir, root)
     summary = write_summary(args, plan, run_dir, status, time.monotonic() - started)
     print(summary, flush=True)
     return status
@@ -255,6 +258,41 @@ def run_on_graph(plan: DemoPlan, run_dir: Path, root: Path) -> int:
         stop_all(processes)
 
 
+def run_in_process(plan: DemoPlan, run_dir: Path, root: Path) -> int:
+    """The same evaluation over the graph's cores in this process; results where the evaluator writes them."""
+    from openhelix_ros.evaluation.core import TimingCollector
+    from openhelix_ros.evaluation.inprocess import InProcessGraph
+    from openhelix_ros.evaluation.report import build_results, write_report
+
+    started = time.time()
+    graph, evaluator = InProcessGraph.from_graph(plan.arguments, plan.extra, config_dir(root))
+    total = plan.evaluation.num_sequences
+
+    def chain_done(record) -> None:
+        print(f"[demo] chain {record.index + 1}/{total}: {record.completed}/{len(record.tasks)}"
+              + (f" ({record.failure})" if record.failure else ""), flush=True)
+
+    print(f"[demo] in process (no DDS): {plan.chains} chains", flush=True)
+    try:
+        run = graph.evaluate(plan.evaluation, on_chain=chain_done)
+    except KeyboardInterrupt:
+        print("[demo] interrupted", flush=True)
+        return 130
+    finally:
+        graph.bridge.close()
+    stats = graph.stats
+    results = build_results(run, TimingCollector(control_rate=graph.bridge.config.control_rate),
+                            run_name=plan.evaluation.run_name, started=started, status=run.status,
+                            message="in process (evaluation/inprocess.py), no DDS",
+                            parameters={"in_process": True, "steps": stats.steps, "plans": stats.plans,
+                                        "holds": stats.holds, "steps_per_second": round(stats.steps_per_second, 2),
+                                        "runs_dir": evaluator["runs_dir"]})
+    write_report(results, run_dir)
+    print(f"[demo] {stats.steps} steps at {stats.steps_per_second:.1f} steps/s, {stats.plans} plans, "
+          f"{stats.holds} holds", flush=True)
+    return 0 if run.status == "completed" else 1
+
+
 def write_summary(args: argparse.Namespace, plan: DemoPlan, run_dir: Path, status: int, seconds: float) -> str:
     """demo.json and demo.md beside the evaluation's results; returns demo.md's text."""
     dual = plan.policy == "dual"
@@ -264,7 +302,8 @@ def write_summary(args: argparse.Namespace, plan: DemoPlan, run_dir: Path, statu
                "backend": args.backend, "clock_mode": "lockstep", "latent_period_steps": args.latent_period_steps,
                "waypoints_per_plan": args.waypoints_per_plan or None,
                "chains": plan.chains, "tasks": plan.tasks or None, "tasks_note": plan.tasks_note,
-               "variant": args.variant, "seconds": round(seconds, 1), "exit_status": status}
+               "variant": args.variant, "seconds": round(seconds, 1), "exit_status": status,
+               "in_process": bool(args.in_process)}
     results_file = run_dir / "results.json"
     if results_file.is_file():
         results = json.loads(results_file.read_text())
@@ -276,7 +315,8 @@ def write_summary(args: argparse.Namespace, plan: DemoPlan, run_dir: Path, statu
     lines = ["# openhelix demo", "",
              f"- Policy: {'System 2 + System 1' if dual else 'scripted expert'}; {plan.checkpoint_note}.",
              f"- Graph: calvin_bridge ({args.backend}, lockstep) + {'system2 + system1' if dual else 'scripted_expert'} "
-             f"+ evaluator, Asy({args.latent_period_steps})"
+             f"+ evaluator, Asy({args.latent_period_steps})" + (" (their cores in one process, no DDS)"
+                                                                if args.in_process else "")
              + (f", {args.waypoints_per_plan} waypoints per plan." if args.waypoints_per_plan else "."),
              episodes + f"{summary['seconds']:.0f} s in all.",
              f"- Average length: {_two_decimals(summary.get('average_length'))}; see report.md for the tables and "

@@ -33,9 +33,12 @@ Step counting: in lockstep the bridge's own step counter decides (``current_stat
 ``check_tasks`` answer, i.e. of the very state the oracle compared), which makes a stale
 ``scene_state`` from before a reset harmless; in realtime, the number of ``scene_state`` messages
 received since the subtask began (30 Hz). Only one ``check_tasks`` is in flight at a time: states that
-arrive meanwhile collapse into one follow-up check, so a slow oracle never builds a queue. A completion
-seen by the first check at or past the budget still counts: a check lags the world by at most the
-steps it takes to answer (about a millisecond, under one step).
+arrive meanwhile collapse into one follow-up check, so a slow oracle never builds a queue. In lockstep
+the evaluator sets the bridge's ``protocol`` for the goal, and the bridge then holds every state it
+publishes until a check has compared it (its CheckGate): no state goes unchecked and nothing collapses,
+so a lockstep run is deterministic, and evaluation/inprocess.py reproduces it step for step. A bridge
+without that parameter, and realtime, leave the checks lagging the world by the steps a check takes to
+answer; a completion seen by the first check at or past the budget still counts.
 """
 
 from __future__ import annotations
@@ -243,6 +246,7 @@ class SubtaskRecord:
     success: bool = False
     steps: int = 0
     policy_calls: int = 0  # plans the bridge accepted during the subtask (lockstep; 0 in realtime)
+    end_tcp: list[float] | None = None  # TCP position (m, world) in the last state checked
     elapsed: float = 0.0  # wall-clock seconds the subtask took
     failure: str | None = None  # why it failed: "timeout after N steps", a service error, a stall
 
@@ -267,6 +271,15 @@ class ChainRecord:
         return {"index": self.index, "initial_state": self.initial_state, "tasks": self.tasks,
                 "completed": self.completed, "failure": self.failure,
                 "subtasks": [asdict(s) for s in self.subtasks]}
+
+
+def _tcp_position(state: Any) -> list[float] | None:
+    """robot_obs[:3] of a state that has one (a SceneState, the bridge core's observation), else None."""
+    robot_obs = getattr(state, "robot_obs", None)
+    try:
+        return [float(v) for v in list(robot_obs)[:3]] if robot_obs is not None and len(robot_obs) >= 3 else None
+    except TypeError:
+        return None
 
 
 def summarize(records: list[ChainRecord]) -> EvaluationSummary:
@@ -446,14 +459,19 @@ class EvaluationRun:
             return self._fail_subtask(now, f"not completed within {self.config.episode_length} policy calls")
         subtask.steps = steps
         subtask.policy_calls = calls
+        subtask.end_tcp = _tcp_position(current_state)
         if subtask.task in (completed or []):
             subtask.success = True
             subtask.elapsed = now - self._subtask_started
             if len(self.current.subtasks) == len(self.current.tasks):
                 return self._finish_chain(now)
-            # CALVIN: the next subtask starts from the state the last check compared.
-            return self._begin_subtask(now, current_state, current_step if current_step is not None else 0,
-                                       current_plans if current_plans is not None else 0)
+            # CALVIN: the next subtask starts from the state the last check compared. A state that came
+            # while that check was out is checked at once, for the new subtask: a bridge holding each
+            # state until it is checked (its CheckGate) would otherwise wait for a check that never comes.
+            came_meanwhile = self._check_pending
+            commands = self._begin_subtask(now, current_state, current_step if current_step is not None else 0,
+                                           current_plans if current_plans is not None else 0)
+            return commands + self._check() if came_meanwhile else commands
         if not release and steps >= self.config.episode_length:
             return self._fail_subtask(now, f"not completed within {self.config.episode_length} steps")
         if self._check_pending:

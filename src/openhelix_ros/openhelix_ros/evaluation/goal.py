@@ -39,6 +39,7 @@ class GoalExecution:
         self.node = node
         self._request_id = 0  # the call whose answer the run waits for
         self._position_clip: str | None = None  # the bridge's release clip box, as the report names it
+        self._protocol_set = False  # whether the bridge took the goal's protocol (and must be cleared after)
 
     def evaluate(self, goal_handle) -> RunEvaluation.Result:
         config = self.node.config_from_goal(goal_handle.request)
@@ -64,7 +65,7 @@ class GoalExecution:
         finally:
             self.node.timing = None
             timeout = float(self.node.get_parameter("service_timeout").value)
-            for name, needed in (("dynamic", config.dynamic), ("protocol", config.protocol == "release")):
+            for name, needed in (("dynamic", config.dynamic), ("protocol", self._protocol_set)):
                 problem = self._set_bridge(name, "", timeout) if needed else None
                 if problem:
                     self.node.get_logger().warning(f"could not set the bridge's {name!r} back to '': {problem}")
@@ -83,10 +84,17 @@ class GoalExecution:
             problem = self._set_bridge("dynamic", config.dynamic, timeout)
             if problem:
                 return f"cannot set the bridge to CALVIN-D {config.dynamic!r}: {problem}"
+        # The bridge then checks every state it publishes before stepping on (its CheckGate), as CALVIN's
+        # rollout does; a bridge without the parameter (an older or a foreign one) still runs CALVIN's
+        # protocol, with checks that may lag the world by a step.
+        problem = self._set_bridge("protocol", config.protocol, timeout)
+        self._protocol_set = problem is None
+        if problem and config.protocol == "release":
+            return f"cannot set the bridge to the release protocol: {problem}"
+        if problem:
+            self.node.get_logger().warning(f"could not set the bridge's 'protocol' to {config.protocol!r} ({problem}): "
+                                           "its checks may lag the world by a step")
         if config.protocol == "release":
-            problem = self._set_bridge("protocol", "release", timeout)
-            if problem:
-                return f"cannot set the bridge to the release protocol: {problem}"
             values, problem = get_remote_parameters(self.node.parameter_reader, ["release_position_low",
                                                                                  "release_position_high"], timeout)
             if problem:

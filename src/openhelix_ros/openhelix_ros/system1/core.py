@@ -379,6 +379,11 @@ class PlanScheduler:
                     notices.append(Notice("warning", f"{pending.first_choice.reason}: a newer cloud came after "
                                                      f"{waited:.2f} s, planning that one"))
                     return None
+                if self._clouds:
+                    # The same stamp again: a re-send (the same cloud), or a reset back to that step (the
+                    # bridge's first scene at step 0, then the evaluator's): plan the newest one's points.
+                    pending.cloud = self._clouds[-1]
+                    self._clouds.clear()
                 if waited < self.wait_timeout:
                     return self.wait_timeout - waited
             if pending.first_choice.wait:
@@ -721,3 +726,29 @@ class System1Core:
                                  np.asarray(position, dtype=np.float64), start_quaternion)
         return PlanResult(positions=safe.positions, quaternions=safe.quaternions, gripper=gripper,
                           period=self.waypoint_period, inference_time=elapsed, raw_positions=positions, safety=safe)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Built from the node's parameters (system1/parameters.py), for the node and the in-process graph
+
+
+def system1_core_from_parameters(p: dict) -> System1Core:
+    """The System1Core the system1 node's parameters describe (model or checkpoint, safety filter,
+    inference settings), on ``p["device"]``."""
+    from openhelix_ros.arm.safety import VelocityLimits, WorkspaceBounds
+
+    safety = SafetyFilter(WorkspaceBounds(tuple(p["workspace_low"]), tuple(p["workspace_high"])),
+                          VelocityLimits(p["max_linear_speed"], p["max_angular_speed"]))
+    core = System1Core.load(p["model"], p["checkpoint"], safety=safety, num_inference_steps=p["num_inference_steps"],
+                            waypoint_period=p["waypoint_period"], drop_first_waypoint=p["drop_first_waypoint"],
+                            seed=p["seed"])
+    if p["device"] != "cpu":
+        core.model.to(p["device"])
+    return core
+
+
+def plan_scheduler_from_parameters(p: dict) -> PlanScheduler:
+    """The PlanScheduler (latent rule, replanning, waits) the system1 node's parameters describe."""
+    selector = LatentSelector(p["clock_mode"], p["latent_period_steps"], float(p["control_rate"]), p["max_latent_age"])
+    replan_period = 1.0 / p["replan_rate"] if p["replan_rate"] > 0 else 0.0
+    return PlanScheduler(selector, replan_period, float(p["latent_wait_timeout"]))

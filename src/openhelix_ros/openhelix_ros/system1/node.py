@@ -32,7 +32,6 @@ from sensor_msgs.msg import JointState, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from openhelix_msgs.msg import EETrajectory, GoalLatent
-from openhelix_ros.arm.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import (
     pointcloud2_to_organized,
@@ -54,12 +53,11 @@ from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter
 from openhelix_ros.system1.core import (
     CameraFrameAssembler,
     LatentRecord,
-    LatentSelector,
     PlanRequest,
-    PlanScheduler,
-    System1Core,
     finger_width,
     gripper_openness_from_width,
+    plan_scheduler_from_parameters,
+    system1_core_from_parameters,
 )
 from openhelix_ros.system1.markers import trajectory_markers
 from openhelix_ros.system1.parameters import PARAMETERS
@@ -83,21 +81,11 @@ class System1Node(Node):
         self._publish_markers = bool(p["publish_markers"])
         if p["torch_threads"] > 0:
             torch.set_num_threads(int(p["torch_threads"]))
-        safety = SafetyFilter(WorkspaceBounds(tuple(p["workspace_low"]), tuple(p["workspace_high"])),
-                              VelocityLimits(p["max_linear_speed"], p["max_angular_speed"]))
         try:
-            self._core = System1Core.load(p["model"], p["checkpoint"], safety=safety,
-                                          num_inference_steps=p["num_inference_steps"],
-                                          waypoint_period=p["waypoint_period"],
-                                          drop_first_waypoint=p["drop_first_waypoint"], seed=p["seed"])
+            self._core = system1_core_from_parameters(p)
         except (OSError, RuntimeError, KeyError) as error:
             raise ValueError(f"cannot load System 1: {error}") from error
-        if p["device"] != "cpu":
-            self._core.model.to(p["device"])
-        selector = LatentSelector(p["clock_mode"], p["latent_period_steps"], self._control_rate,
-                                  p["max_latent_age"])
-        replan_period = 1.0 / p["replan_rate"] if p["replan_rate"] > 0 else 0.0
-        self._scheduler = PlanScheduler(selector, replan_period, float(p["latent_wait_timeout"]))
+        self._scheduler = plan_scheduler_from_parameters(p)
         # The subscriptions hand inputs to the scheduler and the worker asks it what to plan; one
         # condition guards it and wakes the worker when an input comes.
         self._lock = threading.Condition()

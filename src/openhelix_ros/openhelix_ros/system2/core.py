@@ -31,6 +31,11 @@ SYSTEM2_CONFIGS = ("tiny", "embedded", "llava-1.5-7b")
 OPENHELIX_SYSTEM2_CONFIGS = ("tiny-openhelix", "openhelix-7b")
 
 
+# Lockstep images waiting for the model. The bridge waits for the policy, so the queue stays short;
+# the bound only protects memory when System 2 is far behind (each drop is logged).
+LOCKSTEP_QUEUE = 64
+
+
 @dataclass(frozen=True)
 class LockstepImage:
     """One lockstep image waiting to be encoded."""
@@ -54,7 +59,10 @@ class LockstepImages:
     encoded in its place (``stand_in``), because a latent that can never come would otherwise hold the
     whole graph; Asy(N) is then not exact for that period, and the caller says so.
 
-    Episodes are told apart by the step going back (a reset restarts it at 0).
+    Episodes are told apart by the step going back (a reset restarts it at 0), or by an image of the
+    same step with other content (a reset to step 0 while the bridge's first observation, of the scene
+    it started with, still waited for an instruction). ``episode`` counts them; images of an earlier
+    episode still queued are dropped, never encoded.
     """
 
     def __init__(self, latent_period_steps: int, capacity: int = 64, remembered: int = 16) -> None:
@@ -65,7 +73,9 @@ class LockstepImages:
         self._queue: collections.deque[LockstepImage] = collections.deque()
         self._encoded: collections.deque[tuple[int, bytes, int]] = collections.deque(maxlen=remembered)
         self._last_step: int | None = None
+        self._last_digest: bytes | None = None
         self._covered_period: int | None = None  # the newest period of this episode with an image queued
+        self.episode = 0
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -73,14 +83,17 @@ class LockstepImages:
     def offer(self, stamp_ns: int, step: int, rgb: np.ndarray, arrival: float) -> list[str]:
         """Take an image; returns what is worth a log line (a stand-in, a drop)."""
         notes = []
-        if self._last_step is not None and step < self._last_step:
+        digest = hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).digest()
+        if self._last_step is not None and (step < self._last_step
+                                            or (step == self._last_step and digest != self._last_digest)):
             self._covered_period = None  # a reset: a new episode starts
-        self._last_step = step
+            self.episode += 1
+            self._queue.clear()  # the old episode's images: their latents would only mislead
+        self._last_step, self._last_digest = step, digest
         period = step // self.period if self.period else step
         encodes = encodes_step(step, self.period)
         if not encodes and self._covered_period is not None and period <= self._covered_period:
             return notes
-        digest = hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).digest()
         if any(item.stamp_ns == stamp_ns and item.digest == digest for item in self._queue):
             return notes  # a re-send of an image still waiting
         stand_in = not encodes

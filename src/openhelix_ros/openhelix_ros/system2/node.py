@@ -44,17 +44,18 @@ from openhelix_ros.common.node_utils import (
     start_worker,
 )
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, stamp_to_step
-from openhelix_ros.system2.core import LockstepImages, System2Core
+from openhelix_ros.system2.core import LOCKSTEP_QUEUE, LockstepImages, System2Core
 from openhelix_ros.system2.parameters import PARAMETERS
 
 COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
-# Lockstep images waiting for the model. The bridge waits for the policy, so the queue stays short;
-# the bound only protects memory when System 2 is far behind (each drop is logged).
-LOCKSTEP_QUEUE = 64
 
 
 
 
+
+# Lockstep: how long after a reset the new episode's images wait for its instruction before the last
+# one is used (an instruction normally follows the reset within milliseconds).
+INSTRUCTION_GRACE = 1.0  # s
 
 # Model failures in a row after which the worker gives up and the node exits non-zero (a lasting CUDA
 # out-of-memory, a broken device): a supervisor restarts it, where a silent node would help no one.
@@ -84,6 +85,10 @@ class System2Node(Node):
 
         self._lock = threading.Condition()
         self._instruction: tuple[str, int] | None = None  # (text, sequence)
+        # Lockstep, after a reset: until then the instruction in force is the last episode's, and the new
+        # episode's images wait for the one that comes with it (at most INSTRUCTION_GRACE s).
+        self._stale_until: float | None = None
+        self._episode = 0
         self._newest: tuple[int, np.ndarray, float] | None = None  # realtime: (stamp ns, rgb, arrival)
         self._queue = LockstepImages(self._period_steps, LOCKSTEP_QUEUE)  # lockstep: images to encode
         self._sequence = 0
@@ -113,6 +118,7 @@ class System2Node(Node):
         with self._lock:
             changed = instruction != self._instruction
             self._instruction = instruction
+            self._stale_until = None
             self._lock.notify_all()
         if changed:  # senders may repeat an instruction so late joiners hear it: log news only
             self.get_logger().info(f"instruction {message.sequence}: {text!r}")
@@ -138,6 +144,12 @@ class System2Node(Node):
             if self._lockstep:
                 for note in self._queue.offer(stamp, stamp_to_step(stamp, self._control_rate), rgb, arrival):
                     self.get_logger().warning(note)
+                if self._queue.episode != self._episode:
+                    # A reset: the evaluator's instruction for the new episode is on its way. Encoding the
+                    # new scene with the last episode's task would steer the first periods wrong.
+                    self._episode = self._queue.episode
+                    if self._instruction is not None:
+                        self._stale_until = arrival + INSTRUCTION_GRACE
             else:
                 self._newest = (stamp, rgb, arrival)
             self._lock.notify_all()
@@ -152,6 +164,14 @@ class System2Node(Node):
                     if (self._queue or self._newest is not None) and not self._said_waiting:
                         self._said_waiting = True
                         self.get_logger().warning("images arrive but no instruction yet: no latent until one comes")
+                elif self._lockstep and self._queue and self._stale_until is not None:
+                    wait = self._stale_until - time.monotonic()
+                    if wait > 0:
+                        self._lock.wait(timeout=wait)
+                        continue
+                    self._stale_until = None
+                    self.get_logger().warning(f"no instruction within {INSTRUCTION_GRACE:g} s of a reset: encoding "
+                                              f"the new episode with the last one ({self._instruction[0]!r})")
                 elif self._lockstep and self._queue:
                     image = self._queue.pop(self._instruction[1])
                     if image is not None:
