@@ -21,6 +21,12 @@ what it waits for and hold for one step. That timeout runs only once an instruct
 since the last reset: before one, no policy is due to act (System 2 has nothing to encode, the expert
 no task), and holding would only age the episode before it starts.
 
+While an evaluator has set ``protocol`` (calvin or release; lockstep), every state published after an
+instruction waits for a ``check_tasks`` call before the world moves on (core.CheckGate), so each env
+step is checked, and a completed subtask drops the rest of a plan under way; ``release`` also runs up to
+20 waypoints of each plan open-loop and clips positions to ``release_position_low/high``
+(docs/ros_graph.md, "Two protocols").
+
 Bad input (NaN or out-of-workspace trajectories, wrong array lengths on reset, unknown tasks) is logged
 or answered with ``success: false`` naming the problem; the node keeps running.
 """
@@ -112,7 +118,7 @@ class CalvinBridge(Node):
             return
         needs_plan = self._core.follower.needs_plan()
         self._outputs.publish(observation, with_points=needs_plan or self._points_every_step)
-        # Release protocol: the oracle compares this state before the world moves on.
+        # An evaluator's protocol set (CheckGate): the oracle compares this state before the world moves on.
         held = self._gate.hold(observation.stamp_ns, time.monotonic())
         if needs_plan:
             self._watchdog.wait(time.monotonic())
@@ -123,8 +129,8 @@ class CalvinBridge(Node):
 
     # ------------------------------------------------------------------------------ lockstep
     def _step_on_plan(self) -> None:
-        # Triggered after publishing an observation the current plan still covers (or once the release
-        # protocol's check of it came). A reset in between has published its own observation and
+        # Triggered after publishing an observation the current plan still covers (or once the
+        # evaluator's check of it came). A reset in between has published its own observation and
         # started waiting (or dropped the plan): nothing to do.
         if self._watchdog.waiting or self._gate.holding or self._core.lockstep_step() is None:
             return
@@ -133,7 +139,7 @@ class CalvinBridge(Node):
     def _on_watchdog(self) -> None:
         current = self._core.current
         if self._gate.expired(time.monotonic()):
-            self.get_logger().warning(f"release protocol: no check_tasks call for step {current.step} within "
+            self.get_logger().warning(f"protocol {self._core.protocol}: no check_tasks call for step {current.step} within "
                                       f"{self._gate.timeout:g} s; executing the plan on without the oracle")
             self._advance.trigger()
         for command in self._watchdog.tick(time.monotonic(), self.count_publishers(graph.EE_TRAJECTORY), current.step):
