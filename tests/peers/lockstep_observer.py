@@ -35,9 +35,15 @@ def main() -> int:
          "latent_stamp": stamp_to_ns(m.latent_stamp), "poses": len(m.poses)}), RELIABLE)
     instructions = node.create_publisher(Instruction, "instruction", RELIABLE)
     end = time.monotonic() + args.timeout
+    # The trajectories are volatile: instruct only once System 1's publisher is discovered, and a moment
+    # more for the match, or the first steps' plans go out before this subscription hears them.
+    matched_at = None
     next_instruction = 0.0
     while time.monotonic() < end and len(trajectories) < args.trajectories:
-        if not latents and time.monotonic() > next_instruction:
+        if matched_at is None and node.count_publishers("ee_trajectory") > 0:
+            matched_at = time.monotonic()
+        ready = matched_at is not None and time.monotonic() > matched_at + 0.5
+        if ready and not latents and time.monotonic() > next_instruction:
             instructions.publish(Instruction(header=make_header(""), text="open the drawer", task="open_drawer",
                                              sequence=1))
             next_instruction = time.monotonic() + 0.5
