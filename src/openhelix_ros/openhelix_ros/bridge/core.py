@@ -670,6 +670,16 @@ class BridgeCore:
             position = self._position_clip.clip(position)
         return position, euler, gripper
 
+    def subtask_done(self) -> bool:
+        """The oracle found the subtask done: drop the rest of a plan under way (it belonged to that
+        subtask; the released loop returns at once). A plan made for this very state and not yet started
+        is kept: asked again, the policy would answer the same. Returns whether a plan was dropped, i.e.
+        a plan is needed from this state."""
+        if not (self.follower.started and not self.follower.needs_plan()):
+            return False
+        self.follower.clear()
+        return True
+
     def set_protocol(self, protocol: str) -> None:
         """Follow an evaluation protocol (sim/protocol.py) from the next plan on. ``release``: up to
         RELEASE_EXECUTE_LEN waypoints of each plan open-loop, positions clipped to

@@ -265,15 +265,12 @@ class CalvinBridge(Node):
             self.get_logger().error(f"check_tasks: {error}")
         response.current_state = scene_state_msg(self._core.current)
         if self._gate.checked():
-            follower = self._core.follower
             done = response.success and request.tasks and len(response.completed) == len(request.tasks)
-            if done and follower.started and not follower.needs_plan():
-                # The rest of a plan under way belonged to the finished subtask: ask for one from here
-                # (a plan made for this very state is kept: asked again, the policy would answer the same).
-                follower.clear()
+            if done and self._core.subtask_done():
+                # Ask for a plan from here, for the next subtask.
                 self._outputs.publish(self._core.current, with_points=True)
                 self._watchdog.wait(time.monotonic())
-            elif not follower.needs_plan():
+            elif not self._core.follower.needs_plan():
                 self._advance.trigger()  # the next waypoint (of the plan or of one that came meanwhile)
         return response
 

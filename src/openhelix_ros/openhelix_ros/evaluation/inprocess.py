@@ -327,10 +327,9 @@ class InProcessGraph:
             except ValueError as error:
                 return run.on_check_result(clock, False, message=str(error))
             current = bridge.current
-            if len(completed) == len(command.tasks) and bridge.follower.started and not bridge.follower.needs_plan():
-                # As the bridge node's CheckGate: a plan under way ends with its subtask, and the state goes
-                # out again with its cloud (before the evaluator's next instruction, as in the graph).
-                bridge.follower.clear()
+            if len(completed) == len(command.tasks) and bridge.subtask_done():
+                # As the bridge node: the state goes out again with its cloud, before the evaluator's next
+                # instruction, as in the graph.
                 self.policy.observe(current, True)
             return run.on_check_result(clock, True, completed, current, current.step, current_plans=current.plans)
         if isinstance(command, ChainFinished):
