@@ -51,6 +51,11 @@ def pytest_configure(config):
     os.environ["ROS_HOME"] = str(ros_home)
     os.environ["ROS_LOG_DIR"] = str(ros_home / "log")
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    # UDP on loopback, not Fast DDS's shared memory: the suite kills processes on purpose (and SIGKILLs
+    # ones that do not stop), and a shared-memory port left behind by a killed participant can leave a
+    # later process of the same domain deaf and mute: CI once saw a System 1 that never received the
+    # latent published after it started, and vanished from the bridge's view 20 s later (a DDS lease).
+    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ["PYTHONUNBUFFERED"] = "1"
