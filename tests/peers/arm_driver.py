@@ -16,7 +16,7 @@ import time
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -32,6 +32,9 @@ from openhelix_ros.arm.kinematics import (
 from openhelix_ros.common.conversions import duration_to_seconds, joint_state_to_msg, trajectory_to_msg
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
+# The estop is a latched state: reliable and transient local, what arm_interface subscribes.
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 VALID_OFFSETS = np.outer(np.arange(1, 11), [0.01, 0.0, 0.0])  # 1 cm per 0.1 s along world x
@@ -57,7 +60,7 @@ class ArmDriver:
         self.node = rclpy.create_node("arm_driver")
         self.joint_states = self.node.create_publisher(JointState, "joint_states", RELIABLE)
         self.trajectories = self.node.create_publisher(EETrajectory, "ee_trajectory", RELIABLE)
-        self.estop = self.node.create_publisher(Bool, "estop", RELIABLE)
+        self.estop = self.node.create_publisher(Bool, "estop", LATCHED)
         self.received = {"joint_trajectory": [], "target_pose": [], "gripper_command": []}
         self.step = "startup"
         self.bad_joints = False  # publish NaN for panda_joint4

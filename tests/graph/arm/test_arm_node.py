@@ -136,7 +136,7 @@ def test_estop_holds_and_ignores_trajectories_until_released(session):
     # the machine, so no ordering or time limit here would be reliable.
     # The log line is throttled per call site, so the line may name trajectory 8 (queued behind its IK)
     # rather than 5; what matters is asserted above: only holds came out during the estop.
-    assert "ignored: ESTOP is pressed" in log
+    assert "ignored: the arm holds (ESTOP pressed)" in log
     assert "ESTOP released" in log
     assert len(trajectories(data, "after_estop", 10)) == 1
     held_poses = [p for p in data["received"]["target_pose"] if p["step"] == "estop_on"]

@@ -14,7 +14,7 @@ from support.graphs import OPENHELIX, SHIPPED, GraphCommand, parameter_values, s
 from openhelix_msgs.msg import EETrajectory, GoalLatent
 from openhelix_ros.common import graph
 from openhelix_ros.common.graphs import SIM
-from openhelix_ros.common.node_utils import LATENT_QOS, TRAJECTORY_QOS
+from openhelix_ros.common.node_utils import LATENT_SUBSCRIBER_QOS, TRAJECTORY_QOS
 from openhelix_ros.common.processes import start_node, stop_all, topic_has_publishers, wait_for
 
 
@@ -26,7 +26,7 @@ def test_up_sim_applies_every_argument_and_plans_after_an_instruction(peer, tmp_
     checkpoint:=...; here every argument is non-default and read back from the running nodes."""
     trajectories, latents = [], []
     peer.create_subscription(EETrajectory, graph.EE_TRAJECTORY, trajectories.append, TRAJECTORY_QOS)
-    peer.create_subscription(GoalLatent, graph.GOAL_LATENT, latents.append, LATENT_QOS)
+    peer.create_subscription(GoalLatent, graph.GOAL_LATENT, latents.append, LATENT_SUBSCRIBER_QOS)
     up = processes.command([OPENHELIX, "up", "sim", f"checkpoint:={SHIPPED}", "system2_model:=tiny",
                             "system1_model:=tiny", "latent_period_steps:=5", "clock_mode:=lockstep",
                             "backend:=embedded", "--log-dir", str(tmp_path / "logs")], label="up", kind=GraphCommand)

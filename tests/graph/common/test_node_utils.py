@@ -11,18 +11,31 @@ import pytest
 from rcl_interfaces.msg import ParameterType
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
-from openhelix_ros.common.node_utils import ESTOP_QOS, LATENT_QOS, SENSOR_QOS, TRAJECTORY_QOS, ParameterSpec
+from openhelix_ros.common.node_utils import (
+    ANY_PUBLISHER_QOS,
+    ESTOP_QOS,
+    LATENT_PUBLISHER_QOS,
+    LATENT_SUBSCRIBER_QOS,
+    SENSOR_QOS,
+    TRAJECTORY_QOS,
+    ParameterSpec,
+)
 
 
 def test_qos_profiles_follow_the_design():
     assert SENSOR_QOS.reliability == ReliabilityPolicy.BEST_EFFORT and 1 <= SENSOR_QOS.depth <= 5
-    assert LATENT_QOS.reliability == ReliabilityPolicy.RELIABLE and LATENT_QOS.depth == 1
-    assert LATENT_QOS.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    # The writer keeps the newest for late joiners; the exact-Asy(N) reader keeps more than one.
+    assert LATENT_PUBLISHER_QOS.reliability == ReliabilityPolicy.RELIABLE and LATENT_PUBLISHER_QOS.depth == 1
+    assert LATENT_SUBSCRIBER_QOS.reliability == ReliabilityPolicy.RELIABLE and LATENT_SUBSCRIBER_QOS.depth >= 2
+    assert LATENT_PUBLISHER_QOS.durability == LATENT_SUBSCRIBER_QOS.durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert TRAJECTORY_QOS.reliability == ReliabilityPolicy.RELIABLE and TRAJECTORY_QOS.depth == 1
     assert TRAJECTORY_QOS.durability == DurabilityPolicy.VOLATILE
-    # The estop subscription must match any publisher: best effort and volatile accept everything.
-    assert ESTOP_QOS.reliability == ReliabilityPolicy.BEST_EFFORT
-    assert ESTOP_QOS.durability == DurabilityPolicy.VOLATILE
+    # The estop is a latched state: never lost on the way, and heard by an arm that starts after the press.
+    assert ESTOP_QOS.reliability == ReliabilityPolicy.RELIABLE and ESTOP_QOS.depth == 1
+    assert ESTOP_QOS.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    # Operator tools of any kind are heard: best effort and volatile accept every publisher.
+    assert ANY_PUBLISHER_QOS.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert ANY_PUBLISHER_QOS.durability == DurabilityPolicy.VOLATILE
 
 
 def test_parameter_spec_descriptors():

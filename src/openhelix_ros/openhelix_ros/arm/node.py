@@ -13,9 +13,10 @@ Subscribes ``ee_trajectory`` (openhelix_msgs/EETrajectory, world frame), ``joint
   waypoint due now changes (open: ``gripper_open_position``, closed: ``gripper_closed_position``).
 
 Before any of that the trajectory is clipped to the workspace box and slowed to the speed limits
-(arm/safety.py). While ``estop`` is true the node publishes a hold (the joints at the moment it was
-pressed) on both topics at ``control_rate`` and ignores trajectories; releasing it does not resume
-the old trajectory. Trajectories with NaN, in another frame, unreachable or needing a joint flip are
+(arm/safety.py). ``estop`` is a latched level (reliable, transient local; arm/estop.py): while it is
+pressed, or while the stop could not be heard (its publisher gone, its heartbeat late: ``estop_watch``,
+``estop_timeout``), the node publishes a hold (the joints at the moment the hold began) on both topics
+at ``control_rate`` and ignores trajectories; a release does not resume the old trajectory. Trajectories with NaN, in another frame, unreachable or needing a joint flip are
 rejected with a log line saying why; the node keeps running.
 """
 
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
@@ -34,6 +37,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from openhelix_msgs.msg import EETrajectory
 from openhelix_ros.arm.core import ArmPlan, ArmPlanner
+from openhelix_ros.arm.estop import EstopMonitor
 from openhelix_ros.arm.kinematics import JOINT_NAMES, PandaKinematics, pose_matrix
 from openhelix_ros.arm.parameters import PARAMETERS
 from openhelix_ros.arm.safety import SafetyFilter, VelocityLimits, WorkspaceBounds
@@ -71,11 +75,13 @@ class ArmInterface(Node):
         self._lock = threading.Lock()
         # Notified on every joint_states: a plan that finds them stale waits for fresh ones first (below).
         self._joints_arrived = threading.Condition(self._lock)
-        self._estop_presses = 0  # counts presses, so a plan started before one is never published
+        self._estop_monitor = EstopMonitor(p["estop_watch"], p["estop_timeout"])
+        self._estop_presses = 0  # counts holds begun, so a plan started before one is never published
+        self._estop_reason = ""
         self._joints: np.ndarray | None = None  # newest joint positions, panda_joint1..7
         self._joints_stamp_ns = 0  # when they arrived (node clock)
-        self._estop = False
-        self._hold: np.ndarray | None = None  # joints to hold while the estop is pressed
+        self._estop = False  # the arm holds (the estop is pressed, or could not be heard)
+        self._hold: np.ndarray | None = None  # joints to hold while it does
         self._plan_start_ns = 0
         self._plan: ArmPlan | None = None  # the trajectory being executed
         self._gripper_positions = {1.0: p["gripper_open_position"], -1.0: p["gripper_closed_position"]}
@@ -89,12 +95,15 @@ class ArmInterface(Node):
                                  callback_group=planning)
         self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_state, SENSOR_QOS,
                                  callback_group=realtime)
-        self.create_subscription(Bool, graph.ESTOP, self._on_estop, ESTOP_QOS, callback_group=realtime)
+        # A publisher whose QoS cannot be matched would be a stop no one hears: say so, loudly.
+        self._estop_subscription = self.create_subscription(
+            Bool, graph.ESTOP, self._on_estop, ESTOP_QOS, callback_group=realtime,
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_estop_incompatible))
         self.create_timer(1.0 / p["control_rate"], self._on_control_tick, callback_group=realtime)
         self.get_logger().info(
             f"arm_interface ready: base at {np.round(p['base_position'], 3).tolist()} in {p['world_frame']}, "
             f"workspace {p['workspace_low']}..{p['workspace_high']}, limits {p['max_linear_speed']} m/s "
-            f"{p['max_angular_speed']} rad/s")
+            f"{p['max_angular_speed']} rad/s, estop_watch {p['estop_watch']}, estop_timeout {p['estop_timeout']:g} s")
 
     # ----- inputs -------------------------------------------------------------------------------------
 
@@ -110,23 +119,44 @@ class ArmInterface(Node):
             self._joints_arrived.notify_all()
 
     def _on_estop(self, message: Bool) -> None:
-        pressed = bool(message.data)
         with self._lock:
-            if pressed == self._estop:
-                return
-            self._estop = pressed
-            self._plan = None  # a trajectory interrupted by an estop is never resumed
-            self._estop_presses += pressed
-            self._hold = hold = None if not pressed or self._joints is None else self._joints.copy()
+            self._estop_monitor.on_message(bool(message.data), self._seconds())
+            self._apply_estop()
+
+    def _on_estop_incompatible(self, event) -> None:
+        self.get_logger().error(
+            f"an estop publisher's QoS is incompatible (policy {event.last_policy_kind}): it is not heard. "
+            "Publish estop reliable and transient local, e.g. ros2 topic pub --qos-reliability reliable "
+            "--qos-durability transient_local estop std_msgs/msg/Bool '{data: true}'")
+
+    @staticmethod
+    def _seconds() -> float:
+        # Monotonic, not the node clock: a stalled /clock under use_sim_time must not stop the heartbeat check.
+        return time.monotonic()
+
+    def _apply_estop(self) -> None:
+        """Act on the estop monitor's decision: begin or end a hold. Call with the lock held."""
+        decision = self._estop_monitor.decide(self._seconds(), self._estop_subscription.get_publisher_count())
+        if not decision.changed:
+            return
+        was_holding = self._estop
+        self._estop, self._estop_reason = decision.hold, decision.reason
+        if decision.hold and was_holding:
+            self.get_logger().warning(f"{decision.reason}: still holding")
+            return
+        if decision.hold:
+            self._plan = None  # a trajectory interrupted by a hold is never resumed
+            self._estop_presses += 1
+            self._hold = None if self._joints is None else self._joints.copy()
             self._publish_hold()  # at once, not a control period later
-        if pressed:
-            if hold is None:
-                self.get_logger().error("ESTOP pressed, but no joint_states received yet: cannot publish a hold; "
-                                        "ignoring trajectories")
+            if self._hold is None:
+                self.get_logger().error(f"{decision.reason}, but no joint_states received yet: cannot publish a "
+                                        "hold; ignoring trajectories")
             else:
-                self.get_logger().warning(f"ESTOP pressed: holding joints {np.round(hold, 3).tolist()}, "
+                self.get_logger().warning(f"{decision.reason}: holding joints {np.round(self._hold, 3).tolist()}, "
                                           f"ignoring trajectories")
         else:
+            self._hold = None
             self.get_logger().warning("ESTOP released: waiting for a new trajectory")
 
     def _on_trajectory(self, message: EETrajectory) -> None:
@@ -139,10 +169,10 @@ class ArmInterface(Node):
             self._joints_arrived.wait_for(
                 lambda: self.get_clock().now().nanoseconds - self._joints_stamp_ns <= self._joint_state_timeout_ns,
                 timeout=timeout_s)
-            estop, presses = self._estop, self._estop_presses
+            estop, reason, presses = self._estop, self._estop_reason, self._estop_presses
             joints, joints_stamp_ns = self._joints, self._joints_stamp_ns
         if estop:
-            self.get_logger().warning(f"{label} ignored: ESTOP is pressed", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"{label} ignored: the arm holds ({reason})", throttle_duration_sec=1.0)
             return
         try:
             age = (self.get_clock().now().nanoseconds - joints_stamp_ns) * 1e-9
@@ -159,7 +189,7 @@ class ArmInterface(Node):
         with self._lock:
             # Publishing under the lock: an estop arriving now waits until this is out, then holds.
             if self._estop or self._estop_presses != presses:
-                self.get_logger().warning(f"{label} dropped: ESTOP pressed while it was being planned")
+                self.get_logger().warning(f"{label} dropped: a hold began while it was being planned")
                 return
             now = self.get_clock().now()
             command.header.stamp = now.to_msg()
@@ -185,6 +215,10 @@ class ArmInterface(Node):
 
     def _on_control_tick(self) -> None:
         with self._lock:
+            self._apply_estop()  # a pendant gone or a late heartbeat holds the arm without a message
+            if self._estop and self._hold is None and self._joints is not None:
+                self._hold = self._joints.copy()  # held before any joint_states: hold where they say it is
+                self.get_logger().warning(f"joint_states arrived: holding joints {np.round(self._hold, 3).tolist()}")
             if self._estop:
                 self._publish_hold()
                 return

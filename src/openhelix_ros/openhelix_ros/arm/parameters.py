@@ -5,6 +5,7 @@ declares them and hands the values to arm/core.py."""
 
 from __future__ import annotations
 
+from openhelix_ros.arm.estop import ESTOP_WATCH_MODES
 from openhelix_ros.arm.kinematics import FRANKA_HAND_TCP_OFFSET
 from openhelix_ros.arm.safety import VelocityLimits, WorkspaceBounds
 from openhelix_ros.common import graph
@@ -45,6 +46,13 @@ PARAMETERS = (
     ParameterSpec("joint_state_timeout", 0.5, "Trajectories are rejected when the newest joint_states is "
                   "older than this (s): IK must start from where the arm is.", read_only=True,
                   value_range=(0.01, 60.0)),
+    ParameterSpec("estop_watch", "lost", "When to hold for an estop that can no longer be heard (arm/estop.py): "
+                  f"{', '.join(ESTOP_WATCH_MODES)}. lost: once the last estop publisher went away, until one says "
+                  "released; required: also before any estop publisher exists; off: only while pressed.",
+                  read_only=True),
+    ParameterSpec("estop_timeout", 0.0, "Hold when no estop message came for this long (s), for a pendant that "
+                  "repeats its state as a heartbeat; 0: the latched state alone counts.", read_only=True,
+                  value_range=(0.0, 60.0)),
     ParameterSpec("control_rate", 30.0, "Rate (Hz) of target_pose streaming and of the estop hold.",
                   read_only=True, value_range=(1.0, 1000.0)),
     ParameterSpec("gripper_open_position", 0.04, "Finger joint position (m, each finger) commanded to open "

@@ -199,6 +199,7 @@ class LatentAgeGate:
         self.future_tolerance = float(future_tolerance)
         self._last_allowed: bool | None = None
         self.changed = False
+        self.last: GateDecision | None = None  # the latest decision (the node's /diagnostics shows it)
 
     def check(self, latent_stamp_ns: int | None, now_ns: int) -> GateDecision:
         if latent_stamp_ns is None:
@@ -215,4 +216,5 @@ class LatentAgeGate:
                 decision = GateDecision(True, f"goal latent is {max(age, 0.0):.3f} s old", age)
         self.changed = decision.allowed != self._last_allowed
         self._last_allowed = decision.allowed
+        self.last = decision
         return decision

@@ -1,7 +1,7 @@
 """The ROS 2 graph of DESIGN.md in one place: default topic names, their types, who publishes them.
 
-Names are relative (no leading slash) so a namespace or a remap applies, except ``/clock``, which
-ROS defines as absolute. Nodes import their default names from here, and the checks on the RViz
+Names are relative (no leading slash) so a namespace or a remap applies, except ``/clock`` and
+``/diagnostics``, which ROS defines as absolute. Nodes import their default names from here, and the checks on the RViz
 configuration and the launch files compare against it, so a renamed topic is renamed once.
 """
 
@@ -46,6 +46,8 @@ GRIPPER_COMMAND = "gripper_command"
 EVALUATION_PROGRESS = "evaluation/progress"
 TELEOP_TWIST = "teleop/twist"
 TELEOP_GRIPPER = "teleop/gripper"
+# Absolute, as ROS drivers publish it: rqt's robot monitor and diagnostic_aggregator read /diagnostics.
+DIAGNOSTICS = "/diagnostics"
 
 # Services and the action (name -> type).
 RESET_SCENE = "reset_scene"
@@ -104,6 +106,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory", ("arm_interface",)),
     TopicSpec(TARGET_POSE, "geometry_msgs/msg/PoseStamped", ("arm_interface",)),
     TopicSpec(GRIPPER_COMMAND, "std_msgs/msg/Float64MultiArray", ("arm_interface",)),
+    # Health (rates, drops by reason, workers): common/health.py.
+    TopicSpec(DIAGNOSTICS, "diagnostic_msgs/msg/DiagnosticArray", ("system1", "system2")),
 )
 
 TOPICS_BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}

@@ -25,7 +25,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
+from openhelix_ros.common.health import NodeHealth
 from openhelix_ros.common.parameters import ParameterSpec
+from openhelix_ros.common.supervision import WorkerSupervisor
 
 # Camera images, depth, point clouds, joint states, poses: a late sample is worth less than the next
 # one, so never retransmit (best effort) and keep only a few. A best-effort subscriber also accepts
@@ -35,11 +37,16 @@ SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                         durability=DurabilityPolicy.VOLATILE)
 
 # Goal latents: every one matters (System 2 is slow) and a System 1 that starts late must get the
-# newest at once, hence transient local with a depth of 1. Both ends must use it: a transient-local
-# subscriber does not match a volatile publisher.
-LATENT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                        reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# newest at once, hence transient local. Both ends must be: a transient-local subscriber does not match
+# a volatile publisher. The writer keeps only the newest (all a late joiner needs); readers keep more,
+# since the exact-Asy(N) reader picks the latent of one step: with depth 1, two latents arriving while
+# System 1 plans would leave it only the second.
+LATENT_PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                  reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATENT_SUBSCRIBER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                   reliability=ReliabilityPolicy.RELIABLE,
+                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 # Trajectories and other commands: delivered reliably, but only the newest counts (an old trajectory
 # queued behind a new one must not be executed), and a late joiner must not act on a stale command.
@@ -47,12 +54,20 @@ TRAJECTORY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                             reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.VOLATILE)
 
-# The emergency stop is subscribed best effort + volatile because that profile matches every
-# publisher (reliable or not, latched or not): a safety signal must never be lost to a QoS mismatch.
-# Depth 10 so a quick true/false burst is seen in order.
-ESTOP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                       reliability=ReliabilityPolicy.BEST_EFFORT,
-                       durability=DurabilityPolicy.VOLATILE)
+# The emergency stop is a latched state (arm/estop.py): reliable so a press is never lost on the way, and
+# transient local (depth 1: only the current state matters) so an arm_interface that starts or restarts
+# after the press holds at once. Publishers and arm_interface both use it; a publisher it cannot match
+# (best effort, volatile) is reported by arm_interface as not heard.
+ESTOP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                       reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+# A reader for operator commands from any tool (a joystick driver, `ros2 topic pub`): best effort and
+# volatile match every publisher, reliable or not, latched or not; depth 10 so a quick burst is seen in
+# order.
+ANY_PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                               reliability=ReliabilityPolicy.BEST_EFFORT,
+                               durability=DurabilityPolicy.VOLATILE)
 
 # Instructions are rare and each one matters (a lost one is a lost subtask): reliable on both ends.
 # The sender latches the current one (transient local, depth 1) so a System 2 that starts or restarts
@@ -122,14 +137,29 @@ TRAJECTORY_COUNT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
                                   reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
-# Failures of worker threads started with start_worker in this process; run_node watches it.
+# /diagnostics: what ROS drivers and diagnostic_updater publish, reliable with a small backlog.
+DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+
+
+# Failures of worker threads started with start_worker in this process, and their supervisors; run_node
+# watches both.
 _worker_failures: list[BaseException] = []
+_supervisors: list[WorkerSupervisor] = []
 
 
-def start_worker(node: Node, target: Callable[[], None], name: str) -> threading.Thread:
+class WorkerHung(RuntimeError):
+    """A supervised worker's job ran past its deadline."""
+
+
+def start_worker(node: Node, target: Callable[[], None], name: str,
+                 supervisor: WorkerSupervisor | None = None) -> threading.Thread:
     """Run ``target`` (a node's long-running loop, e.g. inference) in a daemon thread. If it raises,
     the traceback goes to the node's log and ``run_node`` stops the node and exits non-zero: a node
-    whose worker died must not stay up looking healthy."""
+    whose worker died must not stay up looking healthy. With a ``supervisor`` (common/supervision.py),
+    which the loop runs its jobs through, a job past the supervisor's deadline does the same."""
+    if supervisor is not None:
+        _supervisors.append(supervisor)
 
     def guarded() -> None:
         try:
@@ -142,6 +172,28 @@ def start_worker(node: Node, target: Callable[[], None], name: str) -> threading
     thread = threading.Thread(target=guarded, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def start_diagnostics(node: Node, health: NodeHealth, period: float = 1.0):
+    """Publish ``health`` on ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) every ``period`` s, one
+    DiagnosticStatus per part ("system1: node", "system1: dropped messages", "system1: worker ...")."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from openhelix_ros.common import graph
+
+    publisher = node.create_publisher(DiagnosticArray, graph.DIAGNOSTICS, DIAGNOSTICS_QOS)
+    hardware_id = node.get_fully_qualified_name()
+
+    def publish() -> None:
+        array = DiagnosticArray()
+        array.header.stamp = node.get_clock().now().to_msg()
+        array.status = [DiagnosticStatus(level=bytes([status.level]), name=status.name, message=status.message,
+                                         hardware_id=hardware_id,
+                                         values=[KeyValue(key=key, value=value) for key, value in status.values])
+                        for status in health.statuses()]
+        publisher.publish(array)
+
+    return node.create_timer(period, publish)
 
 
 def set_remote_parameter(client, name: str, value: str, timeout: float) -> str | None:
@@ -251,6 +303,13 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         while not stop.wait(0.1):
             if _worker_failures:
                 failures.append(_worker_failures[0])
+                break
+            hung = next(filter(None, (supervisor.hung() for supervisor in _supervisors)), None)
+            if hung is not None:
+                # The hung thread cannot be stopped from here; the node exits non-zero so a supervisor
+                # (launch respawn, the CLI's runner) restarts it, its daemon thread dying with the process.
+                node.get_logger().fatal(f"{hung}; stopping the node")
+                failures.append(WorkerHung(hung))
                 break
         wind_down = getattr(node, "wind_down", None)
         if callable(wind_down) and not failures:

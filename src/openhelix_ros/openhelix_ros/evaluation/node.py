@@ -48,7 +48,7 @@ from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import stamp_to_ns
 from openhelix_ros.common.node_utils import (
     INSTRUCTION_PUBLISHER_QOS,
-    LATENT_QOS,
+    LATENT_SUBSCRIBER_QOS,
     PROGRESS_QOS,
     SCENE_STATE_QOS,
     TRAJECTORY_COUNT_QOS,
@@ -102,7 +102,7 @@ class Evaluator(Node):
         self.progress_pub = self.create_publisher(EvaluationProgress, PROGRESS_TOPIC, PROGRESS_QOS)
         self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS,
                                  callback_group=io)
-        self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_goal_latent, LATENT_QOS, callback_group=io)
+        self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_goal_latent, LATENT_SUBSCRIBER_QOS, callback_group=io)
         self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_COUNT_QOS,
                                  callback_group=io)
         self.reset_client = self.create_client(ResetScene, graph.RESET_SCENE, callback_group=io)

@@ -40,15 +40,18 @@ from openhelix_ros.common.conversions import (
     stamp_to_ns,
     trajectory_to_msg,
 )
+from openhelix_ros.common.health import OK, WARN, NodeHealth
 from openhelix_ros.common.node_utils import (
-    LATENT_QOS,
+    LATENT_SUBSCRIBER_QOS,
     LOCKSTEP_SENSOR_QOS,
     SENSOR_QOS,
     TRAJECTORY_QOS,
     declare_parameters,
     run_node,
+    start_diagnostics,
     start_worker,
 )
+from openhelix_ros.common.supervision import WorkerSupervisor
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter
 from openhelix_ros.system1.core import (
     CameraFrameAssembler,
@@ -93,6 +96,9 @@ class System1Node(Node):
         self._stop = False
         self._said: set[str] = set()  # one-off notices already logged
         self._repeats = RepeatLimiter(2.0)
+        self._health = NodeHealth(self.get_name())
+        self._supervisor = WorkerSupervisor("system1-inference", p["worker_deadline"], log_error=self.get_logger().error)
+        self._health.watch(self._supervisor)
 
         self._trajectory_pub = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, graph.TRAJECTORY_MARKERS, TRAJECTORY_QOS)
@@ -111,8 +117,9 @@ class System1Node(Node):
             self.create_subscription(PointCloud2, graph.POINTS, self._on_points, sensor_qos)
         self.create_subscription(PoseStamped, graph.EE_POSE, self._on_pose, sensor_qos)
         self.create_subscription(JointState, graph.JOINT_STATES, self._on_joint_states, sensor_qos)
-        self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_latent, LATENT_QOS)
-        self._worker = start_worker(self, self._work, "system1-inference")
+        self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_latent, LATENT_SUBSCRIBER_QOS)
+        self._worker = start_worker(self, self._work, "system1-inference", self._supervisor)
+        start_diagnostics(self, self._health)
         mode = (f"lockstep, Asy({p['latent_period_steps']})" if self._lockstep
                 else f"realtime, replanning at {p['replan_rate']:g} Hz" if p["replan_rate"] > 0
                 else "realtime, replanning on every new cloud")
@@ -124,6 +131,7 @@ class System1Node(Node):
     def _drop(self, topic: str, text: str, label: str = "") -> None:
         """Log why a message was dropped: each new reason at once, a repeated one every 2 s at most
         (``label``, e.g. a sequence number, is shown but does not make a repeat new)."""
+        self._health.dropped(topic, text)
         if self._repeats.should_log(topic, text):
             self.get_logger().error(f"{topic}{label} dropped: {text}")
 
@@ -136,6 +144,7 @@ class System1Node(Node):
 
     def _on_points(self, message: PointCloud2) -> None:
         arrival = time.monotonic()
+        self._health.received(graph.POINTS)
         try:
             if message.header.frame_id != self._frame:
                 raise ValueError(f"cloud is in frame {message.header.frame_id!r}, expected {self._frame!r}")
@@ -158,6 +167,7 @@ class System1Node(Node):
     def _on_camera_points(self, name: str, message: PointCloud2) -> None:
         arrival = time.monotonic()
         topic = CAMERA_POINTS[name]
+        self._health.received(topic)
         try:
             if message.header.frame_id != self._frame:
                 raise ValueError(f"cloud is in frame {message.header.frame_id!r}, expected {self._frame!r}")
@@ -180,6 +190,7 @@ class System1Node(Node):
         self._log(notices)
 
     def _on_pose(self, message: PoseStamped) -> None:
+        self._health.received(graph.EE_POSE)
         try:
             position, quaternion, frame, stamp = pose_stamped_from_msg(message)
             if frame != self._frame:
@@ -192,6 +203,7 @@ class System1Node(Node):
             self._lock.notify_all()
 
     def _on_joint_states(self, message: JointState) -> None:
+        self._health.received(graph.JOINT_STATES)
         try:
             width = finger_width(list(message.name), list(message.position), self._finger_joints)
         except ValueError as error:
@@ -205,6 +217,7 @@ class System1Node(Node):
             self._scheduler.on_gripper(gripper_openness_from_width(width, self._open_width))
 
     def _on_latent(self, message: GoalLatent) -> None:
+        self._health.received(graph.GOAL_LATENT)
         try:
             latent = self._core.check_latent(np.asarray(message.latent, dtype=np.float32))
         except ValueError as error:
@@ -225,6 +238,10 @@ class System1Node(Node):
                 if self._stop:
                     return
                 decision = self._scheduler.step(time.monotonic(), self.get_clock().now().nanoseconds)
+                gate = self._scheduler.selector.gate.last
+                if gate is not None:
+                    self._health.set_value("arm", "moving" if gate.allowed else f"stopped: {gate.reason}",
+                                           OK if gate.allowed else WARN)
                 if decision.plan is None:
                     self._log(decision.notices)
                     self._lock.wait(timeout=min(decision.wait, 0.5))
@@ -249,10 +266,14 @@ class System1Node(Node):
         stamp, record = request.stamp_ns, request.latent
         started = time.perf_counter()
         try:
-            plan = self._core.plan(request.xyz, request.rgb, request.position, request.quaternion,
-                                   request.gripper_open, record.latent)
+            # Supervised: a model failure is logged with its traceback and the worker takes the next cloud.
+            done, plan = self._supervisor.run(f"plan for the cloud at {stamp * 1e-9:.3f} s", self._core.plan,
+                                              request.xyz, request.rgb, request.position, request.quaternion,
+                                              request.gripper_open, record.latent)
         except ValueError as error:
             self.get_logger().error(f"no trajectory for the cloud at {stamp * 1e-9:.3f} s: {error}")
+            return False
+        if not done:
             return False
         if plan.safety.modified:
             self.get_logger().warning(f"trajectory adjusted by the safety filter: {plan.safety.summary()}",
@@ -269,6 +290,9 @@ class System1Node(Node):
             return False
         self._trajectory_pub.publish(message)
         self._sequence = sequence
+        self._health.published(graph.EE_TRAJECTORY)
+        self._health.set_value("latent used", f"sequence {record.sequence}, "
+                                              f"{(stamp - record.observation_stamp_ns) * 1e-9:.3f} s older than the cloud")
         if self._publish_markers:
             self._marker_pub.publish(trajectory_markers(plan.positions, plan.gripper, self._frame, stamp))
         if self._sequence == 1 or self._sequence % 100 == 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from openhelix_ros.arm.parameters import safety_parameters
 from openhelix_ros.common import graph
 from openhelix_ros.common.parameters import ParameterSpec
+from openhelix_ros.common.supervision import worker_deadline_parameter
 from openhelix_ros.common.timing import CLOCK_MODES
 from openhelix_ros.system1.core import CAMERA_SYSTEM1_CONFIGS, SYSTEM1_CONFIGS
 
@@ -51,5 +52,7 @@ PARAMETERS = (
                   read_only=True),
     ParameterSpec("torch_threads", 0, "Intra-op threads for torch; 0 = torch's default.", read_only=True,
                   value_range=(0, 256)),
+    # 3dda at 25 DDPM steps takes ~2 s on one CPU thread: 60 s is a hang, not a slow plan.
+    worker_deadline_parameter(60.0),
 )
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import traceback
 
 import numpy as np
 import torch
@@ -34,15 +33,18 @@ from sensor_msgs.msg import Image
 from openhelix_msgs.msg import GoalLatent, Instruction
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import image_to_array, make_header, ns_to_stamp, stamp_to_ns
+from openhelix_ros.common.health import NodeHealth
 from openhelix_ros.common.node_utils import (
     INSTRUCTION_SUBSCRIBER_QOS,
-    LATENT_QOS,
+    LATENT_PUBLISHER_QOS,
     LOCKSTEP_SENSOR_QOS,
     SENSOR_QOS,
     declare_parameters,
     run_node,
+    start_diagnostics,
     start_worker,
 )
+from openhelix_ros.common.supervision import WorkerSupervisor
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, stamp_to_step
 from openhelix_ros.system2.core import LOCKSTEP_QUEUE, LockstepImages, System2Core
 from openhelix_ros.system2.parameters import PARAMETERS
@@ -95,12 +97,17 @@ class System2Node(Node):
         self._stop = False
         self._said_waiting = False
         self._repeats = RepeatLimiter(2.0)
+        self._health = NodeHealth(self.get_name())
+        self._supervisor = WorkerSupervisor("system2-inference", p["worker_deadline"], MAX_CONSECUTIVE_FAILURES,
+                                            log_error=self.get_logger().error)
+        self._health.watch(self._supervisor)
 
-        self._publisher = self.create_publisher(GoalLatent, graph.GOAL_LATENT, LATENT_QOS)
+        self._publisher = self.create_publisher(GoalLatent, graph.GOAL_LATENT, LATENT_PUBLISHER_QOS)
         self.create_subscription(Image, graph.STATIC_IMAGE, self._on_image,
                                  LOCKSTEP_SENSOR_QOS if self._lockstep else SENSOR_QOS)
         self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
-        self._worker = start_worker(self, self._work, "system2-inference")
+        self._worker = start_worker(self, self._work, "system2-inference", self._supervisor)
+        start_diagnostics(self, self._health)
         mode = (f"lockstep, images of steps divisible by {self._period_steps}" if self._lockstep and self._period_steps
                 else "lockstep, every step" if self._lockstep
                 else f"realtime at {self._rate:g} Hz" if self._rate > 0 else "realtime, as fast as possible")
@@ -109,9 +116,11 @@ class System2Node(Node):
     # ----- subscriptions: convert, check, hand over to the worker -------------------------------------
 
     def _on_instruction(self, message: Instruction) -> None:
+        self._health.received(graph.INSTRUCTION)
         try:
             text = self._core.check_instruction(message.text)
         except ValueError as error:
+            self._health.dropped(graph.INSTRUCTION, str(error))
             self.get_logger().error(f"instruction {message.sequence} dropped: {error}")
             return
         instruction = (text, int(message.sequence))
@@ -125,11 +134,13 @@ class System2Node(Node):
 
     def _drop(self, text: str) -> None:
         """Log why an image was dropped: each new reason at once, a repeated one every 2 s at most."""
+        self._health.dropped(graph.STATIC_IMAGE, text)
         if self._repeats.should_log("image", text):
             self.get_logger().error(text)
 
     def _on_image(self, message: Image) -> None:
         arrival = time.monotonic()
+        self._health.received(graph.STATIC_IMAGE)
         stamp = stamp_to_ns(message.header.stamp)
         if message.encoding not in COLOUR_ENCODINGS:
             self._drop(f"image dropped: encoding {message.encoding!r} is not colour "
@@ -187,7 +198,6 @@ class System2Node(Node):
 
     def _work(self) -> None:
         last_done = None
-        failures = 0  # model failures (not bad input) in a row
         next_slot = time.monotonic()
         while True:
             if not self._lockstep and self._rate > 0:
@@ -201,22 +211,17 @@ class System2Node(Node):
             next_slot = max(next_slot + (1.0 / self._rate if self._rate > 0 else 0.0), time.monotonic())
             last_done = (stamp, instruction_sequence)
             try:
-                result = self._core.encode(rgb, text)
+                # An out-of-memory or a model error on one job must not end the worker (the node would stay
+                # up, subscribed, and never publish a latent again): the supervisor logs it whole and the
+                # next job is taken; MAX_CONSECUTIVE_FAILURES in a row raise, and the node exits non-zero.
+                done, result = self._supervisor.run(
+                    f"latent of the image at {stamp * 1e-9:.3f} s (instruction {instruction_sequence})",
+                    self._core.encode, rgb, text)
             except ValueError as error:
                 self.get_logger().error(f"image at {stamp * 1e-9:.3f} s not encoded: {error}")
                 continue
-            except Exception as error:  # anything else is a fault of this job, not yet of the worker
-                # An out-of-memory or a model error on one job must not end the worker (the node would stay
-                # up, subscribed, and never publish a latent again): log it whole and take the next job.
-                # A failure that lasts is the worker's: raise, and the node exits non-zero (start_worker).
-                failures += 1
-                self.get_logger().error(f"image at {stamp * 1e-9:.3f} s not encoded, System 2 failed on it "
-                                        f"(instruction {instruction_sequence}, failure {failures} of "
-                                        f"{MAX_CONSECUTIVE_FAILURES} in a row):\n{traceback.format_exc()}")
-                if failures >= MAX_CONSECUTIVE_FAILURES:
-                    raise RuntimeError(f"System 2 failed on {failures} images in a row; giving up") from error
+            if not done:
                 continue
-            failures = 0
             self._publish(result, stamp, time.monotonic() - arrival)
 
     def _publish(self, result, stamp: int, since_arrival: float) -> None:
@@ -230,6 +235,8 @@ class System2Node(Node):
         message.inference_time = float(since_arrival)
         message.model_id = self._core.model_id
         self._publisher.publish(message)
+        self._health.published(graph.GOAL_LATENT)
+        self._health.set_value("instruction", f"{result.instruction!r}"[:200])
         if self._sequence == 1 or self._sequence % 100 == 0:
             self.get_logger().info(f"latent {self._sequence}: image at {stamp * 1e-9:.3f} s, model "
                                    f"{result.inference_time * 1e3:.1f} ms, arrival to latent {since_arrival * 1e3:.1f} ms")

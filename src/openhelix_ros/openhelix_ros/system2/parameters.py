@@ -6,6 +6,7 @@ declares them and hands the values to system2/core.py."""
 from __future__ import annotations
 
 from openhelix_ros.common.parameters import ParameterSpec
+from openhelix_ros.common.supervision import worker_deadline_parameter
 from openhelix_ros.common.timing import CLOCK_MODES
 from openhelix_ros.system2.core import MAX_INSTRUCTION_CHARS, OPENHELIX_SYSTEM2_CONFIGS, SYSTEM2_CONFIGS
 
@@ -32,5 +33,7 @@ PARAMETERS = (
                   read_only=True, value_range=(1, 100000)),
     ParameterSpec("torch_threads", 0, "Intra-op threads for torch; 0 = torch's default. On a shared CPU, "
                   "fewer threads per node avoid oversubscription.", read_only=True, value_range=(0, 256)),
+    # A 7B model on a CPU takes tens of seconds per latent: the bound is generous.
+    worker_deadline_parameter(300.0),
 )
 

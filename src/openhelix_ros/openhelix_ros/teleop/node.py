@@ -30,7 +30,7 @@ from openhelix_ros.arm.safety import WorkspaceBounds
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import stamp_to_ns, trajectory_to_msg
 from openhelix_ros.common.node_utils import (
-    ESTOP_QOS,
+    ANY_PUBLISHER_QOS,
     SCENE_STATE_QOS,
     SENSOR_QOS,
     TRAJECTORY_QOS,
@@ -63,7 +63,7 @@ class TeleopNode(Node):
         self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS)
         # Best effort + volatile matches every twist publisher (keyboards, joysticks, SpaceMouse drivers).
         self.create_subscription(Twist, graph.TELEOP_TWIST, self._on_twist, SENSOR_QOS)
-        self.create_subscription(Bool, graph.TELEOP_GRIPPER, self._on_gripper, ESTOP_QOS)
+        self.create_subscription(Bool, graph.TELEOP_GRIPPER, self._on_gripper, ANY_PUBLISHER_QOS)
         self.create_timer(config.period, self._on_tick)
         self.get_logger().info(
             f"teleop ready ({p['clock_mode']}): twist on {graph.TELEOP_TWIST} ({config.twist_frame} frame, at most "
