@@ -267,13 +267,18 @@ ROBOT_TOPICS = (
     ("estop", "estop", "std_msgs/Bool: true holds the arm"),
 )
 _ROBOT_REMAP = {name: topic for name, topic, _ in ROBOT_TOPICS}
+ESTOP_WATCH = Argument("estop_watch", "lost", "when arm_interface holds for an estop it can no longer hear: lost "
+                       "(its publisher went away), required (also before one exists), off (only while pressed)",
+                       choices=("off", "lost", "required"))
+ESTOP_TIMEOUT = Argument("estop_timeout", "0.0", "hold when no estop message came for this long (s), for a pendant "
+                         "that repeats its state; 0: the latched state alone", type=float)
 
 ROBOT = Graph(
     name="robot",
     summary="the dual-system graph on a physical Franka Panda, in realtime: System 2, System 1, arm_interface",
     arguments=(
         *(Argument(name, topic, text) for name, topic, text in ROBOT_TOPICS),
-        SYSTEM2_MODEL, SYSTEM1_MODEL, CHECKPOINT,
+        SYSTEM2_MODEL, SYSTEM1_MODEL, CHECKPOINT, ESTOP_WATCH, ESTOP_TIMEOUT,
     ),
     nodes=(
         NodeEntry("system2", arguments={"model": "system2_model", "checkpoint": "checkpoint"},
@@ -281,7 +286,7 @@ ROBOT = Graph(
         NodeEntry("system1", arguments={"model": "system1_model", "checkpoint": "checkpoint"},
                   fixed={"clock_mode": "realtime"},
                   remaps={_ROBOT_REMAP[name]: name for name in ("points", "joint_states", "ee_pose")}),
-        NodeEntry("arm_interface",
+        NodeEntry("arm_interface", arguments={"estop_watch": "estop_watch", "estop_timeout": "estop_timeout"},
                   remaps={_ROBOT_REMAP[name]: name for name in ("joint_states", "joint_trajectory", "target_pose",
                                                                 "gripper_command", "estop")}),
     ),
