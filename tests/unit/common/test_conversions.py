@@ -296,3 +296,33 @@ def test_time_conversions():
         cv.seconds_to_duration(float("nan"))
     with pytest.raises(ValueError):
         cv.ns_to_stamp(-1)
+
+
+# ----- bounds: what one message may make a node allocate -----------------------------------------
+
+def test_messages_over_their_bounds_are_refused_before_anything_is_allocated():
+    # The headers claim more than the bound; the data is tiny, so only the bound can refuse them (the
+    # size check comes after it), and nothing the size of the claim is ever allocated.
+    cloud = cv.points_to_pointcloud2(np.zeros((1, 3), dtype=np.float32))
+    cloud.width, cloud.height = 5000, 5000
+    with pytest.raises(ValueError, match=r"PointCloud2 of 5000x5000 has 25000000 points, more than the limit "
+                                         r"of 16777216 \(MAX_CLOUD_POINTS\)"):
+        cv.pointcloud2_to_points(cloud)
+    wide = cv.points_to_pointcloud2(np.zeros((1, 3), dtype=np.float32))
+    wide.fields = [PointField(name=f"f{i}", offset=0, datatype=PointField.FLOAT32, count=1) for i in range(65)]
+    with pytest.raises(ValueError, match=r"has 65 fields, more than the limit of 64 \(MAX_POINT_FIELDS\)"):
+        cv.pointcloud2_dtype(wide)
+    image = Image(height=5000, width=5000, encoding="rgb8", step=15000, data=bytes(12))
+    with pytest.raises(ValueError, match=r"image of 5000x5000 has 25000000 pixels, more than the limit of "
+                                         r"16777216 \(MAX_IMAGE_PIXELS\)"):
+        cv.image_to_array(image)
+    trajectory = cv.trajectory_to_msg(np.zeros((2, 3)), np.tile([0.0, 0, 0, 1], (2, 1)), np.ones(2), 0.1)
+    trajectory.poses = [trajectory.poses[0]] * (cv.MAX_TRAJECTORY_WAYPOINTS + 1)
+    with pytest.raises(ValueError, match=r"trajectory has 10001 poses, more than the limit of 10000 "
+                                         r"\(MAX_TRAJECTORY_WAYPOINTS\)"):
+        cv.trajectory_from_msg(trajectory)
+    joints = JointState(name=["j"] * 1001, position=[0.0] * 1001)
+    with pytest.raises(ValueError, match=r"joint state has 1001 names, more than the limit of 1000"):
+        cv.joint_positions_from_msg(joints, ["j"])
+    # At the bound, still read.
+    assert len(cv.pointcloud2_to_points(cv.points_to_pointcloud2(np.zeros((7, 3), dtype=np.float32))).xyz) == 7

@@ -15,7 +15,9 @@ Conventions (one place, stated once):
   non-finite points are refused, so every cloud this project publishes is dense.
 
 Every function raises ``ValueError`` with a message naming the problem; nodes log it and drop the
-message.
+message. What a message may ask of memory is bounded before anything is allocated for it: at most
+``MAX_CLOUD_POINTS`` points a cloud (with ``MAX_POINT_FIELDS`` fields), ``MAX_IMAGE_PIXELS`` pixels an
+image, ``MAX_TRAJECTORY_WAYPOINTS`` poses a trajectory and ``MAX_JOINT_NAMES`` entries a joint state.
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ from std_msgs.msg import Header
 from openhelix_msgs.msg import EETrajectory
 
 WORLD_FRAME = "world"
+
+# The bounds on what one incoming message may make a node allocate (each well above any real sensor's
+# or policy's: a 4096 x 4096 camera, 5000 s of waypoints at 30 Hz would still be refused only beyond).
+MAX_CLOUD_POINTS = 4096 * 4096  # ~ 20 bytes a point once read: about 340 MB at most
+MAX_POINT_FIELDS = 64
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_TRAJECTORY_WAYPOINTS = 10_000
+MAX_JOINT_NAMES = 1_000
+
+
+def check_bound(what: str, count: int, limit: int, unit: str, name: str) -> None:
+    """ValueError "<what> has <count> <unit>, more than the limit of <limit> (<name>)" when ``count`` > ``limit``."""
+    if count > limit:
+        raise ValueError(f"{what} has {count} {unit}, more than the limit of {limit} ({name})")
 
 # ---------------------------------------------------------------------------------------------------
 # Time
@@ -246,6 +262,7 @@ def trajectory_from_msg(message: EETrajectory) -> TrajectoryArrays:
     n = len(message.poses)
     if n == 0:
         raise ValueError("trajectory is empty (no poses)")
+    check_bound("trajectory", n, MAX_TRAJECTORY_WAYPOINTS, "poses", "MAX_TRAJECTORY_WAYPOINTS")
     positions = np.array([[p.position.x, p.position.y, p.position.z] for p in message.poses])
     quaternions = np.array([[p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w]
                             for p in message.poses])
@@ -287,6 +304,7 @@ def joint_positions_from_msg(message: JointState, names: Sequence[str]) -> np.nd
 
     Raises ValueError naming joints that are missing or have no finite position.
     """
+    check_bound("joint state", len(message.name), MAX_JOINT_NAMES, "names", "MAX_JOINT_NAMES")
     if len(message.position) != len(message.name):
         raise ValueError(f"joint state has {len(message.name)} names but {len(message.position)} positions")
     index = {name: i for i, name in enumerate(message.name)}
@@ -344,6 +362,7 @@ def image_to_array(message: Image) -> np.ndarray:
     dtype, channels = _IMAGE_ENCODINGS[message.encoding]
     dtype = np.dtype(dtype).newbyteorder(">" if message.is_bigendian else "<")
     height, width, step = int(message.height), int(message.width), int(message.step)
+    check_bound(f"image of {width}x{height}", width * height, MAX_IMAGE_PIXELS, "pixels", "MAX_IMAGE_PIXELS")
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ValueError(f"image step {step} is smaller than a {width}-pixel {message.encoding} row "
@@ -483,6 +502,7 @@ def _cloud_message(xyz: np.ndarray, rgb: np.ndarray | None, height: int, width: 
 def pointcloud2_dtype(message: PointCloud2) -> np.dtype:
     """The numpy structured dtype of one point of ``message`` (every named field, at its offset)."""
     order = ">" if message.is_bigendian else "<"
+    check_bound("PointCloud2", len(message.fields), MAX_POINT_FIELDS, "fields", "MAX_POINT_FIELDS")
     names, formats, offsets = [], [], []
     for point_field in message.fields:
         if point_field.datatype not in _POINT_FIELD_DTYPES:
@@ -516,6 +536,8 @@ def pointcloud2_to_points(message: PointCloud2, nan_policy: str = "drop") -> Clo
     if missing:
         raise ValueError(f"PointCloud2 lacks field(s) {', '.join(missing)} "
                          f"(has: {', '.join(sorted(present)) or 'none'})")
+    check_bound(f"PointCloud2 of {message.width}x{message.height}", int(message.width) * int(message.height),
+                MAX_CLOUD_POINTS, "points", "MAX_CLOUD_POINTS")
     dtype = pointcloud2_dtype(message)
     for name in ("x", "y", "z"):
         if dtype[name].kind != "f" or dtype[name].shape:
