@@ -16,7 +16,8 @@ Before any of that the trajectory is clipped to the workspace box and slowed to 
 (arm/safety.py). ``estop`` is a latched level (reliable, transient local; arm/estop.py): while it is
 pressed, or while the stop could not be heard (its publisher gone, its heartbeat late: ``estop_watch``,
 ``estop_timeout``), the node publishes a hold (the joints at the moment the hold began) on both topics
-at ``control_rate`` and ignores trajectories; a release does not resume the old trajectory. Trajectories with NaN, in another frame, unreachable or needing a joint flip are
+at ``control_rate`` and ignores trajectories; a release does not resume the old trajectory.
+Trajectories with NaN, in another frame, unreachable or needing a joint flip are
 rejected with a log line saying why; the node keeps running.
 """
 
@@ -120,7 +121,8 @@ class ArmInterface(Node):
 
     def _on_estop(self, message: Bool) -> None:
         with self._lock:
-            self._estop_monitor.on_message(bool(message.data), self._seconds())
+            # Monotonic, not the node clock: a stalled /clock under use_sim_time must not stop the heartbeat check.
+            self._estop_monitor.on_message(bool(message.data), time.monotonic())
             self._apply_estop()
 
     def _on_estop_incompatible(self, event) -> None:
@@ -129,14 +131,9 @@ class ArmInterface(Node):
             "Publish estop reliable and transient local, e.g. ros2 topic pub --qos-reliability reliable "
             "--qos-durability transient_local estop std_msgs/msg/Bool '{data: true}'")
 
-    @staticmethod
-    def _seconds() -> float:
-        # Monotonic, not the node clock: a stalled /clock under use_sim_time must not stop the heartbeat check.
-        return time.monotonic()
-
     def _apply_estop(self) -> None:
         """Act on the estop monitor's decision: begin or end a hold. Call with the lock held."""
-        decision = self._estop_monitor.decide(self._seconds(), self._estop_subscription.get_publisher_count())
+        decision = self._estop_monitor.decide(time.monotonic(), self._estop_subscription.get_publisher_count())
         if not decision.changed:
             return
         was_holding = self._estop

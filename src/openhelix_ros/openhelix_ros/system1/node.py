@@ -99,6 +99,7 @@ class System1Node(Node):
         self._health = NodeHealth(self.get_name())
         self._supervisor = WorkerSupervisor("system1-inference", p["worker_deadline"], log_error=self.get_logger().error)
         self._health.watch(self._supervisor)
+        self._gate_shown = None  # the latent gate's decision last shown on /diagnostics
 
         self._trajectory_pub = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, graph.TRAJECTORY_MARKERS, TRAJECTORY_QOS)
@@ -239,7 +240,8 @@ class System1Node(Node):
                     return
                 decision = self._scheduler.step(time.monotonic(), self.get_clock().now().nanoseconds)
                 gate = self._scheduler.selector.gate.last
-                if gate is not None:
+                if gate is not None and gate is not self._gate_shown:  # only a new decision is news
+                    self._gate_shown = gate
                     self._health.set_value("arm", "moving" if gate.allowed else f"stopped: {gate.reason}",
                                            OK if gate.allowed else WARN)
                 if decision.plan is None:
