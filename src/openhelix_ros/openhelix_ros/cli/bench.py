@@ -4,7 +4,10 @@ Parts (each writes its own JSON + Markdown under ``<out>/<part>/``; this verb ad
 
 - ``sim``: the embedded simulator, steps/s with both cameras rendered and without rendering;
 - ``models``: System 1 latency per denoising step count, System 2 latency (tiny, embedded; 7B on a GPU);
-- ``graph``: end-to-end latency through the real nodes, node overhead over raw rclpy, rates under load.
+- ``graph``: end-to-end latency through the real nodes, node overhead over raw rclpy, rates under load;
+- ``soak`` (only when named; ``--minutes M``, 30 by default): the realtime graph for M minutes, its nodes'
+  memory, latencies per minute, drops and deaths (cli/bench_soak.py). A death or a node growing past the
+  bound fails the part.
 """
 
 from __future__ import annotations
@@ -22,30 +25,43 @@ PARTS = {
     "models": ("openhelix_training.bench", "run_model_bench"),
     "graph": ("openhelix_ros.cli.bench_graph", "run_graph_bench"),
 }
+# Parts run only when named (``openhelix bench`` alone leaves them out): they take long.
+NAMED_ONLY = {"soak": ("openhelix_ros.cli.bench_soak", "run_soak_bench")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("parts", nargs="*", metavar="PART",
                         help=f"which parts to run: {', '.join(PARTS)} (default: all)")
     parser.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="how long the soak part runs (default 30)")
+    parser.add_argument("--system1-model", default="default", help="System 1 of the soak (default: default)")
+    parser.add_argument("--system2-model", default="embedded", help="System 2 of the soak (default: embedded)")
 
 
 def run(args: argparse.Namespace) -> int:
-    unknown = [part for part in args.parts if part not in PARTS]
+    known = {**PARTS, **NAMED_ONLY}
+    unknown = [part for part in args.parts if part not in known]
     if unknown:
-        print(f"openhelix bench: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+        print(f"openhelix bench: unknown part(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+        return 2
+    if not args.minutes > 0:
+        print(f"openhelix bench: --minutes must be > 0, got {args.minutes:g}")
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "parts": {}}
     failed = []
     for part in args.parts or list(PARTS):
-        module_name, function_name = PARTS[part]
+        module_name, function_name = known[part]
         print(f"[bench] {part} ...", flush=True)
         started = time.monotonic()
         try:
             function = getattr(importlib.import_module(module_name), function_name)
-            result = function(str(out / part))
+            options = ({"minutes": args.minutes, "system1_model": args.system1_model,
+                        "system2_model": args.system2_model} if part == "soak" else {})
+            result = function(str(out / part), **options)
+            if result.get("passed") is False:
+                raise RuntimeError(f"{part} failed: {result.get('targets')} (report in {out / part})")
             summary["parts"][part] = {"seconds": round(time.monotonic() - started, 1),
                                       "results": str(out / part), "summary": _headline(part, result)}
         except Exception as error:  # a broken part must not hide the others' figures
