@@ -14,6 +14,7 @@ import time
 
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
@@ -58,6 +59,8 @@ def send(pendant, command: str) -> None:
 
 
 def test_a_latched_stop_holds_a_late_arm_and_a_pendant_that_goes_away_holds_it_again(peer, robot, processes):
+    reports: list[DiagnosticArray] = []
+    peer.create_subscription(DiagnosticArray, "/diagnostics", reports.append, RELIABLE)
     pendant = processes.peer("estop_pendant.py", "--state", "pressed", stdin=subprocess.PIPE)
     # The arm starts after the press was published once: only a latched (transient local) stop reaches it.
     arm = processes.node("arm_interface", "estop_watch:=lost", ready="arm_interface ready")
@@ -66,6 +69,13 @@ def test_a_latched_stop_holds_a_late_arm_and_a_pendant_that_goes_away_holds_it_a
     # The latched press may come before the first joint_states: then the hold begins with them.
     assert "ESTOP pressed" in arm.output() and "holding joints" in arm.output()
     assert list(robot[-1][1].points[0].positions) == pytest.approx(READY_JOINTS.tolist())
+    # An operator sees why on /diagnostics: the node's status is WARN with the reason.
+    def holding_reported() -> bool:
+        return any(status.name == "arm_interface: node" and status.level == b"\x01"
+                   and "estop: holding: ESTOP pressed" in status.message
+                   for array in reports for status in array.status)
+
+    wait_for(peer, holding_reported, 30, "the hold on /diagnostics", [arm])
 
     send(pendant, "release")
     arm.wait_for_line("ESTOP released", 30)

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -82,9 +83,11 @@ def robot_pose(state: SceneState) -> tuple[np.ndarray, np.ndarray]:
 def test_realtime_topics_types_stamps_and_rate(peer, processes):
     """An independent subscriber sees every bridge topic with its declared type at a steady rate, and
     all topics of one step carry the same stamp."""
-    bridge_topics = [spec for spec in graph.TOPICS if "calvin_bridge" in spec.publishers and spec.name != graph.CLOCK]
+    bridge_topics = [spec for spec in graph.TOPICS if "calvin_bridge" in spec.publishers
+                     and spec.name not in (graph.CLOCK, graph.DIAGNOSTICS)]
     watches = {spec.name: Watch(peer, spec.name, message_class(spec.type)) for spec in bridge_topics}
     clock = Watch(peer, graph.CLOCK, Clock)
+    diagnostics = Watch(peer, graph.DIAGNOSTICS, DiagnosticArray)  # 1 Hz, checked apart from the sensor rates
     bridge = processes.node("calvin_bridge", "clock_mode:=realtime", "render:=true")
     wait_for(peer, lambda: all(w.messages for w in watches.values()), 40, "every bridge topic", [bridge])
     counts = {name: len(w.messages) for name, w in watches.items()}
@@ -103,6 +106,9 @@ def test_realtime_topics_types_stamps_and_rate(peer, processes):
     assert all(rates[name] > 0 for name in lazy), rates
     assert rates["scene_state"] <= 31.0
     assert not clock.messages, "/clock is lockstep-only"
+    reports = [status for array in diagnostics.messages for status in array.status
+               if status.name == "calvin_bridge: node"]
+    assert reports and any(pair.key == "out scene_state" for pair in reports[-1].values), diagnostics.messages
     # One step, one stamp: the newest scene state's stamp is also on the cloud, images and poses.
     stamps = {name: {stamp_to_ns(m.header.stamp) for m in w.messages} for name, w in watches.items()}
     common = set.intersection(*stamps.values())

@@ -71,6 +71,20 @@ def test_a_reset_starts_a_new_episode_whose_step_0_is_encoded_again():
     assert images.pop(1) is None
 
 
+def test_a_new_episode_showing_the_old_ones_first_image_is_encoded_again():
+    """A restarted bridge (or a reset to the same seed) begins with exactly the first image of the episode
+    before, at the same stamp and under the same instruction: it still needs its own latent."""
+    images = LockstepImages(10)
+    images.offer(step_stamp(0), 0, image(1), 0.0)
+    assert images.pop(1).step == 0
+    images.offer(step_stamp(10), 10, image(2), 0.0)
+    assert images.pop(1).step == 10
+    images.offer(step_stamp(0), 0, image(1), 0.0)  # the step goes back: a new episode, the same picture
+    assert images.episode == 1
+    again = images.pop(1)
+    assert again is not None and again.step == 0
+
+
 def test_a_reset_to_step_0_drops_the_startup_image_still_waiting_for_an_instruction():
     """The bridge publishes its first scene at step 0, then the evaluator resets it (step 0 again, another
     scene) before any instruction: only the reset's image may be encoded, in a new episode."""
@@ -128,6 +142,10 @@ def test_system2_refuses_bad_inputs_clearly(system2):
         check_image(np.zeros((1, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="must be a string"):
         check_instruction(None)
+    # What rclpy makes of bytes that are not UTF-8 (the fuzzer sends them): refused, not encoded as a task.
+    with pytest.raises(ValueError, match=r"not valid UTF-8 \(2 undecodable character\(s\)"):
+        check_instruction(b"open \xff\xfe drawer".decode("utf-8", errors="replace"))
+    assert check_instruction("  öffne die Schublade \U0001f916 ") == "öffne die Schublade \U0001f916"
     # Bounded before any tokenisation, and in tokens by the model: nothing long reaches the network.
     started = time.perf_counter()
     with pytest.raises(ValueError, match="has 100000 characters, more than the limit of 1000"):

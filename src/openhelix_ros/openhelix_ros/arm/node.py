@@ -49,12 +49,14 @@ from openhelix_ros.common.conversions import (
     seconds_to_duration,
     trajectory_from_msg,
 )
+from openhelix_ros.common.health import OK, WARN, NodeHealth
 from openhelix_ros.common.node_utils import (
     ESTOP_QOS,
     SENSOR_QOS,
     TRAJECTORY_QOS,
     declare_parameters,
     run_node,
+    start_diagnostics,
 )
 
 
@@ -88,6 +90,8 @@ class ArmInterface(Node):
         self._gripper_positions = {1.0: p["gripper_open_position"], -1.0: p["gripper_closed_position"]}
         self._gripper_sent: float | None = None  # the last command published (+1 / -1)
 
+        self._health = NodeHealth(self.get_name())
+        self._health.set_value("estop", "released")
         self._joint_trajectory_pub = self.create_publisher(JointTrajectory, graph.JOINT_TRAJECTORY, TRAJECTORY_QOS)
         self._target_pose_pub = self.create_publisher(PoseStamped, graph.TARGET_POSE, TRAJECTORY_QOS)
         self._gripper_pub = self.create_publisher(Float64MultiArray, graph.GRIPPER_COMMAND, TRAJECTORY_QOS)
@@ -101,6 +105,7 @@ class ArmInterface(Node):
             Bool, graph.ESTOP, self._on_estop, ESTOP_QOS, callback_group=realtime,
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_estop_incompatible))
         self.create_timer(1.0 / p["control_rate"], self._on_control_tick, callback_group=realtime)
+        start_diagnostics(self, self._health)
         self.get_logger().info(
             f"arm_interface ready: base at {np.round(p['base_position'], 3).tolist()} in {p['world_frame']}, "
             f"workspace {p['workspace_low']}..{p['workspace_high']}, limits {p['max_linear_speed']} m/s "
@@ -109,9 +114,11 @@ class ArmInterface(Node):
     # ----- inputs -------------------------------------------------------------------------------------
 
     def _on_joint_state(self, message: JointState) -> None:
+        self._health.received(graph.JOINT_STATES)
         try:
             joints = joint_positions_from_msg(message, JOINT_NAMES)
         except ValueError as error:
+            self._health.dropped(graph.JOINT_STATES, str(error))
             self.get_logger().error(f"joint_states dropped: {error}", throttle_duration_sec=5.0)
             return
         with self._lock:
@@ -120,6 +127,7 @@ class ArmInterface(Node):
             self._joints_arrived.notify_all()
 
     def _on_estop(self, message: Bool) -> None:
+        self._health.received(graph.ESTOP)
         with self._lock:
             # Monotonic, not the node clock: a stalled /clock under use_sim_time must not stop the heartbeat check.
             self._estop_monitor.on_message(bool(message.data), time.monotonic())
@@ -138,6 +146,8 @@ class ArmInterface(Node):
             return
         was_holding = self._estop
         self._estop, self._estop_reason = decision.hold, decision.reason
+        self._health.set_value("estop", f"holding: {decision.reason}" if decision.hold else "released",
+                               WARN if decision.hold else OK)
         if decision.hold and was_holding:
             self.get_logger().warning(f"{decision.reason}: still holding")
             return
@@ -157,6 +167,7 @@ class ArmInterface(Node):
             self.get_logger().warning("ESTOP released: waiting for a new trajectory")
 
     def _on_trajectory(self, message: EETrajectory) -> None:
+        self._health.received(graph.EE_TRAJECTORY)
         label = f"trajectory {message.sequence}"
         with self._lock:
             # Joint states can look stale only because this node was busy: a long IK (an unreachable
@@ -176,6 +187,7 @@ class ArmInterface(Node):
             # trajectory_from_msg: ValueError on NaN, empty, mismatched lengths
             plan = self._planner.plan(trajectory_from_msg(message), joints, age)
         except ValueError as error:  # bad input or unreachable: say why, drop it, keep the last plan
+            self._health.dropped(graph.EE_TRAJECTORY, str(error))
             self.get_logger().error(f"{label} rejected: {error}")
             return
         if plan.safety.modified:
@@ -191,6 +203,7 @@ class ArmInterface(Node):
             now = self.get_clock().now()
             command.header.stamp = now.to_msg()
             self._joint_trajectory_pub.publish(command)
+            self._health.published(graph.JOINT_TRAJECTORY)
             self._plan_start_ns, self._plan = now.nanoseconds, plan
         self._on_control_tick()  # the first target now, not a control period later
 

@@ -58,12 +58,15 @@ from openhelix_ros.common.conversions import (
     stamp_to_ns,
     trajectory_from_msg,
 )
+from openhelix_ros.common.health import NodeHealth
 from openhelix_ros.common.node_utils import (
-    INSTRUCTION_SUBSCRIBER_QOS,
     TRAJECTORY_QOS,
     declare_parameters,
     run_node,
+    start_diagnostics,
+    subscribe_instructions,
 )
+from openhelix_ros.common.timing import RepeatLimiter
 from openhelix_ros.sim.calvin_backend import calvin_available
 
 # After an ee_trajectory publisher appears, wait this long before re-sending the current observation,
@@ -90,8 +93,11 @@ class CalvinBridge(Node):
         self._set_protocol(p["protocol"])  # a ValueError here is a configuration error too
 
         self._outputs = ObservationPublisher(self, with_clock=self._lockstep)
+        self._health = NodeHealth(self.get_name())
+        self._repeats = RepeatLimiter(2.0)  # a flood of one bad trajectory is logged every 2 s, all counted
+        start_diagnostics(self, self._health)
         self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_QOS)
-        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
+        subscribe_instructions(self, self._on_instruction)
         self.create_service(ResetScene, graph.RESET_SCENE, self._on_reset)
         self.create_service(CheckTasks, graph.CHECK_TASKS, self._on_check_tasks)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -113,6 +119,8 @@ class CalvinBridge(Node):
     def _publish_and_continue(self) -> None:
         """Publish the current observation; in lockstep, then either step on (plan left) or wait."""
         observation = self._core.current
+        self._health.published(graph.SCENE_STATE)
+        self._health.set_value("step", str(observation.step))
         if not self._lockstep:
             self._outputs.publish(observation, with_points=True)
             return
@@ -159,14 +167,17 @@ class CalvinBridge(Node):
 
     # ------------------------------------------------------------------------------ inputs
     def _on_trajectory(self, message: EETrajectory) -> None:
+        self._health.received(graph.EE_TRAJECTORY)
         try:
             trajectory = trajectory_from_msg(message)
             current = self._core.current
             validate_trajectory(trajectory, self._core.bounds, graph.WORLD_FRAME,
                                 current_position=None if current is None else current.tcp_position)
         except ValueError as error:
-            self.get_logger().error(f"dropped {graph.EE_TRAJECTORY} #{message.sequence} stamped "
-                                    f"{stamp_to_ns(message.header.stamp) * 1e-9:.4f} s: {error}")
+            self._health.dropped(graph.EE_TRAJECTORY, str(error))
+            if self._repeats.should_log(graph.EE_TRAJECTORY, str(error)):
+                self.get_logger().error(f"dropped {graph.EE_TRAJECTORY} #{message.sequence} stamped "
+                                        f"{stamp_to_ns(message.header.stamp) * 1e-9:.4f} s: {error}")
             return
         follower = self._core.follower
         if not self._lockstep:
@@ -186,6 +197,7 @@ class CalvinBridge(Node):
         self._publish_and_continue()
 
     def _on_instruction(self, message: Instruction) -> None:
+        self._health.received(graph.INSTRUCTION)
         self._watchdog.instructed(time.monotonic())
         self._gate.arm()
         task = message.task.strip()

@@ -1,7 +1,7 @@
 """``openhelix say "open the drawer" [--task open_drawer]``: instruct a running graph.
 
 Publishes one openhelix_msgs/Instruction on ``instruction`` (reliable, latched, as the evaluator sends
-them) once its readers are matched (their number held still for a while, or ``--readers`` of them),
+them) once its readers are matched (their number held still for a while, or those of ``--readers`` nodes),
 and waits until every reader has acknowledged it. The ``task`` id starts
 the simulator's subtask (CALVIN-D moves that task's block) and tells the scripted expert what to do;
 System 2 reads the text. Each call uses a new sequence number (milliseconds since the epoch), so
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="", help="the graph's namespace, if it runs in one")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a reader")
     parser.add_argument("--readers", type=int, default=0,
-                        help="publish as soon as this many readers matched (0: once their number held still "
+                        help="publish as soon as the readers of this many nodes matched (0: once their number held still "
                              f"for {SETTLE_SECONDS:g} s)")
 
 
@@ -59,9 +59,18 @@ def run(args: argparse.Namespace) -> int:
         except TimeoutError as error:
             print(f"openhelix say: {error}", file=sys.stderr)
             return 1
-        # Readers are matched one process at a time during discovery, and they read volatile (a reader
-        # that matches after the message went out never gets it): publish once the count has held
-        # still for a while, or once --readers of them are there.
+        # Readers are matched one process at a time during discovery, and a reader that matches after
+        # this process is gone never gets the message: publish once their number has held still for a
+        # while, or once --readers nodes have every reader of theirs matched (a node has two: see
+        # node_utils.subscribe_instructions).
+        topic = node.resolve_topic_name(graph.INSTRUCTION)
+
+        def reader_nodes() -> int:
+            readers = node.get_subscriptions_info_by_topic(topic)
+            if publisher.get_subscription_count() < len(readers):
+                return 0  # discovered, not all matched yet
+            return len({(info.node_namespace, info.node_name) for info in readers})
+
         count, steady_since = publisher.get_subscription_count(), time.monotonic()
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
@@ -69,16 +78,16 @@ def run(args: argparse.Namespace) -> int:
             now_count = publisher.get_subscription_count()
             if now_count != count:
                 count, steady_since = now_count, time.monotonic()
-            if (args.readers and count >= args.readers) or \
+            if (args.readers and reader_nodes() >= args.readers) or \
                     (not args.readers and time.monotonic() - steady_since >= SETTLE_SECONDS):
                 break
         message = Instruction(header=make_header("", node.get_clock().now().nanoseconds), text=text,
                               task=args.task, sequence=time.time_ns() // 1_000_000)
         publisher.publish(message)
         acknowledged = publisher.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
-        readers = publisher.get_subscription_count()
+        readers = len({(info.node_namespace, info.node_name) for info in node.get_subscriptions_info_by_topic(topic)})
         print(f"said {text!r}" + (f" (task {args.task})" if args.task else "")
-              + f" to {readers} reader(s)" + ("" if acknowledged else "; not every reader acknowledged it"),
+              + f" to {readers} node(s)" + ("" if acknowledged else "; not every reader acknowledged it"),
               flush=True)
         return 0 if acknowledged else 1
     finally:

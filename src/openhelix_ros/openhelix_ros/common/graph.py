@@ -107,7 +107,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TARGET_POSE, "geometry_msgs/msg/PoseStamped", ("arm_interface",)),
     TopicSpec(GRIPPER_COMMAND, "std_msgs/msg/Float64MultiArray", ("arm_interface",)),
     # Health (rates, drops by reason, workers): common/health.py.
-    TopicSpec(DIAGNOSTICS, "diagnostic_msgs/msg/DiagnosticArray", ("system1", "system2")),
+    TopicSpec(DIAGNOSTICS, "diagnostic_msgs/msg/DiagnosticArray", ("calvin_bridge", "system1", "system2", "arm_interface")),
 )
 
 TOPICS_BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}

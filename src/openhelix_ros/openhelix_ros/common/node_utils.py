@@ -6,6 +6,7 @@ Kept deliberately small; node logic lives in the ROS-free cores, not here.
 
 from __future__ import annotations
 
+import collections
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ import rclpy
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -70,15 +72,50 @@ ANY_PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                                durability=DurabilityPolicy.VOLATILE)
 
 # Instructions are rare and each one matters (a lost one is a lost subtask): reliable on both ends.
-# The sender latches the current one (transient local, depth 1) so a System 2 that starts or restarts
-# late still gets it; readers stay volatile, because a transient-local reader would not match a
-# volatile sender, and this way any reliable sender (latched or not, a user's `ros2 topic pub`) is heard.
+# The sender latches the current one (transient local, depth 1) so a node that starts or restarts late
+# still gets it. A reader needs two subscriptions for that (subscribe_instructions): a transient-local one,
+# which alone is handed the latched instruction on joining but matches only latched senders, and a
+# volatile one, which hears any reliable sender (a user's `ros2 topic pub` too) but nothing sent before it
+# joined.
 INSTRUCTION_PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                                        reliability=ReliabilityPolicy.RELIABLE,
                                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 INSTRUCTION_SUBSCRIBER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                                         reliability=ReliabilityPolicy.RELIABLE,
                                         durability=DurabilityPolicy.VOLATILE)
+INSTRUCTION_LATCHED_SUBSCRIBER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                                reliability=ReliabilityPolicy.RELIABLE,
+                                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def subscribe_instructions(node: Node, callback: Callable[[Any], None]) -> None:
+    """Call ``callback`` once for every instruction sent on the graph, the one latched before ``node``
+    started included (see INSTRUCTION_PUBLISHER_QOS).
+
+    A latched sender's message reaches both subscriptions; the second copy is the same sample (the same
+    writer and its sequence number) and is skipped. Two messages with equal contents are still two: a new
+    evaluator run numbers its instructions from 1 again.
+    """
+    from openhelix_msgs.msg import Instruction
+    from openhelix_ros.common import graph
+
+    heard: collections.deque = collections.deque(maxlen=64)  # far more than both readers' queues hold
+    lock = threading.Lock()
+
+    def on_instruction(message, info) -> None:
+        gid = info.get("publisher_gid") or {}
+        sample = (bytes(gid.get("data", b"")), info.get("publication_sequence_number"), info.get("source_timestamp"))
+        with lock:
+            if sample in heard:
+                return
+            heard.append(sample)
+        callback(message)
+
+    node.create_subscription(Instruction, graph.INSTRUCTION, on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
+    # A volatile sender does not match the latched reader, by design (the volatile one hears it): no warning.
+    node.create_subscription(Instruction, graph.INSTRUCTION, on_instruction, INSTRUCTION_LATCHED_SUBSCRIBER_QOS,
+                             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda event: None))
+
 
 # Images and clouds in lockstep mode: every observation is one the policy must answer, and a best-effort
 # reader loses large images under load even from the bridge's reliable writer (measured: the image of

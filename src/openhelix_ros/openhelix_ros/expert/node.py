@@ -24,11 +24,11 @@ from openhelix_msgs.msg import EETrajectory, Instruction, SceneState
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import stamp_to_ns, trajectory_to_msg
 from openhelix_ros.common.node_utils import (
-    INSTRUCTION_SUBSCRIBER_QOS,
     SCENE_STATE_QOS,
     TRAJECTORY_QOS,
     declare_parameters,
     run_node,
+    subscribe_instructions,
 )
 from openhelix_ros.expert.core import ExpertCore
 from openhelix_ros.expert.parameters import PARAMETERS
@@ -42,7 +42,7 @@ class ScriptedExpertNode(Node):
         self._sequence = 0
         self._publisher = self.create_publisher(EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS)
         self.create_subscription(SceneState, graph.SCENE_STATE, self._on_scene_state, SCENE_STATE_QOS)
-        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
+        subscribe_instructions(self, self._on_instruction)
         self.get_logger().info(f"scripted_expert ready: {p['backend']} scene ({self._core.geometry.name}), "
                                f"horizon {p['horizon']} at {p['control_rate']:g} Hz; "
                                f"waiting for an instruction")

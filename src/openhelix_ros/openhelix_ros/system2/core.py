@@ -54,10 +54,11 @@ class LockstepImages:
     Two things make this more than a step filter. The lockstep bridge re-sends the observation it waits
     on until a plan comes, so the same image arrives again: an image already queued, or already encoded
     for the current instruction, is not encoded twice (identified by stamp *and* content, since sim time
-    restarts at every reset). And when a period's own image never came (System 2 was still loading its
-    model when the bridge published step 0, say), the first image of that period that does come is
-    encoded in its place (``stand_in``), because a latent that can never come would otherwise hold the
-    whole graph; Asy(N) is then not exact for that period, and the caller says so.
+    restarts at every reset; forgotten when an episode ends). And when a period's own image never came
+    (System 2 was still loading its model when the bridge published step 0, say), the first image of
+    that period that does come is encoded in its place (``stand_in``), because a latent that can never
+    come would otherwise hold the whole graph; Asy(N) is then not exact for that period, and the caller
+    says so.
 
     Episodes are told apart by the step going back (a reset restarts it at 0), or by an image of the
     same step with other content (a reset to step 0 while the bridge's first observation, of the scene
@@ -89,6 +90,9 @@ class LockstepImages:
             self._covered_period = None  # a reset: a new episode starts
             self.episode += 1
             self._queue.clear()  # the old episode's images: their latents would only mislead
+            # A new episode may show exactly the old one's first image at the same stamp (a restarted bridge,
+            # a reset to the same seed): it must be encoded again, so what was encoded before is forgotten.
+            self._encoded.clear()
         self._last_step, self._last_digest = step, digest
         period = step // self.period if self.period else step
         encodes = encodes_step(step, self.period)
@@ -139,6 +143,11 @@ def check_instruction(text: str, max_chars: int = MAX_INSTRUCTION_CHARS) -> str:
     stripped = text.strip()
     if not stripped:
         raise ValueError("instruction is empty: System 2 needs a task in words (e.g. 'open the drawer')")
+    if "\ufffd" in stripped:
+        # rclpy decodes a string that is not valid UTF-8 with U+FFFD in place of the bad bytes: what the
+        # sender meant is lost, and a latent of the rest would steer the arm to a task nobody asked for.
+        raise ValueError(f"instruction is not valid UTF-8 ({stripped.count(chr(0xfffd))} undecodable "
+                         "character(s), shown as U+FFFD); not encoded")
     return stripped
 
 

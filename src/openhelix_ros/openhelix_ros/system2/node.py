@@ -35,7 +35,6 @@ from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import image_to_array, make_header, ns_to_stamp, stamp_to_ns
 from openhelix_ros.common.health import NodeHealth
 from openhelix_ros.common.node_utils import (
-    INSTRUCTION_SUBSCRIBER_QOS,
     LATENT_PUBLISHER_QOS,
     LOCKSTEP_SENSOR_QOS,
     SENSOR_QOS,
@@ -43,6 +42,7 @@ from openhelix_ros.common.node_utils import (
     run_node,
     start_diagnostics,
     start_worker,
+    subscribe_instructions,
 )
 from openhelix_ros.common.supervision import WorkerSupervisor
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, stamp_to_step
@@ -105,7 +105,7 @@ class System2Node(Node):
         self._publisher = self.create_publisher(GoalLatent, graph.GOAL_LATENT, LATENT_PUBLISHER_QOS)
         self.create_subscription(Image, graph.STATIC_IMAGE, self._on_image,
                                  LOCKSTEP_SENSOR_QOS if self._lockstep else SENSOR_QOS)
-        self.create_subscription(Instruction, graph.INSTRUCTION, self._on_instruction, INSTRUCTION_SUBSCRIBER_QOS)
+        subscribe_instructions(self, self._on_instruction)
         self._worker = start_worker(self, self._work, "system2-inference", self._supervisor)
         start_diagnostics(self, self._health)
         mode = (f"lockstep, images of steps divisible by {self._period_steps}" if self._lockstep and self._period_steps
