@@ -259,7 +259,16 @@ def test_openhelix_eval_command(graph):
     assert bad.returncode == 2 and "unknown variant 'dynamic-up'" in bad.stderr
 
 
-def test_missing_bridge_fails_the_goal_with_a_clear_message(tmp_path, processes):
+def test_missing_bridge_fails_the_goal_with_a_clear_message(tmp_path, processes, peer):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from openhelix_ros.common.health import WARN
+    from openhelix_ros.common.node_utils import DIAGNOSTICS_QOS
+    from openhelix_ros.common.processes import wait_for
+
+    reports = []
+    peer.create_subscription(DiagnosticArray, "/diagnostics", lambda array: reports.extend(
+        status for status in array.status if status.name == "evaluator: node"), DIAGNOSTICS_QOS)
     evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", "service_timeout:=1.0", namespace="/lonely")
     done = subprocess.run([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "1", "--namespace", "lonely"],
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
@@ -267,6 +276,15 @@ def test_missing_bridge_fails_the_goal_with_a_clear_message(tmp_path, processes)
     assert "bridge service /lonely/reset_scene not available after 1 s" in done.stderr
     assert "| chains |" not in done.stdout  # nothing ran: no score, not a row of zeros
     assert evaluator.alive
+    # /diagnostics says so too: idle again, the last run failed, as a warning.
+
+    def evaluation() -> str:
+        return next((pair.value for status in reversed(reports) for pair in status.values
+                     if pair.key == "evaluation"), "")
+
+    wait_for(peer, lambda: evaluation().startswith("idle; the last"), 15, "the evaluator's report of the run")
+    assert "reset_scene not available after 1 s" in evaluation()
+    assert reports[-1].level == bytes([WARN]) and "evaluation: idle; the last" in reports[-1].message
     assert evaluator.stop() == 0
 
 

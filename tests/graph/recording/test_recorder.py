@@ -146,6 +146,97 @@ def test_missing_output_parent_is_logged_and_the_node_stays_up(tmp_path, process
     assert not target.parent.exists()
 
 
+def test_the_recorder_reports_its_bag_and_what_it_wrote_on_diagnostics(tmp_path, processes, peer):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from openhelix_ros.common.node_utils import DIAGNOSTICS_QOS
+    from openhelix_ros.common.processes import wait_for
+
+    bag = tmp_path / "bag"
+    reports: list[dict[str, str]] = []
+    peer.create_subscription(DiagnosticArray, "/diagnostics", lambda array: reports.extend(
+        {pair.key: pair.value for pair in status.values} for status in array.status
+        if status.name == "recorder: node"), DIAGNOSTICS_QOS)
+    recorder = processes.node("recorder", "topics:=[/rec/chatter]", f"output:={bag}")
+    stream = processes.peer("bag_publisher.py", "--count", "50", "--wait-subscribers", "chatter", label="stream")
+    stream.wait_for_line("DONE", timeout=30)
+    wait_for(peer, lambda: any(report.get("messages written") == "50" for report in reports), 30,
+             "a report of the 50 messages written", [recorder])
+    report = next(report for report in reports if report.get("messages written") == "50")
+    assert report["bag"] == str(bag) and int(report["bytes written"]) > 50 * 10
+    assert report["in /rec/chatter"].startswith("50 messages")
+    assert recorder.stop(signal.SIGINT) == 0
+
+
+def can_mount_a_small_tmpfs() -> str | None:
+    """None when this machine lets a test mount a tmpfs of its own (a user and mount namespace), else why not."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not installed"
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True, text=True, timeout=30)
+    return None if probe.returncode == 0 else f"no user+mount namespace here: {probe.stderr.strip()}"
+
+
+FULL_DISK = 3 * 1024 * 1024  # bytes: room for two complete 1 MiB chunks and part of a third
+
+
+@pytest.mark.parametrize("limit", ["full tmpfs", "file size limit"])
+def test_a_full_disk_stops_the_recording_loudly_and_keeps_every_complete_chunk(tmp_path, processes, limit):
+    """A disk that fills while recording: the recorder says which bag, what failed and how to rescue it,
+    writes nothing more (no bag with a hole in it), exits 1 so whatever started it notices, and every
+    complete chunk is recovered. "full tmpfs" is a real ENOSPC from a 3 MiB tmpfs in a mount namespace of
+    the test's own; "file size limit" is RLIMIT_FSIZE at the same size (EFBIG), which needs no privilege."""
+    import shlex
+
+    from openhelix_ros.recording.core import recover_bag
+
+    keep = tmp_path / "kept"
+    keep.mkdir()
+    if limit == "full tmpfs":
+        why_not = can_mount_a_small_tmpfs()
+        if why_not:
+            pytest.skip(why_not)
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        bag = disk / "bag"
+        recorder = [str(RECORDER), "--ros-args", "-p", "topics:=[/rec/cloud, /rec/chatter]", "-p", f"output:={bag}"]
+        # The tmpfs lives as long as its namespace: the bag is copied out before the namespace ends.
+        script = (f"mount -t tmpfs -o size={FULL_DISK} tmpfs {disk} && {shlex.join(recorder)}; status=$?; "
+                  f"cp -a {bag} {keep}/; exit $status")
+        argv = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
+        expected = "No space left on device"
+    else:
+        bag = tmp_path / "bag"
+        setup = (f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({FULL_DISK},) * 2); "
+                 "os.execv(sys.argv[1], sys.argv[1:])")
+        argv = [sys.executable, "-c", setup, sys.executable, str(RECORDER), "--ros-args", "-p",
+                "topics:=[/rec/cloud, /rec/chatter]", "-p", f"output:={bag}"]
+        expected = "File too large"
+    recorder = processes.command(argv, label="recorder", ready="recording /rec/chatter, /rec/cloud to", timeout=60)
+    stream = processes.peer("bag_publisher.py", "--count", "3000", "--rate", "200", "--wait-subscribers",
+                            "cloud", "chatter", label="stream")
+    status = recorder.wait(timeout=90)  # about 7.5 kB a round: 3 MiB is full after some 400 rounds
+    stream.stop()
+    output = recorder.output()
+    assert status == 1, output[-3000:]
+    assert "cannot write a message of /rec/" in output and f"to bag {bag}: " in output, output[-3000:]
+    assert expected in output and "Recording stopped" in output and "recover" in output, output[-3000:]
+    assert "[FATAL] recorder stopped: cannot write" in output and "Traceback" not in output, output[-3000:]
+
+    written = keep / "bag" if limit == "full tmpfs" else bag
+    assert not (written / "metadata.yaml").exists()  # left as it was, never finished on the full disk
+    recovered = recover_bag(written, tmp_path / "recovered")
+    messages = read_bag(recovered.output)
+    chatter = numbers("/rec/chatter", messages["/rec/chatter"])
+    assert chatter == list(range(1, len(chatter) + 1)) and len(chatter) >= 100, chatter[-5:]
+    clouds = numbers("/rec/cloud", messages["/rec/cloud"])
+    assert clouds == sorted(set(clouds)) and len(clouds) >= 100
+    print(f"{limit}: {len(clouds)} clouds and {len(chatter)} chatter messages recovered")
+
+
 # ----- the ROS-free core ----------------------------------------------------------------------------
 
 def test_bag_of_a_killed_recorder_is_recovered(tmp_path, processes):

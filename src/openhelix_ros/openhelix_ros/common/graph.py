@@ -107,7 +107,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TARGET_POSE, "geometry_msgs/msg/PoseStamped", ("arm_interface",)),
     TopicSpec(GRIPPER_COMMAND, "std_msgs/msg/Float64MultiArray", ("arm_interface",)),
     # Health (rates, drops by reason, workers): common/health.py.
-    TopicSpec(DIAGNOSTICS, "diagnostic_msgs/msg/DiagnosticArray", ("calvin_bridge", "system1", "system2", "arm_interface")),
+    TopicSpec(DIAGNOSTICS, "diagnostic_msgs/msg/DiagnosticArray", ("calvin_bridge", "system1", "system2", "arm_interface",
+                                                                  "recorder", "evaluator")),
 )
 
 TOPICS_BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}

@@ -189,6 +189,17 @@ class WorkerHung(RuntimeError):
     """A supervised worker's job ran past its deadline."""
 
 
+class NodeFailed(RuntimeError):
+    """The node can no longer do its job, for a reason its message says in full (the recorder's disk is
+    full): ``run_node`` stops it and exits 1 with that one line and no traceback, so whoever started it
+    (``openhelix up``, a launch file, collect) sees the failure instead of a node that looks alive."""
+
+
+def fail_node(error: NodeFailed) -> None:
+    """Stop the node ``run_node`` spins with ``error``; callable from any thread, callbacks included."""
+    _worker_failures.append(error)
+
+
 def start_worker(node: Node, target: Callable[[], None], name: str,
                  supervisor: WorkerSupervisor | None = None) -> threading.Thread:
     """Run ``target`` (a node's long-running loop, e.g. inference) in a daemon thread. If it raises,
@@ -355,6 +366,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         spinner.join(timeout=10.0)
         executor.shutdown()  # waits for the callbacks still running on worker threads
         if failures:
+            if isinstance(failures[0], NodeFailed):
+                print(f"[FATAL] {failures[0]}", file=sys.stderr, flush=True)
+                return 1
             raise failures[0]
         return 0
     finally:

@@ -46,6 +46,7 @@ from openhelix_msgs.msg import EETrajectory, EvaluationProgress, GoalLatent, Ins
 from openhelix_msgs.srv import CheckTasks, ResetScene
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import stamp_to_ns
+from openhelix_ros.common.health import ERROR, OK, WARN, NodeHealth
 from openhelix_ros.common.node_utils import (
     INSTRUCTION_PUBLISHER_QOS,
     LATENT_SUBSCRIBER_QOS,
@@ -54,6 +55,7 @@ from openhelix_ros.common.node_utils import (
     TRAJECTORY_COUNT_QOS,
     declare_parameters,
     run_node,
+    start_diagnostics,
 )
 from openhelix_ros.evaluation.core import (
     CLOCK_MODES,
@@ -96,6 +98,11 @@ class Evaluator(Node):
         # Tags service calls so a late answer to an abandoned call (of this goal or an earlier one) is ignored.
         self.request_ids = itertools.count(1)
         self.wall_clock = Clock(clock_type=ClockType.SYSTEM_TIME)
+
+        # /diagnostics: what it hears, and whether an evaluation runs (and how the last one ended).
+        self.health = NodeHealth(self.get_name())
+        self.health.set_value("evaluation", "idle")
+        start_diagnostics(self, self.health)
 
         io = ReentrantCallbackGroup()
         self.instruction_pub = self.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
@@ -140,10 +147,15 @@ class Evaluator(Node):
         return GoalResponse.ACCEPT
 
     def _execute(self, goal_handle) -> RunEvaluation.Result:
+        self.health.set_value("evaluation", f"running {goal_handle.request.run_name or 'a goal'}")
         try:
-            return GoalExecution(self).evaluate(goal_handle)
+            result = GoalExecution(self).evaluate(goal_handle)
+            self.health.set_value("evaluation", f"idle; the last ended: {result.message}",
+                                  OK if result.success else WARN)
+            return result
         except Exception as error:  # never leave a goal hanging, never take the node down
             self.get_logger().error(f"evaluation failed: {error!r}")
+            self.health.set_value("evaluation", f"idle; the last failed: {error!r}", ERROR)
             goal_handle.abort()
             return RunEvaluation.Result(success=False, message=f"evaluation failed: {error!r}",
                                         success_rates=[math.nan] * 5, average_length=math.nan)  # no score
@@ -165,10 +177,12 @@ class Evaluator(Node):
 
     # -- subscriptions (reentrant group; they only record or queue) -------------------------------
     def _on_scene_state(self, message: SceneState) -> None:
+        self.health.received(graph.SCENE_STATE)
         if self.timing is not None:
             self.events.put(("scene_state", int(message.step)))
 
     def _on_goal_latent(self, message: GoalLatent) -> None:
+        self.health.received(graph.GOAL_LATENT)
         timing = self.timing
         with self.lock:
             if timing is not None:
@@ -180,6 +194,7 @@ class Evaluator(Node):
                     self.recent_latents.popitem(last=False)
 
     def _on_trajectory(self, message: EETrajectory) -> None:
+        self.health.received(graph.EE_TRAJECTORY)
         timing = self.timing
         if timing is not None:
             with self.lock:

@@ -10,6 +10,11 @@ publisher offers it), as ``ros2 bag record`` does, so the recorder never fails t
 SIGTERM stop spinning and close the bag, leaving a complete bag with every message received. A recorder
 killed outright (SIGKILL, a crash) leaves no metadata.yaml; ``python -m openhelix_ros.recording.core
 recover BAG`` then rescues every complete 1 MiB chunk into BAG-recovered.
+
+A write that fails (a full disk, a file-size limit) stops the recording at once: the node logs what
+failed and how to rescue the bag, leaves the bag as it is (finishing it would write to the same full
+disk) and exits 1, so that whatever started it stops collecting demonstrations nobody records.
+``/diagnostics`` reports the bag, the messages and bytes written, and the failure as an ERROR.
 """
 
 from __future__ import annotations
@@ -20,8 +25,15 @@ import time
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from openhelix_ros.common.health import ERROR, NodeHealth
 from openhelix_ros.common.messages import message_class
-from openhelix_ros.common.node_utils import declare_parameters, run_node
+from openhelix_ros.common.node_utils import (
+    NodeFailed,
+    declare_parameters,
+    fail_node,
+    run_node,
+    start_diagnostics,
+)
 from openhelix_ros.recording.core import (
     BagRecorder,
     RecordingError,
@@ -52,6 +64,9 @@ class Recorder(Node):
         self._recording = {}
         self._reported: dict[str, str] = {}  # topic -> last problem logged, so each is said once
         self._bag: BagRecorder | None = None
+        self._failure: str | None = None  # why writing stopped, once a write failed
+        self._health = NodeHealth(self.get_name())
+        start_diagnostics(self, self._health)
         if not self._wanted:
             self.get_logger().error("no valid topic in parameter 'topics': nothing to record, no bag written")
             return
@@ -65,6 +80,7 @@ class Recorder(Node):
             return
         self.get_logger().info(f"recording {', '.join(sorted(self._wanted))} to {self._bag.output} "
                                f"({params['storage']})")
+        self._health.set_value("bag", str(self._bag.output))
         self._discovery = self.create_timer(params["discovery_period"], self._discover)
         self._discover()
 
@@ -112,16 +128,37 @@ class Recorder(Node):
                                f"{', transient local' if latched else ''})")
 
     def _record(self, topic: str, data: bytes) -> None:
-        if self._bag is None or not self._bag.is_open:
+        if self._bag is None or not self._bag.is_open or self._failure is not None:
             return
         try:
             self._bag.write(topic, data, self.get_clock().now().nanoseconds)
-        except Exception as error:  # a full disk, say: say so, keep what is written, keep running
-            self._report_once(topic, f"failed to write a message of {topic}: {error}")
+        except Exception as error:  # a full disk, say (rosbags raises OSError, or its own error around one)
+            self._stop_recording(topic, error)
+            return
+        self._health.received(topic)
+        self._health.set_value("messages written", str(self._bag.message_count))
+        self._health.set_value("bytes written", str(sum(stats.bytes for stats in self._bag.topics.values())))
+
+    def _stop_recording(self, topic: str, error: Exception) -> None:
+        """A write failed: write nothing more (a bag with a hole in it would look complete), say how to
+        rescue what is on disk, and stop the node non-zero."""
+        output = self._bag.output
+        self._failure = (f"cannot write a message of {topic} to bag {output}: {error}. Recording stopped. Of the "
+                         f"{self._bag.message_count} messages recorded, those in complete 1 MiB chunks are on "
+                         f"disk: `python -m openhelix_ros.recording.core recover {output} OUTPUT` rescues them "
+                         "(give an OUTPUT on a disk with room)")
+        self.get_logger().error(self._failure)
+        self._health.set_value("bag", self._failure, ERROR)
+        fail_node(NodeFailed(f"recorder stopped: cannot write to bag {output}: {error}"))
 
     def close(self) -> None:
-        """Called by run_node after spinning stops (SIGINT/SIGTERM): finish the bag."""
+        """Called by run_node after spinning stops (SIGINT/SIGTERM, a failed write): finish the bag."""
         if self._bag is None or not self._bag.is_open:
+            return
+        if self._failure is not None:
+            # Finishing the bag would write its last chunk and summary to the disk that refused a chunk
+            # already; left as it is, recover reads every complete chunk back.
+            self.get_logger().error(f"bag {self._bag.output} left unfinished after a failed write; recover it")
             return
         for subscription in self._recording.values():
             self.destroy_subscription(subscription)  # no callback can write after this point
