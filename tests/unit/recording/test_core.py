@@ -45,3 +45,37 @@ def test_unknown_types_are_named():
         ensure_type(store, "openhelix_msgs/action/RunEvaluation_FeedbackMessage")
 
 
+
+
+def test_recovery_streams_every_complete_chunk_of_a_cut_off_bag_and_skips_the_torn_one(tmp_path):
+    """A bag cut off in the middle of a chunk, as a crash or a full disk leaves it: recover_bag reads the
+    file mapped, chunk by chunk, and brings back exactly the messages of the complete chunks, in order."""
+    from rosbags.rosbag2 import Reader
+
+    from openhelix_ros.recording.core import BagRecorder, recover_bag, scan_mcap
+
+    store = build_typestore()
+    String = store.types["std_msgs/msg/String"]
+    bag = BagRecorder(tmp_path / "whole", typestore=store)
+    bag.open()
+    bag.add_topic("/chatter", "std_msgs/msg/String")
+    for i in range(1, 4001):  # ~ 1 kB each: four complete 1 MiB chunks and a last one the close writes
+        bag.write("/chatter", store.serialize_cdr(String(data=f"{i:06d}" + "x" * 1000), String.__msgtype__),
+                  i * 1_000_000)
+    bag.close()
+    mcap = next((tmp_path / "whole").glob("*.mcap"))
+    data = mcap.read_bytes()
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "torn.mcap").write_bytes(data[: int(len(data) * 0.6)])  # 60 %: two chunks and part of the third
+
+    events = list(scan_mcap(torn / "torn.mcap"))
+    assert events[0][:3] == ("channel", events[0][1], "/chatter")
+    recovered = recover_bag(torn, tmp_path / "recovered")
+    with Reader(recovered.output) as reader:
+        numbers = [int(store.deserialize_cdr(raw, c.msgtype).data[:6]) for c, _, raw in reader.messages()]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(numbers) == sum(kind == "message" for kind, *_ in events)
+    assert 1000 < len(numbers) < 0.6 * 4000  # whole chunks only: none of the torn one
+    with pytest.raises(Exception, match="not an MCAP file"):
+        list(scan_mcap(tmp_path / "recovered" / "metadata.yaml"))

@@ -219,3 +219,51 @@ def test_a_re_sent_observation_is_one_frame(tmp_path):
         for a, b in zip(once, resent, strict=True):
             np.testing.assert_array_equal(a.rel_positions, b.rel_positions)
             np.testing.assert_array_equal(a.gripper_open, b.gripper_open)
+
+
+def rewrite_bag(source, target, topic: str, change) -> None:
+    """A copy of the bag ``source`` at ``target`` with every message of ``topic`` passed through ``change``."""
+    from rosbags.rosbag2 import Reader, Writer
+
+    from openhelix_training.data.rosbag import typestore_with_project_types
+
+    store = typestore_with_project_types()
+    with Reader(source) as reader, Writer(target, version=9) as writer:
+        connections = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=None, msgdef=c.msgdef.data,
+                                                   rihs01=c.digest) for c in reader.connections}
+        for connection, timestamp, raw in reader.messages():
+            if connection.topic == topic:
+                raw = store.serialize_cdr(change(store.deserialize_cdr(raw, connection.msgtype)), connection.msgtype)
+            writer.write(connections[connection.id], timestamp, raw)
+
+
+@pytest.mark.parametrize("topic, change, expected", [
+    # Sizes a header declares that nothing could hold: refused on the header, before any allocation.
+    ("/points", lambda m: setattr(m, "width", 4097 * 4096) or m,
+     "PointCloud2 has 16781312 points, more than the limit of 16777216 (MAX_CLOUD_POINTS)"),
+    ("/points", lambda m: setattr(m, "width", 400) or m, "PointCloud2 data has 4800 bytes, expected 6400"),
+    ("/points", lambda m: setattr(m, "point_step", 8) or m, "field 'z' at offset 8 lies outside its point_step of 8"),
+    ("/camera/static/image_raw", lambda m: (setattr(m, "height", 5000), setattr(m, "width", 5000)) and m,
+     "image has 25000000 pixels, more than the limit of 16777216 (MAX_IMAGE_PIXELS)"),
+    ("/camera/static/image_raw", lambda m: setattr(m, "height", 21) or m,
+     "image of 30x21 rgb8 with step 90 needs 1890 bytes, its data has 1800"),
+])
+def test_a_bag_declaring_more_than_its_bounds_is_refused_by_name(tmp_path, topic, change, expected):
+    from openhelix_training.data.rosbag import BagDataError, read_bag_samples, write_synthetic_bag
+
+    write_synthetic_bag(tmp_path / "demo")
+    rewrite_bag(tmp_path / "demo", tmp_path / "bad", topic, change)
+    with pytest.raises(BagDataError) as error:
+        read_bag_samples(tmp_path / "bad")
+    assert expected in str(error.value) and str(tmp_path / "bad") in str(error.value)
+
+
+def test_a_replayed_message_larger_than_the_bound_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from openhelix_training.data import rosbag
+    from openhelix_training.data.rosbag import BagDataError, read_bag_samples, write_synthetic_bag
+
+    write_synthetic_bag(tmp_path / "demo")  # clouds of 300 points: 4800 bytes of data, 4.9 kB serialized
+    monkeypatch.setattr(rosbag, "MAX_BAG_MESSAGE_BYTES", 4096)
+    with pytest.raises(BagDataError, match=r"bag message of /points at \d+ ns has 4\d\d\d bytes, more than the "
+                                           r"limit of 4096 \(MAX_BAG_MESSAGE_BYTES\)"):
+        read_bag_samples(tmp_path / "demo")

@@ -35,21 +35,17 @@ from std_msgs.msg import Header
 
 from openhelix_msgs.msg import EETrajectory
 
+# The bounds on what one incoming message may make a node allocate: one place, shared with the bag reader.
+from openhelix_training.limits import (
+    MAX_CLOUD_POINTS,
+    MAX_IMAGE_PIXELS,
+    MAX_JOINT_NAMES,
+    MAX_POINT_FIELDS,
+    MAX_TRAJECTORY_WAYPOINTS,
+    check_bound,
+)
+
 WORLD_FRAME = "world"
-
-# The bounds on what one incoming message may make a node allocate (each well above any real sensor's
-# or policy's: a 4096 x 4096 camera, 5000 s of waypoints at 30 Hz would still be refused only beyond).
-MAX_CLOUD_POINTS = 4096 * 4096  # ~ 20 bytes a point once read: about 340 MB at most
-MAX_POINT_FIELDS = 64
-MAX_IMAGE_PIXELS = 4096 * 4096
-MAX_TRAJECTORY_WAYPOINTS = 10_000
-MAX_JOINT_NAMES = 1_000
-
-
-def check_bound(what: str, count: int, limit: int, unit: str, name: str) -> None:
-    """ValueError "<what> has <count> <unit>, more than the limit of <limit> (<name>)" when ``count`` > ``limit``."""
-    if count > limit:
-        raise ValueError(f"{what} has {count} {unit}, more than the limit of {limit} ({name})")
 
 # ---------------------------------------------------------------------------------------------------
 # Time

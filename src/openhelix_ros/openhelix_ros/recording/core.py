@@ -250,16 +250,29 @@ def _mcap_records(data: bytes | memoryview):
         yield opcode, body
 
 
-def scan_mcap(path: Path) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, bytes]]]:
-    """Channels ({id: (topic, type)}) and messages ([(channel id, log time ns, CDR bytes)]) of every
-    complete chunk of an MCAP file written by rosbags, closed properly or not."""
-    data = Path(path).read_bytes()
-    if not data.startswith(_MCAP_MAGIC):
-        raise RecordingError(f"{path} is not an MCAP file")
+def scan_mcap(path: Path):
+    """The channels and messages of every complete chunk of an MCAP file written by rosbags, closed
+    properly or not, in file order: ``("channel", id, topic, type)`` (before the channel's first message,
+    as rosbags writes them) and ``("message", channel id, log time ns, CDR bytes)``.
+
+    The file is mapped, not read: a bag of any size costs one message of memory at a time (each is
+    bounded by its chunk, which is bounded by the file)."""
+    import mmap
+
+    with open(path, "rb") as file:
+        if file.read(len(_MCAP_MAGIC)) != _MCAP_MAGIC:
+            raise RecordingError(f"{path} is not an MCAP file")
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                yield from _scan_chunks(path, view[len(_MCAP_MAGIC):])
+            finally:
+                view.release()
+
+
+def _scan_chunks(path: Path, records: memoryview):
     schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, str]] = {}
-    messages: list[tuple[int, int, bytes]] = []
-    for opcode, body in _mcap_records(memoryview(data)[len(_MCAP_MAGIC):]):
+    for opcode, body in _mcap_records(records):
         if opcode != 0x06:  # only chunks hold what we need; indexes and summary are rebuilt
             continue
         chunk = _Cursor(body)
@@ -273,14 +286,13 @@ def scan_mcap(path: Path) -> tuple[dict[int, tuple[str, str]], list[tuple[int, i
                 schemas[schema_id] = fields.string()
             elif inner == 0x04:  # channel: id, schema id, topic, message encoding, metadata
                 channel_id, schema_id = fields.uint(2), fields.uint(2)
-                channels[channel_id] = (fields.string(), schemas.get(schema_id, ""))
+                yield "channel", channel_id, fields.string(), schemas.get(schema_id, "")
             elif inner == 0x05:  # message: channel id, sequence, log time, publish time, data
                 channel_id = fields.uint(2)
                 fields.take(4)
                 log_time = fields.uint(8)
                 fields.take(8)
-                messages.append((channel_id, log_time, bytes(record[fields.pos:])))
-    return channels, messages
+                yield "message", channel_id, log_time, bytes(record[fields.pos:])
 
 
 def recover_bag(broken: Path | str, output: Path | str | None = None,
@@ -298,12 +310,16 @@ def recover_bag(broken: Path | str, output: Path | str | None = None,
     bag.open()
     try:
         for path in files:
-            channels, messages = scan_mcap(path)
-            for topic, type_name in channels.values():
-                if topic not in bag.topics:
-                    bag.add_topic(topic, type_name)
-            for channel_id, log_time, data in messages:
-                bag.write(channels[channel_id][0], data, log_time)
+            topics: dict[int, str] = {}
+            for kind, channel_id, *rest in scan_mcap(path):
+                if kind == "channel":
+                    topic, type_name = rest
+                    topics[channel_id] = topic
+                    if topic not in bag.topics:
+                        bag.add_topic(topic, type_name)
+                elif channel_id in topics:  # a message of a channel whose record was lost: nothing to file it under
+                    log_time, data = rest
+                    bag.write(topics[channel_id], data, log_time)
     finally:
         bag.close()
     return bag

@@ -9,6 +9,11 @@ with the newest cloud, image and instruction received before it and with the com
 a new instruction (text or sequence) starts a new demonstration segment, within which keyposes and
 trajectories are found as for CALVIN data.
 
+What one message may ask of memory is bounded as on the live graph (limits.py): a message of more than
+MAX_BAG_MESSAGE_BYTES, a cloud of more than MAX_CLOUD_POINTS points or MAX_POINT_FIELDS fields, an
+image of more than MAX_IMAGE_PIXELS pixels, or sizes its data cannot hold, make the bag refused with
+a BagDataError naming the topic, the time and the limit, before anything of that size is allocated.
+
 A path may also be a directory of bags (what `openhelix collect` writes under runs/<name>/bags/): every
 bag directly inside it is read, in name order; `failed/` (episodes the oracle did not pass) is skipped.
 """
@@ -20,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..limits import MAX_BAG_MESSAGE_BYTES, MAX_CLOUD_POINTS, MAX_IMAGE_PIXELS, MAX_POINT_FIELDS, check_bound
 from ..observation import Observation
 from .sample import Sample
 from .trajectory import (
@@ -66,17 +72,29 @@ def typestore_with_project_types(msg_directory: Path | None = None):
     return store
 
 
+# The bytes each field read here takes (float32 coordinates, packed colour, or one byte a channel).
+FIELD_BYTES = {"x": 4, "y": 4, "z": 4, "rgb": 4, "rgba": 4, "r": 1, "g": 1, "b": 1}
+
+
 def pointcloud2_to_arrays(msg) -> tuple[np.ndarray, np.ndarray]:
     """xyz (N, 3) float32 and rgb (N, 3) uint8 from a PointCloud2 with x, y, z and either a packed `rgb`
     (float32 or uint32 holding 0x00RRGGBB) or separate r, g, b uint8 fields."""
+    check_bound("PointCloud2", len(msg.fields), MAX_POINT_FIELDS, "fields", "MAX_POINT_FIELDS", BagDataError)
     fields = {f.name: f for f in msg.fields}
     for name in ("x", "y", "z"):
         if name not in fields:
             raise BagDataError(f"PointCloud2 lacks field '{name}' (has {sorted(fields)})")
     n = int(msg.width) * int(msg.height)
-    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if buf.size < n * msg.point_step:
-        raise BagDataError(f"PointCloud2 data has {buf.size} bytes, expected {n * msg.point_step}")
+    check_bound("PointCloud2", n, MAX_CLOUD_POINTS, "points", "MAX_CLOUD_POINTS", BagDataError)
+    step = int(msg.point_step)
+    for name, size in FIELD_BYTES.items():
+        if name in fields and fields[name].offset + size > step:
+            raise BagDataError(f"PointCloud2 field '{name}' at offset {fields[name].offset} lies outside its "
+                               f"point_step of {step} bytes")
+    if len(msg.data) < n * step:
+        raise BagDataError(f"PointCloud2 data has {len(msg.data)} bytes, expected {n * step}")
+    buf = np.frombuffer(msg.data, dtype=np.uint8) if isinstance(msg.data, np.ndarray) else \
+        np.frombuffer(bytes(msg.data), dtype=np.uint8)
     rows = buf[: n * msg.point_step].reshape(n, msg.point_step)
     endian = ">" if msg.is_bigendian else "<"
 
@@ -98,7 +116,13 @@ def pointcloud2_to_arrays(msg) -> tuple[np.ndarray, np.ndarray]:
 
 def image_to_array(msg) -> np.ndarray:
     h, w, enc = int(msg.height), int(msg.width), msg.encoding.lower()
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    check_bound("image", h * w, MAX_IMAGE_PIXELS, "pixels", "MAX_IMAGE_PIXELS", BagDataError)
+    channels = 3 if enc in ("rgb8", "bgr8") else 4 if enc in ("rgba8", "bgra8") else None
+    if channels is not None and (int(msg.step) < w * channels or len(msg.data) < h * int(msg.step)):
+        raise BagDataError(f"image of {w}x{h} {enc} with step {msg.step} needs {h * max(int(msg.step), w * channels)} "
+                           f"bytes, its data has {len(msg.data)}")
+    data = np.frombuffer(msg.data, dtype=np.uint8) if isinstance(msg.data, np.ndarray) else \
+        np.frombuffer(bytes(msg.data), dtype=np.uint8)
     if enc in ("rgb8", "bgr8"):
         img = data.reshape(h, int(msg.step))[:, : w * 3].reshape(h, w, 3)
         return img[..., ::-1].copy() if enc == "bgr8" else img.copy()
@@ -200,7 +224,9 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
     try:
         with AnyReader(paths, default_typestore=store) as reader:
             wanted = [c for c in reader.connections if any(_topic_is(c.topic, t) for t in topics)]
-            for conn, _t, raw in reader.messages(connections=wanted):
+            for conn, log_time, raw in reader.messages(connections=wanted):
+                check_bound(f"bag message of {conn.topic} at {log_time} ns", len(raw), MAX_BAG_MESSAGE_BYTES,
+                            "bytes", "MAX_BAG_MESSAGE_BYTES", BagDataError)
                 msg = reader.deserialize(raw, conn.msgtype)
                 if _topic_is(conn.topic, "ee_trajectory"):
                     stamp = _stamp_ns(msg.header)
@@ -219,8 +245,8 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
                         continue  # the lockstep bridge re-sent an observation it got no plan for: one frame
                     recorded.append(_Frame(np.asarray(msg.robot_obs, dtype=np.float64), latest["points"],
                                            latest["image"], latest["instruction"], _stamp_ns(msg.header)))
-    except BagDataError:
-        raise
+    except BagDataError as exc:
+        raise BagDataError(f"bag {', '.join(map(str, paths))}: {exc}") from exc
     except Exception as exc:  # rosbags raises several unrelated types for corrupt bags
         raise BagDataError(f"cannot read bag {', '.join(map(str, paths))}: {type(exc).__name__}: {exc}") from exc
     return recorded, commands
