@@ -30,7 +30,9 @@ def test_a_one_minute_soak_has_no_death_no_growth_past_the_bound_and_a_full_repo
     assert set(data["rss"]) == {"calvin_bridge", "system2", "system1"}
     assert all(len(samples) >= 10 for samples in data["rss_samples"].values())
     assert all(entry["growth_mib"] is not None for entry in data["rss"].values())
+    assert len(data["per_minute"]) == 1  # the watched minute, not the shutdown after it
     minute = data["per_minute"][0]
+    assert minute["load"] is not None
     assert minute["system1_plan"]["count"] > 0 and minute["system2_latent"]["count"] > 0
     assert set(data["exit_codes"].values()) == {0}, data["exit_codes"]  # every node stopped cleanly at the end
     report = (tmp_path / "soak" / "soak.md").read_text()

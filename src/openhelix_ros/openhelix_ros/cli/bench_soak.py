@@ -115,6 +115,7 @@ def run_soak_bench(out_dir: str | os.PathLike = "runs/bench/soak", minutes: floa
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     rss: dict[str, list[tuple[float, int]]] = {label: [] for label in pids}
+    load: list[tuple[float, float]] = []  # (s, 1-minute load average): latencies mean little without it
     deaths: list[dict] = []
     choose = random.Random(0)
     sent = 0
@@ -142,6 +143,7 @@ def run_soak_bench(out_dir: str | os.PathLike = "runs/bench/soak", minutes: floa
                     value = rss_bytes(pid)
                     if value is not None:
                         rss[label].append((round(now - started, 1), value))
+                load.append((now - started, os.getloadavg()[0]))
                 next_sample += SAMPLE_PERIOD
                 elapsed = now - started
                 if int(elapsed) % 60 < SAMPLE_PERIOD:
@@ -156,15 +158,18 @@ def run_soak_bench(out_dir: str | os.PathLike = "runs/bench/soak", minutes: floa
     with watcher.lock:
         plans, latents, drops = list(watcher.plans), list(watcher.latents), dict(watcher.drops)
     per_minute = []
-    for minute in range(int(np.ceil(elapsed / 60.0))):
+    watched = min(elapsed, duration)  # the graph was watched this long; stopping it is not part of the run
+    for minute in range(int(np.ceil(watched / 60.0 - 1e-6))):
         low, high = started + 60 * minute, started + 60 * (minute + 1)
-        span = min(high, started + elapsed) - low
+        span = min(high, started + watched) - low
         in_plans = [t for at, t in plans if low <= at < high]
         in_latents = [t for at, t in latents if low <= at < high]
+        loads = [value for at, value in load if 60 * minute <= at < 60 * (minute + 1)]
         per_minute.append({"minute": minute + 1, "system1_plan": percentiles(in_plans),
                            "system2_latent": percentiles(in_latents),
                            "plans_per_s": round(len(in_plans) / span, 2) if span > 0 else 0.0,
-                           "latents_per_s": round(len(in_latents) / span, 2) if span > 0 else 0.0})
+                           "latents_per_s": round(len(in_latents) / span, 2) if span > 0 else 0.0,
+                           "load": round(float(np.mean(loads)), 2) if loads else None})
     growth = {}
     for label, samples in rss.items():
         after = [value for at, value in samples if at >= warmup]
@@ -205,12 +210,14 @@ def soak_markdown(result: dict) -> str:
     for label, entry in result["rss"].items():
         lines.append(f"| {label} | {entry['first_mib']} | {entry['after_warmup_mib']} | {entry['last_mib']} | "
                      f"{entry['growth_mib']} |")
-    lines += ["", "| minute | S1 plan p50 / p95 / p99 (ms) | plans/s | S2 latent p50 / p95 / p99 (ms) | latents/s |",
-              "|---|---|---|---|---|"]
+    lines += ["", f"The machine's load average is the mean of its 1-minute figure over the minute ({os.cpu_count()} "
+              "CPUs here): other work on the machine shows in the latencies.", "",
+              "| minute | S1 plan p50 / p95 / p99 (ms) | plans/s | S2 latent p50 / p95 / p99 (ms) | latents/s | load |",
+              "|---|---|---|---|---|---|"]
     for row in result["per_minute"]:
         s1, s2 = row["system1_plan"], row["system2_latent"]
         lines.append(f"| {row['minute']} | {_triple(s1)} | {row['plans_per_s']} | {_triple(s2)} | "
-                     f"{row['latents_per_s']} |")
+                     f"{row['latents_per_s']} | {row.get('load', '-')} |")
     lines += ["", "Dropped messages (each node's last /diagnostics report):", ""]
     if not any(result["dropped"].values()):
         lines.append("- none")
