@@ -380,12 +380,13 @@ class CollectSession:
     def _wait_for_graph(self) -> None:
         from openhelix_ros.cli.teleop import KeyboardOperator
         from openhelix_ros.common import graph
+        from openhelix_ros.common.processes import subscriber_nodes
         from openhelix_ros.teleop.core import KEYBOARD_HELP
 
         print(f"collect: starting the bridge and the {self.demonstrator} (logs in {self.collector.log_dir})",
               flush=True)
         self.wait_for(lambda: self.reset_client.service_is_ready() and self.check_client.service_is_ready()
-                      and self.node.count_subscribers(graph.INSTRUCTION) >= self.instruction_readers,
+                      and len(subscriber_nodes(self.node, graph.INSTRUCTION)) >= self.instruction_readers,
                       self.args.timeout, f"calvin_bridge's services and the {self.demonstrator}")
         if self._keys is not None:
             self.operator = KeyboardOperator(self.node, self._keys)
@@ -454,7 +455,7 @@ class CollectSession:
     def _start_recording(self, index: int) -> None:
         """A recorder for episode ``index``, listening before its first instruction goes out."""
         from openhelix_ros.common import graph
-        from openhelix_ros.common.processes import start_node, topic_has_subscribers
+        from openhelix_ros.common.processes import matched_reader_nodes, start_node, topic_has_subscribers
 
         self._bag = self.collector.bag_dir / f"episode_{index:04d}"
         # A fresh instruction publisher per episode: the old one, latched, still holds the previous
@@ -468,9 +469,11 @@ class CollectSession:
         wanted = [t for t in self.topics if self.node.count_publishers(t) > 0 or t == graph.INSTRUCTION]
         self.wait_for(lambda: all(topic_has_subscribers(self.node, t, "recorder") for t in wanted),
                       self.args.timeout, "the recorder to subscribe", with_recorder=True)
-        # The bridge and the expert read instructions volatile: they must have matched the new
-        # publisher (not merely be visible in the graph) before the instruction goes out.
-        self.wait_for(lambda: self.instructions.get_subscription_count() >= self.instruction_readers + 1,
+        # The recorder reads volatile (it must not record the previous episode's instruction), so every
+        # reader must have matched the new publisher (not merely be visible in the graph) before the
+        # instruction goes out: the bridge, the expert and the recorder, each with all its subscriptions.
+        self.wait_for(lambda: matched_reader_nodes(self.node, self.instructions, graph.INSTRUCTION)
+                      >= self.instruction_readers + 1,
                       self.args.timeout, "the instruction's readers to match", with_recorder=True)
         if self.operator is not None:
             self.operator.new_episode()

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from openhelix_ros.common import graph
     from openhelix_ros.common.conversions import make_header
     from openhelix_ros.common.node_utils import INSTRUCTION_PUBLISHER_QOS
-    from openhelix_ros.common.processes import wait_for
+    from openhelix_ros.common.processes import matched_reader_nodes, subscriber_nodes, wait_for
     from openhelix_ros.system2.core import check_instruction
 
     try:
@@ -63,14 +63,6 @@ def run(args: argparse.Namespace) -> int:
         # this process is gone never gets the message: publish once their number has held still for a
         # while, or once --readers nodes have every reader of theirs matched (a node has two: see
         # node_utils.subscribe_instructions).
-        topic = node.resolve_topic_name(graph.INSTRUCTION)
-
-        def reader_nodes() -> int:
-            readers = node.get_subscriptions_info_by_topic(topic)
-            if publisher.get_subscription_count() < len(readers):
-                return 0  # discovered, not all matched yet
-            return len({(info.node_namespace, info.node_name) for info in readers})
-
         count, steady_since = publisher.get_subscription_count(), time.monotonic()
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
@@ -78,14 +70,14 @@ def run(args: argparse.Namespace) -> int:
             now_count = publisher.get_subscription_count()
             if now_count != count:
                 count, steady_since = now_count, time.monotonic()
-            if (args.readers and reader_nodes() >= args.readers) or \
+            if (args.readers and matched_reader_nodes(node, publisher, graph.INSTRUCTION) >= args.readers) or \
                     (not args.readers and time.monotonic() - steady_since >= SETTLE_SECONDS):
                 break
         message = Instruction(header=make_header("", node.get_clock().now().nanoseconds), text=text,
                               task=args.task, sequence=time.time_ns() // 1_000_000)
         publisher.publish(message)
         acknowledged = publisher.wait_for_all_acked(rclpy.duration.Duration(seconds=5.0))
-        readers = len({(info.node_namespace, info.node_name) for info in node.get_subscriptions_info_by_topic(topic)})
+        readers = len(subscriber_nodes(node, graph.INSTRUCTION))
         print(f"said {text!r}" + (f" (task {args.task})" if args.task else "")
               + f" to {readers} node(s)" + ("" if acknowledged else "; not every reader acknowledged it"),
               flush=True)

@@ -260,6 +260,22 @@ def topic_has_subscribers(node, topic: str, node_name: str | None = None) -> boo
     return any(info.node_name == node_name for info in node.get_subscriptions_info_by_topic(resolved))
 
 
+def subscriber_nodes(node, topic: str) -> set[tuple[str, str]]:
+    """The (namespace, name) of every node the graph shows subscribed to ``topic``: a node may hold several
+    subscriptions of one topic (every instruction reader has two: node_utils.subscribe_instructions)."""
+    resolved = node.resolve_topic_name(topic)
+    return {(info.node_namespace, info.node_name) for info in node.get_subscriptions_info_by_topic(resolved)}
+
+
+def matched_reader_nodes(node, publisher, topic: str) -> int:
+    """How many nodes read ``topic``, counted only once ``publisher`` has matched every subscription the
+    graph shows (0 before): a volatile reader that matches after a message went out never gets it."""
+    readers = node.get_subscriptions_info_by_topic(node.resolve_topic_name(topic))
+    if publisher.get_subscription_count() < len(readers):
+        return 0
+    return len({(info.node_namespace, info.node_name) for info in readers})
+
+
 def call_service(node, client, request, timeout: float, processes: Iterable[NodeProcess] = ()):
     """Call a service and spin ``node`` until the answer comes (TimeoutError / ProcessDied otherwise)."""
     future = client.call_async(request)
