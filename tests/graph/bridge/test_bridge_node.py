@@ -38,7 +38,7 @@ from openhelix_ros.common.node_utils import (
     SENSOR_QOS,
     TRAJECTORY_QOS,
 )
-from openhelix_ros.common.processes import call_service, wait_for
+from openhelix_ros.common.processes import call_service, matched_reader_nodes, wait_for
 from openhelix_ros.sim.protocol import state_for_condition
 
 TICK_NS = round(1e9 / 30)
@@ -121,6 +121,22 @@ def test_realtime_topics_types_stamps_and_rate(peer, processes):
     assert (width, height) == (200, 200) and k[0, 0] > 0
     cloud = pointcloud2_to_points(watches[graph.POINTS].last)
     assert cloud.frame_id == "world" and cloud.rgb is not None and len(cloud.xyz) > 10000
+    # The static camera's pose: where the simulator put it, and the cloud projects back into its image.
+    from scipy.spatial.transform import Rotation
+
+    from openhelix_ros.common.conversions import pose_stamped_from_msg
+    from openhelix_ros.evaluation.video import Projection
+    from openhelix_ros.sim.cameras import static_camera_pose
+
+    position, quaternion, frame, _ = pose_stamped_from_msg(watches[graph.STATIC_CAMERA_POSE].last)
+    camera_to_world = np.eye(4)
+    camera_to_world[:3, :3], camera_to_world[:3, 3] = Rotation.from_quat(quaternion).as_matrix(), position
+    assert frame == "world" and np.allclose(camera_to_world, static_camera_pose(), atol=1e-6)
+    uv, front = Projection(k, camera_to_world).pixels(cloud.xyz)
+    inside = front & (uv[:, 0] >= 0) & (uv[:, 0] < 200) & (uv[:, 1] >= 0) & (uv[:, 1] < 200)
+    assert inside.mean() > 0.5, inside.mean()
+    _, _, gripper_frame, _ = pose_stamped_from_msg(watches[graph.GRIPPER_CAMERA_POSE].last)
+    assert gripper_frame == "world"
     state = watches[graph.SCENE_STATE].last
     assert len(state.robot_obs_labels) == 15 and state.scene_obs_labels[1] == "drawer"
     assert list(watches[graph.JOINT_STATES].last.name)[:1] == ["panda_joint1"]
@@ -285,7 +301,8 @@ def test_expert_completes_a_task_through_the_lockstep_bridge(peer, lockstep_brid
         assert start.success, start.message
         expert = processes.node("scripted_expert")
         watched.append(expert)
-        wait_for(peer, lambda: peer.count_subscribers(graph.INSTRUCTION) >= 2, 40, "the expert", watched)
+        wait_for(peer, lambda: matched_reader_nodes(peer, instructions, graph.INSTRUCTION) >= 2, 40, "the expert",
+                 watched)
         instructions.publish(Instruction(text="open the drawer", task="open_drawer", sequence=1))
         completed: list[str] = []
         checked_step = -1

@@ -268,7 +268,8 @@ def test_missing_bridge_fails_the_goal_with_a_clear_message(tmp_path, processes,
 
     reports = []
     peer.create_subscription(DiagnosticArray, "/diagnostics", lambda array: reports.extend(
-        status for status in array.status if status.name == "evaluator: node"), DIAGNOSTICS_QOS)
+        status for status in array.status if status.name == "evaluator: node"
+        and status.hardware_id == "/lonely/evaluator"), DIAGNOSTICS_QOS)  # not the module's other evaluator
     evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", "service_timeout:=1.0", namespace="/lonely")
     done = subprocess.run([sys.executable, "-m", "openhelix_ros.cli", "eval", "-n", "1", "--namespace", "lonely"],
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
@@ -320,6 +321,43 @@ def test_interrupting_the_command_or_the_node_keeps_partial_results(tmp_path, pr
     results = json.loads((tmp_path / "sigint" / "results.json").read_text())
     assert results["status"] == "cancelled" and results["message"] == "node shut down"
     assert results["num_sequences_done"] >= 1
+
+
+def test_a_rendered_evaluation_films_its_chains_with_the_plan_projected(tmp_path, processes):
+    """With a rendering bridge the evaluator writes an MP4 of each filmed chain: a frame a step, the
+    scripted expert's plan drawn in gripper colours, the outcome held at the end, linked from report.md."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    from openhelix_ros.evaluation.video import BAR, OPEN, ChainFilm
+
+    namespace = "/filmed"
+    processes.node("calvin_bridge", "render:=true", "clock_mode:=lockstep", namespace=namespace)
+    processes.node("scripted_expert", namespace=namespace)
+    evaluator = start_evaluator(processes, f"runs_dir:={tmp_path}", "service_timeout:=30.0", "video_chains:=1",
+                                namespace=namespace)
+    client = Client(namespace)
+    try:
+        outcome = client.run(timeout=240.0, num_sequences=2, episode_length=120, seed=0, run_name="filmed",
+                             tasks=["open_drawer"])
+    finally:
+        client.close()
+    assert outcome["status"] == GoalStatus.STATUS_SUCCEEDED, evaluator.output()
+    results = json.loads((tmp_path / "filmed" / "results.json").read_text())
+    assert len(results["videos"]) == 1, results["videos"]  # video_chains:=1: the first chain only
+    video = results["videos"][0]
+    assert video["chain"] == 0 and video["error"] == "" and video["path"] == "videos/chain_000.mp4", video
+    steps = results["chains"][0]["subtasks"][0]["steps"]
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "filmed" / video["path"]))
+    meta = next(reader)
+    frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
+    # A frame a step (best effort: a few may be lost under load), then the held outcome.
+    assert len(frames) == video["frames"] and video["frames"] >= steps * 0.8 + ChainFilm.HOLD_FRAMES, (video, steps)
+    assert meta["size"] == (400, 480)
+    green = [(np.abs(f[BAR:-BAR].astype(int) - OPEN).sum(axis=2) < 40).sum() for f in frames[5:-ChainFilm.HOLD_FRAMES]]
+    assert max(green) > 10, "no plan drawn in any frame"
+    report = (tmp_path / "filmed" / "report.md").read_text()
+    assert "## Videos" in report and "[videos/chain_000.mp4](videos/chain_000.mp4)" in report
 
 
 def test_real_bridge_and_scripted_expert(tmp_path, processes):

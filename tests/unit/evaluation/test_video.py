@@ -91,3 +91,34 @@ def test_frames_the_encoder_cannot_keep_up_with_are_dropped_and_counted(tmp_path
     accepted = sum(writer.add(np.zeros((200, 200, 3), np.uint8), Caption(0, 1, 0)) for _ in range(200))
     summary = writer.close()
     assert summary.frames == accepted and summary.dropped == 200 - accepted > 0
+
+
+def test_a_chain_film_follows_subtasks_latents_and_plans_and_holds_the_outcome(tmp_path):
+    from openhelix_ros.evaluation.video import ChainFilm
+
+    step = 1_000_000_000 // 30
+    film = ChainFilm(VideoWriter(tmp_path / "chain.mp4"), chain=0, chains=2, tasks=["open_drawer", "turn_on_led"],
+                     latent_period_steps=10, step_ns=step)
+    film.on_camera(Projection(K, looking_down()))
+    film.begin_subtask(0, "open_drawer", "open the drawer")
+    captions = []
+    real_add = film.writer.add
+    film.writer.add = lambda rgb, caption, *rest: captions.append((caption, bool(rest) and rest[0] is not None)) or real_add(
+        rgb, caption, *rest)
+    image = np.zeros((200, 200, 3), np.uint8)
+    film.on_image(image, 0)  # no latent, no plan yet
+    film.on_latent(0)
+    film.on_plan(step, np.zeros((5, 3)), np.ones(5))
+    for i in range(1, 14):
+        film.on_image(image, i * step)
+    film.begin_subtask(1, "turn_on_led", "turn on the led")
+    film.on_latent(10 * step)
+    film.on_image(image, 14 * step)
+    film.finish(completed=1).close()
+    first, later = captions[0][0], captions[13][0]
+    assert (first.step, first.latent_age_steps, captions[0][1]) == (0, None, False)
+    assert (later.step, later.latent_age_steps, later.subtask, later.marks) == (13, 13, 0, [None, None])
+    assert captions[13][1]  # the plan stamped at step 1 is drawn from step 1 on
+    moved = captions[14][0]
+    assert (moved.subtask, moved.task, moved.marks, moved.latent_age_steps) == (1, "turn_on_led", [True, None], 4)
+    assert len(captions) == 15 + ChainFilm.HOLD_FRAMES and captions[-1][0].marks == [True, False]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
+from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 
 from openhelix_msgs.msg import SceneState
@@ -24,8 +26,8 @@ from openhelix_ros.common.node_utils import CLOCK_QOS, SCENE_STATE_QOS, SENSOR_P
 
 CAMERA_FRAMES = {"static": "static_camera_optical_frame", "gripper": "gripper_camera_optical_frame"}
 CAMERA_TOPICS = {
-    "static": (graph.STATIC_IMAGE, graph.STATIC_DEPTH, graph.STATIC_CAMERA_INFO),
-    "gripper": (graph.GRIPPER_IMAGE, graph.GRIPPER_DEPTH, graph.GRIPPER_CAMERA_INFO),
+    "static": (graph.STATIC_IMAGE, graph.STATIC_DEPTH, graph.STATIC_CAMERA_INFO, graph.STATIC_CAMERA_POSE),
+    "gripper": (graph.GRIPPER_IMAGE, graph.GRIPPER_DEPTH, graph.GRIPPER_CAMERA_INFO, graph.GRIPPER_CAMERA_POSE),
 }
 CAMERA_POINTS_TOPICS = {"static": graph.STATIC_POINTS, "gripper": graph.GRIPPER_POINTS}
 
@@ -38,8 +40,9 @@ class ObservationPublisher:
         self._camera_pubs = {
             name: (node.create_publisher(Image, image, SENSOR_PUBLISH_QOS),
                    node.create_publisher(Image, depth, SENSOR_PUBLISH_QOS),
-                   node.create_publisher(CameraInfo, info, SENSOR_PUBLISH_QOS))
-            for name, (image, depth, info) in CAMERA_TOPICS.items()}
+                   node.create_publisher(CameraInfo, info, SENSOR_PUBLISH_QOS),
+                   node.create_publisher(PoseStamped, pose, SENSOR_PUBLISH_QOS))
+            for name, (image, depth, info, pose) in CAMERA_TOPICS.items()}
         self._points_pub = node.create_publisher(PointCloud2, graph.POINTS, SENSOR_PUBLISH_QOS)
         self._camera_points_pubs = {name: node.create_publisher(PointCloud2, topic, SENSOR_PUBLISH_QOS)
                                     for name, topic in CAMERA_POINTS_TOPICS.items()}
@@ -54,7 +57,7 @@ class ObservationPublisher:
         if self._clock_pub is not None:
             self._clock_pub.publish(Clock(clock=stamp))
         if observation.rendered:
-            for name, (image_pub, depth_pub, info_pub) in self._camera_pubs.items():
+            for name, (image_pub, depth_pub, info_pub, pose_pub) in self._camera_pubs.items():
                 frame = CAMERA_FRAMES[name]
                 camera = observation.cameras.get(name)
                 image_pub.publish(rgb_to_image(observation.rgb[name], frame, stamp))
@@ -62,6 +65,8 @@ class ObservationPublisher:
                 if camera is not None:
                     info_pub.publish(camera_info_to_msg(camera["intrinsics"], camera["width"], camera["height"],
                                                         frame, stamp))
+                    if camera.get("extrinsics") is not None:
+                        pose_pub.publish(camera_pose_msg(camera["extrinsics"], stamp))
             if with_points and observation.cameras:
                 xyz, rgb = observation.points()
                 self._points_pub.publish(points_to_pointcloud2(xyz, rgb, graph.WORLD_FRAME, stamp))
@@ -74,6 +79,12 @@ class ObservationPublisher:
         self._pose_pub.publish(pose_stamped_to_msg(observation.tcp_position, observation.tcp_quaternion,
                                                    graph.WORLD_FRAME, stamp))
         self._scene_pub.publish(scene_state_msg(observation))
+
+
+def camera_pose_msg(camera_to_world, stamp) -> PoseStamped:
+    """A camera's optical frame (4x4 camera-to-world) as a PoseStamped in world."""
+    matrix = np.asarray(camera_to_world, dtype=np.float64)
+    return pose_stamped_to_msg(matrix[:3, 3], Rotation.from_matrix(matrix[:3, :3]).as_quat(), graph.WORLD_FRAME, stamp)
 
 
 def scene_state_msg(observation: StepObservation) -> SceneState:

@@ -1,8 +1,8 @@
 """calvin_bridge: the simulator (the embedded play table or the real calvin_env) as ROS topics.
 
 Publishes, all stamped with the step's stamp (docs/ros_graph.md): ``camera/{static,gripper}/
-{image_raw,depth,camera_info}`` (rgb8, 32FC1 metres, pinhole intrinsics), ``points`` (PointCloud2 xyz +
-rgb, frame ``world``: both depth images fused), ``joint_states``, ``ee_pose``, ``scene_state``
+{image_raw,depth,camera_info,pose}`` (rgb8, 32FC1 metres, pinhole intrinsics, the optical frame in world),
+``points`` (PointCloud2 xyz + rgb, frame ``world``: both depth images fused), ``joint_states``, ``ee_pose``, ``scene_state``
 (openhelix_msgs/SceneState, published last: it marks the step's observation complete) and, in lockstep
 mode, ``/clock`` (first). Subscribes ``ee_trajectory`` and ``instruction`` (its ``task`` starts the
 simulator's subtask: CALVIN-D moves that task's block). Serves ``reset_scene`` and ``check_tasks``.

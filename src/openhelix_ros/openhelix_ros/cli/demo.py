@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chains", type=int, default=0,
                         help="evaluation chains (CALVIN uses 1000); with tasks, single-subtask episodes; "
                              "0: 3 chains, or one episode per task")
+    parser.add_argument("--videos", type=int, default=10,
+                        help="how many episodes are filmed into <run>/videos/ (0: none; not with --in-process)")
     parser.add_argument("--tasks", default="",
                         help="comma-separated CALVIN task ids: run --chains single-subtask episodes of these tasks "
                              "in turn instead of CALVIN's chains of five (per-task success of a policy trained "
@@ -160,7 +162,7 @@ def plan_demo(args: argparse.Namespace, runs: Path, root: Path) -> DemoPlan:
     # The graph of eval.launch.py (openhelix_ros/common/graphs.py), with the demo's choices as its arguments.
     arguments = {"backend": args.backend, "clock_mode": "lockstep", "latent_period_steps": str(args.latent_period_steps),
                  "policy": args.policy, "system2_model": args.system2_model, "system1_model": args.system1_model,
-                 "checkpoint": checkpoint, "runs_dir": str(runs)}
+                 "checkpoint": checkpoint, "runs_dir": str(runs), "video_chains": str(args.videos)}
     bridge = {"seed": args.seed}
     if args.waypoints_per_plan:
         bridge["waypoints_per_plan"] = args.waypoints_per_plan
@@ -309,6 +311,7 @@ def write_summary(args: argparse.Namespace, plan: DemoPlan, run_dir: Path, statu
         results = json.loads(results_file.read_text())
         summary["average_length"] = results.get("average_length")
         summary["success_rates"] = results.get("success_rates")
+        summary["videos"] = [video["path"] for video in results.get("videos", []) if not video["error"]]
     (run_dir / "demo.json").write_text(json.dumps(summary, indent=2))
     episodes = (f"- {plan.chains} single-subtask episodes of {', '.join(plan.tasks)} ({plan.tasks_note}), "
                 f"variant {args.variant}; " if plan.tasks else f"- {plan.chains} chains, variant {args.variant}; ")
@@ -321,6 +324,9 @@ def write_summary(args: argparse.Namespace, plan: DemoPlan, run_dir: Path, statu
              episodes + f"{summary['seconds']:.0f} s in all.",
              f"- Average length: {_two_decimals(summary.get('average_length'))}; see report.md for the tables and "
              "plots."]
+    if summary.get("videos"):
+        lines.append(f"- Videos of the episodes (the plan projected into the static camera): "
+                     f"{', '.join(str(run_dir / path) for path in summary['videos'])}.")
     text = "\n".join(lines)
     (run_dir / "demo.md").write_text(text + "\n")
     return text

@@ -27,6 +27,10 @@ STATIC_CAMERA_INFO = "camera/static/camera_info"
 GRIPPER_IMAGE = "camera/gripper/image_raw"
 GRIPPER_DEPTH = "camera/gripper/depth"
 GRIPPER_CAMERA_INFO = "camera/gripper/camera_info"
+# Each camera's optical frame (z forward, x right, y down) in world, stamped like its image: where /tf
+# would say it, but tf2_msgs is on no registry. The evaluator projects plans into its videos with it.
+STATIC_CAMERA_POSE = "camera/static/pose"
+GRIPPER_CAMERA_POSE = "camera/gripper/pose"
 POINTS = "points"
 # Each camera's pixels as an organised cloud (world xyz + rgb), for System 1 models that read cameras.
 STATIC_POINTS = "camera/static/points"
@@ -82,6 +86,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(GRIPPER_IMAGE, "sensor_msgs/msg/Image", _BRIDGE),
     TopicSpec(GRIPPER_DEPTH, "sensor_msgs/msg/Image", _BRIDGE),
     TopicSpec(GRIPPER_CAMERA_INFO, "sensor_msgs/msg/CameraInfo", _BRIDGE),
+    TopicSpec(STATIC_CAMERA_POSE, "geometry_msgs/msg/PoseStamped", _BRIDGE),
+    TopicSpec(GRIPPER_CAMERA_POSE, "geometry_msgs/msg/PoseStamped", _BRIDGE),
     TopicSpec(POINTS, "sensor_msgs/msg/PointCloud2", _BRIDGE, ("system1",)),
     # Published only while someone subscribes (System 1 with a camera model such as 3dda).
     TopicSpec(STATIC_POINTS, "sensor_msgs/msg/PointCloud2", _BRIDGE, ("system1",)),

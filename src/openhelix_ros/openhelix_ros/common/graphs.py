@@ -182,6 +182,8 @@ CHECKPOINT = Argument("checkpoint", "", "checkpoint or training run directory fo
 POLICY = Argument("policy", "dual", "who acts: dual (System 2 + System 1) or expert (the scripted expert, "
                   "privileged state; the plumbing reference)", choices=("dual", "expert"))
 RUNS_DIR = Argument("runs_dir", "runs", "where the evaluator writes runs/<name>/")
+VIDEO_CHAINS = Argument("video_chains", "10", "how many chains of each run the evaluator films into "
+                        "runs/<name>/videos/ (0: none)", type=int)
 RVIZ = Argument("rviz", "false", "also start rviz2 with rviz/openhelix.rviz (needs rviz2 installed)", type=bool)
 RVIZ_CONFIG = "openhelix.rviz"
 
@@ -228,10 +230,11 @@ SIM = Graph(
 EVAL = Graph(
     name="eval",
     summary="the simulated graph plus the evaluator, whose run_evaluation action runs the CALVIN protocol",
-    arguments=(*SIM.arguments, RUNS_DIR),
+    arguments=(*SIM.arguments, RUNS_DIR, VIDEO_CHAINS),
     nodes=(*_simulated_nodes(),
            NodeEntry("evaluator", arguments={"backend": "backend", "clock_mode": "clock_mode",
-                                             "latent_period_steps": "latent_period_steps", "runs_dir": "runs_dir"})),
+                                             "latent_period_steps": "latent_period_steps", "runs_dir": "runs_dir",
+                                             "video_chains": "video_chains"})),
 )
 
 RECORD = Graph(

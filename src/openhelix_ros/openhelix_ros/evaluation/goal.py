@@ -16,6 +16,7 @@ import time
 from openhelix_msgs.action import RunEvaluation
 from openhelix_msgs.msg import Instruction
 from openhelix_msgs.srv import CheckTasks, ResetScene
+from openhelix_ros.common import graph
 from openhelix_ros.common.node_utils import get_remote_parameters, set_remote_parameter
 from openhelix_ros.evaluation.core import (
     ChainFinished,
@@ -29,7 +30,8 @@ from openhelix_ros.evaluation.core import CheckTasks as CheckCommand
 from openhelix_ros.evaluation.core import ResetScene as ResetCommand
 from openhelix_ros.evaluation.messages import chain_end_progress_msg, progress_msg
 from openhelix_ros.evaluation.readiness import GraphWait, graph_gaps
-from openhelix_ros.evaluation.report import build_results, write_report
+from openhelix_ros.evaluation.report import VIDEO_DIR, build_results, write_report
+from openhelix_ros.evaluation.video import ChainFilm, VideoWriter
 
 
 class GoalExecution:
@@ -40,6 +42,7 @@ class GoalExecution:
         self._request_id = 0  # the call whose answer the run waits for
         self._position_clip: str | None = None  # the bridge's release clip box, as the report names it
         self._protocol_set = False  # whether the bridge took the goal's protocol (and must be cleared after)
+        self._videos: list[tuple[int, VideoWriter]] = []  # (chain, writer) of each filmed chain, to close
 
     def evaluate(self, goal_handle) -> RunEvaluation.Result:
         config = self.node.config_from_goal(goal_handle.request)
@@ -138,16 +141,18 @@ class GoalExecution:
         log = self.node.get_logger()
         run_name = run.config.run_name
         summary = run.summary()
+        directory = self.node.runs_dir / run_name
+        videos = self._close_videos(directory)
         with self.node.lock:  # a subscription callback may still hold the collector it read before
             results = build_results(run, timing, run_name=run_name, started=started, status=run.status,
                                     message=message, parameters=self._recorded_parameters())
+        results["videos"] = videos
         failed = run.status == "failed"
         # A failed run reports no score (NaN): its rates would read as a policy that failed every chain.
         result = RunEvaluation.Result(success=not failed,
                                       success_rates=[math.nan] * 5 if failed else [float(r) for r in summary.success_rates],
                                       average_length=math.nan if failed else float(summary.average_length),
                                       num_sequences_done=len(run.records))
-        directory = self.node.runs_dir / run_name
         try:
             paths = write_report(results, directory)
             result.results_path = str(paths["results"].parent.resolve())
@@ -214,6 +219,7 @@ class GoalExecution:
             request = CheckTasks.Request(tasks=list(command.tasks), start_state=command.start_state)
             return self._call(self.node.check_client, request, "check", run)
         if isinstance(command, PublishInstruction):
+            self._film_subtask(run, command)
             message = Instruction(text=command.text, task=command.task, sequence=next(self.node.instruction_sequences))
             message.header.stamp = self.node.get_clock().now().to_msg()
             self.node.instruction_pub.publish(message)
@@ -222,6 +228,10 @@ class GoalExecution:
             return []
         if isinstance(command, ChainFinished):
             record = command.record
+            with self.node.lock:
+                film, self.node.filming.film = self.node.filming.film, None
+            if film is not None:  # closed at the end of the run: the encoder catches up meanwhile
+                self._videos.append((record.index, film.finish(record.completed)))
             progress = chain_end_progress_msg(run, record, self.node.wall_clock.now(), time.time() - started)
             self.node.progress_pub.publish(progress)
             goal_handle.publish_feedback(RunEvaluation.Feedback(progress=progress, chain_tasks=list(record.tasks),
@@ -233,6 +243,44 @@ class GoalExecution:
         if isinstance(command, RunFinished):
             return []
         raise TypeError(f"unknown command {command!r}")
+
+    def _film_subtask(self, run: EvaluationRun, command: PublishInstruction) -> None:
+        """Start the chain's video at its first subtask (for the first ``video_chains`` chains), and caption
+        every subtask of a chain being filmed."""
+        limit = int(self.node.get_parameter("video_chains").value)
+        with self.node.lock:
+            if command.subtask_index == 0 and command.chain_index < limit:
+                path = self.node.runs_dir / run.config.run_name / VIDEO_DIR / f"chain_{command.chain_index:03d}.mp4"
+                self.node.filming.film = ChainFilm(
+                    VideoWriter(path, fps=round(self.node.params["control_rate"])), command.chain_index,
+                    run.config.num_sequences, run.chains[command.chain_index][1],
+                    latent_period_steps=int(self.node.params["latent_period_steps"]),
+                    step_ns=1e9 / self.node.params["control_rate"])
+            if self.node.filming.film is not None:
+                self.node.filming.film.begin_subtask(command.subtask_index, command.task, command.text)
+
+    def _close_videos(self, directory) -> list[dict]:
+        """Close every video of the run (the one of an interrupted chain too); what results.json says of them."""
+        with self.node.lock:
+            film, self.node.filming.film = self.node.filming.film, None
+        if film is not None:
+            self._videos.append((film.caption.chain, film.writer))
+        videos = []
+        for chain, writer in self._videos:
+            summary = writer.close()
+            if not summary.frames and not summary.error:
+                summary.error = f"no image arrived on {self.node.resolve_topic_name(graph.STATIC_IMAGE)}"
+                self.node.get_logger().warning(f"no video of chain {chain}: {summary.error}")
+            elif summary.error:
+                self.node.get_logger().error(f"the video of chain {chain} is missing or cut short: {summary.error}")
+            elif summary.dropped:
+                self.node.get_logger().warning(f"the video of chain {chain} lost {summary.dropped} frames "
+                                               "(its encoder fell a whole queue behind)")
+            videos.append({"chain": chain, "path": str(summary.path.relative_to(directory)), "frames": summary.frames,
+                           "dropped": summary.dropped, "encode_seconds": summary.encode_seconds,
+                           "error": summary.error})
+        self._videos.clear()
+        return videos
 
     def _call(self, client, request, kind: str, run: EvaluationRun) -> list:
         self._request_id = request_id = next(self.node.request_ids)

@@ -63,6 +63,7 @@ from openhelix_ros.evaluation.core import (
     EvaluationError,
     TimingCollector,
 )
+from openhelix_ros.evaluation.filming import Filming
 from openhelix_ros.evaluation.goal import GoalExecution
 from openhelix_ros.evaluation.parameters import PARAMETERS
 from openhelix_ros.evaluation.readiness import GraphCounts
@@ -112,6 +113,7 @@ class Evaluator(Node):
         self.create_subscription(GoalLatent, graph.GOAL_LATENT, self._on_goal_latent, LATENT_SUBSCRIBER_QOS, callback_group=io)
         self.create_subscription(EETrajectory, graph.EE_TRAJECTORY, self._on_trajectory, TRAJECTORY_COUNT_QOS,
                                  callback_group=io)
+        self.filming = Filming(self, self.lock, io)  # the static camera, for the videos
         self.reset_client = self.create_client(ResetScene, graph.RESET_SCENE, callback_group=io)
         self.check_client = self.create_client(CheckTasks, graph.CHECK_TASKS, callback_group=io)
         self.parameter_client = self.create_client(SetParameters, f"{bridge}/set_parameters", callback_group=io)
@@ -185,6 +187,7 @@ class Evaluator(Node):
         self.health.received(graph.GOAL_LATENT)
         timing = self.timing
         with self.lock:
+            self.filming.on_latent(stamp_to_ns(message.observation_stamp))
             if timing is not None:
                 timing.on_goal_latent(time.monotonic(), int(message.sequence), stamp_to_ns(message.observation_stamp),
                                       float(message.inference_time))
@@ -195,6 +198,7 @@ class Evaluator(Node):
 
     def _on_trajectory(self, message: EETrajectory) -> None:
         self.health.received(graph.EE_TRAJECTORY)
+        self.filming.on_trajectory(message)
         timing = self.timing
         if timing is not None:
             with self.lock:

@@ -31,5 +31,9 @@ PARAMETERS = (
                   "a while to load. On timeout the run starts anyway, with a warning.", value_range=(0.0, 3600.0)),
     ParameterSpec("stall_timeout", 30.0, "Seconds (wall clock) without a scene_state or service answer "
                   "before the current subtask counts as failed.", value_range=(0.1, 3600.0)),
+    ParameterSpec("video_chains", 10, "How many chains of each run are filmed from the static camera, from the "
+                  "first: <run>/videos/chain_NNN.mp4 with the plan, instruction, subtask, latent age and "
+                  "outcome burned in (0: none). Encoded in the background, never on the lockstep path.",
+                  value_range=(0, 100_000)),
 )
 

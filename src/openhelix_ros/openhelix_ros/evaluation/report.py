@@ -44,6 +44,7 @@ from openhelix_ros.evaluation.core import (
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
+VIDEO_DIR = "videos"  # chain_NNN.mp4 of the filmed chains (evaluation/video.py)
 PLOTS = {
     "success_by_position": "success_by_position.png",
     "per_task_success": "per_task_success.png",
@@ -255,6 +256,13 @@ def markdown_report(results: dict) -> str:
         lines.append(f"| {chain['index']} | {tasks} | {chain['completed']} | {chain['failure'] or '-'} |")
     if len(results["chains"]) > 200:
         lines.append(f"\n({len(results['chains']) - 200} more chains in {RESULTS_FILE}.)")
+    if results.get("videos"):
+        lines += ["", "## Videos", "", "The static camera, with the plan projected (green open, red closed), the "
+                  "instruction, the subtask marks and the latent age burned in.", "",
+                  "| chain | video | frames | dropped |", "|---|---|---|---|"]
+        for video in results["videos"]:
+            link = f"[{video['path']}]({video['path']})" if not video["error"] else f"missing: {video['error']}"
+            lines.append(f"| {video['chain']} | {link} | {video['frames']} | {video['dropped']} |")
     if results.get("interrupted_chain"):
         lines += ["", f"Chain {results['interrupted_chain']['index']} was interrupted by the cancel and is not "
                       "counted."]

@@ -227,3 +227,68 @@ class VideoWriter:
                     writer.close()
                 except Exception as error:
                     self._error = self._error or f"{type(error).__name__}: {error}"
+
+
+class ChainFilm:
+    """What the evaluator knows of one chain, turned into its video: the captions follow the chain's
+    subtasks, each camera image becomes a frame with the newest plan stamped at or before it, and the
+    chain's end holds the last frame for a second with the final marks. Times are the stamps messages
+    carry (integer ns); nothing here waits, and nothing reads a clock."""
+
+    HOLD_FRAMES = VIDEO_FPS  # the outcome stays on screen this long at the end
+
+    def __init__(self, writer: VideoWriter, chain: int, chains: int, tasks: list[str],
+                 latent_period_steps: int = 0, step_ns: float = 1e9 / VIDEO_FPS) -> None:
+        self.writer = writer
+        self.caption = Caption(chain=chain, chains=chains, subtask=0, marks=[None] * len(tasks),
+                               latent_period_steps=latent_period_steps or None)
+        self._tasks = list(tasks)
+        self._step_ns = float(step_ns)
+        self._start_ns: int | None = None  # the stamp of the chain's first frame: step 0
+        self._latent_stamps: list[int] = []  # observation stamps of the latents heard, newest last
+        self._plan: tuple[int, np.ndarray, np.ndarray] | None = None  # (stamp, positions, gripper)
+        self._projection: Projection | None = None
+        self._last: tuple[np.ndarray, int] | None = None
+
+    def begin_subtask(self, index: int, task: str, instruction: str) -> None:
+        for done in range(index):
+            if self.caption.marks[done] is None:
+                self.caption.marks[done] = True  # a later subtask began: this one succeeded
+        self.caption.subtask, self.caption.task, self.caption.instruction = index, task, instruction
+
+    def on_camera(self, projection: Projection) -> None:
+        self._projection = projection
+
+    def on_latent(self, observation_stamp_ns: int) -> None:
+        self._latent_stamps.append(int(observation_stamp_ns))
+        del self._latent_stamps[:-64]
+
+    def on_plan(self, stamp_ns: int, positions: np.ndarray, gripper: np.ndarray) -> None:
+        self._plan = (int(stamp_ns), np.asarray(positions, dtype=np.float64), np.asarray(gripper, dtype=np.float64))
+
+    def on_image(self, rgb: np.ndarray, stamp_ns: int) -> bool:
+        """A frame from the static camera; False when the writer had to drop it."""
+        stamp_ns = int(stamp_ns)
+        if self._start_ns is None or stamp_ns < self._start_ns:
+            self._start_ns = stamp_ns  # a reset restarts sim time: the chain's first image is step 0
+        self.caption.step = round((stamp_ns - self._start_ns) / self._step_ns)
+        older = [s for s in self._latent_stamps if s <= stamp_ns]
+        self.caption.latent_age_steps = round((stamp_ns - max(older)) / self._step_ns) if older else None
+        plan = self._plan if self._plan is not None and self._plan[0] <= stamp_ns else None
+        self._last = (np.asarray(rgb), stamp_ns)
+        return self.writer.add(rgb, _copy(self.caption), plan[1] if plan else None, plan[2] if plan else None,
+                               self._projection)
+
+    def finish(self, completed: int) -> VideoWriter:
+        """Mark the outcome (``completed`` subtasks in a row), hold the last frame, and return the writer
+        for the caller to close off the lockstep path."""
+        for index in range(len(self.caption.marks)):
+            self.caption.marks[index] = True if index < completed else False if index == completed else None
+        if self._last is not None:
+            for _ in range(self.HOLD_FRAMES):
+                self.writer.add(self._last[0], _copy(self.caption))
+        return self.writer
+
+
+def _copy(caption: Caption) -> Caption:
+    return Caption(**{**caption.__dict__, "marks": list(caption.marks)})
