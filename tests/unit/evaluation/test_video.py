@@ -122,3 +122,21 @@ def test_a_chain_film_follows_subtasks_latents_and_plans_and_holds_the_outcome(t
     moved = captions[14][0]
     assert (moved.subtask, moved.task, moved.marks, moved.latent_age_steps) == (1, "turn_on_led", [True, None], 4)
     assert len(captions) == 15 + ChainFilm.HOLD_FRAMES and captions[-1][0].marks == [True, False]
+
+
+def test_a_lockstep_film_leaves_out_the_previous_episodes_images_even_when_stamped_later(tmp_path):
+    """Sim time restarts at a reset: the previous episode's last image (stamped at its step 300) may
+    arrive after the film began; only images from the reset's stamp on become frames."""
+    from openhelix_ros.evaluation.video import ChainFilm
+
+    step = 1_000_000_000 // 30
+    film = ChainFilm(VideoWriter(tmp_path / "chain.mp4"), 0, 1, ["open_drawer"], step_ns=step, start_ns=0,
+                     exact_start=True)
+    steps = []
+    real_add = film.writer.add
+    film.writer.add = lambda rgb, caption, *rest: steps.append(caption.step) or real_add(rgb, caption, *rest)
+    image = np.zeros((20, 20, 3), np.uint8)
+    for stamp in (300 * step, 0, step, 2 * step):
+        film.on_image(image, stamp)
+    assert steps == [0, 1, 2]
+    film.writer.close()

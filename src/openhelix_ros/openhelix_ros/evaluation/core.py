@@ -395,6 +395,11 @@ class EvaluationRun:
         return len(self.records)
 
     @property
+    def start_state(self) -> Any:
+        """The state the current subtask started from, as the node gave it (the reset's for subtask 0)."""
+        return self._start_state
+
+    @property
     def subtask_index(self) -> int:
         return len(self.current.subtasks) - 1 if self.current and self.current.subtasks else 0
 

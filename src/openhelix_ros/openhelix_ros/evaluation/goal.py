@@ -17,6 +17,7 @@ from openhelix_msgs.action import RunEvaluation
 from openhelix_msgs.msg import Instruction
 from openhelix_msgs.srv import CheckTasks, ResetScene
 from openhelix_ros.common import graph
+from openhelix_ros.common.conversions import stamp_to_ns
 from openhelix_ros.common.node_utils import get_remote_parameters, set_remote_parameter
 from openhelix_ros.evaluation.core import (
     ChainFinished,
@@ -255,7 +256,9 @@ class GoalExecution:
                     VideoWriter(path, fps=round(self.node.params["control_rate"])), command.chain_index,
                     run.config.num_sequences, run.chains[command.chain_index][1],
                     latent_period_steps=int(self.node.params["latent_period_steps"]),
-                    step_ns=1e9 / self.node.params["control_rate"])
+                    step_ns=1e9 / self.node.params["control_rate"],
+                    start_ns=stamp_to_ns(run.start_state.header.stamp) if hasattr(run.start_state, "header") else None,
+                    exact_start=self.node.params["clock_mode"] == "lockstep")
             if self.node.filming.film is not None:
                 self.node.filming.film.begin_subtask(command.subtask_index, command.task, command.text)
 

@@ -236,15 +236,22 @@ class ChainFilm:
     carry (integer ns); nothing here waits, and nothing reads a clock."""
 
     HOLD_FRAMES = VIDEO_FPS  # the outcome stays on screen this long at the end
+    START_WINDOW_STEPS = 10  # with exact_start, the first frame taken lies this close after the start
 
     def __init__(self, writer: VideoWriter, chain: int, chains: int, tasks: list[str],
-                 latent_period_steps: int = 0, step_ns: float = 1e9 / VIDEO_FPS) -> None:
+                 latent_period_steps: int = 0, step_ns: float = 1e9 / VIDEO_FPS, start_ns: int | None = None,
+                 exact_start: bool = False) -> None:
+        """``start_ns``: the stamp of the chain's start state (the reset's); images stamped before it are
+        of the previous episode and left out. With ``exact_start`` (lockstep, where a step's image has its
+        state's stamp, and sim time restarts at the reset, so an image of the previous episode may even
+        be stamped later) the film begins with the first image stamped at most START_WINDOW_STEPS after it."""
         self.writer = writer
         self.caption = Caption(chain=chain, chains=chains, subtask=0, marks=[None] * len(tasks),
                                latent_period_steps=latent_period_steps or None)
         self._tasks = list(tasks)
         self._step_ns = float(step_ns)
-        self._start_ns: int | None = None  # the stamp of the chain's first frame: step 0
+        self._start_ns = None if start_ns is None else int(start_ns)  # the stamp of step 0
+        self._waiting_for_start = exact_start and start_ns is not None
         self._latent_stamps: list[int] = []  # observation stamps of the latents heard, newest last
         self._plan: tuple[int, np.ndarray, np.ndarray] | None = None  # (stamp, positions, gripper)
         self._projection: Projection | None = None
@@ -269,8 +276,15 @@ class ChainFilm:
     def on_image(self, rgb: np.ndarray, stamp_ns: int) -> bool:
         """A frame from the static camera; False when the writer had to drop it."""
         stamp_ns = int(stamp_ns)
-        if self._start_ns is None or stamp_ns < self._start_ns:
-            self._start_ns = stamp_ns  # a reset restarts sim time: the chain's first image is step 0
+        if self._waiting_for_start:
+            # Within a few steps of the start, not exactly at it: a best-effort frame may be lost.
+            if not 0 <= stamp_ns - self._start_ns <= self.START_WINDOW_STEPS * self._step_ns:
+                return True  # still the previous episode's images
+            self._waiting_for_start = False
+        if self._start_ns is None:
+            self._start_ns = stamp_ns  # no start state given: the chain's first image is step 0
+        if stamp_ns < self._start_ns:
+            return True  # from before the chain began
         self.caption.step = round((stamp_ns - self._start_ns) / self._step_ns)
         older = [s for s in self._latent_stamps if s <= stamp_ns]
         self.caption.latent_age_steps = round((stamp_ns - max(older)) / self._step_ns) if older else None
