@@ -1,7 +1,11 @@
 """A corrupt, truncated or wrong-architecture checkpoint stops a policy node at load with one clear line
 that names the file and what is wrong with it, and exit status 2 (a configuration error: a launch
 ``respawn`` retrying it would only fail again), never a traceback and never a node that comes up
-with weights it did not load. Each case damages a copy of the shipped checkpoint (checkpoints/easy6)."""
+with weights it did not load. Each case damages a copy of the shipped checkpoint (checkpoints/easy6).
+
+Four cases run as node processes (a node start costs about 10 s of CI); the others differ only in which
+file is damaged and go through the same loader, so they are checked in the test process, through the
+function the nodes call (System1Core.load / System2Core.load)."""
 
 from __future__ import annotations
 
@@ -73,7 +77,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+ACROSS_PROCESSES = ("system1 truncated", "system1 other architecture", "system2 given System 1",
+                    "system2 unknown model type")
+
+
+@pytest.mark.parametrize("case", ACROSS_PROCESSES)
 def test_a_damaged_checkpoint_stops_the_node_at_load_naming_what_is_wrong(tmp_path, case):
     node = case.split()[0]
     checkpoint = damage(tmp_path, case)
@@ -88,3 +96,19 @@ def test_a_damaged_checkpoint_stops_the_node_at_load_naming_what_is_wrong(tmp_pa
         assert expected in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert f"{node} ready" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case", sorted(set(CASES) - set(ACROSS_PROCESSES)))
+def test_the_other_damaged_checkpoints_are_refused_by_the_loader_the_nodes_call(tmp_path, case):
+    from openhelix_ros.system1.core import System1Core
+    from openhelix_ros.system2.core import System2Core
+    from openhelix_training.checkpoint import CheckpointError
+
+    node = case.split()[0]
+    checkpoint = damage(tmp_path, case)
+    load = System1Core.load if node == "system1" else System2Core.load
+    with pytest.raises((ValueError, CheckpointError)) as error:  # the two the nodes turn into "cannot start"
+        load(checkpoint=str(checkpoint))
+    assert str(tmp_path) in str(error.value)
+    for expected in CASES[case]:
+        assert expected in str(error.value), str(error.value)
