@@ -12,6 +12,7 @@ the imageio-ffmpeg wheel carries.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -65,10 +66,11 @@ class Projection:
         return uv, front
 
 
+@functools.lru_cache(maxsize=4)
 def _font(size: int):
     from PIL import ImageFont
 
-    return ImageFont.load_default(size=size)
+    return ImageFont.load_default(size=size)  # parsed once a size, not once a frame
 
 
 def annotate(rgb: np.ndarray, caption: Caption, trajectory: np.ndarray | None = None,
