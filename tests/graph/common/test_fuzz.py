@@ -73,4 +73,9 @@ def test_malformed_messages_of_every_type_leave_the_graph_alive_and_planning(pee
     assert "instruction has 100000 characters, more than the limit of 1000" in system2
     assert "image dropped" in system2
     assert "instruction is not valid UTF-8" in system2  # rclpy hands it on with U+FFFD; System 2 refuses it
-    assert "trajectory has 20000 poses, more than the limit of 10000" in bridge
+    # The bridge reads ee_trajectory keep-last 1 (only the newest plan counts), so in the fuzzer's burst any
+    # one case may be replaced before it is read (the 20,000-pose one was, once, in CI): some refusal is
+    # logged, and the one of the pose bound names its limit when it came through.
+    assert "dropped ee_trajectory" in bridge
+    if "20000 poses" in bridge:
+        assert "trajectory has 20000 poses, more than the limit of 10000" in bridge
