@@ -1,4 +1,4 @@
-"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, up, say,
+"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, up, view, say,
 latent-probe, import-checkpoint, info).
 
 Each verb lives in its own module under ``openhelix_ros.cli`` exposing ``add_arguments(parser)``
@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("train", "train System 2 / System 1 offline (delegates to openhelix-train)"),
     "bench": ("bench", "measure simulator, model and graph speed; report under runs/"),
     "up": ("up", "start a launch file's graph (sim, eval, record, robot) without ros2 launch, until Ctrl-C"),
+    "view": ("view", "watch a running graph in the browser: cloud, arm, plan, cameras, latent age, rates"),
     "say": ("say", "instruct a running graph: one Instruction on the instruction topic"),
     "latent-probe": ("latent_probe", "read what the <ACT> latent carries while a block moves (the paper's Figure 5)"),
     "import-checkpoint": ("import_checkpoint", "released 3D Diffuser Actor / OpenHelix weights into this project's "
