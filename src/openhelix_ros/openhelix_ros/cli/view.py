@@ -4,7 +4,8 @@ Serves a viser page (three.js over a websocket) at http://HOST:PORT/ with the fu
 the arm's URDF posed at ``joint_states``, the ``ee_pose`` frame, the newest ``ee_trajectory`` coloured by
 gripper command (green open, red closed), both camera images, the instruction, the latent's age against
 System 2's Asy(N) window, System 1/System 2 rates and, during an evaluation, its chain and subtask. A text
-box sends an instruction as ``openhelix say`` does. Binds to 127.0.0.1 unless ``--host`` says otherwise.
+box sends an instruction as ``openhelix say`` does. ``--bag DIR`` shows a recorded bag instead, with a
+time slider and a play button. Binds to 127.0.0.1 unless ``--host`` says otherwise.
 ``--screenshot PNG`` loads the page once in headless Chromium after ``--settle`` seconds and exits.
 """
 
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heavy-period", type=float, default=0.2,
                         help="seconds between redraws of the cloud and the camera images")
     parser.add_argument("--control-rate", type=float, default=30.0, help="env steps per second (latent ages)")
+    parser.add_argument("--bag", default="", help="replay this recorded bag (a time slider) instead of a live graph")
     parser.add_argument("--screenshot", default="", help="write a PNG of the page (headless Chromium) and exit")
     parser.add_argument("--settle", type=float, default=10.0, help="with --screenshot: seconds to watch first")
 
@@ -75,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"openhelix view: {error}", file=sys.stderr)
         return 2
     server = viser.ViserServer(host=args.host, port=args.port, label="OpenHelix-ROS", verbose=False)
+    if args.bag:
+        try:
+            return _replay(args, server, core, robot, base)
+        finally:
+            server.stop()
     rclpy.init()
     holder: dict = {}
     try:
@@ -84,21 +91,12 @@ def run(args: argparse.Namespace) -> int:
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
         spinner.start()
-        url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{server.get_port()}/"
+        url = _url(args, server)
         print(f"openhelix view: serving {url} (graph namespace {args.namespace or '/'}; Ctrl-C to stop)",
               flush=True)
         if args.screenshot:
-            from openhelix_ros.viewer.browser import screenshot
-
             time.sleep(args.settle)
-            try:
-                path = screenshot(url, args.screenshot)
-            except RuntimeError as error:
-                print(f"openhelix view: {error}", file=sys.stderr)
-                return 1
-            print(f"openhelix view: wrote {path} ({node.draws} frames drawn, "
-                  f"{sum(core.received.values())} messages)", flush=True)
-            return 0
+            return _screenshot(url, args.screenshot, core)
         try:
             while spinner.is_alive():
                 spinner.join(0.5)
@@ -111,3 +109,59 @@ def run(args: argparse.Namespace) -> int:
             holder["node"].destroy_node()
         rclpy.try_shutdown()
         server.stop()
+
+
+def _url(args: argparse.Namespace, server) -> str:
+    return f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{server.get_port()}/"
+
+
+def _screenshot(url: str, output: str, core) -> int:
+    from openhelix_ros.viewer.browser import screenshot
+
+    try:
+        path = screenshot(url, output)
+    except RuntimeError as error:
+        print(f"openhelix view: {error}", file=sys.stderr)
+        return 1
+    print(f"openhelix view: wrote {path} ({sum(core.received.values())} messages shown)", flush=True)
+    return 0
+
+
+def _replay(args: argparse.Namespace, server, core, robot, base) -> int:
+    """The bag under a time slider: each redraw shows the newest message of each topic at the slider's
+    time; Play advances it at the recording's speed."""
+    from openhelix_ros.viewer.node import MessageFeed
+    from openhelix_ros.viewer.replay import BagReplay
+    from openhelix_ros.viewer.scene import ViewerScene
+
+    feed = MessageFeed(core)
+    try:
+        replay = BagReplay(args.bag, feed)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"openhelix view: {error}", file=sys.stderr)
+        return 2
+    scene = ViewerScene(server, robot, base)
+    step = 1.0 / args.control_rate
+    slider = server.gui.add_slider("Time (s)", min=0.0, max=max(replay.duration, step), step=step, initial_value=0.0)
+    playing = server.gui.add_checkbox("Play", initial_value=False)
+    counts = ", ".join(f"{topic} {count}" for topic, count in sorted(replay.messages().items()))
+    print(f"openhelix view: {args.bag}: {replay.duration:.1f} s ({counts})", flush=True)
+    url = _url(args, server)
+    print(f"openhelix view: serving {url} (Ctrl-C to stop)", flush=True)
+    started = time.monotonic()
+    period = 1.0 / args.rate
+    try:
+        while True:
+            tick = time.monotonic()
+            if playing.value:
+                slider.value = min(slider.value + period, slider.max)
+            # A slider position is one control step: what was recorded during that step shows.
+            replay.seek(slider.value + step * 0.999)
+            with feed.lock:
+                frame = core.frame(tick)
+            scene.draw(frame)
+            if args.screenshot and tick - started >= args.settle:
+                return _screenshot(url, args.screenshot, core)
+            time.sleep(max(0.0, period - (time.monotonic() - tick)))
+    except KeyboardInterrupt:
+        return 0

@@ -13,7 +13,7 @@ import time
 
 from rclpy.node import Node
 
-from openhelix_msgs.msg import EETrajectory, EvaluationProgress, GoalLatent, Instruction
+from openhelix_msgs.msg import Instruction
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import (
     image_to_array,
@@ -22,6 +22,7 @@ from openhelix_ros.common.conversions import (
     pose_stamped_from_msg,
     trajectory_from_msg,
 )
+from openhelix_ros.common.messages import message_class
 from openhelix_ros.common.node_utils import (
     INSTRUCTION_PUBLISHER_QOS,
     LATENT_SUBSCRIBER_QOS,
@@ -45,50 +46,43 @@ def joint_positions(message) -> dict[str, float]:
     return dict(zip(message.name, (float(p) for p in message.position), strict=True))
 
 
-class ViewerNode(Node):
-    """Subscribes to one graph (the namespace it is created in) and draws it into ``scene``."""
+# topic -> the QoS profile (types: graph.py) of everything the viewer reads but instructions (two readers,
+# see node_utils.subscribe_instructions). Sensors best effort: the graph's writers never wait for the viewer.
+VIEWED_TOPICS = {
+    graph.POINTS: SENSOR_QOS,
+    graph.JOINT_STATES: SENSOR_QOS,
+    graph.EE_POSE: SENSOR_QOS,
+    graph.STATIC_IMAGE: SENSOR_QOS,
+    graph.GRIPPER_IMAGE: SENSOR_QOS,
+    graph.EE_TRAJECTORY: TRAJECTORY_QOS,
+    graph.GOAL_LATENT: LATENT_SUBSCRIBER_QOS,
+    graph.EVALUATION_PROGRESS: PROGRESS_QOS,
+}
 
-    def __init__(self, core: ViewerCore, scene: ViewerScene, draw_rate: float = 10.0,
-                 namespace: str | None = None) -> None:
-        super().__init__(NODE_NAME, namespace=namespace or None)
-        from geometry_msgs.msg import PoseStamped
-        from sensor_msgs.msg import Image, JointState, PointCloud2
 
-        self.core, self.scene = core, scene
-        self.lock = threading.Lock()
-        self.closing = threading.Event()
-        self.draws = 0
-        subscriptions = [
-            (PointCloud2, graph.POINTS, SENSOR_QOS, self._on_points),
-            (JointState, graph.JOINT_STATES, SENSOR_QOS, self._on_joints),
-            (PoseStamped, graph.EE_POSE, SENSOR_QOS, self._on_ee_pose),
-            (Image, graph.STATIC_IMAGE, SENSOR_QOS, lambda m: self._on_image("static", m)),
-            (Image, graph.GRIPPER_IMAGE, SENSOR_QOS, lambda m: self._on_image("gripper", m)),
-            (EETrajectory, graph.EE_TRAJECTORY, TRAJECTORY_QOS, self._on_trajectory),
-            (GoalLatent, graph.GOAL_LATENT, LATENT_SUBSCRIBER_QOS, self._on_latent),
-            (EvaluationProgress, graph.EVALUATION_PROGRESS, PROGRESS_QOS, self._on_progress),
-        ]
-        for message_type, topic, qos, callback in subscriptions:
-            self.create_subscription(message_type, topic, self._guarded(topic, callback), qos)
-        subscribe_instructions(self, self._guarded(graph.INSTRUCTION, self._on_instruction))
-        self.instruction_publisher = self.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
-        self.create_timer(1.0 / draw_rate, self._draw)
-        from rcl_interfaces.srv import GetParameters
+class MessageFeed:
+    """Graph messages (rclpy types) into the core, one topic a handler, under ``lock``; the live node and
+    the bag replay share it. A malformed message is counted and named in the status panel, never raised."""
 
-        self._parameter_client = self.create_client(GetParameters, f"{SYSTEM2_NODE}/get_parameters")
-        threading.Thread(target=self._read_latent_period, name="latent-period", daemon=True).start()
+    def __init__(self, core: ViewerCore, lock: threading.Lock | None = None) -> None:
+        self.core = core
+        self.lock = lock or threading.Lock()
+        self.handlers = {
+            graph.POINTS: self._on_points, graph.JOINT_STATES: self._on_joints, graph.EE_POSE: self._on_ee_pose,
+            graph.STATIC_IMAGE: lambda m: self._on_image("static", m),
+            graph.GRIPPER_IMAGE: lambda m: self._on_image("gripper", m),
+            graph.EE_TRAJECTORY: self._on_trajectory, graph.GOAL_LATENT: self._on_latent,
+            graph.EVALUATION_PROGRESS: self._on_progress, graph.INSTRUCTION: self._on_instruction,
+        }
 
-    def _guarded(self, topic: str, callback):
-        """A malformed message is counted and named in the status panel, never raised into the executor."""
-        def guarded(message) -> None:
-            try:
-                with self.lock:
-                    self.core.received[topic] += 1
-                    callback(message)
-            except ValueError as error:
-                with self.lock:
-                    self.core.on_refused(topic, str(error))
-        return guarded
+    def handle(self, topic: str, message) -> None:
+        try:
+            with self.lock:
+                self.core.received[topic] += 1
+                self.handlers[topic](message)
+        except ValueError as error:
+            with self.lock:
+                self.core.on_refused(topic, str(error))
 
     def _on_points(self, message) -> None:
         cloud = pointcloud2_to_points(message)
@@ -126,6 +120,29 @@ class ViewerNode(Node):
             subtask_index=int(message.subtask_index), task=message.task, instruction=message.instruction,
             completed_in_chain=int(message.completed_in_chain), average_length=float(message.average_length)),
             time.monotonic())
+
+
+class ViewerNode(Node):
+    """Subscribes to one graph (the namespace it is created in) and draws it into ``scene``."""
+
+    def __init__(self, core: ViewerCore, scene: ViewerScene, draw_rate: float = 10.0,
+                 namespace: str | None = None) -> None:
+        super().__init__(NODE_NAME, namespace=namespace or None)
+        self.core, self.scene = core, scene
+        self.feed = MessageFeed(core)
+        self.lock = self.feed.lock
+        self.closing = threading.Event()
+        self.draws = 0
+        for topic, qos in VIEWED_TOPICS.items():
+            self.create_subscription(message_class(graph.topic_type(topic)), topic,
+                                     lambda message, topic=topic: self.feed.handle(topic, message), qos)
+        subscribe_instructions(self, lambda message: self.feed.handle(graph.INSTRUCTION, message))
+        self.instruction_publisher = self.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
+        self.create_timer(1.0 / draw_rate, self._draw)
+        from rcl_interfaces.srv import GetParameters
+
+        self._parameter_client = self.create_client(GetParameters, f"{SYSTEM2_NODE}/get_parameters")
+        threading.Thread(target=self._read_latent_period, name="latent-period", daemon=True).start()
 
     def _draw(self) -> None:
         with self.lock:
