@@ -84,12 +84,15 @@ def test_viewer_shows_the_cloud_robot_and_plan_of_a_running_graph(peer, processe
         assert "Latent age:** (no latent yet)" in scene.status.content  # a plan made without a latent
 
         url = f"http://127.0.0.1:{server.get_port()}/"
+        # Redraws stop for the screenshots: headless Chromium's virtual time runs only while the page is idle,
+        # so a stream of updates once left a page without its cloud at 5 s, and once never finished.
+        viewer.draw_timer.cancel()
         shots = {}
         for hidden in (None, "cloud", "robot", "plan"):
             for part in ("cloud", "robot", "plan"):
                 scene.set_visible(part, part != hidden)
             shots[hidden] = np.asarray(Image.open(screenshot(url, tmp_path / f"without_{hidden}.png",
-                                                             settle_ms=5000)).convert("RGB"))
+                                                             settle_ms=10000)).convert("RGB"))
         full = shots[None]
         # Not blank and not an error page: the 3D view fills with scene colours, not one background.
         middle = full[150:650, 320:940]

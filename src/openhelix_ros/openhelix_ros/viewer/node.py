@@ -138,7 +138,7 @@ class ViewerNode(Node):
                                      lambda message, topic=topic: self.feed.handle(topic, message), qos)
         subscribe_instructions(self, lambda message: self.feed.handle(graph.INSTRUCTION, message))
         self.instruction_publisher = self.create_publisher(Instruction, graph.INSTRUCTION, INSTRUCTION_PUBLISHER_QOS)
-        self.create_timer(1.0 / draw_rate, self._draw)
+        self.draw_timer = self.create_timer(1.0 / draw_rate, self._draw)
         from rcl_interfaces.srv import GetParameters
 
         self._parameter_client = self.create_client(GetParameters, f"{SYSTEM2_NODE}/get_parameters")

@@ -28,11 +28,9 @@ class _Track:
 
 def _graph_topic(bag_topic: str) -> str | None:
     """The graph topic a recorded name is (a namespace before it allowed), or None."""
-    name = bag_topic.strip("/")
-    for topic in REPLAYED_TOPICS:
-        if name == topic or name.endswith("/" + topic):
-            return topic
-    return None
+    from openhelix_training.data.rosbag import topic_is
+
+    return next((topic for topic in REPLAYED_TOPICS if topic_is(bag_topic, topic)), None)
 
 
 class BagReplay:

@@ -20,6 +20,8 @@ POINT_SIZE = 0.006  # m: the fused cloud's spacing on the table
 
 
 def _wxyz(quaternion_xyzw) -> np.ndarray:
+    # conversions.quat_xyzw_to_wxyz does this too, but that module loads ROS message types and this one
+    # stays ROS-free (the viewer's unit tests run without rclpy).
     x, y, z, w = np.asarray(quaternion_xyzw, dtype=np.float64)
     return np.array([w, x, y, z])
 
@@ -42,10 +44,10 @@ class ViewerScene:
                                                    point_shape="square", visible=False)
         self.ee = server.scene.add_frame("/ee_pose", axes_length=0.08, axes_radius=0.004, visible=False)
         self.trajectory = server.scene.add_line_segments("/trajectory", points=np.zeros((1, 2, 3), np.float32),
-                                                         colors=np.zeros((1, 2, 3), np.uint8), thickness=4.0,
+                                                         colors=np.zeros((1, 2, 3), np.uint8), thickness=6.0,
                                                          thickness_units="screen", visible=False)
         self.waypoints = server.scene.add_point_cloud("/trajectory/waypoints", points=np.zeros((1, 3), np.float32),
-                                                      colors=np.zeros((1, 3), np.uint8), point_size=0.012, precision="float32",
+                                                      colors=np.zeros((1, 3), np.uint8), point_size=0.02, precision="float32",
                                                       point_shape="circle", visible=False)
         # One handle a visual, placed at its link's pose times the visual's origin on every joint update.
         self.links: list[tuple[str, np.ndarray, object]] = []
@@ -74,9 +76,6 @@ class ViewerScene:
     def draw(self, frame: Frame) -> None:
         if frame.empty:
             return
-        self.drawn["cloud"] |= frame.points is not None and len(frame.points[0]) > 0
-        self.drawn["robot"] |= frame.joints is not None or frame.ee_pose is not None
-        self.drawn["plan"] |= frame.trajectory is not None
         with self.server.atomic():  # one update to the browser, not one per object
             if frame.points is not None:
                 xyz, rgb = frame.points
@@ -100,6 +99,10 @@ class ViewerScene:
                     self.images[name].visible = True
             if frame.status is not None:
                 self.status.content = frame.status
+        # Marked once drawn, so a reader of these flags (set_visible, a test) sees the objects' contents.
+        self.drawn["cloud"] |= frame.points is not None and len(frame.points[0]) > 0
+        self.drawn["robot"] |= frame.joints is not None or frame.ee_pose is not None
+        self.drawn["plan"] |= frame.trajectory is not None
 
     def _on(self, part: str) -> bool:
         return bool(self.shown[part].value)

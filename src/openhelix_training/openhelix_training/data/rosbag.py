@@ -132,7 +132,8 @@ def image_to_array(msg) -> np.ndarray:
     raise BagDataError(f"image encoding {msg.encoding!r} not supported (rgb8, bgr8, rgba8, bgra8)")
 
 
-def _topic_is(topic: str, name: str) -> bool:
+def topic_is(topic: str, name: str) -> bool:
+    """Whether a recorded topic is the graph topic ``name``, under any namespace (``/ns/points`` is ``points``)."""
     return topic == name or topic.endswith("/" + name)
 
 
@@ -223,22 +224,22 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
         ("ee_trajectory",) if with_commands else ())
     try:
         with AnyReader(paths, default_typestore=store) as reader:
-            wanted = [c for c in reader.connections if any(_topic_is(c.topic, t) for t in topics)]
+            wanted = [c for c in reader.connections if any(topic_is(c.topic, t) for t in topics)]
             for conn, log_time, raw in reader.messages(connections=wanted):
                 check_bound(f"bag message of {conn.topic} at {log_time} ns", len(raw), MAX_BAG_MESSAGE_BYTES,
                             "bytes", "MAX_BAG_MESSAGE_BYTES", BagDataError)
                 msg = reader.deserialize(raw, conn.msgtype)
-                if _topic_is(conn.topic, "ee_trajectory"):
+                if topic_is(conn.topic, "ee_trajectory"):
                     stamp = _stamp_ns(msg.header)
                     if len(msg.poses) and stamp not in commands:  # a re-sent observation's answer repeats it
                         commands[stamp] = _first_waypoint(msg)
-                elif _topic_is(conn.topic, "points"):
+                elif topic_is(conn.topic, "points"):
                     latest["points"] = _cloud_subset(msg, max_points, rng)
-                elif _topic_is(conn.topic, "camera/static/image_raw"):
+                elif topic_is(conn.topic, "camera/static/image_raw"):
                     latest["image"] = image_to_array(msg)
-                elif _topic_is(conn.topic, "instruction"):
+                elif topic_is(conn.topic, "instruction"):
                     latest["instruction"] = (str(msg.text), str(msg.task), int(msg.sequence))
-                elif _topic_is(conn.topic, "scene_state"):
+                elif topic_is(conn.topic, "scene_state"):
                     if latest["points"] is None or latest["instruction"] is None:
                         continue  # nothing to pair the state with yet
                     if recorded and recorded[-1].stamp == _stamp_ns(msg.header):
