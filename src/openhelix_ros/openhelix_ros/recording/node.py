@@ -48,6 +48,13 @@ from openhelix_ros.recording.parameters import PARAMETERS
 # loss (200/s = 64 MB/s); only a burst far beyond any sensor (600 clouds in 0.23 s) overflows the 100
 # samples (210 kept), and then DDS drops the excess before the recorder sees it.
 RECORD_DEPTH = 100
+# Reliable topics are read deeper. A reliable keep-last writer holds up to its depth of samples the
+# reader has not taken yet, and a shallower reader drops what the writer counts as delivered: on a busy
+# CI machine a 100-deep reader lost 52 of a 300-message burst from a 1000-deep writer. Discovery does not
+# carry the writers' depth (rclpy reports history UNKNOWN, depth 0), so it cannot be matched; 1000 covers
+# the graph's own reliable publishers. Reliable topics are small (plans, latents, text), and a reader only
+# holds memory for samples that are waiting.
+RELIABLE_RECORD_DEPTH = 1000
 
 
 class Recorder(Node):
@@ -110,7 +117,7 @@ class Recorder(Node):
                                             for p in publishers)
         latched = self._record_latched and bool(publishers) and all(
             p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH,
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RELIABLE_RECORD_DEPTH if reliable else RECORD_DEPTH,
                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
         offered = [offered_qos(p.qos_profile.reliability.name, p.qos_profile.durability.name,
@@ -125,7 +132,7 @@ class Recorder(Node):
             msg_type, topic, lambda data, name=topic: self._record(name, data), qos, raw=True)
         self.get_logger().info(f"recording {topic} ({type_name}, "
                                f"{'reliable' if reliable else 'best effort'}"
-                               f"{', transient local' if latched else ''})")
+                               f"{', transient local' if latched else ''}) at depth {qos.depth}")
 
     def _record(self, topic: str, data: bytes) -> None:
         if self._bag is None or not self._bag.is_open or self._failure is not None:
