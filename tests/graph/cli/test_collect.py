@@ -62,8 +62,8 @@ def test_parameter_formatting_for_ros_args():
 
 def test_collect_records_a_demonstration_the_training_data_can_use(tmp_path):
     result = subprocess.run([str(OPENHELIX), "collect", "--name", "demo", "--episodes", "2", "--tasks",
-                             "turn_on_led,turn_off_led", "--runs-dir", str(tmp_path)], capture_output=True,
-                            text=True, timeout=240)
+                             "turn_on_led,turn_off_led", "--videos", "1", "--runs-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2/2 episodes recorded" in result.stdout
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
@@ -96,6 +96,39 @@ def test_collect_records_a_demonstration_the_training_data_can_use(tmp_path):
         second = [store.deserialize_cdr(raw, c.msgtype).task for c, _, raw in reader.messages()
                   if c.topic == "/instruction"]
     assert second == ["turn_off_led"]
+    assert {"/camera/static/pose", "/camera/gripper/pose"} <= topics  # the extrinsics, for the video too
+
+    # --videos 1: the first bag is filmed (one frame per recorded step, then the held outcome), not the second.
+    import imageio_ffmpeg
+
+    from openhelix_ros.evaluation.video import BAR, ChainFilm
+
+    assert len(summary["videos"]) == 1 and summary["videos"][0]["error"] == ""
+    video = Path(summary["videos"][0]["path"])
+    assert video == tmp_path / "demo" / "videos" / "episode_0000.mp4" and f"video {video}" in result.stdout
+    # Every distinct static image of the bag (the reset's, before the instruction, too) is one frame.
+    distinct_steps = len({(m.header.stamp.sec, m.header.stamp.nanosec) for t, m in order
+                          if t == "/camera/static/image_raw"})
+    assert distinct_steps >= len({s.step for s in states})
+    assert summary["videos"][0]["frames"] == distinct_steps + ChainFilm.HOLD_FRAMES
+    reader = imageio_ffmpeg.read_frames(str(video))
+    width, height = next(reader)["size"]
+    frames = [np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]
+    assert len(frames) == summary["videos"][0]["frames"]
+    # The expert's plan is drawn into the image through the recorded camera pose: green (open) or red
+    # (closed) marks that the camera image itself does not have. Frame 0 has no plan yet.
+    def marked(frame):
+        image = frame[BAR:height - BAR].astype(int)
+        green = (image[..., 1] > 170) & (image[..., 0] < 90) & (image[..., 2] < 110)
+        red = (image[..., 0] > 190) & (image[..., 1] < 70) & (image[..., 2] < 70)
+        return int(green.sum() + red.sum())
+    assert max(marked(frame) for frame in frames[5:distinct_steps]) > 20 + marked(frames[0])
+    # The subtask's mark, bottom left, is grey while the episode runs and green (done) in the held frames.
+    def green_mark(frame):
+        corner = frame[height - BAR - 16:, :30].astype(int)
+        return int(((corner[..., 1] > 160) & (corner[..., 0] < 90) & (corner[..., 2] < 110)).sum())
+    assert green_mark(frames[0]) < 20 and green_mark(frames[-1]) > 100
+    assert not (tmp_path / "demo" / "videos" / "episode_0001.mp4").exists()
 
 
 def test_collect_refuses_bad_arguments_with_one_line(tmp_path):

@@ -17,7 +17,8 @@ recorded as failed) or stop collecting (q). Then the recorder is stopped (SIGINT
 before the next reset, so no bag holds a frame of another episode.
 
 Output under ``runs/<name>/``: ``bags/episode_NNNN/`` (successful episodes; failed ones under
-``bags/failed/``), ``logs/`` (one log per node process) and ``summary.json``. openhelix_training reads
+``bags/failed/``), ``logs/`` (one log per node process), with ``--videos`` ``videos/episode_NNNN.mp4``
+(recording/video.py, filmed from each closed bag in a background thread) and ``summary.json``. openhelix_training reads
 the bags (``openhelix_training.data.rosbag``): each instruction starts a demonstration segment.
 """
 
@@ -40,6 +41,7 @@ from openhelix_ros.sim.backends import BACKENDS
 
 RECORDER_TOPICS_FALLBACK = ("camera/static/image_raw", "camera/static/depth", "camera/static/camera_info",
                             "camera/gripper/image_raw", "camera/gripper/depth", "camera/gripper/camera_info",
+                            "camera/static/pose", "camera/gripper/pose",
                             "points", "joint_states", "ee_pose", "scene_state", "instruction", "ee_trajectory")
 
 
@@ -66,6 +68,7 @@ class EpisodeResult:
     steps: list[int] = field(default_factory=list)  # env steps each attempted subtask took
     bag: str = ""
     seconds: float = 0.0
+    video: dict = field(default_factory=dict)  # what film_bag wrote of the bag, once it has (empty: none)
 
     @property
     def success(self) -> bool:
@@ -143,6 +146,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="steps recorded after the last subtask succeeded (default 5)")
     parser.add_argument("--drain", type=float, default=2.0,
                         help="seconds the recorder gets to catch up before it is stopped (default 2)")
+    parser.add_argument("--videos", type=_video_count, default=0, metavar="N|all",
+                        help="write an MP4 of the first N kept bags (or all) to runs/<name>/videos/, as the "
+                             "evaluator films its chains; made from each closed bag in a background thread, "
+                             "never on the lockstep path (default 0: none)")
+
+
+def _video_count(text: str) -> int:
+    """--videos: a count >= 0, or 'all' (-1)."""
+    if text == "all":
+        return -1
+    try:
+        count = int(text)
+    except ValueError:
+        count = -2
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be a count >= 0 or 'all', got {text!r}")
+    return count
 
 
 def _instruction_text(task: str, language: str, rng: np.random.Generator) -> str:
@@ -166,7 +186,8 @@ def _recorded_steps(bag: Path) -> int:
         last = -1
         with Reader(bag) as reader:
             connections = [c for c in reader.connections if c.topic.endswith("/scene_state")]
-            for connection, _, raw in reader.messages(connections=connections):
+            # (rosbags reads every connection when given none)
+            for connection, _, raw in (reader.messages(connections=connections) if connections else ()):
                 last = max(last, int(store.deserialize_cdr(raw, connection.msgtype).step))
         return last
     except Exception:  # rosbags raises several unrelated types for a broken bag
@@ -210,6 +231,7 @@ class Collector:
         self.args, self.specs, self.run_dir, self.root = args, specs, run_dir, root
         self.bag_dir = run_dir / "bags"
         self.log_dir = run_dir / "logs"
+        self.video_dir = run_dir / "videos"
         self.rng = np.random.default_rng([args.seed, 3])
 
     def run(self) -> int:
@@ -265,6 +287,7 @@ class Collector:
             "steps_per_second": total_steps / seconds if seconds > 0 else 0.0,
             "episodes": [{**asdict(r), "success": r.success,
                           "condition": self.specs[r.index].condition} for r in results],
+            "videos": [r.video for r in results if r.video],
             "logs": str(self.log_dir),
         }
 
@@ -292,6 +315,8 @@ class CollectSession:
         self._checked_step = 0  # the step of the newest state the oracle saw
         self._episode_started = 0.0
         self._bag: Path | None = None
+        self._films: list = []  # (result, future of film_bag) of each bag being filmed
+        self._filming = None  # the one background thread that films closed bags, started with the first
 
     def start(self) -> None:
         """Start the graph's nodes (all but the recorder) and this process's node."""
@@ -352,6 +377,43 @@ class CollectSession:
         if self.node is not None:
             self.node.destroy_node()
         rclpy.try_shutdown()
+        self._finish_videos()
+
+    def _film(self, result: EpisodeResult, record) -> None:
+        """Film a kept bag in the background thread (the next episode goes on meanwhile)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from openhelix_ros.recording.video import film_bag
+
+        wanted = self.args.videos
+        if not result.bag or wanted == 0 or (wanted > 0 and len(self._films) >= wanted):
+            return
+        if self._filming is None:
+            self._filming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collect video")
+        output = self.collector.video_dir / f"{Path(result.bag).name}.mp4"
+        future = self._filming.submit(film_bag, result.bag, output, tasks=list(record.tasks),
+                                      completed=result.completed, episode=record.index,
+                                      episodes=len(self.collector.specs))
+        self._films.append((result, future))
+
+    def _finish_videos(self) -> None:
+        """Wait for every video; each result says what was written, or why not (also printed)."""
+        for result, future in self._films:
+            try:
+                summary = future.result()
+            except Exception as error:  # a bag the reader refuses, a dead encoder: the bag itself is kept
+                result.video = {"path": "", "error": f"{type(error).__name__}: {error}"}
+            else:
+                result.video = {"path": str(summary.path), "frames": summary.frames, "dropped": summary.dropped,
+                                "encode_seconds": summary.encode_seconds, "error": summary.error}
+            if result.video["error"]:
+                print(f"collect: no video of {result.bag}: {result.video['error']}", flush=True)
+            else:
+                print(f"collect: video {result.video['path']} ({result.video['frames']} frames)", flush=True)
+        self._films.clear()
+        if self._filming is not None:
+            self._filming.shutdown()
+            self._filming = None
 
     # ----- the episodes -----------------------------------------------------------------------------
 
@@ -517,6 +579,7 @@ class CollectSession:
         result.seconds = time.monotonic() - self._episode_started
         result.bag = self._keep_or_drop(self._bag, result.success)
         self.results.append(result)
+        self._film(result, record)
         print(f"collect: episode {record.index + 1}/{len(self.collector.specs)}: {' -> '.join(record.tasks)}: "
               f"{result.completed}/{len(record.tasks)} done in {sum(result.steps)} steps "
               f"({result.seconds:.1f} s){' -> ' + result.bag if result.bag else ''}", flush=True)

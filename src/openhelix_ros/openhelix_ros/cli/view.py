@@ -96,9 +96,6 @@ def run(args: argparse.Namespace) -> int:
               flush=True)
         if args.screenshot:
             time.sleep(args.settle)
-            # A still page: Chromium's virtual time advances only while the page is idle, and a stream
-            # of redraws can keep it from ever finishing.
-            node.draw_timer.cancel()
             return _screenshot(url, args.screenshot, core)
         try:
             while spinner.is_alive():

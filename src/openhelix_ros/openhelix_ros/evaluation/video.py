@@ -278,6 +278,8 @@ class ChainFilm:
     def on_image(self, rgb: np.ndarray, stamp_ns: int) -> bool:
         """A frame from the static camera; False when the writer had to drop it."""
         stamp_ns = int(stamp_ns)
+        if self._last is not None and stamp_ns == self._last[1]:
+            return True  # the lockstep bridge re-sent an observation it got no plan for: one frame
         if self._waiting_for_start:
             # Within a few steps of the start, not exactly at it: a best-effort frame may be lost.
             if not 0 <= stamp_ns - self._start_ns <= self.START_WINDOW_STEPS * self._step_ns:

@@ -1,14 +1,25 @@
 """Screenshots of the viewer in headless Chromium (Debian's ``chromium`` package), for tests and
 ``openhelix view --screenshot``. WebGL runs on SwiftShader, Chromium's CPU renderer, so no GPU or display
 is needed; nothing is downloaded at run time.
+
+The page is driven over the DevTools protocol in real time: Chromium starts with a remote-debugging port,
+the page is navigated, given ``settle`` seconds of wall-clock time, and captured with
+``Page.captureScreenshot``. (``--screenshot`` with ``--virtual-time-budget`` was tried first: virtual
+time advances only while the page is idle, and about one load in ten here never finished.)
 """
 
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -26,33 +37,127 @@ def find_chromium() -> str | None:
     return None
 
 
-def screenshot(url: str, output: str | os.PathLike, width: int = 1280, height: int = 800,
-               settle_ms: int = 8000, timeout: float = 40.0, attempts: int = 3) -> Path:
-    """Load ``url``, let it run ``settle_ms`` of page time (the websocket connects, the scene arrives and
-    is drawn), and write a PNG to ``output``. RuntimeError with Chromium's own words when it fails.
+class DevToolsPage:
+    """One page of a running Chromium, spoken to over its DevTools websocket (JSON commands by id)."""
 
-    Virtual time advances only while the page is idle, and about one load in ten never finished (seen
-    here even with the viewer's redraws stopped; the others take about 12 s): a load that passes
-    ``timeout`` is killed and tried again, up to ``attempts`` times."""
+    def __init__(self, websocket_url: str, timeout: float) -> None:
+        from websockets.sync.client import connect  # viser's own dependency
+
+        self._socket = connect(websocket_url, open_timeout=timeout, max_size=None)
+        self._ids = itertools.count(1)
+        self._timeout = timeout
+
+    def call(self, method: str, **params) -> dict:
+        """Send a command and return its result; events that arrive meanwhile are skipped."""
+        command_id = next(self._ids)
+        self._socket.send(json.dumps({"id": command_id, "method": method, "params": params}))
+        deadline = time.monotonic() + self._timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"Chromium did not answer {method} within {self._timeout:g} s")
+            reply = json.loads(self._socket.recv(timeout=left))
+            if reply.get("id") != command_id:
+                continue
+            if "error" in reply:
+                raise RuntimeError(f"Chromium refused {method}: {reply['error'].get('message', reply['error'])}")
+            return reply.get("result", {})
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def _debugging_port(profile: Path, process: subprocess.Popen, timeout: float) -> int:
+    """The port Chromium chose (--remote-debugging-port=0 writes it to DevToolsActivePort)."""
+    active = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Chromium exited (code {process.returncode}) before opening its debugging port: "
+                               f"{process.stderr.read().strip()[-600:]}")
+        if active.is_file():
+            first = active.read_text().split("\n", 1)[0].strip()
+            if first.isdigit():
+                return int(first)
+        time.sleep(0.05)
+    raise RuntimeError(f"Chromium opened no debugging port within {timeout:g} s")
+
+
+def _first_page(port: int, timeout: float) -> str:
+    """The websocket URL of the page Chromium opened at start."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as reply:
+            pages = [target for target in json.load(reply) if target.get("type") == "page"]
+        if pages:
+            return pages[0]["webSocketDebuggerUrl"]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Chromium has no page to drive after {timeout:g} s")
+        time.sleep(0.05)
+
+
+def screenshot(url: str, output: str | os.PathLike, width: int = 1280, height: int = 800,
+               settle: float = 8.0, timeout: float = 60.0, steady_within: float = 20.0) -> Path:
+    """Load ``url``, let it run ``settle`` seconds (the websocket connects, the scene arrives and is drawn)
+    and then until it stands still (at most ``steady_within`` seconds more), and write a ``width`` ×
+    ``height`` PNG to ``output``. RuntimeError naming what failed: no Chromium, a
+    Chromium that exits or does not answer within ``timeout`` seconds, a page that fails to load."""
     browser = find_chromium()
     if browser is None:
         raise RuntimeError("no Chromium found (install Debian's chromium package, or set OPENHELIX_CHROMIUM)")
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     output.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix="openhelix_chromium_") as profile:
+    with tempfile.TemporaryDirectory(prefix="openhelix_chromium_", ignore_cleanup_errors=True) as profile:
         argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
                 "--enable-unsafe-swiftshader", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-                f"--window-size={width},{height}", f"--virtual-time-budget={settle_ms}",
-                f"--screenshot={output}", url]
-        for _ in range(attempts):
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        else:
-            raise RuntimeError(f"Chromium did not finish loading {url} within {timeout:g} s, {attempts} times")
-    if done.returncode != 0 or not output.is_file():
-        raise RuntimeError(f"Chromium failed on {url} (exit {done.returncode}): {done.stderr.strip()[-600:]}")
+                f"--window-size={width},{height}", "--remote-debugging-port=0", "about:blank"]
+        # Its own process group: Chromium's renderer and GPU processes are stopped with it, before its
+        # profile is removed (one still writing there once made the removal fail).
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        page = None
+        try:
+            port = _debugging_port(Path(profile), process, timeout)
+            page = DevToolsPage(_first_page(port, timeout), timeout)
+            page.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                      mobile=False)
+            navigated = page.call("Page.navigate", url=url)
+            if navigated.get("errorText"):
+                raise RuntimeError(f"Chromium could not load {url}: {navigated['errorText']}")
+            time.sleep(settle)
+            # Then until two captures a second apart agree: on a busy machine the scene can still be
+            # fading in after ``settle``. A page that keeps moving (a live graph) is taken as it is at
+            # ``settle + steady_within``.
+            image = page.call("Page.captureScreenshot", format="png")["data"]
+            deadline = time.monotonic() + steady_within
+            while time.monotonic() < deadline:
+                time.sleep(1.0)
+                previous, image = image, page.call("Page.captureScreenshot", format="png")["data"]
+                if image == previous:
+                    break
+        finally:
+            if page is not None:
+                page.close()
+            _stop_group(process)
+    output.write_bytes(base64.b64decode(image))
     return output
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to Chromium's process group, SIGKILL to what is left of it after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:  # the browser is gone; its children go with one more signal
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return

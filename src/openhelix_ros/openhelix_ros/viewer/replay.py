@@ -48,7 +48,8 @@ class BagReplay:
         self.tracks: dict[str, _Track] = {}
         with AnyReader([self.path], default_typestore=typestore_with_project_types()) as reader:
             connections = [c for c in reader.connections if _graph_topic(c.topic)]
-            for connection, timestamp, raw in reader.messages(connections=connections):
+            # (rosbags reads every connection when given none)
+            for connection, timestamp, raw in (reader.messages(connections=connections) if connections else ()):
                 track = self.tracks.setdefault(_graph_topic(connection.topic), _Track(connection.msgtype))
                 track.times.append(int(timestamp))
                 track.data.append(bytes(raw))

@@ -225,7 +225,8 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
     try:
         with AnyReader(paths, default_typestore=store) as reader:
             wanted = [c for c in reader.connections if any(topic_is(c.topic, t) for t in topics)]
-            for conn, log_time, raw in reader.messages(connections=wanted):
+            # (rosbags reads every connection when given none)
+            for conn, log_time, raw in (reader.messages(connections=wanted) if wanted else ()):
                 check_bound(f"bag message of {conn.topic} at {log_time} ns", len(raw), MAX_BAG_MESSAGE_BYTES,
                             "bytes", "MAX_BAG_MESSAGE_BYTES", BagDataError)
                 msg = reader.deserialize(raw, conn.msgtype)
