@@ -8,6 +8,8 @@ Parts (each writes its own JSON + Markdown under ``<out>/<part>/``; this verb ad
 - ``soak`` (only when named; ``--minutes M``, 30 by default): the realtime graph for M minutes, its nodes'
   memory, latencies per minute, drops and deaths (cli/bench_soak.py). A death or a node growing past the
   bound fails the part.
+- ``viewer`` (only when named): the lockstep demo graph's step rate alone, with ``openhelix view`` attached,
+  and with a headless browser on the viewer's page (cli/bench_viewer.py), against a 10 % bound.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ PARTS = {
     "graph": ("openhelix_ros.cli.bench_graph", "run_graph_bench"),
 }
 # Parts run only when named (``openhelix bench`` alone leaves them out): they take long.
-NAMED_ONLY = {"soak": ("openhelix_ros.cli.bench_soak", "run_soak_bench")}
+NAMED_ONLY = {"soak": ("openhelix_ros.cli.bench_soak", "run_soak_bench"),
+              "viewer": ("openhelix_ros.cli.bench_viewer", "run_viewer_bench")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "parts": {}}
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    summary: dict = {"date": date, "parts": _earlier_parts(out / "summary.json")}
     failed = []
     for part in args.parts or list(PARTS):
         module_name, function_name = known[part]
@@ -62,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
             result = function(str(out / part), **options)
             if result.get("passed") is False:
                 raise RuntimeError(f"{part} failed: {result.get('targets')} (report in {out / part})")
-            summary["parts"][part] = {"seconds": round(time.monotonic() - started, 1),
+            summary["parts"][part] = {"date": date, "seconds": round(time.monotonic() - started, 1),
                                       "results": str(out / part), "summary": _headline(part, result)}
         except Exception as error:  # a broken part must not hide the others' figures
             traceback.print_exc()
-            summary["parts"][part] = {"error": f"{type(error).__name__}: {error}"}
+            summary["parts"][part] = {"date": date, "error": f"{type(error).__name__}: {error}"}
             failed.append(part)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lines = ["# openhelix bench", "", summary["date"], ""]
@@ -74,11 +78,21 @@ def run(args: argparse.Namespace) -> int:
         if "error" in entry:
             lines.append(f"- **{part}**: failed: {entry['error']}")
         else:
-            lines.append(f"- **{part}** ({entry['seconds']} s, details in `{entry['results']}`): "
-                         f"{entry['summary']}")
+            lines.append(f"- **{part}** ({entry.get('date', 'undated')}, {entry['seconds']} s, details in "
+                         f"`{entry['results']}`): {entry['summary']}")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 1 if failed else 0
+
+
+def _earlier_parts(path: Path) -> dict:
+    """The parts of an earlier summary in the same folder: a bench of one part adds to the summary
+    instead of dropping the others' figures."""
+    try:
+        parts = json.loads(path.read_text()).get("parts", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return parts if isinstance(parts, dict) else {}
 
 
 def _headline(part: str, result: dict) -> str:

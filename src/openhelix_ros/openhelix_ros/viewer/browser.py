@@ -11,6 +11,7 @@ time advances only while the page is idle, and about one load in ten here never 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -96,6 +97,28 @@ def _first_page(port: int, timeout: float) -> str:
         time.sleep(0.05)
 
 
+def _argv(browser: str, profile: str, width: int, height: int, *extra: str) -> list[str]:
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
+            "--enable-unsafe-swiftshader", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
+            f"--window-size={width},{height}", *extra]
+
+
+@contextlib.contextmanager
+def watching(url: str, width: int = 1280, height: int = 800):
+    """Headless Chromium showing ``url`` (drawing every update, as a person's browser would) while the
+    block runs; yields its process (the leader of its process group)."""
+    browser = find_chromium()
+    if browser is None:
+        raise RuntimeError("no Chromium found (install Debian's chromium package, or set OPENHELIX_CHROMIUM)")
+    with tempfile.TemporaryDirectory(prefix="openhelix_chromium_", ignore_cleanup_errors=True) as profile:
+        process = subprocess.Popen(_argv(browser, profile, width, height, url), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            yield process
+        finally:
+            _stop_group(process)
+
+
 def screenshot(url: str, output: str | os.PathLike, width: int = 1280, height: int = 800,
                settle: float = 8.0, timeout: float = 60.0, steady_within: float = 20.0) -> Path:
     """Load ``url``, let it run ``settle`` seconds (the websocket connects, the scene arrives and is drawn)
@@ -109,9 +132,7 @@ def screenshot(url: str, output: str | os.PathLike, width: int = 1280, height: i
     output.parent.mkdir(parents=True, exist_ok=True)
     output.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="openhelix_chromium_", ignore_cleanup_errors=True) as profile:
-        argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-                "--enable-unsafe-swiftshader", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-                f"--window-size={width},{height}", "--remote-debugging-port=0", "about:blank"]
+        argv = _argv(browser, profile, width, height, "--remote-debugging-port=0", "about:blank")
         # Its own process group: Chromium's renderer and GPU processes are stopped with it, before its
         # profile is removed (one still writing there once made the removal fail).
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
