@@ -38,6 +38,16 @@ def find_chromium() -> str | None:
     return None
 
 
+STDERR_FILE = "chromium-stderr.log"  # in the temporary profile
+
+
+def _chromium() -> str:
+    browser = find_chromium()
+    if browser is None:
+        raise RuntimeError("no Chromium found (install Debian's chromium package, or set OPENHELIX_CHROMIUM)")
+    return browser
+
+
 class DevToolsPage:
     """One page of a running Chromium, spoken to over its DevTools websocket (JSON commands by id)."""
 
@@ -74,8 +84,9 @@ def _debugging_port(profile: Path, process: subprocess.Popen, timeout: float) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            said = (profile / STDERR_FILE).read_text(errors="replace").strip()[-600:]
             raise RuntimeError(f"Chromium exited (code {process.returncode}) before opening its debugging port: "
-                               f"{process.stderr.read().strip()[-600:]}")
+                               f"{said}")
         if active.is_file():
             first = active.read_text().split("\n", 1)[0].strip()
             if first.isdigit():
@@ -107,9 +118,7 @@ def _argv(browser: str, profile: str, width: int, height: int, *extra: str) -> l
 def watching(url: str, width: int = 1280, height: int = 800):
     """Headless Chromium showing ``url`` (drawing every update, as a person's browser would) while the
     block runs; yields its process (the leader of its process group)."""
-    browser = find_chromium()
-    if browser is None:
-        raise RuntimeError("no Chromium found (install Debian's chromium package, or set OPENHELIX_CHROMIUM)")
+    browser = _chromium()
     with tempfile.TemporaryDirectory(prefix="openhelix_chromium_", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(_argv(browser, profile, width, height, url), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
@@ -125,9 +134,7 @@ def screenshot(url: str, output: str | os.PathLike, width: int = 1280, height: i
     and then until it stands still (at most ``steady_within`` seconds more), and write a ``width`` ×
     ``height`` PNG to ``output``. RuntimeError naming what failed: no Chromium, a
     Chromium that exits or does not answer within ``timeout`` seconds, a page that fails to load."""
-    browser = find_chromium()
-    if browser is None:
-        raise RuntimeError("no Chromium found (install Debian's chromium package, or set OPENHELIX_CHROMIUM)")
+    browser = _chromium()
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     output.unlink(missing_ok=True)
@@ -135,8 +142,9 @@ def screenshot(url: str, output: str | os.PathLike, width: int = 1280, height: i
         argv = _argv(browser, profile, width, height, "--remote-debugging-port=0", "about:blank")
         # Its own process group: Chromium's renderer and GPU processes are stopped with it, before its
         # profile is removed (one still writing there once made the removal fail).
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+        # stderr to a file, never a pipe nobody reads: Chromium's warnings would fill it and block it.
+        with open(Path(profile) / STDERR_FILE, "w") as said:
+            process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=said, start_new_session=True)
         page = None
         try:
             port = _debugging_port(Path(profile), process, timeout)
