@@ -49,3 +49,12 @@ def test_a_bag_without_images_or_no_bag_at_all_is_said_by_name(tmp_path):
         writer.write(connection, 1, store.serialize_cdr(String(data="hello"), String.__msgtype__))
     summary = film_bag(tmp_path / "text_only", tmp_path / "text_only.mp4")
     assert summary.frames == 0 and "holds no image on camera/static/image_raw" in summary.error
+
+
+def test_a_long_bag_loses_no_frame_to_the_encoder_queue(tmp_path):
+    # More images than the writer's 300-frame queue: offline filming waits for the encoder, never drops.
+    write_synthetic_bag(tmp_path / "long", frames=420)
+    summary = film_bag(tmp_path / "long", tmp_path / "long.mp4", completed=0)
+    assert summary.error == "" and summary.dropped == 0
+    assert summary.frames == 420 + ChainFilm.HOLD_FRAMES
+    assert len(read_video(summary.path)[1]) == summary.frames

@@ -152,8 +152,11 @@ class VideoWriter:
     """An MP4 written in a background thread: :meth:`add` queues a frame (copying it) and returns at once;
     :meth:`close` waits for the queue to drain and returns a :class:`VideoSummary`."""
 
-    def __init__(self, path: str | Path, fps: int = VIDEO_FPS, max_queue: int = 300) -> None:
+    def __init__(self, path: str | Path, fps: int = VIDEO_FPS, max_queue: int = 300, block: bool = False) -> None:
+        """``block``: :meth:`add` waits for room instead of dropping (offline filming of a bag, which reads
+        faster than it encodes; never on a live path)."""
         self.path = Path(path)
+        self._block = block
         self.fps = int(fps)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._frames = self._dropped = 0
@@ -175,6 +178,15 @@ class VideoWriter:
                 None if trajectory is None else np.array(trajectory, dtype=np.float64),
                 None if gripper is None else np.array(gripper, dtype=np.float64), projection)
         try:
+            if self._block:
+                while not self._error:  # a dead encoder drains the queue and sets _error: never wait forever
+                    try:
+                        self._queue.put(item, timeout=1.0)
+                        return True
+                    except queue.Full:
+                        continue
+                self._dropped += 1
+                return False
             self._queue.put_nowait(item)
         except queue.Full:
             self._dropped += 1

@@ -51,9 +51,9 @@ RECORD_DEPTH = 100
 # Reliable topics are read deeper. A reliable keep-last writer holds up to its depth of samples the
 # reader has not taken yet, and a shallower reader drops what the writer counts as delivered: on a busy
 # CI machine a 100-deep reader lost 52 of a 300-message burst from a 1000-deep writer. Discovery does not
-# carry the writers' depth (rclpy reports history UNKNOWN, depth 0), so it cannot be matched; 1000 covers
-# the graph's own reliable publishers. Reliable topics are small (plans, latents, text), and a reader only
-# holds memory for samples that are waiting.
+# carry the writers' depth (rclpy reports history UNKNOWN, depth 0), so it cannot be matched. The bridge
+# publishes its sensors reliable too, so this covers images and clouds: memory is only held for samples
+# waiting, and a recorder 1000 clouds behind (about 300 MB at 20k points) has fallen behind for 30 s.
 RELIABLE_RECORD_DEPTH = 1000
 
 

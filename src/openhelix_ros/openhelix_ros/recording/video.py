@@ -34,15 +34,7 @@ def film_bag(bag: str | Path, output: str | Path, tasks: list[str] | None = None
     ValueError when ``bag`` is no bag."""
     from rclpy.serialization import deserialize_message
     from rosbags.highlevel import AnyReader
-    from scipy.spatial.transform import Rotation
 
-    from openhelix_ros.common.conversions import (
-        camera_info_from_msg,
-        image_to_array,
-        pose_stamped_from_msg,
-        stamp_to_ns,
-        trajectory_from_msg,
-    )
     from openhelix_ros.common.messages import message_class
     from openhelix_training.data.rosbag import is_bag, topic_is, typestore_with_project_types
 
@@ -66,42 +58,65 @@ def film_bag(bag: str | Path, output: str | Path, tasks: list[str] | None = None
 
         if tasks is None:
             tasks = _tasks_of(message for _, message in read({graph.INSTRUCTION}))
-        writer = VideoWriter(output, fps=round(control_rate))
-        film = ChainFilm(writer, episode, episodes, list(tasks) or [""], latent_period_steps=latent_period_steps,
-                         step_ns=1e9 / control_rate)
-        intrinsics: np.ndarray | None = None
-        subtask, sequence = -1, None
-        for topic, message in read(FILMED_TOPICS):
-            try:
-                if topic == graph.INSTRUCTION:
-                    if message.sequence != sequence or subtask < 0:
-                        sequence, subtask = message.sequence, subtask + 1
-                        film.begin_subtask(min(subtask, len(film.caption.marks) - 1), message.task, message.text)
-                elif topic == graph.STATIC_CAMERA_INFO:
-                    intrinsics = camera_info_from_msg(message)[0]
-                elif topic == graph.STATIC_CAMERA_POSE and intrinsics is not None:
-                    position, quaternion, _, _ = pose_stamped_from_msg(message)
-                    camera_to_world = np.eye(4)
-                    camera_to_world[:3, :3] = Rotation.from_quat(quaternion).as_matrix()
-                    camera_to_world[:3, 3] = position
-                    film.on_camera(Projection(intrinsics, camera_to_world))
-                elif topic == graph.GOAL_LATENT:
-                    film.on_latent(stamp_to_ns(message.observation_stamp))
-                elif topic == graph.EE_TRAJECTORY:
-                    plan = trajectory_from_msg(message)
-                    film.on_plan(plan.stamp_ns, plan.positions, plan.gripper)
-                elif topic == graph.STATIC_IMAGE:
-                    rgb = image_to_array(message)
-                    if rgb.ndim == 3 and rgb.shape[2] >= 3:
-                        film.on_image(rgb[..., :3], stamp_to_ns(message.header.stamp))
-            except ValueError:
-                continue  # a message the live nodes refuse too: the video just goes without it
-    if completed is not None:
-        film.finish(completed)
-    summary = writer.close()
+        writer = VideoWriter(output, fps=round(control_rate), block=True)
+        try:
+            summary = _film(read, writer, tasks, completed, control_rate, latent_period_steps, episode, episodes)
+        except BaseException:
+            writer.close()  # the encoder thread and ffmpeg end; no half-written MP4 is left behind
+            Path(output).unlink(missing_ok=True)
+            raise
     if not summary.frames and not summary.error:
         summary.error = f"bag {bag} holds no image on {graph.STATIC_IMAGE}"
+    elif summary.dropped and not summary.error:
+        summary.error = f"{summary.dropped} frames were lost (the encoder failed)"
     return summary
+
+
+def _film(read, writer: VideoWriter, tasks, completed, control_rate, latent_period_steps, episode,
+          episodes) -> VideoSummary:
+    """The filming loop of film_bag over ``read`` (its message iterator)."""
+    from scipy.spatial.transform import Rotation
+
+    from openhelix_ros.common.conversions import (
+        camera_info_from_msg,
+        image_to_array,
+        pose_stamped_from_msg,
+        stamp_to_ns,
+        trajectory_from_msg,
+    )
+
+    film = ChainFilm(writer, episode, episodes, list(tasks) or [""], latent_period_steps=latent_period_steps,
+                     step_ns=1e9 / control_rate)
+    intrinsics: np.ndarray | None = None
+    subtask, sequence = -1, None
+    for topic, message in read(FILMED_TOPICS):
+        try:
+            if topic == graph.INSTRUCTION:
+                if message.sequence != sequence or subtask < 0:
+                    sequence, subtask = message.sequence, subtask + 1
+                    film.begin_subtask(min(subtask, len(film.caption.marks) - 1), message.task, message.text)
+            elif topic == graph.STATIC_CAMERA_INFO:
+                intrinsics = camera_info_from_msg(message)[0]
+            elif topic == graph.STATIC_CAMERA_POSE and intrinsics is not None:
+                position, quaternion, _, _ = pose_stamped_from_msg(message)
+                camera_to_world = np.eye(4)
+                camera_to_world[:3, :3] = Rotation.from_quat(quaternion).as_matrix()
+                camera_to_world[:3, 3] = position
+                film.on_camera(Projection(intrinsics, camera_to_world))
+            elif topic == graph.GOAL_LATENT:
+                film.on_latent(stamp_to_ns(message.observation_stamp))
+            elif topic == graph.EE_TRAJECTORY:
+                plan = trajectory_from_msg(message)
+                film.on_plan(plan.stamp_ns, plan.positions, plan.gripper)
+            elif topic == graph.STATIC_IMAGE:
+                rgb = image_to_array(message)
+                if rgb.ndim == 3 and rgb.shape[2] >= 3:
+                    film.on_image(rgb[..., :3], stamp_to_ns(message.header.stamp))
+        except ValueError:
+            continue  # a message the live nodes refuse too: the video just goes without it
+    if completed is not None:
+        film.finish(completed)
+    return writer.close()
 
 
 def _tasks_of(instructions) -> list[str]:

@@ -54,7 +54,10 @@ class DevToolsPage:
     def __init__(self, websocket_url: str, timeout: float) -> None:
         from websockets.sync.client import connect  # viser's own dependency
 
-        self._socket = connect(websocket_url, open_timeout=timeout, max_size=None)
+        try:
+            self._socket = connect(websocket_url, open_timeout=timeout, max_size=None)
+        except Exception as error:  # OSError, a timeout or a refused handshake
+            raise RuntimeError(f"cannot connect to Chromium's DevTools at {websocket_url}: {error}") from error
         self._ids = itertools.count(1)
         self._timeout = timeout
 
@@ -67,7 +70,12 @@ class DevToolsPage:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RuntimeError(f"Chromium did not answer {method} within {self._timeout:g} s")
-            reply = json.loads(self._socket.recv(timeout=left))
+            try:
+                reply = json.loads(self._socket.recv(timeout=left))
+            except TimeoutError:
+                raise RuntimeError(f"Chromium did not answer {method} within {self._timeout:g} s") from None
+            except Exception as error:  # websockets' ConnectionClosed: Chromium went away
+                raise RuntimeError(f"Chromium's DevTools connection failed during {method}: {error}") from error
             if reply.get("id") != command_id:
                 continue
             if "error" in reply:
@@ -99,8 +107,11 @@ def _first_page(port: int, timeout: float) -> str:
     """The websocket URL of the page Chromium opened at start."""
     deadline = time.monotonic() + timeout
     while True:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as reply:
-            pages = [target for target in json.load(reply) if target.get("type") == "page"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as reply:
+                pages = [target for target in json.load(reply) if target.get("type") == "page"]
+        except (OSError, ValueError) as error:  # URLError is an OSError
+            raise RuntimeError(f"Chromium's DevTools list at port {port} failed: {error}") from error
         if pages:
             return pages[0]["webSocketDebuggerUrl"]
         if time.monotonic() > deadline:

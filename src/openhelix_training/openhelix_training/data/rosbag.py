@@ -409,7 +409,7 @@ def write_synthetic_bag(path, frames: int = 12, resent: tuple[int, ...] = ()):
                                                       Instruction.__msgtype__))
             cloud = PointCloud2(header=hdr, height=1, width=300, fields=fields, is_bigendian=False, point_step=16,
                                 row_step=16 * 300, data=np.frombuffer(rec.tobytes(), np.uint8), is_dense=True)
-            img = np.full((20, 30, 3), i, np.uint8)
+            img = np.full((20, 30, 3), i % 256, np.uint8)  # frame i (mod 256: uint8)
             ro = np.zeros(15)
             ro[:3] = (0.01 * i, 0.0, 0.3)
             ro[3:6] = (np.pi, 0.0, 0.0)
