@@ -22,6 +22,9 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _EXPORTS = {
     "CameraView": ".observation",
+    "ClipTextConfig": ".configuration_clip_text",
+    "ClipTextSystem2": ".modeling_clip_text",
+    "LatentGoal": ".goal",
     "CheckpointError": ".checkpoint",
     "LoadedCheckpoint": ".checkpoint",
     "DiffuserActor": ".modeling_diffuser_actor",

@@ -52,13 +52,16 @@ MODEL_DIRS = {SYSTEM1_MODEL_TYPE: SYSTEM1_DIR, SYSTEM2_MODEL_TYPE: SYSTEM2_DIR}
 # model_directories files a directory under; config.json's model_type says which class loads it).
 DIFFUSER_ACTOR_MODEL_TYPE = "openhelix_diffuser_actor"
 OPENHELIX_SYSTEM2_MODEL_TYPE = "openhelix_lisa_system2"
+CLIP_TEXT_MODEL_TYPE = "openhelix_clip_text_system2"
 MODEL_ROLES = {SYSTEM1_MODEL_TYPE: SYSTEM1_MODEL_TYPE, DIFFUSER_ACTOR_MODEL_TYPE: SYSTEM1_MODEL_TYPE,
-               SYSTEM2_MODEL_TYPE: SYSTEM2_MODEL_TYPE, OPENHELIX_SYSTEM2_MODEL_TYPE: SYSTEM2_MODEL_TYPE}
+               SYSTEM2_MODEL_TYPE: SYSTEM2_MODEL_TYPE, OPENHELIX_SYSTEM2_MODEL_TYPE: SYSTEM2_MODEL_TYPE,
+               CLIP_TEXT_MODEL_TYPE: SYSTEM2_MODEL_TYPE}
 # model_type -> (module, class) that loads it
 MODEL_CLASSES = {SYSTEM1_MODEL_TYPE: (".modeling_system1", "System1"),
                  DIFFUSER_ACTOR_MODEL_TYPE: (".modeling_diffuser_actor", "DiffuserActor"),
                  SYSTEM2_MODEL_TYPE: (".modeling_system2", "System2"),
-                 OPENHELIX_SYSTEM2_MODEL_TYPE: (".modeling_openhelix", "OpenHelixSystem2")}
+                 OPENHELIX_SYSTEM2_MODEL_TYPE: (".modeling_openhelix", "OpenHelixSystem2"),
+                 CLIP_TEXT_MODEL_TYPE: (".modeling_clip_text", "ClipTextSystem2")}
 
 
 class CheckpointError(RuntimeError):

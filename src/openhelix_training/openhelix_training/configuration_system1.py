@@ -27,8 +27,17 @@ class System1Config:
     num_heads: int = 4
     num_layers: int = 3
     ffn_mult: int = 2
-    latent_dim: int = 512
-    num_latent_tokens: int = 4  # the goal latent is split into this many context tokens
+    latent_dim: int = 512  # "split": the goal latent's length; "tokens": the width of each of its tokens
+    # How the goal latent becomes the context the waypoints cross-attend to. "split": one latent_dim
+    # vector cut into num_latent_tokens context tokens (OpenHelix's single <ACT> latent); "tokens": every
+    # token of System 2's token matrix is one context token (up to max_latent_tokens; shorter matrices are
+    # padded and the padding masked), for the survey's multi-token latents.
+    latent_layout: str = "split"
+    num_latent_tokens: int = 4  # "split"
+    max_latent_tokens: int = 256  # "tokens"
+    # k > 0: also condition on System 2's k-waypoint coarse action chunk (RoboDual's specialist conditions
+    # on its generalist's actions), k context tokens beside the latent's
+    coarse_actions: int = 0
     trajectory_length: int = 20
     rotary_scale: float = 100.0  # metres -> rotary position units (1 cm per unit)
     # diffusion
@@ -59,8 +68,14 @@ class System1Config:
                 f"embed_dim/num_heads = {self.embed_dim}/{self.num_heads} must be an even integer >= 6 "
                 "(3D rotary encoding rotates channel pairs per axis)"
             )
-        if self.latent_dim % self.num_latent_tokens:
+        if self.latent_layout not in ("split", "tokens"):
+            raise ValueError(f"latent_layout must be 'split' or 'tokens', got {self.latent_layout!r}")
+        if self.latent_layout == "split" and self.latent_dim % self.num_latent_tokens:
             raise ValueError("latent_dim must be divisible by num_latent_tokens")
+        if self.max_latent_tokens < 1:
+            raise ValueError(f"max_latent_tokens must be >= 1, got {self.max_latent_tokens}")
+        if not 0 <= self.coarse_actions <= 64:
+            raise ValueError(f"coarse_actions must be in 0..64, got {self.coarse_actions}")
         if self.prediction_type not in ("epsilon", "sample"):
             raise ValueError("prediction_type must be 'epsilon' or 'sample'")
 

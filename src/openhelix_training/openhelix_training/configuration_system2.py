@@ -7,6 +7,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 MODES = ("prompt_tuning", "frozen", "lora", "full")
+LATENT_KINDS = ("act", "act_tokens", "pooled", "layer", "tokens")
+POOLINGS = ("max", "mean", "map")
+TOKEN_SETS = ("language", "all")
 
 # LLaVA-v1 conversation template (as OpenHelix's released code uses it); <ACT> ends the prompt, the
 # answer is never fed.
@@ -14,6 +17,98 @@ LLAVA_V1_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
+
+
+@dataclass
+class LatentConfig:
+    """How System 2 forms the goal latent it sends, the axis along which the survey's systems differ most.
+
+    - ``act``: the last layer's state at one learned ``<ACT>`` token (OpenHelix, LCB): one token.
+    - ``act_tokens``: ``num_tokens`` learned ``<ACT>`` tokens ending the prompt: their last-layer states.
+    - ``pooled``: ``pooling`` (max, mean, or ``map``, a learned attention-pooling query, as HiRT's MAP) over
+      the last layer's vision and language tokens of the user turn (the constant system prompt left out):
+      one token.
+    - ``layer``: the state at ``<ACT>`` of hidden layer ``layer`` (0: the embeddings, 1..L the decoder
+      layers' outputs, negative from the end; GR00T's middle layer): one token.
+    - ``tokens``: every last-layer token after the vision patches (``token_set: language``, RoboDual's task
+      latent) or the vision patches too (``all``): as many tokens as the prompt has, so their count varies
+      with the instruction.
+
+    ``coarse_actions`` k > 0: the auxiliary head predicts a k-waypoint coarse action chunk, sent along with
+    the latent (RoboDual's generalist actions); 0: it predicts one waypoint (OpenHelix's auxiliary task)
+    that stays inside System 2.
+
+    In configuration files the short form names the kind by its key: ``{act_tokens: 4}``,
+    ``{pooled: map}``, ``{layer: 16}``, ``{tokens: language, coarse_actions: 8}``, ``{act: true}``."""
+
+    kind: str = "act"
+    num_tokens: int = 1  # act_tokens
+    pooling: str = "mean"  # pooled
+    layer: int = -1  # layer
+    token_set: str = "language"  # tokens
+    coarse_actions: int = 0
+
+    def validate(self) -> None:
+        if self.kind not in LATENT_KINDS:
+            raise ValueError(f"latent kind must be one of {LATENT_KINDS}, got {self.kind!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"latent pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.token_set not in TOKEN_SETS:
+            raise ValueError(f"latent token_set must be one of {TOKEN_SETS}, got {self.token_set!r}")
+        if not isinstance(self.num_tokens, int) or not 1 <= self.num_tokens <= 64:
+            raise ValueError(f"latent num_tokens (act_tokens) must be an integer in 1..64, got {self.num_tokens!r}")
+        if self.kind != "act_tokens" and self.num_tokens != 1:
+            raise ValueError(f"latent num_tokens={self.num_tokens} is for kind 'act_tokens', not {self.kind!r}")
+        if not isinstance(self.coarse_actions, int) or not 0 <= self.coarse_actions <= 64:
+            raise ValueError(f"latent coarse_actions must be an integer in 0..64, got {self.coarse_actions!r}")
+        if not isinstance(self.layer, int):
+            raise ValueError(f"latent layer must be an integer, got {self.layer!r}")
+
+    @property
+    def act_tokens(self) -> int:
+        """How many <ACT> tokens end the prompt (every kind keeps at least one: in prompt tuning it is what
+        trains)."""
+        return self.num_tokens if self.kind == "act_tokens" else 1
+
+    @classmethod
+    def from_dict(cls, data) -> LatentConfig:
+        """The full form (``kind`` and fields) or the short form of the class docstring."""
+        if isinstance(data, LatentConfig):
+            return data
+        if isinstance(data, str):
+            data = {data: True}
+        if not isinstance(data, dict):
+            raise ValueError(f"latent must be a mapping such as {{act_tokens: 4}}, got {data!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        if "kind" in data:
+            unknown = set(data) - names
+            if unknown:
+                raise ValueError(f"unknown latent fields: {sorted(unknown)} (known: {sorted(names)})")
+            out = cls(**data)
+            out.validate()
+            return out
+        kinds = [k for k in data if k in LATENT_KINDS]
+        unknown = set(data) - set(LATENT_KINDS) - {"coarse_actions"}
+        if unknown:
+            raise ValueError(f"unknown latent keys: {sorted(unknown)}; name one of {LATENT_KINDS} and optionally "
+                             "coarse_actions")
+        if len(kinds) > 1:
+            raise ValueError(f"latent names several kinds {kinds}; choose one of {LATENT_KINDS}")
+        kind = kinds[0] if kinds else "act"
+        value = data.get(kind, True)
+        out = cls(kind=kind, coarse_actions=data.get("coarse_actions", 0))
+        if kind == "act_tokens":
+            out.num_tokens = value
+        elif kind == "pooled":
+            out.pooling = value
+        elif kind == "layer":
+            out.layer = value
+        elif kind == "tokens":
+            out.token_set = value
+        elif value is not True:
+            raise ValueError(f"latent act takes no value (write {{act: true}}), got {value!r}")
+        out.validate()
+        return out
 
 
 @dataclass
@@ -26,7 +121,8 @@ class System2Config:
     model_path: str | None = None  # local llava-hf directory for source="pretrained"
     mode: str = "prompt_tuning"  # one of MODES
     use_image: bool = True  # False: the text-only ablation (no image tokens in the prompt)
-    latent_dim: int = 512
+    latent_dim: int = 512  # the width of every latent token
+    latent: LatentConfig = field(default_factory=LatentConfig)
     aux_hidden: int = 256  # OpenHelix: 2048 for LLaVA-7B
     # prompt
     system_prompt: str = LLAVA_V1_SYSTEM
@@ -65,6 +161,9 @@ class System2Config:
             raise ValueError("source='pretrained' needs model_path: a local llava-hf directory (never a hub id)")
         if "{instruction}" not in self.prompt_template:
             raise ValueError("prompt_template must contain {instruction}")
+        if not isinstance(self.latent, LatentConfig):
+            raise ValueError(f"latent must be a LatentConfig, got {type(self.latent).__name__}")
+        self.latent.validate()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -78,6 +177,8 @@ class System2Config:
         data = dict(data)
         if "lora_target_modules" in data:
             data["lora_target_modules"] = tuple(data["lora_target_modules"])
+        if "latent" in data:
+            data["latent"] = LatentConfig.from_dict(data["latent"])
         return cls(**data)
 
     @classmethod

@@ -81,6 +81,7 @@ from .checkpoint import (
     read_weights,
 )
 from .configuration_openhelix import OpenHelixSystem2Config
+from .goal import LatentGoal
 from .modeling_system2 import (
     CLIP_MEAN,
     CLIP_STD,
@@ -380,6 +381,10 @@ class OpenHelixSystem2(PretrainedModelMixin, nn.Module):
             if was_training:
                 self.train()
         return out["latent"][0].float().cpu()
+
+    def encode_goal(self, image, instruction: str, seed: int | None = 0) -> LatentGoal:
+        """The released model's goal: one token, its <ACT> latent (the release sends no coarse actions)."""
+        return LatentGoal.from_vector(self.encode(image, instruction, seed).numpy())
 
     # --- loading -----------------------------------------------------------------------------------------
 

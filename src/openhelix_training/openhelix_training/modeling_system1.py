@@ -25,6 +25,7 @@ from torch import nn
 from .checkpoint import NORMALIZATION_NAME, SYSTEM1_MODEL_TYPE, CheckpointError, read_config
 from .configuration_system1 import System1Config
 from .geometry import euler_xyz_to_matrix, matrix_to_rot6d, rot6d_to_matrix
+from .goal import LatentGoal, LatentGoalError, check_latent_goal
 from .normalization import LEGACY_BOUND_NAMES, Normalization, NormalizationError
 from .observation import Observation, ObservationError
 from .pretrained import PretrainedModelMixin
@@ -104,10 +105,13 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
-def attention(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attention(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax attention written out, with keys already transposed (B, H, D, N): for 20 queries and a
-    few hundred keys it is several times cheaper on a CPU than the fused kernel's setup."""
+    few hundred keys it is several times cheaper on a CPU than the fused kernel's setup. ``bias``
+    (B, 1, 1, N) is added to the logits (a large negative value masks padding keys)."""
     w = torch.matmul(q * (q.shape[-1] ** -0.5), k_t)
+    if bias is not None:
+        w = w + bias
     return torch.matmul(w.softmax(dim=-1), v)
 
 
@@ -123,20 +127,25 @@ class Attention(nn.Module):
         b, n, d = x.shape
         return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)
 
-    def keys_values(self, context: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys (rotated, transposed to (B, H, D, N), contiguous) and values (B, H, N, D) of a context;
-        computed once per observation for the scene and the latent."""
+    def keys_values(self, context: torch.Tensor, rope=None, mask: torch.Tensor | None = None) -> tuple:
+        """Keys (rotated, transposed to (B, H, D, N), contiguous) and values (B, H, N, D) of a context, and
+        with ``mask`` (B, N; False: padding) the logit bias that hides the padding; computed once per
+        observation for the scene and the latent."""
         k, v = self.kv(context).chunk(2, dim=-1)
         k, v = self.split(k), self.split(v)
         if rope is not None:
             k = apply_rotary(k, *rope)
-        return k.transpose(-1, -2).contiguous(), v.contiguous()
+        kv = (k.transpose(-1, -2).contiguous(), v.contiguous())
+        if mask is None or bool(mask.all()):
+            return kv
+        bias = torch.zeros(mask.shape, dtype=k.dtype, device=k.device).masked_fill(~mask, -1e9)
+        return kv + (bias[:, None, None],)
 
-    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], rope=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: tuple, rope=None) -> torch.Tensor:
         q = self.split(self.q(x))
         if rope is not None:
             q = apply_rotary(q, *rope)
-        o = attention(q, kv[0], kv[1])
+        o = attention(q, *kv)
         return self.out(o.transpose(1, 2).flatten(2))
 
 
@@ -280,8 +289,16 @@ class System1(PretrainedModelMixin, nn.Module):
         else:
             self.point_encoder = PointFeatureEncoder(config)
         self.rotary = Rotary3D(d // config.num_heads, config.rotary_scale)
-        self.latent_in = nn.Linear(config.latent_dim // config.num_latent_tokens, d)
-        self.latent_pos = nn.Parameter(torch.zeros(config.num_latent_tokens, d))
+        if config.latent_layout == "split":
+            self.latent_in = nn.Linear(config.latent_dim // config.num_latent_tokens, d)
+            self.latent_pos = nn.Parameter(torch.zeros(config.num_latent_tokens, d))
+        else:
+            self.latent_in = nn.Linear(config.latent_dim, d)
+            self.latent_pos = nn.Parameter(torch.zeros(config.max_latent_tokens, d))
+        if config.coarse_actions:
+            # a coarse waypoint as System 1's own targets: normalised relative position, 6D rotation, openness
+            self.coarse_in = nn.Linear(10, d)
+            self.coarse_pos = nn.Parameter(torch.zeros(config.coarse_actions, d))
         self.proprio_in = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.SiLU(), nn.Linear(d, d))
         self.time_in = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.traj_in = nn.Linear(9, d)
@@ -436,18 +453,58 @@ class System1(PretrainedModelMixin, nn.Module):
         feats = self.point_encoder(self._to_unit(xyz, self.workspace_bounds), obs["colors"].to(dev).float())
         return feats, xyz
 
-    def prepare_context(self, obs: dict, latent: torch.Tensor, proprio: torch.Tensor) -> dict:
-        """Everything that does not change across denoising steps: scene and latent keys/values per layer
-        (scene keys already rotated), and the proprioception embedding."""
+    def latent_context(self, latent: torch.Tensor, latent_mask: torch.Tensor | None = None,
+                       coarse: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The goal as context tokens (B, N, d) and their mask (B, N).
+
+        latent: (B, latent_dim) for "split" (a (B, 1, latent_dim) one-token matrix too), (B, N, latent_dim)
+        for "tokens" with ``latent_mask`` (B, N) marking real tokens; coarse: (B, k, 10) waypoints (relative
+        position, 6D rotation, openness in [0, 1]) when the model conditions on coarse actions."""
         cfg = self.config
-        feats, xyz = self.encode_scene(obs)
-        scene_rope = self.rotary(xyz)
         b = latent.shape[0]
         latent = (latent - self.latent_mean) / self.latent_std
-        lat = self.latent_in(latent.view(b, cfg.num_latent_tokens, -1)) + self.latent_pos
+        if cfg.latent_layout == "split":
+            if latent.dim() == 3 and latent.shape[1] == 1:
+                latent = latent[:, 0]
+            if latent.dim() != 2 or latent.shape[1] != cfg.latent_dim:
+                raise ObservationError(f"this System 1 splits one {cfg.latent_dim}-D latent into "
+                                       f"{cfg.num_latent_tokens} tokens; got a latent of shape {tuple(latent.shape)}")
+            lat = self.latent_in(latent.view(b, cfg.num_latent_tokens, -1)) + self.latent_pos
+            mask = torch.ones(lat.shape[:2], dtype=torch.bool, device=lat.device)
+        else:
+            if latent.dim() == 2:
+                latent = latent[:, None]
+            n = latent.shape[1]
+            if latent.dim() != 3 or latent.shape[2] != cfg.latent_dim:
+                raise ObservationError(f"this System 1 takes {cfg.latent_dim}-D latent tokens; got {tuple(latent.shape)}")
+            if n > cfg.max_latent_tokens:
+                raise ObservationError(f"goal latent has {n} tokens, more than this System 1's max_latent_tokens="
+                                       f"{cfg.max_latent_tokens}")
+            lat = self.latent_in(latent) + self.latent_pos[:n]
+            mask = (torch.ones((b, n), dtype=torch.bool, device=lat.device) if latent_mask is None
+                    else latent_mask.to(lat.device).bool())
+        if cfg.coarse_actions:
+            if coarse is None or tuple(coarse.shape[1:]) != (cfg.coarse_actions, 10):
+                got = "none" if coarse is None else str(tuple(coarse.shape))
+                raise ObservationError(f"this System 1 conditions on {cfg.coarse_actions} coarse actions "
+                                       f"(B, {cfg.coarse_actions}, 10); got {got}")
+            coarse = coarse.to(lat.device).float()
+            unit = torch.cat([self._to_unit(coarse[..., :3], self.position_bounds), coarse[..., 3:9],
+                              coarse[..., 9:10] * 2 - 1], dim=-1)
+            lat = torch.cat([lat, self.coarse_in(unit) + self.coarse_pos], dim=1)
+            mask = torch.cat([mask, torch.ones(unit.shape[:2], dtype=torch.bool, device=lat.device)], dim=1)
+        return lat, mask
+
+    def prepare_context(self, obs: dict, latent: torch.Tensor, proprio: torch.Tensor,
+                        latent_mask: torch.Tensor | None = None, coarse: torch.Tensor | None = None) -> dict:
+        """Everything that does not change across denoising steps: scene and latent keys/values per layer
+        (scene keys already rotated), and the proprioception embedding."""
+        feats, xyz = self.encode_scene(obs)
+        scene_rope = self.rotary(xyz)
+        lat, mask = self.latent_context(latent, latent_mask, coarse)
         return {
             "scene_kv": [layer.scene_attn.keys_values(feats, scene_rope) for layer in self.layers],
-            "latent_kv": [layer.latent_attn.keys_values(lat) for layer in self.layers],
+            "latent_kv": [layer.latent_attn.keys_values(lat, mask=mask) for layer in self.layers],
             "proprio_emb": self.proprio_in(self._normalize_proprio(proprio)),
             "cur_pos": proprio[:, :3],
         }
@@ -488,7 +545,7 @@ class System1(PretrainedModelMixin, nn.Module):
         return torch.cat([self._to_unit(rel_positions, self.position_bounds), rot6d], dim=-1)
 
     def compute_loss(self, obs: dict, latent, proprio, rel_positions, rot6d, gripper_open,
-                     generator: torch.Generator | None = None) -> dict:
+                     generator: torch.Generator | None = None, latent_mask=None, coarse=None) -> dict:
         """3D Diffuser Actor's loss: 30 * L1 position + 10 * L1 rotation (on the predicted noise) + BCE on
         gripper openness."""
         cfg = self.config
@@ -502,7 +559,7 @@ class System1(PretrainedModelMixin, nn.Module):
             self.position_scheduler.add_noise(x0[..., :3], noise[..., :3], t),
             self.rotation_scheduler.add_noise(x0[..., 3:], noise[..., 3:], t),
         ], dim=-1)
-        ctx = self.prepare_context(obs, latent, proprio)
+        ctx = self.prepare_context(obs, latent, proprio, latent_mask, coarse)
         pred, grip_logit = self.denoise(x_t, t, ctx)
         target = noise if cfg.prediction_type == "epsilon" else x0
         pos_l1 = F.l1_loss(pred[..., :3], target[..., :3])
@@ -512,9 +569,11 @@ class System1(PretrainedModelMixin, nn.Module):
         return {"loss": loss, "position_l1": pos_l1.detach(), "rotation_l1": rot_l1.detach(),
                 "gripper_bce": grip.detach()}
 
-    def forward(self, obs: dict, latent, proprio, rel_positions, rot6d, gripper_open, generator=None) -> dict:
+    def forward(self, obs: dict, latent, proprio, rel_positions, rot6d, gripper_open, generator=None,
+                latent_mask=None, coarse=None) -> dict:
         """The training loss (so that wrappers such as DDP see a forward call); see compute_loss."""
-        return self.compute_loss(obs, latent, proprio, rel_positions, rot6d, gripper_open, generator)
+        return self.compute_loss(obs, latent, proprio, rel_positions, rot6d, gripper_open, generator, latent_mask,
+                                 coarse)
 
     # --- inference ----------------------------------------------------------------------------------
 
@@ -535,7 +594,7 @@ class System1(PretrainedModelMixin, nn.Module):
         return cache[steps]
 
     def sample(self, obs: dict, latent: torch.Tensor, proprio: torch.Tensor, num_inference_steps: int | None = None,
-               generator: torch.Generator | None = None) -> dict:
+               generator: torch.Generator | None = None, latent_mask=None, coarse=None) -> dict:
         """DDIM sampling; returns relative positions (B, T, 3), 6D rotations (B, T, 6), openness (B, T)."""
         cfg = self.config
         steps = int(num_inference_steps or cfg.num_inference_steps)
@@ -543,7 +602,7 @@ class System1(PretrainedModelMixin, nn.Module):
             raise ValueError(f"num_inference_steps must be in 1..{cfg.num_train_timesteps}, got {steps}")
         dev = self.position_bounds.device
         latent, proprio = latent.to(dev).float(), proprio.to(dev).float()
-        ctx = self.prepare_context(obs, latent, proprio)
+        ctx = self.prepare_context(obs, latent, proprio, latent_mask, coarse)
         b = latent.shape[0]
         pos_sched, rot_sched = self._inference_schedulers(steps)
         x = torch.randn((b, cfg.trajectory_length, 9), device=dev, generator=generator)
@@ -562,21 +621,49 @@ class System1(PretrainedModelMixin, nn.Module):
         rot6d = matrix_to_rot6d(rot6d_to_matrix(x[..., 3:]))
         return {"relative_positions": rel, "rot6d": rot6d, "gripper_open": torch.sigmoid(grip_logit)}
 
+    def goal_tensors(self, latent) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One goal as this model reads it: the latent (1, latent_dim) or (1, N, latent_dim) and the coarse
+        actions (1, k, 10) or None. ``latent``: a goal.LatentGoal, a (latent_dim,) vector or an
+        (N, latent_dim) token matrix; ObservationError names what does not fit."""
+        cfg = self.config
+        if not isinstance(latent, LatentGoal):
+            values = np.asarray(latent, dtype=np.float32)
+            if cfg.latent_layout == "split" or values.ndim == 1:
+                values = values.reshape(1, -1)
+            latent = LatentGoal(tokens=values)
+        width = cfg.latent_dim if cfg.latent_layout == "tokens" else None
+        try:
+            goal = check_latent_goal(latent, width, cfg.coarse_actions)
+        except LatentGoalError as error:
+            raise ObservationError(str(error)) from error
+        if cfg.latent_layout == "split":
+            if goal.num_tokens != 1 or goal.token_dim != cfg.latent_dim:
+                raise ObservationError(f"latent must have {cfg.latent_dim} values in one token, got {goal.describe()}")
+            tokens = torch.from_numpy(goal.tokens).reshape(1, -1)
+        else:
+            if goal.num_tokens > cfg.max_latent_tokens:
+                raise ObservationError(f"goal latent has {goal.num_tokens} tokens, more than this System 1's "
+                                       f"max_latent_tokens={cfg.max_latent_tokens}")
+            tokens = torch.from_numpy(goal.tokens)[None]
+        coarse = None
+        if cfg.coarse_actions:
+            c = goal.coarse
+            coarse = torch.from_numpy(np.concatenate([
+                c.positions, matrix_to_rot6d(c.rotations.astype(np.float64)).astype(np.float32), c.gripper_open[:, None],
+            ], axis=1).astype(np.float32))[None]
+        return tokens, coarse
+
     def predict(self, observation: Observation, latent, proprio, num_inference_steps: int | None = None,
                 seed: int | None = 0) -> Trajectory:
         """One trajectory for one observation.
 
-        latent: (latent_dim,) goal latent from System 2; proprio: 10-D (tcp xyz, 6D rotation relative to
-        the world, gripper openness 0..1), see proprio_from_robot_obs. Deterministic for a given seed."""
-        cfg = self.config
-        latent = torch.as_tensor(np.asarray(latent, dtype=np.float32)).reshape(-1)
+        latent: the goal from System 2 (see goal_tensors: a LatentGoal, a (latent_dim,) vector or a token
+        matrix); proprio: 10-D (tcp xyz, 6D rotation relative to the world, gripper openness 0..1), see
+        proprio_from_robot_obs. Deterministic for a given seed."""
+        latent, coarse = self.goal_tensors(latent)
         proprio = torch.as_tensor(np.asarray(proprio, dtype=np.float32)).reshape(-1)
-        if latent.numel() != cfg.latent_dim:
-            raise ObservationError(f"latent must have {cfg.latent_dim} values, got {latent.numel()}")
         if proprio.numel() != PROPRIO_DIM:
             raise ObservationError(f"proprio must have {PROPRIO_DIM} values (xyz, rot6d, gripper), got {proprio.numel()}")
-        if not torch.isfinite(latent).all():
-            raise ObservationError("latent contains NaN or inf")
         if not torch.isfinite(proprio).all():
             raise ObservationError("proprio contains NaN or inf")
         was_training = self.training
@@ -588,7 +675,7 @@ class System1(PretrainedModelMixin, nn.Module):
                 gen = None
                 if seed is not None:
                     gen = torch.Generator(device=self.position_bounds.device).manual_seed(seed)
-                out = self.sample(obs, latent[None], proprio[None], num_inference_steps, gen)
+                out = self.sample(obs, latent, proprio[None], num_inference_steps, gen, coarse=coarse)
         finally:
             if was_training:
                 self.train()

@@ -4,6 +4,10 @@ The prompt is LLaVA-v1's template around "Can you control the robot to {instruct
 appended; the goal latent is the last-layer hidden state at <ACT>, projected to 512-D. The <ACT>
 embedding is a separate nn.Parameter spliced into the input embeddings, so prompt tuning trains exactly
 hidden_size MLLM parameters and the vocabulary matrix stays frozen (and unresized).
+
+The survey's other latents (configuration_system2.LatentConfig: k <ACT> tokens, pooled states, a middle
+layer, every language token) come out of the same forward pass as a token matrix, each token projected to
+latent_dim; the auxiliary head can predict a coarse action chunk that travels with them (goal.LatentGoal).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from torch import nn
 
 from .checkpoint import SYSTEM2_MODEL_TYPE, TOKENIZER_DIR
 from .configuration_system2 import System2Config
+from .geometry import rot6d_to_matrix
+from .goal import CoarseActions, LatentGoal, check_latent_goal
 from .pretrained import PretrainedModelMixin
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -48,6 +54,16 @@ def checked_uint8_images(images) -> list[np.ndarray]:
             a = (np.clip(a, 0, 1) * 255).astype(np.uint8)
         out.append(a)
     return out
+
+
+def check_instruction_tokens(tokenizer, text: str, limit: int) -> int:
+    """The instruction's length in ``tokenizer``'s tokens; System2InputError above ``limit``
+    (max_instruction_tokens), before anything the size of the instruction reaches a network."""
+    count = len(tokenizer(text.strip(), add_special_tokens=False)["input_ids"])
+    if count > limit:
+        raise System2InputError(f"instruction is {count} tokens long, more than max_instruction_tokens={limit}; "
+                                "not encoded")
+    return count
 
 
 def cache_dir() -> Path:
@@ -185,18 +201,58 @@ def _embedded_mllm(cfg: System2Config):
 
 
 class AuxHead(nn.Module):
-    """OpenHelix's auxiliary head: first future waypoint's position (3), 6D rotation (6), gripper (1)."""
+    """OpenHelix's auxiliary head: the first future waypoint's position (3), 6D rotation (6) and gripper (1),
+    shapes (B, 3), (B, 6), (B,). With ``waypoints`` k > 1 (RoboDual-style coarse actions) the next k
+    waypoints: (B, k, 3), (B, k, 6), (B, k)."""
 
-    def __init__(self, hidden: int, aux_hidden: int):
+    def __init__(self, hidden: int, aux_hidden: int, waypoints: int = 1):
         super().__init__()
+        self.waypoints = int(waypoints)
+        k = self.waypoints
         self.trunk = nn.Sequential(nn.Linear(hidden, aux_hidden), nn.GELU())
-        self.position = nn.Linear(aux_hidden, 3)
-        self.rotation = nn.Linear(aux_hidden, 6)
-        self.gripper = nn.Linear(aux_hidden, 1)
+        self.position = nn.Linear(aux_hidden, 3 * k)
+        self.rotation = nn.Linear(aux_hidden, 6 * k)
+        self.gripper = nn.Linear(aux_hidden, k)
 
     def forward(self, h: torch.Tensor) -> dict:
         z = self.trunk(h)
-        return {"position": self.position(z), "rot6d": self.rotation(z), "gripper_logit": self.gripper(z).squeeze(-1)}
+        if self.waypoints == 1:
+            return {"position": self.position(z), "rot6d": self.rotation(z),
+                    "gripper_logit": self.gripper(z).squeeze(-1)}
+        k = self.waypoints
+        return {"position": self.position(z).unflatten(-1, (k, 3)), "rot6d": self.rotation(z).unflatten(-1, (k, 6)),
+                "gripper_logit": self.gripper(z)}
+
+
+class AttentionPool(nn.Module):
+    """Multihead attention pooling (MAP) of a token set into one vector with a learned query, as HiRT pools
+    its VLM's features: attention, then a residual MLP."""
+
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
+        self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.norm = nn.LayerNorm(hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden))
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """tokens (B, N, hidden), mask (B, N) True where a token is real -> (B, hidden)."""
+        q = self.query.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
+        pooled, _ = self.attention(q, tokens, tokens, key_padding_mask=~mask, need_weights=False)
+        pooled = pooled[:, 0]
+        return pooled + self.mlp(self.norm(pooled))
+
+
+def gather_tokens(hidden: torch.Tensor, select: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``hidden`` (B, L, H) where ``select`` (B, L) is True, in order, padded to the longest
+    row: tokens (B, N, H) and their mask (B, N)."""
+    counts = select.sum(1)
+    n = max(int(counts.max()), 1)
+    # a stable sort puts the selected positions first, in their order
+    order = torch.sort((~select).to(torch.int8), dim=1, stable=True).indices[:, :n]
+    tokens = torch.gather(hidden, 1, order[..., None].expand(-1, -1, hidden.shape[-1]))
+    mask = torch.arange(n, device=hidden.device)[None] < counts[:, None]
+    return tokens * mask[..., None].to(tokens.dtype), mask
 
 
 class System2(PretrainedModelMixin, nn.Module):
@@ -226,11 +282,20 @@ class System2(PretrainedModelMixin, nn.Module):
         g = torch.Generator().manual_seed(config.seed + 1)
         emb = mllm.model.language_model.get_input_embeddings().weight
         # start <ACT> at the mean token embedding (plus a little noise) so it is in-distribution
-        init = emb.detach().float().mean(0) + emb.detach().float().std() * 0.1 * torch.randn(self.hidden_size, generator=g)
+        k = config.latent.act_tokens
+        shape = (self.hidden_size,) if k == 1 else (k, self.hidden_size)  # one <ACT>: the released shape
+        init = emb.detach().float().mean(0) + emb.detach().float().std() * 0.1 * torch.randn(shape, generator=g)
         self.act_embedding = nn.Parameter(init.to(dtype))
         torch.manual_seed(config.seed + 2)
         self.projector = nn.Linear(self.hidden_size, config.latent_dim)
-        self.aux_head = AuxHead(self.hidden_size, config.aux_hidden)
+        self.aux_head = AuxHead(self.hidden_size, config.aux_hidden, max(1, config.latent.coarse_actions))
+        latent = config.latent
+        if latent.kind == "layer" and not -tc.num_hidden_layers - 1 <= latent.layer <= tc.num_hidden_layers:
+            raise ValueError(f"latent layer {latent.layer} is outside this MLLM's 0..{tc.num_hidden_layers} "
+                             "hidden states")
+        # MAP pooling is a head: it trains in every mode, as the projector does
+        self.latent_pool = (AttentionPool(self.hidden_size, tc.num_attention_heads).to(dtype)
+                            if latent.kind == "pooled" and latent.pooling == "map" else None)
         # CLIP-style alignment (LCB): instruction text embedding -> latent space
         self.text_projector = nn.Linear(self.hidden_size, config.latent_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
@@ -271,26 +336,31 @@ class System2(PretrainedModelMixin, nn.Module):
         n = sum(p.numel() for p in self.mllm.parameters() if p.requires_grad)
         n += self.act_embedding.numel() if self.act_embedding.requires_grad else 0
         if include_heads:
-            for m in (self.projector, self.aux_head, self.text_projector):
+            for m in self.head_modules():
                 n += sum(p.numel() for p in m.parameters() if p.requires_grad)
             n += self.logit_scale.numel()
         return n
+
+    def head_modules(self) -> list[nn.Module]:
+        """The modules outside the MLLM that train in every mode."""
+        heads = [self.projector, self.aux_head, self.text_projector]
+        return heads + ([self.latent_pool] if self.latent_pool is not None else [])
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """What trains at the heads' learning rate: the head modules and the alignment's logit scale."""
+        return [p for m in self.head_modules() for p in m.parameters()] + [self.logit_scale]
 
     # --- inputs ------------------------------------------------------------------------------------
 
     def prompt(self, instruction: str) -> str:
         text = self.config.prompt_template.format(instruction=instruction.strip())
         image = (self.config.image_token * self.num_image_tokens + "\n") if self.config.use_image else ""
-        return f"{self.config.system_prompt} USER: {image}{text} ASSISTANT: {self.config.act_token}"
+        act = self.config.act_token * self.config.latent.act_tokens
+        return f"{self.config.system_prompt} USER: {image}{text} ASSISTANT: {act}"
 
     def check_instruction_length(self, text: str) -> int:
         """The instruction's length in tokens; System2InputError above ``config.max_instruction_tokens``."""
-        count = len(self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"])
-        limit = self.config.max_instruction_tokens
-        if count > limit:
-            raise System2InputError(f"instruction is {count} tokens long, more than max_instruction_tokens={limit}; "
-                                    "not encoded")
-        return count
+        return check_instruction_tokens(self.tokenizer, text, self.config.max_instruction_tokens)
 
     def tokenize(self, instructions: list[str]) -> dict:
         for text in instructions:
@@ -300,7 +370,10 @@ class System2(PretrainedModelMixin, nn.Module):
         for text in instructions:
             self.check_instruction_length(text)
             ids = self.tokenizer(self.prompt(text), add_special_tokens=False)["input_ids"]
-            if ids[-1] != self.act_token_id:
+            k = self.config.latent.act_tokens
+            if ids.count(self.act_token_id) > k:
+                raise System2InputError(f"instruction contains the {self.config.act_token} token itself")
+            if ids[-k:] != [self.act_token_id] * k:
                 raise System2InputError(f"tokenizer did not keep {self.config.act_token} as one token")
             rows.append(ids)
         n = max(len(r) for r in rows)
@@ -345,10 +418,17 @@ class System2(PretrainedModelMixin, nn.Module):
         return self._prefix
 
     def forward(self, pixel_values: torch.Tensor | None, instructions: list[str], use_prefix_cache: bool = False) -> dict:
-        """Goal latents (B, latent_dim), auxiliary predictions, and the hidden state at <ACT>.
+        """The goal of every instruction and the heads' outputs:
+
+        - ``latent_tokens`` (B, N, latent_dim) and ``latent_mask`` (B, N): the latent as configured
+          (config.latent), padded to the longest row when the count varies with the prompt;
+        - ``latent`` (B, latent_dim): the masked mean of the tokens (the token itself for one-token
+          latents), which the alignment loss and the latent probe read;
+        - ``aux``: the auxiliary head's waypoint(s); ``act_hidden`` (B, hidden): the state it reads.
 
         use_prefix_cache (inference, one instruction): reuse the keys/values of the constant system
         prompt instead of recomputing them (a third of the embedded prompt)."""
+        cfg = self.config.latent
         tok = self.tokenize(instructions)
         dev, dtype = self.device, self.act_embedding.dtype
         ids = tok["input_ids"].to(dev)
@@ -356,7 +436,8 @@ class System2(PretrainedModelMixin, nn.Module):
         img_mask = ids == self.image_token_id
         safe = ids.masked_fill(act_mask | img_mask | (ids >= self.vocab_size), self.pad_token_id)
         emb = self.mllm.model.language_model.get_input_embeddings()(safe)
-        emb = torch.where(act_mask[..., None], self.act_embedding.to(emb.dtype), emb)
+        act_rows = self.act_embedding.reshape(-1, self.hidden_size).to(emb.dtype)
+        emb = emb.masked_scatter(act_mask[..., None].expand_as(emb), act_rows.expand(ids.shape[0], -1, -1))
         if self.config.use_image:
             if pixel_values is None:
                 raise System2InputError("this System 2 uses images (use_image=True) but got none")
@@ -368,24 +449,67 @@ class System2(PretrainedModelMixin, nn.Module):
                 raise System2InputError(f"{feats.shape[0]} image features for {int(img_mask.sum())} image tokens")
             emb = emb.masked_scatter(img_mask[..., None].expand_as(emb), feats)
         lm = self.mllm.model.language_model
+        attention_mask = tok["attention_mask"].to(dev)
+        hidden_states = cfg.kind == "layer"
         prefix = self._prefix_cache() if use_prefix_cache and ids.shape[0] == 1 and not self.training else None
         n = len(prefix[0]) if prefix else 0
         if prefix and ids[0, :n].tolist() == prefix[0]:
             cache = prefix[1]
             try:
                 out = lm(inputs_embeds=emb[:, n:], past_key_values=cache, use_cache=True,
-                         attention_mask=tok["attention_mask"].to(dev))
+                         attention_mask=attention_mask, output_hidden_states=hidden_states)
             finally:
                 extra = cache.get_seq_length() - n
                 if extra > 0:
                     cache.crop(-extra)  # back to the prefix for the next call (transformers 5: negative = remove)
-            h = out.last_hidden_state[:, tok["act_index"][0] - n]
         else:
-            out = lm(inputs_embeds=emb, attention_mask=tok["attention_mask"].to(dev))
-            h = out.last_hidden_state[torch.arange(ids.shape[0], device=dev), tok["act_index"].to(dev)]
-        return {"latent": self.projector(h.to(self.projector.weight.dtype)), "aux": self.aux_head(h.to(dtype)),
-                "act_hidden": h}
+            n = 0
+            out = lm(inputs_embeds=emb, attention_mask=attention_mask, output_hidden_states=hidden_states)
+        # states of positions n.. of the prompt (n: the cached prefix's length, else 0)
+        states = out.hidden_states[cfg.layer] if hidden_states else out.last_hidden_state
+        rows = torch.arange(ids.shape[0], device=dev)
+        last_act = tok["act_index"].to(dev) - n
+        if cfg.kind in ("act", "layer"):
+            summary = states[rows, last_act]
+            tokens, mask = summary[:, None], torch.ones((ids.shape[0], 1), dtype=torch.bool, device=dev)
+        elif cfg.kind == "act_tokens":
+            tokens, mask = gather_tokens(states, act_mask[:, n:])
+            summary = tokens.mean(1)
+        else:
+            select = self._token_set(ids, attention_mask, img_mask, "all" if cfg.kind == "pooled" else cfg.token_set)
+            tokens, mask = gather_tokens(states, select[:, n:])
+            if cfg.kind == "pooled":
+                if cfg.pooling == "mean":
+                    summary = tokens.sum(1) / mask.sum(1, keepdim=True).to(tokens.dtype)
+                elif cfg.pooling == "max":
+                    summary = tokens.masked_fill(~mask[..., None], torch.finfo(tokens.dtype).min).amax(1)
+                else:
+                    summary = self.latent_pool(tokens, mask)
+                tokens, mask = summary[:, None], mask[:, :1] | True
+            else:
+                summary = states[rows, last_act]
+        latent_tokens = self.projector(tokens.to(self.projector.weight.dtype)) * mask[..., None]
+        latent = latent_tokens.sum(1) / mask.sum(1, keepdim=True).to(latent_tokens.dtype)
+        return {"latent": latent, "latent_tokens": latent_tokens, "latent_mask": mask,
+                "aux": self.aux_head(summary.to(dtype)), "act_hidden": summary}
 
+    def _token_set(self, ids: torch.Tensor, attention_mask: torch.Tensor, img_mask: torch.Tensor,
+                   which: str) -> torch.Tensor:
+        """(B, L) mask of the user turn's tokens (``all``: vision patches and language, the constant
+        system prompt left out) or of the tokens after the vision patches (``language``)."""
+        positions = torch.arange(ids.shape[1], device=ids.device)[None]
+        user = (positions >= self._user_start()) & attention_mask.bool()
+        if which == "all":
+            return user
+        last_image = torch.where(img_mask, positions, torch.full_like(ids, -1)).amax(1, keepdim=True)
+        return user & (positions > last_image)
+
+    def _user_start(self) -> int:
+        """Where the user turn starts: the length of the system prompt and "USER:" in tokens."""
+        if getattr(self, "_user_start_index", None) is None:
+            ids = self.tokenizer(f"{self.config.system_prompt} USER:", add_special_tokens=False)["input_ids"]
+            self._user_start_index = len(ids)
+        return self._user_start_index
     def instruction_embedding(self, instructions: list[str]) -> torch.Tensor:
         """The frozen text target of the CLIP-style alignment loss: mean of the instruction's (frozen)
         token embeddings, mapped by the trainable text projector. (LCB aligned with CLIP text features;
@@ -399,9 +523,10 @@ class System2(PretrainedModelMixin, nn.Module):
                 rows.append(embed.weight[ids].float().mean(0) if len(ids) else embed.weight.float().mean(0))
         return self.text_projector(torch.stack(rows).to(self.text_projector.weight.dtype))
 
-    def encode(self, image, instruction: str, seed: int | None = 0) -> torch.Tensor:
-        """The goal latent (latent_dim,) float32 on the CPU for one HxWx3 image and one instruction.
-        Deterministic (no sampling; dropout off); `seed` is set for any stochastic module of a variant."""
+    def encode_goal(self, image, instruction: str, seed: int | None = 0) -> LatentGoal:
+        """The goal for one HxWx3 image and one instruction: the latent's token matrix (N, latent_dim) and,
+        with ``latent.coarse_actions``, the auxiliary head's coarse action chunk. Deterministic (no
+        sampling; dropout off); ``seed`` is set for any stochastic module of a variant."""
         was_training = self.training
         if was_training:
             self.eval()
@@ -410,11 +535,29 @@ class System2(PretrainedModelMixin, nn.Module):
                 if seed is not None:
                     torch.manual_seed(seed)
                 px = self.preprocess_images(image) if self.config.use_image else None
-                latent = self.forward(px, [instruction], use_prefix_cache=True)["latent"][0]
+                out = self.forward(px, [instruction], use_prefix_cache=True)
         finally:
             if was_training:
                 self.train()
-        return latent.float().cpu()
+        tokens = out["latent_tokens"][0][out["latent_mask"][0]].float().cpu().numpy()
+        coarse = None
+        if self.config.latent.coarse_actions:
+            aux = out["aux"]
+            k = self.config.latent.coarse_actions
+            rotations = rot6d_to_matrix(aux["rot6d"][0].float().reshape(k, 6))
+            coarse = CoarseActions(positions=aux["position"][0].float().reshape(k, 3).cpu().numpy(),
+                                   rotations=rotations.cpu().numpy(),
+                                   gripper_open=torch.sigmoid(aux["gripper_logit"][0].float()).reshape(k).cpu().numpy())
+        return check_latent_goal(LatentGoal(tokens=tokens, coarse=coarse), self.config.latent_dim,
+                                 what="System 2's goal latent")
+
+    def encode(self, image, instruction: str, seed: int | None = 0) -> torch.Tensor:
+        """The goal latent (latent_dim,) float32 on the CPU of a one-token System 2 (see encode_goal for
+        the others)."""
+        goal = self.encode_goal(image, instruction, seed)
+        if goal.num_tokens != 1:
+            raise ValueError(f"this System 2 sends {goal.describe()}; encode() gives one vector: use encode_goal()")
+        return torch.from_numpy(goal.tokens[0])
 
     # --- construction / persistence ----------------------------------------------------------------
 

@@ -35,6 +35,8 @@ from .checkpoint import (
     save_resume_state,
     step_checkpoints,
 )
+from .geometry import matrix_to_rot6d, rot6d_to_matrix
+from .goal import check_goal_fit
 from .train_config import TrainConfig, load_train_config
 
 # ------------------------------------------------------------------------------------------------------
@@ -74,13 +76,43 @@ def build_dataset(cfg: TrainConfig, system1_config):
 
 def aux_loss(aux: dict, batch: dict) -> torch.Tensor:
     """OpenHelix's auxiliary loss on the first future waypoint: 30 L1 position + 10 L1 6D rotation
-    (+ BCE gripper)."""
+    (+ BCE gripper); on the next k waypoints for a head that predicts a coarse chunk of k."""
     dev = aux["position"].device
-    pos = batch["rel_positions"][:, 1].to(dev)
-    rot = batch["rot6d"][:, 1].to(dev)
-    grip = batch["gripper_open"][:, 1].to(dev)
+    future = slice(1, 1 + aux["position"].shape[1]) if aux["position"].dim() == 3 else 1
+    pos = batch["rel_positions"][:, future].to(dev)
+    rot = batch["rot6d"][:, future].to(dev)
+    grip = batch["gripper_open"][:, future].to(dev)
     return (30 * F.l1_loss(aux["position"].float(), pos) + 10 * F.l1_loss(aux["rot6d"].float(), rot)
             + F.binary_cross_entropy_with_logits(aux["gripper_logit"].float(), grip))
+
+
+CLIP_TEXT_PRESETS = ("clip-text", "tiny-clip-text")
+
+
+def system2_class(preset: str):
+    """The class a System 2 preset builds: the MLLM (System2) or the frozen CLIP text encoder of the
+    "Only Policy" baseline (ClipTextSystem2)."""
+    if preset in CLIP_TEXT_PRESETS:
+        from .modeling_clip_text import ClipTextSystem2
+
+        return ClipTextSystem2
+    from .modeling_system2 import System2
+
+    return System2
+
+
+def goal_inputs(out2: dict, coarse_actions: int) -> dict:
+    """System 2's forward output as System 1's goal arguments: the latent tokens and their mask, and with
+    ``coarse_actions`` the auxiliary head's coarse chunk (B, k, 10) as a node would send it (rotations
+    made proper, openness from the logit). The chunk is detached: it conditions the policy, and only the
+    auxiliary loss trains the head that makes it (RoboDual's generalist is not trained by its specialist)."""
+    goal = {"latent": out2["latent_tokens"], "latent_mask": out2["latent_mask"]}
+    if coarse_actions:
+        aux = out2["aux"]
+        rot6d = matrix_to_rot6d(rot6d_to_matrix(aux["rot6d"].float()))
+        goal["coarse"] = torch.cat([aux["position"].float(), rot6d,
+                                    torch.sigmoid(aux["gripper_logit"].float())[..., None]], dim=-1).detach()
+    return goal
 
 
 def clip_alignment_loss(latent: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
@@ -107,7 +139,6 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs
 
         from .modeling_system1 import System1
-        from .modeling_system2 import System2
 
         self.cfg = cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
         t = cfg.training
@@ -124,12 +155,13 @@ class Trainer:
         else:
             self.system1 = System1.from_config(cfg.system1.preset, **cfg.system1.overrides)
         s2over = dict(cfg.system2.overrides)
-        if t.gradient_checkpointing:
+        if t.gradient_checkpointing and cfg.system2.preset not in CLIP_TEXT_PRESETS:
             s2over["gradient_checkpointing"] = True
-        self.system2 = System2.from_config(cfg.system2.preset, **s2over)
-        if self.system2.config.latent_dim != self.system1.config.latent_dim:
-            raise ValueError(f"System 2 latent_dim {self.system2.config.latent_dim} != System 1 latent_dim "
-                             f"{self.system1.config.latent_dim}")
+        if cfg.system2.preset in CLIP_TEXT_PRESETS and (t.aux_loss or t.clip_loss or t.stage1_steps):
+            raise ValueError(f"System 2 {cfg.system2.preset!r} trains nothing (3D Diffuser Actor's frozen CLIP): "
+                             "set training.stage1_steps=0, aux_loss=false and clip_loss=false")
+        self.system2 = system2_class(cfg.system2.preset).from_config(cfg.system2.preset, **s2over)
+        check_goal_fit(self.system2.config, self.system1.config)
         self.dataset = build_dataset(cfg, self.system1.config)
         if len(self.dataset) == 0:
             raise ValueError("the training data set is empty")
@@ -145,8 +177,7 @@ class Trainer:
 
             self.system1.set_normalization(compute_normalization(self.dataset))
         policy = list(self.system1.parameters())
-        heads = [p for m in (self.system2.projector, self.system2.aux_head, self.system2.text_projector)
-                 for p in m.parameters()] + [self.system2.logit_scale]
+        heads = list(self.system2.head_parameters())
         head_ids = {id(p) for p in heads}
         mllm = [p for p in self.system2.parameters() if p.requires_grad and id(p) not in head_ids]
         groups = [{"params": policy, "lr": t.policy_lr, "weight_decay": t.policy_weight_decay, "name": "policy"},
@@ -235,13 +266,22 @@ class Trainer:
             part = chosen[start : start + 8]
             batch = {"instructions": [s.instruction for s in part], "images": [s.image for s in part]}
             if self.latent_cache is not None:
-                out.append(self.cached_latents(batch))
+                goal = self.cached_goals(batch)
             else:
                 with torch.no_grad():
-                    s2 = self.s2
-                    px = s2.preprocess_images(batch["images"]) if s2.config.use_image else None
-                    out.append(s2(px, batch["instructions"])["latent"].float())
+                    goal = self.system2_goals(batch)
+            # every real token: the normalization is per token width, whatever the token count
+            out.append(goal["latent"][goal["latent_mask"]].float())
         return torch.cat(out)
+
+    def system2_goals(self, batch: dict) -> dict:
+        """System 2's forward pass on a batch: its goal for System 1 (see goal_inputs), the auxiliary
+        predictions (``aux``) and the latent's summary vector (``summary``, for the alignment loss)."""
+        s2 = self.s2
+        px = s2.preprocess_images(batch["images"]) if s2.config.use_image else None
+        out2 = self.system2(px, batch["instructions"])
+        # (a System 2 without an auxiliary head, clip-text, gives no "aux")
+        return {"aux": out2.get("aux"), "summary": out2["latent"], **goal_inputs(out2, self.s1.config.coarse_actions)}
 
     def _latent_key(self, instruction: str, image) -> tuple:
         if not self.s2.config.use_image:
@@ -251,9 +291,10 @@ class Trainer:
         image = np.ascontiguousarray(image)
         return (instruction, image.shape, hashlib.sha1(image.tobytes()).hexdigest())
 
-    def cached_latents(self, batch: dict) -> torch.Tensor:
-        """The frozen System 2's latents of a batch (B, latent_dim), each distinct (instruction, image; or
-        instruction alone for a text-only System 2) encoded once, in eval mode as the node encodes."""
+    def cached_goals(self, batch: dict) -> dict:
+        """The frozen System 2's goals of a batch (System 1's goal arguments, see goal_inputs), each
+        distinct (instruction, image; or instruction alone for a text-only System 2) encoded once, in eval
+        mode as the node encodes."""
         s2 = self.s2
         keys = [self._latent_key(text, img) for text, img in zip(batch["instructions"], batch["images"], strict=True)]
         missing = {}
@@ -266,26 +307,33 @@ class Trainer:
             try:
                 with torch.no_grad():
                     texts = [text for text, _ in missing.values()]
-                    px = s2.preprocess_images([img for _, img in missing.values()]) if s2.config.use_image else None
-                    latents = s2(px, texts)["latent"].float()
+                    images = [img for _, img in missing.values()]
+                    goal = self.system2_goals({"instructions": texts, "images": images})
             finally:
                 s2.train(was_training)
-            for key, latent in zip(missing, latents, strict=True):
-                self.latent_cache[key] = latent.detach()
-        return torch.stack([self.latent_cache[key] for key in keys])
+            for i, key in enumerate(missing):
+                tokens = goal["latent"][i][goal["latent_mask"][i]].float().detach()
+                coarse = goal["coarse"][i].detach() if "coarse" in goal else None
+                self.latent_cache[key] = (tokens, coarse)
+        entries = [self.latent_cache[key] for key in keys]
+        n = max(len(tokens) for tokens, _ in entries)
+        latent = torch.zeros((len(entries), n, entries[0][0].shape[-1]))
+        mask = torch.zeros((len(entries), n), dtype=torch.bool)
+        for i, (tokens, _) in enumerate(entries):
+            latent[i, : len(tokens)], mask[i, : len(tokens)] = tokens, True
+        out = {"latent": latent, "latent_mask": mask}
+        if entries[0][1] is not None:
+            out["coarse"] = torch.stack([coarse for _, coarse in entries])
+        return out
 
     def train_step(self, batch: dict, stage: int) -> dict:
         t = self.cfg.training
         s2 = self.s2
         with self.accelerator.autocast():
-            if self.latent_cache is not None:
-                out2 = {"latent": self.cached_latents(batch)}
-            else:
-                px = s2.preprocess_images(batch["images"]) if s2.config.use_image else None
-                out2 = self.system2(px, batch["instructions"])
+            out2 = self.cached_goals(batch) if self.latent_cache is not None else self.system2_goals(batch)
             obs = self.s1.observation_tensors(batch["observations"], self.rng)
             losses = self.system1(obs, out2["latent"], batch["proprio"], batch["rel_positions"], batch["rot6d"],
-                                  batch["gripper_open"])
+                                  batch["gripper_open"], latent_mask=out2["latent_mask"], coarse=out2.get("coarse"))
             loss = losses["loss"]
             metrics = {k: float(v.detach()) for k, v in losses.items()}
             if t.aux_loss and stage in t.aux_stages:
@@ -293,7 +341,7 @@ class Trainer:
                 loss = loss + t.aux_weight * a
                 metrics["aux"] = float(a.detach())
             if t.clip_loss:
-                c = clip_alignment_loss(out2["latent"], s2.instruction_embedding(batch["instructions"]),
+                c = clip_alignment_loss(out2["summary"], s2.instruction_embedding(batch["instructions"]),
                                         s2.logit_scale, batch["instructions"])
                 loss = loss + t.clip_weight * c
                 metrics["clip"] = float(c.detach())

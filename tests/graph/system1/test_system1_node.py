@@ -200,3 +200,35 @@ def test_with_the_real_bridge_in_lockstep_every_step_uses_the_exact_asy_n_latent
     data, _ = run_lockstep_dual_graph(processes, tmp_path / "observed.json",
                                       ["model:=tiny", "torch_threads:=1", "num_inference_steps:=2"], 24)
     assert all(trajectory["poses"] == 19 for trajectory in data["trajectories"])
+
+
+@pytest.mark.slow  # a 3-step training run, then the three processes as above: about 40 s here
+def test_a_multi_token_system_with_coarse_actions_runs_through_the_graph(tmp_path, processes):
+    """A RoboDual-shaped pair trained together (System 2: every language token + a 4-waypoint coarse chunk;
+    System 1: token matrices and the chunk), loaded by both nodes from one checkpoint: an outside process
+    reads every published GoalLatent's token matrix and coarse actions, and System 1 plans every step."""
+    from openhelix_training import System2
+    from openhelix_training.data.calvin import write_calvin_episodes
+    from openhelix_training.train import Trainer, load_train_config
+
+    data_dir = write_calvin_episodes(tmp_path / "calvin", num_windows=2, frames_per_window=16, static_size=48,
+                                     gripper_size=32)
+    Trainer(load_train_config(None, [
+        f"output_dir={tmp_path / 'run'}", f"data.path={data_dir}", "training.progress=false", "training.batch_size=4",
+        "training.stage1_steps=0", "training.stage2_steps=2", "training.aux_loss=true",
+        "system2.overrides={latent: {tokens: language, coarse_actions: 4}}",
+        "system1.overrides={scene_encoder: points, latent_layout: tokens, coarse_actions: 4}"])).run()
+    data, text = run_lockstep_dual_graph(processes, tmp_path / "observed.json",
+                                         [f"checkpoint:={tmp_path / 'run'}", "torch_threads:=1",
+                                          "num_inference_steps:=2"], 12)
+    assert "latent tokens: language, 4 coarse actions" in text["system2"]
+    prompt = System2.from_config("tiny").tokenize(["open the drawer"])
+    # every token after the 16 vision patches of the tiny tower, <ACT> included
+    expected_tokens = int(prompt["attention_mask"].sum()) - int(
+        (prompt["input_ids"] == System2.from_config("tiny").image_token_id).nonzero()[-1, 1]) - 1
+    assert data["shapes"], "no goal latent was read"
+    for sequence, shape in data["shapes"].items():
+        assert "error" not in shape, (sequence, shape)
+        assert shape["tokens"] == expected_tokens > 1 and shape["token_dim"] == 32, shape
+        assert shape["declared"] == [expected_tokens, 32]
+        assert shape["coarse"] == 4 and all(0.0 <= g <= 1.0 for g in shape["coarse_gripper"]), shape

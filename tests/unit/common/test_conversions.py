@@ -10,7 +10,9 @@ import transforms3d
 from geometry_msgs.msg import Pose
 from sensor_msgs.msg import Image, JointState, PointCloud2, PointField
 
+from openhelix_msgs.msg import GoalLatent
 from openhelix_ros.common import conversions as cv
+from openhelix_training.goal import CoarseActions, LatentGoal
 
 
 @pytest.fixture
@@ -324,5 +326,65 @@ def test_messages_over_their_bounds_are_refused_before_anything_is_allocated():
     joints = JointState(name=["j"] * 1001, position=[0.0] * 1001)
     with pytest.raises(ValueError, match=r"joint state has 1001 names, more than the limit of 1000"):
         cv.joint_positions_from_msg(joints, ["j"])
+    goal = cv.goal_latent_to_msg(LatentGoal(tokens=np.ones((1, 2), np.float32)))
+    goal.coarse_poses, goal.coarse_gripper = [cv.pose_to_msg([0, 0, 0], [0, 0, 0, 1])] * 257, [1.0] * 257
+    with pytest.raises(ValueError, match=r"goal latent has 257 coarse poses, more than the limit of 256 "
+                                         r"\(MAX_COARSE_ACTIONS\)"):
+        cv.goal_latent_from_msg(goal)
     # At the bound, still read.
     assert len(cv.pointcloud2_to_points(cv.points_to_pointcloud2(np.zeros((7, 3), dtype=np.float32))).xyz) == 7
+
+
+# ----- goal latents ------------------------------------------------------------------------------
+
+def test_goal_latent_round_trip_with_a_token_matrix_and_coarse_actions(rng):
+    tokens = rng.normal(size=(7, 16)).astype(np.float32)
+    rotations = cv.quaternions_to_matrices(random_quaternions(rng, 3))
+    coarse = CoarseActions(positions=rng.normal(size=(3, 3)).astype(np.float32), rotations=rotations,
+                           gripper_open=np.array([1.0, 0.25, 0.0], np.float32))
+    message = cv.goal_latent_to_msg(LatentGoal(tokens=tokens, coarse=coarse), instruction="open the drawer",
+                                    sequence=5, stamp=2_000_000_001, observation_stamp=1_000_000_002,
+                                    inference_time=0.25, model_id="tiny")
+    assert (message.num_tokens, message.token_dim, len(message.latent)) == (7, 16, 112)
+    assert len(message.coarse_poses) == 3 and list(message.coarse_gripper) == [1.0, 0.25, 0.0]
+    back = cv.goal_latent_from_msg(message, token_dim=16, coarse_actions=3)
+    np.testing.assert_array_equal(back.goal.tokens, tokens)  # row after row, bit for bit
+    np.testing.assert_allclose(back.goal.coarse.positions, coarse.positions, atol=1e-6)
+    np.testing.assert_allclose(back.goal.coarse.rotations, rotations, atol=1e-6)
+    assert (back.sequence, back.stamp_ns, back.observation_stamp_ns, back.instruction, back.model_id) == (
+        5, 2_000_000_001, 1_000_000_002, "open the drawer", "tiny")
+
+
+def test_a_goal_latent_from_an_older_publisher_is_one_token():
+    message = GoalLatent(latent=np.arange(512, dtype=np.float32).tolist())
+    goal = cv.goal_latent_from_msg(message).goal
+    assert (goal.num_tokens, goal.token_dim, goal.coarse) == (1, 512, None)
+
+
+@pytest.mark.parametrize("mutate, error", [
+    (lambda m: setattr(m, "num_tokens", 3), r"declares a 3 x 16 token matrix \(48 values\) but carries 112"),
+    (lambda m: setattr(m, "token_dim", 0), "num_tokens and token_dim are both 0"),
+    (lambda m: setattr(m, "coarse_gripper", [0.5]), "2 coarse poses but 1 coarse gripper values"),
+    (lambda m: setattr(m, "coarse_gripper", [0.5, 1.5]), r"openness in \[0, 1\]"),
+    (lambda m: setattr(m.coarse_poses[0].orientation, "w", 0.0) or setattr(m.coarse_poses[0].orientation, "x", 0.0)
+     or setattr(m.coarse_poses[0].orientation, "y", 0.0) or setattr(m.coarse_poses[0].orientation, "z", 0.0),
+     "coarse pose 0: pose orientation has zero length"),
+    (lambda m: m.latent.__setitem__(3, float("nan")), "1 NaN or infinite values"),
+    (lambda m: setattr(m, "latent", []) or setattr(m, "num_tokens", 0) or setattr(m, "token_dim", 0),
+     "goal latent is empty"),
+])
+def test_bad_goal_latents_are_refused_by_name(mutate, error):
+    coarse = CoarseActions(positions=np.zeros((2, 3)), rotations=np.stack([np.eye(3)] * 2),
+                           gripper_open=np.array([0.0, 1.0]))
+    message = cv.goal_latent_to_msg(LatentGoal(tokens=np.ones((7, 16), np.float32), coarse=coarse))
+    mutate(message)
+    with pytest.raises(ValueError, match=error):
+        cv.goal_latent_from_msg(message)
+
+
+def test_a_goal_latent_of_the_wrong_width_or_without_the_coarse_actions_asked_for_is_refused():
+    message = cv.goal_latent_to_msg(LatentGoal(tokens=np.ones((4, 16), np.float32)))
+    with pytest.raises(ValueError, match="tokens are 16-D but the receiver takes 32-D tokens"):
+        cv.goal_latent_from_msg(message, token_dim=32)
+    with pytest.raises(ValueError, match="conditions on 8 coarse actions but the goal latent carries none"):
+        cv.goal_latent_from_msg(message, coarse_actions=8)

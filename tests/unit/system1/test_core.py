@@ -197,3 +197,45 @@ def test_history_forgets_latents_of_a_reset_world():
     assert selector.choose(step_stamp(0)).record.sequence == 3
     assert selector.history.forget_received_before(3.0) == 1
     assert selector.choose(step_stamp(1)).wait
+
+
+def test_temporal_ensemble_averages_what_overlapping_plans_say_of_each_slot():
+    from openhelix_ros.system1.core import TemporalEnsemble
+
+    period = 1.0 / 30.0
+    ensemble = TemporalEnsemble(plans=3, decay=0.5, waypoint_period=period)
+    step = int(round(period * 1e9))
+    identity = np.tile([0.0, 0.0, 0.0, 1.0], (4, 1))
+    first = ensemble.apply(0, np.zeros((4, 3)), identity, np.ones(4))
+    np.testing.assert_array_equal(first[0], np.zeros((4, 3)))  # alone: as predicted
+    # The next plan, one slot later, predicts x = 1 everywhere: its slots 1..3 overlap the first plan's.
+    positions, quaternions, gripper = ensemble.apply(step, np.ones((4, 3)), -identity, -np.ones(4))
+    old, new = 1.0, np.exp(-0.5)  # ACT: the oldest prediction weighs exp(0)
+    np.testing.assert_allclose(positions[:3, 0], new / (old + new))
+    assert positions[3, 0] == 1.0  # slot 4: only the new plan reaches it
+    np.testing.assert_allclose(np.abs(quaternions[:, 3]), 1.0)  # q and -q are one rotation, not a cancellation
+    assert gripper[:3].tolist() == [1.0, 1.0, 1.0] and gripper[3] == -1.0  # the heavier, older vote wins
+    # The clock going back (a reset world) forgets the old plans.
+    again = ensemble.apply(0, np.full((4, 3), 5.0), identity, np.ones(4))
+    np.testing.assert_array_equal(again[0], np.full((4, 3), 5.0))
+    with pytest.raises(ValueError, match="at least 1 plan"):
+        TemporalEnsemble(plans=0)
+
+
+def test_a_core_with_an_ensemble_smooths_plans_through_the_safety_filter(system1):
+    from openhelix_ros.system1.core import TemporalEnsemble
+
+    xyz, rgb = scene()
+    latent = np.ones(32, np.float32)
+    plain = system1.plan(xyz, rgb, START_POSITION, START_QUATERNION, 1.0, latent, stamp_ns=0)
+    system1.ensemble = TemporalEnsemble(8, 0.1, system1.waypoint_period)
+    try:
+        a = system1.plan(xyz, rgb, START_POSITION, START_QUATERNION, 1.0, latent, stamp_ns=0)
+        np.testing.assert_allclose(a.positions, plain.positions)  # one plan: nothing to average
+        b = system1.plan(xyz, rgb, START_POSITION + [0.02, 0, 0], START_QUATERNION, 1.0, latent,
+                         stamp_ns=33_333_333)
+        shifted = system1.plan(xyz, rgb, START_POSITION + [0.02, 0, 0], START_QUATERNION, 1.0, latent)
+        assert not np.allclose(b.positions, shifted.positions)  # the overlap pulled it toward the first plan
+        assert b.safety is not None
+    finally:
+        system1.ensemble = None

@@ -121,13 +121,14 @@ def test_system2_encodes_a_deterministic_latent(system2):
     first = system2.encode(image, "open the drawer")
     again = system2.encode(image, "  open the drawer ")
     other = system2.encode(image, "push the red block left")
-    assert first.latent.shape == (system2.latent_dim,) == (32,)
-    assert np.all(np.isfinite(first.latent)) and first.inference_time > 0
-    np.testing.assert_array_equal(first.latent, again.latent)
+    assert first.goal.tokens.shape == (1, system2.latent_dim) == (1, 32)  # one <ACT> token
+    assert first.goal.coarse is None
+    assert np.all(np.isfinite(first.goal.tokens)) and first.inference_time > 0
+    np.testing.assert_array_equal(first.goal.tokens, again.goal.tokens)
     assert first.instruction == "open the drawer"
-    assert not np.allclose(first.latent, other.latent)
+    assert not np.allclose(first.goal.tokens, other.goal.tokens)
     rgba = np.concatenate([image, np.full((48, 64, 1), 255, np.uint8)], axis=-1)
-    np.testing.assert_array_equal(system2.encode(rgba, "open the drawer").latent, first.latent)
+    np.testing.assert_array_equal(system2.encode(rgba, "open the drawer").goal.tokens, first.goal.tokens)
 
 
 def test_system2_refuses_bad_inputs_clearly(system2):
@@ -167,9 +168,20 @@ def test_system2_loads_a_checkpoint_directory(system2, tmp_path):
     system2.model.save_pretrained(tmp_path / "system2")
     loaded = System2Core.load(checkpoint=str(tmp_path))  # a training-checkpoint layout: system2/ inside
     image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    np.testing.assert_allclose(loaded.encode(image, "lift the red block").latent,
-                               system2.encode(image, "lift the red block").latent, atol=1e-6)
+    np.testing.assert_allclose(loaded.encode(image, "lift the red block").goal.tokens,
+                               system2.encode(image, "lift the red block").goal.tokens, atol=1e-6)
     assert loaded.model_id == str(tmp_path)
+
+
+def test_system2_sends_the_token_matrix_and_coarse_actions_its_latent_forms(tmp_path):
+    from openhelix_training import System2
+
+    System2.from_config("tiny", latent={"act_tokens": 3, "coarse_actions": 5}).save_pretrained(tmp_path / "s2")
+    core = System2Core.load(checkpoint=str(tmp_path / "s2"))
+    result = core.encode(np.zeros((32, 32, 3), np.uint8), "open the drawer")
+    assert result.goal.tokens.shape == (3, 32) and len(result.goal.coarse) == 5
+    assert core.describe_latent() == "act_tokens: 3, 5 coarse actions"
+    assert System2Core.load("tiny").describe_latent() == "act"
 
 
 # ----- System 1 -------------------------------------------------------------------------------------

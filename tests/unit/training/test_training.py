@@ -186,8 +186,9 @@ def test_cached_latents_encode_each_instruction_once_and_match_the_node(tmp_path
     after = trainer.s2.state_dict()
     assert [k for k in s2_before if not torch.equal(s2_before[k], after[k])] == []
     loaded = load_checkpoint(tmp_path / "run")
-    for (text,), latent in trainer.latent_cache.items():
-        np.testing.assert_allclose(loaded.system2.encode(None, text).numpy(), latent.numpy(), atol=1e-4)
+    for (text,), (tokens, coarse) in trainer.latent_cache.items():
+        assert tokens.shape == (1, 32) and coarse is None  # one <ACT> token, no coarse actions
+        np.testing.assert_allclose(loaded.system2.encode(None, text).numpy(), tokens[0].numpy(), atol=1e-4)
 
 
 def test_cached_latents_refuse_a_system2_that_trains(tmp_path, small_calvin_dir):
@@ -201,7 +202,7 @@ def test_latent_normalization_is_set_from_the_training_latents_and_saved(tmp_pat
                  "training.cache_latents=true", "training.latent_normalization=true",
                  "system2.overrides={mode: frozen, use_image: false}")
     trainer = Trainer(cfg)
-    latents = torch.stack(list(trainer.latent_cache.values()))
+    latents = torch.cat([tokens for tokens, _ in trainer.latent_cache.values()])
     assert len(latents) == len({trainer.dataset[i].instruction for i in range(len(trainer.dataset))}) >= 2
     torch.testing.assert_close(trainer.s1.latent_mean, latents.mean(0))
     centred = (latents - trainer.s1.latent_mean) / trainer.s1.latent_std
@@ -209,3 +210,30 @@ def test_latent_normalization_is_set_from_the_training_latents_and_saved(tmp_pat
     trainer.run()
     loaded = load_checkpoint(tmp_path / "run").system1
     assert torch.equal(loaded.latent_mean, trainer.s1.latent_mean) and torch.equal(loaded.latent_std, trainer.s1.latent_std)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_multi_token_latent_with_coarse_actions_trains_and_reloads(tmp_path, small_calvin_dir, cached):
+    """RoboDual's choices end to end: every language token and a 3-waypoint coarse chunk from System 2, a
+    System 1 that reads token matrices and the chunk; live (aux loss on) or from the latent cache."""
+    s2 = "{latent: {tokens: language, coarse_actions: 3}" + (", mode: frozen}" if cached else "}")
+    extra = ["training.cache_latents=true", "training.latent_normalization=true", "training.stage1_steps=0"] if cached else [
+        "training.aux_loss=true", "training.stage1_steps=1"]
+    cfg = config(tmp_path, small_calvin_dir, "training.stage2_steps=2", f"system2.overrides={s2}",
+                 "system1.overrides={latent_layout: tokens, coarse_actions: 3}", *extra)
+    trainer = Trainer(cfg)
+    result = trainer.run()
+    assert result["steps"] == (2 if cached else 3) and all(np.isfinite(h["loss"]) for h in result["history"])
+    if cached:
+        tokens, coarse = next(iter(trainer.latent_cache.values()))
+        assert tokens.shape[0] > 1 and tokens.shape[1] == 32 and coarse.shape == (3, 10)
+    loaded = load_checkpoint(tmp_path / "run")
+    assert loaded.system2.config.latent.kind == "tokens" and loaded.system1.config.coarse_actions == 3
+    goal = loaded.system2.encode_goal(np.zeros((48, 48, 3), np.uint8), "open the drawer")
+    assert goal.num_tokens > 1 and len(goal.coarse) == 3
+
+
+def test_a_policy_that_cannot_read_the_latent_is_refused_before_training(tmp_path, small_calvin_dir):
+    cfg = config(tmp_path, small_calvin_dir, "system2.overrides={latent: {act_tokens: 4}}")
+    with pytest.raises(ValueError, match="needs latent_layout 'tokens'"):
+        Trainer(cfg)

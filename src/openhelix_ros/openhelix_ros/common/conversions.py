@@ -17,7 +17,8 @@ Conventions (one place, stated once):
 Every function raises ``ValueError`` with a message naming the problem; nodes log it and drop the
 message. What a message may ask of memory is bounded before anything is allocated for it: at most
 ``MAX_CLOUD_POINTS`` points a cloud (with ``MAX_POINT_FIELDS`` fields), ``MAX_IMAGE_PIXELS`` pixels an
-image, ``MAX_TRAJECTORY_WAYPOINTS`` poses a trajectory and ``MAX_JOINT_NAMES`` entries a joint state.
+image, ``MAX_TRAJECTORY_WAYPOINTS`` poses a trajectory, ``MAX_JOINT_NAMES`` entries a joint state, and
+``MAX_LATENT_VALUES`` values and ``MAX_COARSE_ACTIONS`` coarse poses a goal latent.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from openhelix_msgs.msg import EETrajectory
+from openhelix_msgs.msg import EETrajectory, GoalLatent
+from openhelix_training.goal import (
+    MAX_COARSE_ACTIONS,
+    MAX_LATENT_VALUES,
+    CoarseActions,
+    LatentGoal,
+    LatentGoalError,
+    check_latent_goal,
+)
 
 # The bounds on what one incoming message may make a node allocate: one place, shared with the bag reader.
 from openhelix_training.limits import (
@@ -270,6 +279,88 @@ def trajectory_from_msg(message: EETrajectory) -> TrajectoryArrays:
         frame_id=message.header.frame_id, stamp_ns=stamp_to_ns(message.header.stamp),
         sequence=int(message.sequence), latent_sequence=int(message.latent_sequence),
         latent_stamp_ns=stamp_to_ns(message.latent_stamp), inference_time=float(message.inference_time))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Goal latents
+
+
+@dataclass(frozen=True)
+class GoalLatentArrays:
+    """A GoalLatent as arrays: its goal (token matrix + coarse actions) and its bookkeeping fields."""
+
+    goal: LatentGoal
+    instruction: str = ""
+    sequence: int = 0
+    stamp_ns: int = 0
+    observation_stamp_ns: int = 0
+    inference_time: float = 0.0
+    model_id: str = ""
+
+
+def goal_latent_to_msg(goal: LatentGoal, *, instruction: str = "", sequence: int = 0,
+                       stamp: Time | int | None = None, observation_stamp: Time | int | None = None,
+                       inference_time: float = 0.0, model_id: str = "") -> GoalLatent:
+    """LatentGoal -> openhelix_msgs/GoalLatent, the token matrix row after row with its shape, the coarse
+    actions as poses; ValueError (LatentGoalError) when the goal is not sound."""
+    goal = check_latent_goal(goal)
+    message = GoalLatent()
+    message.header = make_header("", stamp)
+    message.latent = array.array("f", np.ascontiguousarray(goal.tokens).tobytes())
+    message.num_tokens, message.token_dim = goal.num_tokens, goal.token_dim
+    if goal.coarse is not None:
+        quaternions = matrices_to_quaternions(goal.coarse.rotations.astype(np.float64))
+        message.coarse_poses = [pose_to_msg(p, q) for p, q in zip(goal.coarse.positions, quaternions, strict=True)]
+        message.coarse_gripper = array.array("f", np.ascontiguousarray(goal.coarse.gripper_open).tobytes())
+    message.instruction = instruction
+    message.sequence = int(sequence)
+    message.observation_stamp = make_header(stamp=observation_stamp).stamp
+    message.inference_time = float(inference_time)
+    message.model_id = model_id
+    return message
+
+
+def goal_latent_from_msg(message: GoalLatent, token_dim: int | None = None,
+                         coarse_actions: int | None = None) -> GoalLatentArrays:
+    """openhelix_msgs/GoalLatent -> GoalLatentArrays. ValueError (LatentGoalError) names what is wrong:
+    a token matrix whose declared shape does not match the latent's length, a token width other than
+    ``token_dim``, coarse poses without one gripper value each, NaN, zero quaternions, too many values."""
+    values = len(message.latent)
+    check_bound("goal latent", values, MAX_LATENT_VALUES, "values", "MAX_LATENT_VALUES", LatentGoalError)
+    n, d = int(message.num_tokens), int(message.token_dim)
+    if n == 0 and d == 0:
+        n, d = 1, values  # one token: a publisher from before token matrices
+    elif n == 0 or d == 0:
+        raise LatentGoalError(f"goal latent declares a {n} x {d} token matrix: num_tokens and token_dim are "
+                              "both 0 (one token) or both set")
+    if n * d != values:
+        raise LatentGoalError(f"goal latent declares a {n} x {d} token matrix ({n * d} values) but carries "
+                              f"{values} latent values")
+    if values == 0:
+        raise LatentGoalError("goal latent is empty (no latent values)")
+    tokens = np.asarray(message.latent, dtype=np.float32).reshape(n, d)
+    coarse = None
+    k = len(message.coarse_poses)
+    if k or len(message.coarse_gripper):
+        check_bound("goal latent", k, MAX_COARSE_ACTIONS, "coarse poses", "MAX_COARSE_ACTIONS", LatentGoalError)
+        if len(message.coarse_gripper) != k:
+            raise LatentGoalError(f"goal latent has {k} coarse poses but {len(message.coarse_gripper)} coarse "
+                                  "gripper values")
+        poses = []
+        for i, pose in enumerate(message.coarse_poses):
+            try:
+                poses.append(pose_from_msg(pose))
+            except ValueError as error:
+                raise LatentGoalError(f"goal latent coarse pose {i}: {error}") from error
+        positions = np.array([p for p, _ in poses], dtype=np.float64).reshape(k, 3)
+        quaternions = np.array([q for _, q in poses]).reshape(k, 4)
+        coarse = CoarseActions(positions=positions, rotations=quaternions_to_matrices(quaternions),
+                               gripper_open=np.asarray(message.coarse_gripper, dtype=np.float32))
+    goal = check_latent_goal(LatentGoal(tokens=tokens, coarse=coarse), token_dim, coarse_actions)
+    return GoalLatentArrays(goal=goal, instruction=message.instruction, sequence=int(message.sequence),
+                            stamp_ns=stamp_to_ns(message.header.stamp),
+                            observation_stamp_ns=stamp_to_ns(message.observation_stamp),
+                            inference_time=float(message.inference_time), model_id=message.model_id)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from openhelix_ros.bridge.core import JOINT_NAMES, BridgeConfig, BridgeCore, StepObservation
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import (
+    goal_latent_from_msg,
+    goal_latent_to_msg,
     make_header,
     pointcloud2_to_points,
     points_to_pointcloud2,
@@ -180,7 +180,6 @@ class DualPolicy:
         self.scheduler.on_pose(pose_stamp, position, quaternion)
 
     def _encode(self, clock_ns: int) -> None:
-        from openhelix_msgs.msg import GoalLatent
         from openhelix_ros.system1.core import LatentRecord
 
         if self.instruction is None or self.instruction_stale:
@@ -191,9 +190,10 @@ class DualPolicy:
             except ValueError:
                 continue
             self.latents += 1
-            message = GoalLatent(latent=result.latent.tolist())  # float32 on the wire, as published
+            # through the message and back, as published and received: float32 on the wire
+            message = goal_latent_to_msg(result.goal, instruction=result.instruction, sequence=self.latents)
             self.scheduler.on_latent(LatentRecord(
-                latent=self.system1.check_latent(np.asarray(message.latent, dtype=np.float32)),
+                latent=self.system1.check_latent(goal_latent_from_msg(message).goal),
                 sequence=self.latents, stamp_ns=int(clock_ns), observation_stamp_ns=image.stamp_ns,
                 instruction=result.instruction, received=self._now()))
 
@@ -209,7 +209,7 @@ class DualPolicy:
         request = decision.plan
         try:
             result = self.system1.plan(request.xyz, request.rgb, request.position, request.quaternion,
-                                       request.gripper_open, request.latent.latent)
+                                       request.gripper_open, request.latent.latent, request.stamp_ns)
             message = trajectory_to_msg(result.positions, result.quaternions, result.gripper, result.period,
                                         frame_id=graph.WORLD_FRAME, stamp=request.stamp_ns, sequence=1,
                                         latent_sequence=request.latent.sequence,

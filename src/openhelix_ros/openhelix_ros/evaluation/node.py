@@ -45,7 +45,7 @@ from openhelix_msgs.action import RunEvaluation
 from openhelix_msgs.msg import EETrajectory, EvaluationProgress, GoalLatent, Instruction, SceneState
 from openhelix_msgs.srv import CheckTasks, ResetScene
 from openhelix_ros.common import graph
-from openhelix_ros.common.conversions import stamp_to_ns
+from openhelix_ros.common.conversions import goal_latent_from_msg, stamp_to_ns
 from openhelix_ros.common.health import ERROR, OK, WARN, NodeHealth
 from openhelix_ros.common.node_utils import (
     INSTRUCTION_PUBLISHER_QOS,
@@ -57,6 +57,7 @@ from openhelix_ros.common.node_utils import (
     run_node,
     start_diagnostics,
 )
+from openhelix_ros.common.timing import RepeatLimiter
 from openhelix_ros.evaluation.core import (
     CLOCK_MODES,
     EvaluationConfig,
@@ -102,6 +103,7 @@ class Evaluator(Node):
 
         # /diagnostics: what it hears, and whether an evaluation runs (and how the last one ended).
         self.health = NodeHealth(self.get_name())
+        self.drop_log = RepeatLimiter()
         self.health.set_value("evaluation", "idle")
         start_diagnostics(self, self.health)
 
@@ -185,6 +187,13 @@ class Evaluator(Node):
 
     def _on_goal_latent(self, message: GoalLatent) -> None:
         self.health.received(graph.GOAL_LATENT)
+        try:
+            goal_latent_from_msg(message)  # what System 1 would refuse is no latent to count or film
+        except ValueError as error:
+            self.health.dropped(graph.GOAL_LATENT, str(error))
+            if self.drop_log.should_log(graph.GOAL_LATENT, str(error)):
+                self.get_logger().error(f"goal_latent {message.sequence} dropped: {error}")
+            return
         timing = self.timing
         with self.lock:
             self.filming.on_latent(stamp_to_ns(message.observation_stamp))

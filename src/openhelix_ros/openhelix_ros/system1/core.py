@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 
 from openhelix_ros.arm.safety import LatentAgeGate, SafetyFilter, SafetyResult
 from openhelix_ros.common.timing import CLOCK_MODES, RepeatLimiter, latent_step_for_plan, stamp_to_step
+from openhelix_training.goal import LatentGoal, LatentGoalError, check_latent_goal
 
 SYSTEM1_CONFIGS = ("tiny", "default")
 # 3D Diffuser Actor's presets (openhelix_training's DiffuserActorConfig): camera policies, which plan from
@@ -45,7 +46,7 @@ class LatentRecord:
     ``received`` is this process's monotonic time at arrival (used to forget latents of a world that
     was reset, see :meth:`LatentHistory.forget_received_before`)."""
 
-    latent: np.ndarray
+    latent: LatentGoal  # the token matrix (and coarse actions), checked against this System 1
     sequence: int
     stamp_ns: int  # GoalLatent.header.stamp: goes into EETrajectory.latent_stamp
     observation_stamp_ns: int  # stamp of the image it encodes: the latent's age is measured from it
@@ -524,12 +525,57 @@ class PlanResult:
     safety: SafetyResult
 
 
+class TemporalEnsemble:
+    """Temporal ensembling of overlapping plans (RoboDual's specialist, after ACT): the waypoint a plan
+    sends for a future control slot is the weighted mean of what the last ``plans`` plans predicted for
+    that slot, with ACT's weights w_i = exp(-decay * i), i = 0 the oldest prediction.
+
+    A plan stamped t has its waypoint j due at slot round(t / period) + 1 + j. Positions are averaged,
+    rotations as sign-aligned quaternions (normalised), the gripper as the sign of the weighted mean of
+    its +-1 commands. Time going back (a reset world) forgets every plan."""
+
+    def __init__(self, plans: int = 8, decay: float = 0.1, waypoint_period: float = 1.0 / 30.0) -> None:
+        if plans < 1:
+            raise ValueError(f"temporal ensemble needs at least 1 plan, got {plans}")
+        if not decay >= 0:
+            raise ValueError(f"temporal ensemble decay must be >= 0, got {decay}")
+        self.plans, self.decay, self.period = int(plans), float(decay), float(waypoint_period)
+        self._buffer: deque = deque(maxlen=self.plans)  # (first slot, positions, quaternions, gripper)
+
+    def reset(self) -> None:
+        self._buffer.clear()
+
+    def apply(self, stamp_ns: int, positions: np.ndarray, quaternions: np.ndarray,
+              gripper: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        first = round(stamp_ns * 1e-9 / self.period) + 1
+        if self._buffer and first <= self._buffer[-1][0]:
+            self._buffer.clear()  # the same slot again or earlier: the clock went back
+        self._buffer.append((first, np.asarray(positions, np.float64), np.asarray(quaternions, np.float64),
+                             np.asarray(gripper, np.float64)))
+        out_p, out_q, out_g = (np.array(a, dtype=np.float64) for a in (positions, quaternions, gripper))
+        for j in range(len(out_p)):
+            slot, weights, ps, qs, gs = first + j, [], [], [], []
+            for age, (start, p, q, g) in enumerate(self._buffer):  # oldest first: ACT's i
+                k = slot - start
+                if 0 <= k < len(p):
+                    weights.append(np.exp(-self.decay * age))
+                    ps.append(p[k])
+                    qs.append(q[k] if np.dot(q[k], out_q[j]) >= 0 else -q[k])
+                    gs.append(g[k])
+            w = np.asarray(weights) / np.sum(weights)
+            out_p[j] = w @ np.asarray(ps)
+            mean_q = w @ np.asarray(qs)
+            out_q[j] = mean_q / np.linalg.norm(mean_q)
+            out_g[j] = 1.0 if w @ np.asarray(gs) >= 0 else -1.0
+        return out_p, out_q, out_g
+
+
 class System1Core:
     """A loaded System 1 with its safety filter and inference settings."""
 
     def __init__(self, model, model_id: str, safety: SafetyFilter | None = None,
                  num_inference_steps: int = 0, waypoint_period: float = 1.0 / 30.0,
-                 drop_first_waypoint: bool = True, seed: int = 0) -> None:
+                 drop_first_waypoint: bool = True, seed: int = 0, ensemble: TemporalEnsemble | None = None) -> None:
         from openhelix_training import DiffuserActor
 
         # A camera policy (3D Diffuser Actor) reads each camera's organised cloud, any other System 1
@@ -557,6 +603,7 @@ class System1Core:
         self.safety = safety or SafetyFilter()
         self.num_inference_steps = int(num_inference_steps) or int(model.config.num_inference_steps)
         self.waypoint_period = float(waypoint_period)
+        self.ensemble = ensemble  # None: every plan as predicted
         # The default model's waypoint 0 is the current pose (trajectories are resampled from the current
         # frame to the next keypose, both ends included); executing it would hold the arm in place, so it
         # is dropped as 3D Diffuser Actor does on CALVIN. 3D Diffuser Actor's own predictions already
@@ -577,6 +624,8 @@ class System1Core:
         own pose, as the release's evaluation does at the start of a subtask. Only flags it: the node
         calls this from a subscription while its worker may be planning."""
         self._history_reset = True
+        if self.ensemble is not None:
+            self.ensemble.reset()
 
     @classmethod
     def load(cls, model: str = "tiny", checkpoint: str = "", **kwargs) -> System1Core:
@@ -624,24 +673,49 @@ class System1Core:
     def latent_dim(self) -> int:
         return int(self.model.config.latent_dim)
 
-    def check_latent(self, latent: np.ndarray) -> np.ndarray:
-        latent = np.asarray(latent, dtype=np.float32).reshape(-1)
-        if latent.size != self.latent_dim:
-            check_latent_dims(self.latent_dim, latent.size, f"System 1 ({self.model_id})", "the goal latent")
-        if not np.all(np.isfinite(latent)):
-            raise ValueError(f"goal latent has {int(np.count_nonzero(~np.isfinite(latent)))} NaN or infinite values")
-        return latent
+    def check_latent(self, latent) -> LatentGoal:
+        """The goal as this System 1 reads it, from a LatentGoal or a plain vector (one token); ValueError
+        naming what does not fit: the token matrix's shape, its values, the coarse actions."""
+        goal = latent if isinstance(latent, LatentGoal) else LatentGoal(
+            tokens=np.asarray(latent, dtype=np.float32).reshape(1, -1))
+        config = self.model.config
+        who = f"System 1 ({self.model_id})"
+        try:
+            goal = check_latent_goal(goal, coarse_actions=int(getattr(config, "coarse_actions", 0)))
+        except LatentGoalError as error:
+            raise ValueError(f"{error} ({who})") from error
+        if getattr(config, "latent_layout", "split") == "tokens":
+            if goal.token_dim != self.latent_dim:
+                raise ValueError(f"goal latent tokens are {goal.token_dim}-D ({goal.describe()}) but {who} takes "
+                                 f"{self.latent_dim}-D tokens")
+            if goal.num_tokens > config.max_latent_tokens:
+                raise ValueError(f"goal latent has {goal.num_tokens} tokens, more than {who}'s max_latent_tokens="
+                                 f"{config.max_latent_tokens}")
+            return goal
+        if goal.tokens.size != self.latent_dim:
+            check_latent_dims(self.latent_dim, goal.tokens.size, who, "the goal latent")
+        # A camera policy reads its instruction as a token matrix; any other one a single vector.
+        rows = (1, int(getattr(config, "instruction_length", 1)))
+        if goal.num_tokens not in rows:
+            raise ValueError(f"goal latent is a {goal.describe()} matrix but {who} reads "
+                             + (f"{rows[1]} tokens of {config.instruction_dim}" if self.reads_cameras
+                                else f"one {self.latent_dim}-D token"))
+        return goal
 
     def plan(self, xyz: np.ndarray, rgb: np.ndarray | None, position: np.ndarray, quaternion_xyzw: np.ndarray,
-             gripper_open: float, latent: np.ndarray) -> PlanResult:
-        """One trajectory from a world-frame cloud, the current EE pose and a goal latent. A camera
+             gripper_open: float, latent, stamp_ns: int | None = None) -> PlanResult:
+        """One trajectory from a world-frame cloud, the current EE pose and a goal (a LatentGoal, or one
+        latent vector). A camera
         policy takes ``xyz`` and ``rgb`` as dicts camera name -> its organised cloud (H, W, 3) and image.
+
+        ``stamp_ns``: the observation's stamp, which places the plan in time for the temporal ensemble
+        (without it, or without an ensemble, the plan goes out as predicted).
 
         Raises ValueError naming the problem (no points, no colour, bad pose, bad latent, a prediction
         with NaN); nothing unsafe comes back.
         """
         if self.reads_cameras:
-            return self._plan_from_cameras(xyz, rgb, position, quaternion_xyzw, latent)
+            return self._plan_from_cameras(xyz, rgb, position, quaternion_xyzw, latent, stamp_ns)
         from openhelix_training import Observation
 
         xyz = np.asarray(xyz, dtype=np.float32)
@@ -666,9 +740,10 @@ class System1Core:
         elapsed = time.perf_counter() - start
         first = 1 if self.drop_first_waypoint and len(trajectory.positions) > 1 else 0
         return self._safe_plan(trajectory.positions[first:], trajectory.rotations[first:],
-                               trajectory.gripper_command[first:], position, quaternion_xyzw, elapsed)
+                               trajectory.gripper_command[first:], position, quaternion_xyzw, elapsed, stamp_ns)
 
-    def _plan_from_cameras(self, xyz: dict, rgb: dict, position, quaternion_xyzw, latent) -> PlanResult:
+    def _plan_from_cameras(self, xyz: dict, rgb: dict, position, quaternion_xyzw, latent,
+                           stamp_ns: int | None = None) -> PlanResult:
         """3D Diffuser Actor's policy call, as the release's CALVIN evaluation makes it: every camera's
         pixels and their world points, the proprioception history, the latent as its instruction tokens;
         the predicted Euler-angle differences added to the current CALVIN angles."""
@@ -704,22 +779,26 @@ class System1Core:
         frames = [frames[0]] * (self._history.maxlen - len(frames)) + frames
         start = time.perf_counter()
         generator = torch.Generator(device=self.model.location_bounds.device).manual_seed(self.seed)
-        prediction = self.model.predict_calvin(cameras, frames, latent, generator=generator)
+        prediction = self.model.predict_calvin(cameras, frames, latent.tokens.reshape(-1), generator=generator)
         elapsed = time.perf_counter() - start
         if not (np.all(np.isfinite(prediction["positions"])) and np.all(np.isfinite(prediction["euler"]))):
             raise ValueError("System 1 predicted a trajectory with NaN or infinite values; not published")
         rotations = Rotation.from_euler("xyz", prediction["euler"]).as_matrix()
         return self._safe_plan(prediction["positions"], rotations, prediction["gripper"], position, quaternion_xyzw,
-                               elapsed)
+                               elapsed, stamp_ns)
 
-    def _safe_plan(self, positions, rotations, gripper, position, quaternion_xyzw, elapsed: float) -> PlanResult:
-        """A predicted trajectory (world positions, rotation matrices, +-1 gripper) through the safety filter."""
+    def _safe_plan(self, positions, rotations, gripper, position, quaternion_xyzw, elapsed: float,
+                   stamp_ns: int | None = None) -> PlanResult:
+        """A predicted trajectory (world positions, rotation matrices, +-1 gripper), ensembled with the
+        previous plans when an ensemble is on, through the safety filter."""
         positions = np.asarray(positions, dtype=np.float64)
         rotations = np.asarray(rotations, dtype=np.float64)
         gripper = np.asarray(gripper, dtype=np.float64)
         if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(rotations))):
             raise ValueError("System 1 predicted a trajectory with NaN or infinite values; not published")
         quaternions = Rotation.from_matrix(rotations).as_quat()
+        if self.ensemble is not None and stamp_ns is not None:
+            positions, quaternions, gripper = self.ensemble.apply(stamp_ns, positions, quaternions, gripper)
         start_quaternion = np.asarray(quaternion_xyzw, dtype=np.float64)
         start_quaternion = start_quaternion / np.linalg.norm(start_quaternion)
         safe = self.safety.apply(positions, quaternions, self.waypoint_period,
@@ -739,9 +818,11 @@ def system1_core_from_parameters(p: dict) -> System1Core:
 
     safety = SafetyFilter(WorkspaceBounds(tuple(p["workspace_low"]), tuple(p["workspace_high"])),
                           VelocityLimits(p["max_linear_speed"], p["max_angular_speed"]))
+    ensemble = (TemporalEnsemble(p["temporal_ensemble_plans"], p["temporal_ensemble_decay"], p["waypoint_period"])
+                if p["temporal_ensemble_plans"] > 0 else None)
     core = System1Core.load(p["model"], p["checkpoint"], safety=safety, num_inference_steps=p["num_inference_steps"],
                             waypoint_period=p["waypoint_period"], drop_first_waypoint=p["drop_first_waypoint"],
-                            seed=p["seed"])
+                            seed=p["seed"], ensemble=ensemble)
     if p["device"] != "cpu":
         core.model.to(p["device"])
     return core

@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import torch
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
@@ -34,6 +33,7 @@ from visualization_msgs.msg import MarkerArray
 from openhelix_msgs.msg import EETrajectory, GoalLatent
 from openhelix_ros.common import graph
 from openhelix_ros.common.conversions import (
+    goal_latent_from_msg,
     pointcloud2_to_organized,
     pointcloud2_to_points,
     pose_stamped_from_msg,
@@ -220,13 +220,14 @@ class System1Node(Node):
     def _on_latent(self, message: GoalLatent) -> None:
         self._health.received(graph.GOAL_LATENT)
         try:
-            latent = self._core.check_latent(np.asarray(message.latent, dtype=np.float32))
+            received = goal_latent_from_msg(message)
+            goal = self._core.check_latent(received.goal)
         except ValueError as error:
             self._drop("goal_latent", str(error), f" {message.sequence}")
             return
-        record = LatentRecord(latent=latent, sequence=int(message.sequence), stamp_ns=stamp_to_ns(message.header.stamp),
-                              observation_stamp_ns=stamp_to_ns(message.observation_stamp),
-                              instruction=message.instruction, received=time.monotonic())
+        record = LatentRecord(latent=goal, sequence=received.sequence, stamp_ns=received.stamp_ns,
+                              observation_stamp_ns=received.observation_stamp_ns,
+                              instruction=received.instruction, received=time.monotonic())
         with self._lock:
             self._scheduler.on_latent(record)
             self._lock.notify_all()
@@ -271,7 +272,7 @@ class System1Node(Node):
             # Supervised: a model failure is logged with its traceback and the worker takes the next cloud.
             done, plan = self._supervisor.run(f"plan for the cloud at {stamp * 1e-9:.3f} s", self._core.plan,
                                               request.xyz, request.rgb, request.position, request.quaternion,
-                                              request.gripper_open, record.latent)
+                                              request.gripper_open, record.latent, stamp)
         except ValueError as error:
             self.get_logger().error(f"no trajectory for the cloud at {stamp * 1e-9:.3f} s: {error}")
             return False

@@ -40,6 +40,11 @@ PARAMETERS = (
     ParameterSpec("waypoint_period", 1.0 / 30.0, "Seconds between published waypoints.", read_only=True,
                   value_range=(0.001, 10.0)),
     ParameterSpec("drop_first_waypoint", True, "Drop the model's waypoint 0 (the current pose).", read_only=True),
+    ParameterSpec("temporal_ensemble_plans", 0, "Temporal ensembling: each waypoint is the weighted mean of what "
+                  "the last N plans predicted for its slot (RoboDual: 8); 0 = off.", read_only=True,
+                  value_range=(0, 1000)),
+    ParameterSpec("temporal_ensemble_decay", 0.1, "Temporal ensembling weights exp(-decay * i), i = 0 the oldest "
+                  "plan (ACT's rule; RoboDual 0.1).", read_only=True, value_range=(0.0, 100.0)),
     *safety_parameters(linear_speed_limit=10.0, angular_speed_limit=20.0),
     ParameterSpec("finger_joints", ["panda_finger_joint1", "panda_finger_joint2"], "joint_states entries whose "
                   "positions add up to the gripper opening width (m).", read_only=True),

@@ -23,12 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from openhelix_ros.common.timing import encodes_step
+from openhelix_training.goal import LatentGoal, LatentGoalError, check_latent_goal
 
 # Configuration names System 2 is built from (openhelix_training presets).
 SYSTEM2_CONFIGS = ("tiny", "embedded", "llava-1.5-7b")
 # OpenHelix's released System 2 (openhelix_training's OpenHelixSystem2: the LISA / LLaVA-v1 layout); the
 # 7B normally comes from an imported checkpoint (openhelix import-checkpoint openhelix ...)
 OPENHELIX_SYSTEM2_CONFIGS = ("tiny-openhelix", "openhelix-7b")
+# The frozen CLIP text encoder of 3D Diffuser Actor (the "Only Policy" baseline): the user's CLIP from
+# model_path, or random weights for tests
+CLIP_TEXT_SYSTEM2_CONFIGS = ("clip-text", "tiny-clip-text")
 
 
 # Lockstep images waiting for the model. The bridge waits for the policy, so the queue stays short;
@@ -171,9 +175,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LatentResult:
-    """One goal latent and how long it took (seconds of wall clock, encoding only)."""
+    """One goal (its latent's token matrix, and coarse actions when this System 2 sends them) and how long
+    it took (seconds of wall clock, encoding only)."""
 
-    latent: np.ndarray  # (latent_dim,) float32
+    goal: LatentGoal
     instruction: str
     inference_time: float
 
@@ -213,13 +218,18 @@ class System2Core:
             overrides = {key: model_path} if model_path else {}
             instance, model_id = kind.from_pretrained(directory, **overrides), str(path)
         else:
-            known = SYSTEM2_CONFIGS + OPENHELIX_SYSTEM2_CONFIGS
+            known = SYSTEM2_CONFIGS + OPENHELIX_SYSTEM2_CONFIGS + CLIP_TEXT_SYSTEM2_CONFIGS
             if model not in known:
                 raise ValueError(f"unknown System 2 configuration {model!r}; choose from {', '.join(known)} "
                                  "or give a checkpoint directory")
             if model in OPENHELIX_SYSTEM2_CONFIGS:
                 overrides = {"tokenizer_path": model_path} if model_path else {}
                 instance, model_id = OpenHelixSystem2.from_config(model, **overrides), model
+            elif model in CLIP_TEXT_SYSTEM2_CONFIGS:
+                from openhelix_training import ClipTextSystem2
+
+                overrides = {"model_path": model_path} if model_path else {}
+                instance, model_id = ClipTextSystem2.from_config(model, **overrides), model
             else:
                 overrides = {"model_path": model_path} if model_path else {}
                 instance, model_id = System2.from_config(model, **overrides), model
@@ -229,7 +239,22 @@ class System2Core:
 
     @property
     def latent_dim(self) -> int:
+        """The width of every latent token."""
         return int(self.model.config.latent_dim)
+
+    def describe_latent(self) -> str:
+        """How this System 2 forms its latent, as a configuration file would say it ("act", "tokens:
+        language, 8 coarse actions"). The released OpenHelix model has no such switch: one <ACT>."""
+        latent = getattr(self.model.config, "latent", None)
+        if latent is None or latent.kind == "act":
+            text = "act"
+        else:
+            value = {"act_tokens": latent.num_tokens, "pooled": latent.pooling, "layer": latent.layer,
+                     "tokens": latent.token_set}[latent.kind]
+            text = f"{latent.kind}: {value}"
+        if latent is not None and latent.coarse_actions:
+            text += f", {latent.coarse_actions} coarse actions"
+        return text
 
     def check_instruction(self, instruction: str) -> str:
         """The instruction, stripped, once it is within this System 2's limits in characters and in tokens;
@@ -244,11 +269,12 @@ class System2Core:
         text = check_instruction(instruction, self.max_instruction_chars)
         rgb = check_image(image)
         start = time.perf_counter()
-        latent = self.model.encode(rgb, text, seed=self.seed)
+        goal = self.model.encode_goal(rgb, text, seed=self.seed)
         elapsed = time.perf_counter() - start
-        latent = np.asarray(latent, dtype=np.float32).reshape(-1)
-        if latent.shape != (self.latent_dim,) or not np.all(np.isfinite(latent)):
-            # A latent with NaN would make System 1 plan garbage: refuse to hand it on.
-            raise ValueError(f"System 2 produced an invalid latent (shape {latent.shape}, "
-                             f"finite: {bool(np.all(np.isfinite(latent)))})")
-        return LatentResult(latent=latent, instruction=text, inference_time=elapsed)
+        # A latent with NaN (or of a width System 1 was not built for) would make System 1 plan garbage:
+        # refuse to hand it on.
+        try:
+            goal = check_latent_goal(goal, self.latent_dim, what="System 2's latent")
+        except LatentGoalError as error:
+            raise ValueError(f"System 2 produced an invalid latent: {error}") from error
+        return LatentResult(goal=goal, instruction=text, inference_time=elapsed)

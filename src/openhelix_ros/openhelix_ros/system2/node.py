@@ -32,7 +32,7 @@ from sensor_msgs.msg import Image
 
 from openhelix_msgs.msg import GoalLatent, Instruction
 from openhelix_ros.common import graph
-from openhelix_ros.common.conversions import image_to_array, make_header, ns_to_stamp, stamp_to_ns
+from openhelix_ros.common.conversions import goal_latent_to_msg, image_to_array, stamp_to_ns
 from openhelix_ros.common.health import NodeHealth
 from openhelix_ros.common.node_utils import (
     LATENT_PUBLISHER_QOS,
@@ -111,7 +111,8 @@ class System2Node(Node):
         mode = (f"lockstep, images of steps divisible by {self._period_steps}" if self._lockstep and self._period_steps
                 else "lockstep, every step" if self._lockstep
                 else f"realtime at {self._rate:g} Hz" if self._rate > 0 else "realtime, as fast as possible")
-        self.get_logger().info(f"system2 ready: model {self._core.model_id} ({self._core.latent_dim}-D latents), {mode}")
+        self.get_logger().info(f"system2 ready: model {self._core.model_id} ({self._core.latent_dim}-D latent tokens, "
+                               f"latent {self._core.describe_latent()}), {mode}")
 
     # ----- subscriptions: convert, check, hand over to the worker -------------------------------------
 
@@ -226,14 +227,9 @@ class System2Node(Node):
 
     def _publish(self, result, stamp: int, since_arrival: float) -> None:
         self._sequence += 1
-        message = GoalLatent()
-        message.header = make_header("", self.get_clock().now().nanoseconds)
-        message.latent = result.latent.tolist()
-        message.instruction = result.instruction
-        message.sequence = self._sequence
-        message.observation_stamp = ns_to_stamp(stamp)
-        message.inference_time = float(since_arrival)
-        message.model_id = self._core.model_id
+        message = goal_latent_to_msg(result.goal, instruction=result.instruction, sequence=self._sequence,
+                                     stamp=self.get_clock().now().nanoseconds, observation_stamp=stamp,
+                                     inference_time=float(since_arrival), model_id=self._core.model_id)
         self._publisher.publish(message)
         self._health.published(graph.GOAL_LATENT)
         self._health.set_value("instruction", f"{result.instruction!r}"[:200])

@@ -8,15 +8,22 @@ from __future__ import annotations
 from openhelix_ros.common.parameters import ParameterSpec
 from openhelix_ros.common.supervision import worker_deadline_parameter
 from openhelix_ros.common.timing import CLOCK_MODES
-from openhelix_ros.system2.core import MAX_INSTRUCTION_CHARS, OPENHELIX_SYSTEM2_CONFIGS, SYSTEM2_CONFIGS
+from openhelix_ros.system2.core import (
+    CLIP_TEXT_SYSTEM2_CONFIGS,
+    MAX_INSTRUCTION_CHARS,
+    OPENHELIX_SYSTEM2_CONFIGS,
+    SYSTEM2_CONFIGS,
+)
 
 PARAMETERS = (
-    ParameterSpec("model", "tiny", f"System 2 configuration: {' | '.join(SYSTEM2_CONFIGS + OPENHELIX_SYSTEM2_CONFIGS)} (ignored when "
+    ParameterSpec("model", "tiny", "System 2 configuration: "
+                  f"{' | '.join(SYSTEM2_CONFIGS + OPENHELIX_SYSTEM2_CONFIGS + CLIP_TEXT_SYSTEM2_CONFIGS)} (ignored when "
                   "'checkpoint' is set).", read_only=True),
     ParameterSpec("checkpoint", "", "Checkpoint directory (model, training checkpoint or run directory); "
                   "overrides 'model'.", read_only=True),
     ParameterSpec("model_path", "", "Local llava-hf directory for the llava-1.5-7b configuration; LLaVA's "
-                  "tokenizer directory for openhelix-7b.", read_only=True),
+                  "tokenizer directory for openhelix-7b; a local transformers CLIP directory for clip-text.",
+                  read_only=True),
     ParameterSpec("device", "cpu", "Torch device for inference (cpu, cuda, cuda:1, ...).", read_only=True),
     ParameterSpec("rate", 0.0, "realtime: latents per second on the newest image; 0 = as fast as possible.",
                   read_only=True, value_range=(0.0, 1000.0)),
