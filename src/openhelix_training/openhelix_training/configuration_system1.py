@@ -15,6 +15,8 @@ class System1Config:
     scene_encoder: "camera" lifts per-camera 2D CNN features to 3D with depth and camera parameters
         (3D Diffuser Actor); "points" embeds a coloured world-frame point cloud point by point (what the
         ROS `points` topic carries). A "points" model also accepts camera observations (lifted first).
+        "image": a 2D policy over camera patches and proprioception (DP-VLA, HiRT, DexVLA): each camera's
+        CNN feature cells with a learned position per cell, no depth and no 3D positions.
     """
 
     scene_encoder: str = "camera"
@@ -60,8 +62,8 @@ class System1Config:
     def validate(self) -> None:
         if self.rotation_frame not in ("relative", "world"):
             raise ValueError(f"rotation_frame must be 'relative' or 'world', got {self.rotation_frame!r}")
-        if self.scene_encoder not in ("camera", "points"):
-            raise ValueError(f"scene_encoder must be 'camera' or 'points', got {self.scene_encoder!r}")
+        if self.scene_encoder not in ("camera", "points", "image"):
+            raise ValueError(f"scene_encoder must be 'camera', 'points' or 'image', got {self.scene_encoder!r}")
         head_dim = self.embed_dim // self.num_heads
         if self.embed_dim % self.num_heads or head_dim < 6 or head_dim % 2:
             raise ValueError(

@@ -184,12 +184,14 @@ class DenoiserLayer(nn.Module):
     def _norm(self, x, shift, scale):
         return torch.addcmul(shift, F.layer_norm(x, (self.dim,)), 1 + scale)
 
-    def forward(self, x, mods, traj_rope, scene_kv, latent_kv):
+    def forward(self, x, mods, traj_rope, scene_kv, latent_kv, scene_rope="trajectory"):
+        """``scene_rope``: the waypoints' rotary encoding for the scene attention (3D scene tokens), or
+        None for scene tokens without 3D positions (image patches)."""
         m = mods.unbind(1)  # mods (B, 12, 1, d): twelve (B, 1, d) shift/scale/gate vectors
         h = self._norm(x, m[0], m[1])
         x = torch.addcmul(x, m[2], self.self_attn(h, traj_rope))
         h = self._norm(x, m[3], m[4])
-        x = torch.addcmul(x, m[5], self.scene_attn(h, scene_kv, traj_rope))
+        x = torch.addcmul(x, m[5], self.scene_attn(h, scene_kv, traj_rope if scene_rope == "trajectory" else scene_rope))
         h = self._norm(x, m[6], m[7])
         x = torch.addcmul(x, m[8], self.latent_attn(h, latent_kv))
         h = self._norm(x, m[9], m[10])
@@ -256,6 +258,34 @@ class PointFeatureEncoder(nn.Module):
         return self.mlp(torch.cat([xyz_norm, rgb * 2 - 1], dim=-1))
 
 
+class ImagePatchEncoder(nn.Module):
+    """A 2D scene encoder: every camera image resized to image_size x image_size, the small CNN's feature
+    cells as tokens, each with a learned position (per cell) and camera embedding. No depth, no 3D."""
+
+    def __init__(self, cfg: System1Config):
+        super().__init__()
+        layers, c_in = [], 3
+        for c in cfg.cnn_channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.GELU()]
+            c_in = c
+        layers += [nn.Conv2d(c_in, cfg.embed_dim, 1)]
+        self.cnn = nn.Sequential(*layers)
+        self.image_size = cfg.image_size
+        cells = -(-cfg.image_size // 2 ** len(cfg.cnn_channels))  # ceil: stride-2 convolutions with padding 1
+        self.cell_embed = nn.Parameter(torch.randn(cells * cells, cfg.embed_dim) * 0.02)
+        self.camera_embed = nn.Parameter(torch.zeros(len(cfg.camera_names), cfg.embed_dim))
+
+    def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """images: one (B, 3, H, W) batch per camera (uint8 or floats in [0, 1]) -> tokens (B, N, d)."""
+        tokens = []
+        for i, rgb in enumerate(images):
+            x = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
+            f = self.cnn((x - 0.45) / 0.25).flatten(2).transpose(1, 2)
+            tokens.append(f + self.cell_embed + self.camera_embed[i])
+        return torch.cat(tokens, 1)
+
+
 def farthest_point_indices(xyz: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
     """Indices of n points chosen by farthest point sampling among the valid ones; when fewer are valid,
     all of them, repeated to n (duplicates only re-weight attention slightly)."""
@@ -286,6 +316,8 @@ class System1(PretrainedModelMixin, nn.Module):
         d = config.embed_dim
         if config.scene_encoder == "camera":
             self.camera_encoder = CameraFeatureEncoder(config)
+        elif config.scene_encoder == "image":
+            self.image_encoder = ImagePatchEncoder(config)
         else:
             self.point_encoder = PointFeatureEncoder(config)
         self.rotary = Rotary3D(d // config.num_heads, config.rotary_scale)
@@ -397,6 +429,8 @@ class System1(PretrainedModelMixin, nn.Module):
         cfg = self.config
         for obs in observations:
             obs.validate()
+        if cfg.scene_encoder == "image":
+            return {"images": self._camera_images(observations)}
         if cfg.scene_encoder == "camera":
             if any(o.cameras is None for o in observations):
                 raise ObservationError(
@@ -430,11 +464,32 @@ class System1(PretrainedModelMixin, nn.Module):
             rgbs.append(rgb[take][sub])
         return {"points": torch.from_numpy(np.stack(xyzs)), "colors": torch.from_numpy(np.stack(rgbs)).float()}
 
+    def _camera_images(self, observations: list[Observation]) -> list[torch.Tensor]:
+        """Each configured camera's RGB over the batch, (B, 3, H, W) uint8: from ``images`` (an RGB-only
+        observation) or from the cameras' views."""
+        batches = []
+        for i, name in enumerate(self.config.camera_names):
+            views = []
+            for o in observations:
+                source = o.images if o.images is not None else [c.rgb for c in (o.cameras or [])]
+                if i >= len(source):
+                    raise ObservationError(f"observation lacks camera {i} ('{name}'); this image policy reads "
+                                           f"{self.config.camera_names}")
+                views.append(np.asarray(source[i]))
+            shapes = {v.shape for v in views}
+            if len(shapes) > 1:
+                raise ObservationError(f"camera '{name}': images of different sizes in one batch: {shapes}")
+            batches.append(torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2))
+        return batches
+
     # --- scene and context --------------------------------------------------------------------------
 
-    def encode_scene(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """3D feature tokens (B, M, d) and their world positions (B, M, 3)."""
+    def encode_scene(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """3D feature tokens (B, M, d) and their world positions (B, M, 3); image patches (B, M, d) and
+        None (no 3D position)."""
         dev = self.position_bounds.device
+        if "images" in obs:
+            return self.image_encoder([img.to(dev) for img in obs["images"]]), None
         if "cameras" in obs:
             cams = [{k: v.to(dev) for k, v in c.items()} for c in obs["cameras"]]
             feats, xyz, valid = self.camera_encoder(cams)
@@ -500,13 +555,15 @@ class System1(PretrainedModelMixin, nn.Module):
         """Everything that does not change across denoising steps: scene and latent keys/values per layer
         (scene keys already rotated), and the proprioception embedding."""
         feats, xyz = self.encode_scene(obs)
-        scene_rope = self.rotary(xyz)
+        scene_rope = self.rotary(xyz) if xyz is not None else None
         lat, mask = self.latent_context(latent, latent_mask, coarse)
         return {
             "scene_kv": [layer.scene_attn.keys_values(feats, scene_rope) for layer in self.layers],
             "latent_kv": [layer.latent_attn.keys_values(lat, mask=mask) for layer in self.layers],
             "proprio_emb": self.proprio_in(self._normalize_proprio(proprio)),
             "cur_pos": proprio[:, :3],
+            # image patches have no 3D position: the waypoints' queries to them stay unrotated
+            "scene_rope": "trajectory" if xyz is not None else None,
         }
 
     def _normalize_proprio(self, proprio: torch.Tensor) -> torch.Tensor:
@@ -527,7 +584,7 @@ class System1(PretrainedModelMixin, nn.Module):
         h = self.traj_in(x_t) + self.waypoint_embed
         mods = mods.view(mods.shape[0], len(self.layers), 12, 1, -1)
         for i, layer in enumerate(self.layers):
-            h = layer(h, mods[:, i], traj_rope, ctx["scene_kv"][i], ctx["latent_kv"][i])
+            h = layer(h, mods[:, i], traj_rope, ctx["scene_kv"][i], ctx["latent_kv"][i], ctx["scene_rope"])
         out = self.head(self.out_norm(h))
         return out[..., :9], out[..., 9]
 

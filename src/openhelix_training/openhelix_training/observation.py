@@ -68,16 +68,23 @@ def rgb_to_unit(rgb: np.ndarray) -> np.ndarray:
 @dataclass
 class Observation:
     """Either `cameras` (one CameraView per camera, in the order the model was configured with) or a
-    world-frame point cloud `points` (N, 3) with `colors` (N, 3) (uint8 or floats in [0, 1])."""
+    world-frame point cloud `points` (N, 3) with `colors` (N, 3) (uint8 or floats in [0, 1]); `images`
+    (one (H, W, 3) uint8 RGB per camera, that order too) is what a 2D image policy reads, and may come with
+    either or alone."""
 
     cameras: list[CameraView] | None = None
     points: np.ndarray | None = None
     colors: np.ndarray | None = None
+    images: list[np.ndarray] | None = None
     extras: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.cameras is None and self.points is None:
-            raise ObservationError("observation has neither cameras nor points")
+        if self.cameras is None and self.points is None and self.images is None:
+            raise ObservationError("observation has neither cameras, points nor images")
+        for i, image in enumerate(self.images or []):
+            image = np.asarray(image)
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ObservationError(f"image {i} must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
         if self.cameras is not None:
             if len(self.cameras) == 0:
                 raise ObservationError("observation has an empty camera list")
@@ -97,6 +104,8 @@ class Observation:
         """World-frame xyz (N, 3) float32 and rgb (N, 3) in [0, 1], invalid depth dropped."""
         if self.points is not None:
             return np.asarray(self.points, np.float32), rgb_to_unit(self.colors)
+        if self.cameras is None:
+            raise ObservationError("observation has images only: no point cloud (it is for an image policy)")
         xyz, rgb = [], []
         for cam in self.cameras:
             p, c, valid = cam.world_points()

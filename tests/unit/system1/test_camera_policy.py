@@ -102,3 +102,28 @@ def test_fewer_steps_than_the_release_sample_with_ddim():
     assert (core.model.config.inference_scheduler, core.num_inference_steps) == ("ddim", 3)
     with pytest.raises(ValueError, match="num_inference_steps must be in 0..10"):
         System1Core.load("tiny-3dda", num_inference_steps=11)
+
+
+def test_an_image_policy_plans_from_the_cameras_pixels_alone():
+    """A 2D policy (DP-VLA, HiRT, DexVLA) reads each camera's colours and the pose: the points do not
+    matter to it, the pixels do, and a missing camera is named."""
+    from openhelix_training import System1
+
+    torch.manual_seed(0)
+    model = System1.from_config("tiny", scene_encoder="image")
+    with torch.no_grad():
+        model.ada.weight.normal_(0, 0.05)  # open the AdaLN-zero gates so the scene reaches the output
+    image_core = System1Core(model, "tiny-image", num_inference_steps=3)
+    assert image_core.reads_cameras and image_core.reads_images and image_core.camera_names == ("static", "gripper")
+    xyz, rgb = cameras()
+    position, quaternion = np.array([0.1, -0.05, 0.5]), Rotation.from_euler("xyz", [3.1, 0.05, 1.4]).as_quat()
+    latent = np.ones(32, np.float32)
+    plan = image_core.plan(xyz, rgb, position, quaternion, 1.0, latent)
+    assert plan.positions.shape == (19, 3)  # waypoint 0, the current pose, dropped as for every System1
+    moved = {name: v + 1.0 for name, v in xyz.items()}
+    np.testing.assert_array_equal(image_core.plan(moved, rgb, position, quaternion, 1.0, latent).positions,
+                                  plan.positions)
+    other = {name: 255 - v for name, v in rgb.items()}
+    assert not np.allclose(image_core.plan(xyz, other, position, quaternion, 1.0, latent).positions, plan.positions)
+    with pytest.raises(ValueError, match="no image of camera 'gripper'"):
+        image_core.plan(xyz, {"static": rgb["static"]}, position, quaternion, 1.0, latent)

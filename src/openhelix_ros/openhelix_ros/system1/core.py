@@ -578,21 +578,24 @@ class System1Core:
                  drop_first_waypoint: bool = True, seed: int = 0, ensemble: TemporalEnsemble | None = None) -> None:
         from openhelix_training import DiffuserActor
 
-        # A camera policy (3D Diffuser Actor) reads each camera's organised cloud, any other System 1
-        # the fused cloud.
-        self.reads_cameras = isinstance(model, DiffuserActor)
+        # A camera policy (3D Diffuser Actor) reads each camera's organised cloud, and so does a 2D image
+        # policy (it takes only their colours: the pixels of each camera); any other System 1 the fused cloud.
+        self.is_diffuser_actor = isinstance(model, DiffuserActor)
+        self.reads_images = not self.is_diffuser_actor and model.config.scene_encoder == "image"
+        self.reads_cameras = self.is_diffuser_actor or self.reads_images
         if not self.reads_cameras and model.config.scene_encoder != "points":
             raise ValueError(
                 f"System 1 {model_id!r} reads per-camera RGB-D (scene_encoder={model.config.scene_encoder!r}); the "
-                "system1 node plans from the fused `points` cloud: use a model with scene_encoder 'points' "
-                "(train with system1.overrides.scene_encoder=points, e.g. on the project's rosbags)")
+                "system1 node plans from the fused `points` cloud (or, for an image policy, the cameras' pixels): "
+                "use a model with scene_encoder 'points' or 'image' (train with system1.overrides.scene_encoder="
+                "points, e.g. on the project's rosbags)")
         if not waypoint_period > 0:
             raise ValueError(f"waypoint_period must be > 0 s, got {waypoint_period}")
-        steps = model.config.diffusion_timesteps if self.reads_cameras else model.config.num_train_timesteps
+        steps = model.config.diffusion_timesteps if self.is_diffuser_actor else model.config.num_train_timesteps
         if num_inference_steps < 0 or num_inference_steps > steps:
             raise ValueError(f"num_inference_steps must be in 0..{steps} "
                              f"(0: the model's default {model.config.num_inference_steps}), got {num_inference_steps}")
-        if self.reads_cameras and num_inference_steps and num_inference_steps != model.config.num_inference_steps:
+        if self.is_diffuser_actor and num_inference_steps and num_inference_steps != model.config.num_inference_steps:
             # fewer steps than the release's 25 DDPM steps: DDIM over the same noise schedules
             model.config.inference_scheduler = "ddpm" if num_inference_steps == steps else "ddim"
             model.config.num_inference_steps = int(num_inference_steps)
@@ -608,7 +611,7 @@ class System1Core:
         # frame to the next keypose, both ends included); executing it would hold the arm in place, so it
         # is dropped as 3D Diffuser Actor does on CALVIN. 3D Diffuser Actor's own predictions already
         # start after it (19 of its 20 interpolated waypoints).
-        self.drop_first_waypoint = bool(drop_first_waypoint) and not self.reads_cameras
+        self.drop_first_waypoint = bool(drop_first_waypoint) and not isinstance(model, DiffuserActor)
         self.seed = int(seed)
         # a camera policy's proprioception history: the newest (position, CALVIN Euler angles) per plan
         self._history: deque = deque(maxlen=int(getattr(model.config, "nhist", 1)))
@@ -673,6 +676,18 @@ class System1Core:
     def latent_dim(self) -> int:
         return int(self.model.config.latent_dim)
 
+    def describe_goal(self) -> str:
+        """What this System 1 reads of a goal, for its start-up line ("512-D latents", "32-D latent tokens,
+        4 coarse actions", ...)."""
+        config = self.model.config
+        text = (f"{self.latent_dim}-D latent tokens" if getattr(config, "latent_layout", "split") == "tokens"
+                else f"{self.latent_dim}-D latents")
+        if getattr(config, "coarse_actions", 0):
+            text += f", {config.coarse_actions} coarse actions"
+        if self.reads_images:
+            text += ", camera images"
+        return text
+
     def check_latent(self, latent) -> LatentGoal:
         """The goal as this System 1 reads it, from a LatentGoal or a plain vector (one token); ValueError
         naming what does not fit: the token matrix's shape, its values, the coarse actions."""
@@ -698,7 +713,7 @@ class System1Core:
         rows = (1, int(getattr(config, "instruction_length", 1)))
         if goal.num_tokens not in rows:
             raise ValueError(f"goal latent is a {goal.describe()} matrix but {who} reads "
-                             + (f"{rows[1]} tokens of {config.instruction_dim}" if self.reads_cameras
+                             + (f"{rows[1]} tokens of {config.instruction_dim}" if self.is_diffuser_actor
                                 else f"one {self.latent_dim}-D token"))
         return goal
 
@@ -714,6 +729,8 @@ class System1Core:
         Raises ValueError naming the problem (no points, no colour, bad pose, bad latent, a prediction
         with NaN); nothing unsafe comes back.
         """
+        if self.reads_images:
+            return self._plan_from_images(rgb, position, quaternion_xyzw, gripper_open, latent, stamp_ns)
         if self.reads_cameras:
             return self._plan_from_cameras(xyz, rgb, position, quaternion_xyzw, latent, stamp_ns)
         from openhelix_training import Observation
@@ -737,6 +754,31 @@ class System1Core:
         start = time.perf_counter()
         trajectory = self.model.predict(observation, latent, proprio, num_inference_steps=self.num_inference_steps,
                                         seed=self.seed)
+        elapsed = time.perf_counter() - start
+        first = 1 if self.drop_first_waypoint and len(trajectory.positions) > 1 else 0
+        return self._safe_plan(trajectory.positions[first:], trajectory.rotations[first:],
+                               trajectory.gripper_command[first:], position, quaternion_xyzw, elapsed, stamp_ns)
+
+    def _plan_from_images(self, rgb: dict, position, quaternion_xyzw, gripper_open: float, latent,
+                          stamp_ns: int | None) -> PlanResult:
+        """A 2D image policy's plan: each camera's pixels (the colours of its organised cloud), the pose."""
+        from openhelix_training import Observation
+
+        if not isinstance(rgb, dict):
+            raise ValueError("an image policy plans from each camera's pixels: rgb by camera name")
+        images = []
+        for name in self.camera_names:
+            if name not in rgb:
+                raise ValueError(f"no image of camera {name!r} (have: {', '.join(sorted(rgb)) or 'none'})")
+            image = np.asarray(rgb[name])
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"camera {name!r}: image must be (H, W, 3), got {image.shape}")
+            images.append(image.astype(np.uint8, copy=False))
+        latent = self.check_latent(latent)
+        proprio = proprio_from_pose(position, quaternion_xyzw, gripper_open)
+        start = time.perf_counter()
+        trajectory = self.model.predict(Observation(images=images), latent, proprio,
+                                        num_inference_steps=self.num_inference_steps, seed=self.seed)
         elapsed = time.perf_counter() - start
         first = 1 if self.drop_first_waypoint and len(trajectory.positions) > 1 else 0
         return self._safe_plan(trajectory.positions[first:], trajectory.rotations[first:],

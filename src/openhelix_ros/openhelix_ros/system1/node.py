@@ -124,10 +124,12 @@ class System1Node(Node):
         mode = (f"lockstep, Asy({p['latent_period_steps']})" if self._lockstep
                 else f"realtime, replanning at {p['replan_rate']:g} Hz" if p["replan_rate"] > 0
                 else "realtime, replanning on every new cloud")
+        ensemble = (f", temporal ensemble of {p['temporal_ensemble_plans']} plans" if p["temporal_ensemble_plans"]
+                    else "")
         self.get_logger().info(
-            f"system1 ready: model {self._core.model_id} ({self._core.latent_dim}-D latents, "
-            f"{self._core.num_inference_steps} denoising steps), {mode}, max_latent_age {p['max_latent_age']:g} s, "
-            f"workspace {p['workspace_low']}..{p['workspace_high']}")
+            f"system1 ready: model {self._core.model_id} ({self._core.describe_goal()}, "
+            f"{self._core.num_inference_steps} denoising steps), {mode}{ensemble}, max_latent_age "
+            f"{p['max_latent_age']:g} s, workspace {p['workspace_low']}..{p['workspace_high']}")
 
     def _drop(self, topic: str, text: str, label: str = "") -> None:
         """Log why a message was dropped: each new reason at once, a repeated one every 2 s at most

@@ -169,6 +169,7 @@ class _Frame(NamedTuple):
     image: np.ndarray | None
     instruction: tuple[str, str, int]  # text, task, sequence
     stamp: int  # ns
+    gripper_image: np.ndarray | None = None  # the wrist camera's, when recorded (2D image policies)
 
 
 def read_bag_samples(path, trajectory_length: int = 20, frames: str = "keyposes", latent_delay: int = 0,
@@ -218,9 +219,9 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
     store = typestore_with_project_types()
     rng = np.random.default_rng(seed)
     recorded: list[_Frame] = []
-    latest = {"points": None, "image": None, "instruction": None}
+    latest = {"points": None, "image": None, "gripper_image": None, "instruction": None}
     commands = {}
-    topics = ("scene_state", "points", "instruction", "camera/static/image_raw") + (
+    topics = ("scene_state", "points", "instruction", "camera/static/image_raw", "camera/gripper/image_raw") + (
         ("ee_trajectory",) if with_commands else ())
     try:
         with AnyReader(paths, default_typestore=store) as reader:
@@ -238,6 +239,8 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
                     latest["points"] = _cloud_subset(msg, max_points, rng)
                 elif topic_is(conn.topic, "camera/static/image_raw"):
                     latest["image"] = image_to_array(msg)
+                elif topic_is(conn.topic, "camera/gripper/image_raw"):
+                    latest["gripper_image"] = image_to_array(msg)
                 elif topic_is(conn.topic, "instruction"):
                     latest["instruction"] = (str(msg.text), str(msg.task), int(msg.sequence))
                 elif topic_is(conn.topic, "scene_state"):
@@ -246,7 +249,8 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
                     if recorded and recorded[-1].stamp == _stamp_ns(msg.header):
                         continue  # the lockstep bridge re-sent an observation it got no plan for: one frame
                     recorded.append(_Frame(np.asarray(msg.robot_obs, dtype=np.float64), latest["points"],
-                                           latest["image"], latest["instruction"], _stamp_ns(msg.header)))
+                                           latest["image"], latest["instruction"], _stamp_ns(msg.header),
+                                           latest["gripper_image"]))
     except BagDataError as exc:
         raise BagDataError(f"bag {', '.join(map(str, paths))}: {exc}") from exc
     except Exception as exc:  # rosbags raises several unrelated types for corrupt bags
@@ -313,7 +317,11 @@ def _samples_of_segment(segment: list[_Frame], episode: str, commands: dict, tra
         if img is None:
             img = np.zeros((image_size, image_size, 3), np.uint8)  # no camera recorded: blank for System 2
         text, task, _seq = segment[i].instruction
-        samples.append(Sample(observation=Observation(points=xyz, colors=rgb), image=img, instruction=text,
+        # what a 2D image policy reads: the cameras' pixels of this frame (System 2's image may be older)
+        views = [segment[i].image, segment[i].gripper_image]
+        images = [v for v in views if v is not None] if views[0] is not None else None
+        samples.append(Sample(observation=Observation(points=xyz, colors=rgb, images=images), image=img,
+                              instruction=text,
                               proprio=proprio_from_robot_obs(ro[i]), rel_positions=traj["rel_positions"],
                               rot6d=traj["rot6d"], gripper_open=traj["gripper_open"], task=task,
                               episode=episode, frame=i, meta={"keypose": traj["keypose"]}))
