@@ -1,5 +1,5 @@
-"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, up, view, say,
-latent-probe, import-checkpoint, info).
+"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, compare, up, view,
+say, latent-probe, import-checkpoint, info).
 
 Each verb lives in its own module under ``openhelix_ros.cli`` exposing ``add_arguments(parser)``
 and ``run(args) -> int`` (or ``run_argv(argv) -> int`` when another tool parses the arguments); modules are imported only when their verb runs, so ``openhelix --help``
@@ -23,6 +23,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "teleop": ("teleop", "drive the arm of a running graph from the keyboard (teleop/twist, teleop/gripper)"),
     "train": ("train", "train System 2 / System 1 offline (delegates to openhelix-train)"),
     "bench": ("bench", "measure simulator, model and graph speed; report under runs/"),
+    "compare": ("compare", "train the survey's dual systems (configs/systems/) on the same data and budget, "
+                "evaluate each through the graph, one report"),
     "up": ("up", "start a launch file's graph (sim, eval, record, robot) without ros2 launch, until Ctrl-C"),
     "view": ("view", "watch a running graph in the browser: cloud, arm, plan, cameras, latent age, rates"),
     "say": ("say", "instruct a running graph: one Instruction on the instruction topic"),

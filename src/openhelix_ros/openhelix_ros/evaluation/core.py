@@ -645,11 +645,17 @@ class TimingCollector:
         self.without_latent = 0
         self.unknown_latent = 0
         self._observation_stamps: OrderedDict[int, int] = OrderedDict()
+        # "<tokens>x<width>+<coarse actions>" -> how many goal latents of that shape were published
+        self.latent_shapes: dict[str, int] = {}
 
     def on_goal_latent(self, received: float, sequence: int, observation_stamp_ns: int,
-                       inference_time: float) -> None:
+                       inference_time: float, shape: tuple[int, int, int] | None = None) -> None:
+        """``shape``: the goal's (tokens, token width, coarse actions) as this process read it."""
         self.system2.add(received, inference_time)
         self.remember_latent(sequence, observation_stamp_ns)
+        if shape is not None:
+            key = f"{shape[0]}x{shape[1]}+{shape[2]}"
+            self.latent_shapes[key] = self.latent_shapes.get(key, 0) + 1
 
     def remember_latent(self, sequence: int, observation_stamp_ns: int) -> None:
         """Know a latent's observation stamp without counting it (one received before the run began,
@@ -677,4 +683,5 @@ class TimingCollector:
                 "latent_age_samples_s": thin(self.latent_ages),
                 "trajectories_without_latent": self.without_latent,
                 "trajectories_with_unseen_latent": self.unknown_latent,
+                "goal_latent_shapes": dict(self.latent_shapes),
                 "system1": self.system1.to_dict(), "system2": self.system2.to_dict()}

@@ -188,7 +188,7 @@ class Evaluator(Node):
     def _on_goal_latent(self, message: GoalLatent) -> None:
         self.health.received(graph.GOAL_LATENT)
         try:
-            goal_latent_from_msg(message)  # what System 1 would refuse is no latent to count or film
+            goal = goal_latent_from_msg(message).goal  # what System 1 would refuse is no latent to count or film
         except ValueError as error:
             self.health.dropped(graph.GOAL_LATENT, str(error))
             if self.drop_log.should_log(graph.GOAL_LATENT, str(error)):
@@ -199,7 +199,8 @@ class Evaluator(Node):
             self.filming.on_latent(stamp_to_ns(message.observation_stamp))
             if timing is not None:
                 timing.on_goal_latent(time.monotonic(), int(message.sequence), stamp_to_ns(message.observation_stamp),
-                                      float(message.inference_time))
+                                      float(message.inference_time),
+                                      (goal.num_tokens, goal.token_dim, len(goal.coarse) if goal.coarse else 0))
             else:
                 self.recent_latents[int(message.sequence)] = stamp_to_ns(message.observation_stamp)
                 while len(self.recent_latents) > RECENT_LATENTS:
