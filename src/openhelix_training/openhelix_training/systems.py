@@ -62,12 +62,31 @@ class SystemConfig:
         unknown = set(self.graph) - {"latent_period_steps", "temporal_ensemble_plans", "temporal_ensemble_decay"}
         if unknown:
             raise ValueError(f"system {self.name!r}: unknown graph settings {sorted(unknown)}")
+        unknown = set(self.realtime) - {"system2_rate", "system1_replan_rate"}
+        if unknown:
+            raise ValueError(f"system {self.name!r}: unknown realtime settings {sorted(unknown)}")
         if int(self.graph.get("latent_period_steps", 1)) < 1:
             raise ValueError(f"system {self.name!r}: graph.latent_period_steps must be >= 1")
 
     @property
     def latent_period_steps(self) -> int:
         return int(self.graph.get("latent_period_steps", 10))
+
+    def node_overrides(self, clock_mode: str, control_rate: float = 30.0) -> dict:
+        """The system2 and system1 node parameters this system sets in a graph. In lockstep the schedule
+        is Asy(latent_period_steps) (a graph argument) and only System 1's ensemble is set here; in
+        realtime System 2 runs at ``realtime.system2_rate`` (else control_rate / latent_period_steps, the
+        same period in wall time) and System 1 replans at ``realtime.system1_replan_rate`` (else the
+        node's default)."""
+        system1 = {k: v for k, v in self.graph.items() if k.startswith("temporal_ensemble")}
+        system2 = {}
+        if clock_mode == "realtime":
+            system2["rate"] = float(self.realtime.get("system2_rate", control_rate / self.latent_period_steps))
+            if "system1_replan_rate" in self.realtime:
+                system1["replan_rate"] = float(self.realtime["system1_replan_rate"])
+        elif clock_mode != "lockstep":
+            raise ValueError(f"clock_mode must be 'lockstep' or 'realtime', got {clock_mode!r}")
+        return {"system2": system2, "system1": system1}
 
     def sized(self, size: str) -> SystemConfig:
         """The same system with tiny presets (``tiny``) or as written (``full``)."""

@@ -18,7 +18,7 @@ from openhelix_training.systems import load_system
 
 SETTINGS = {"systems": ["openhelix", "hirt"], "size": "tiny", "data": {"kind": "synthetic"}, "steps": 2,
             "pretrain_steps": 2, "episodes": 4, "tasks": ["open_drawer"], "seed": 0, "batch_size": 4,
-            "episode_length": 0, "protocol": "calvin"}
+            "episode_length": 0, "protocol": "calvin", "clock_mode": "lockstep"}
 
 
 def test_wilson_interval_is_sound_at_the_edges():
@@ -63,3 +63,11 @@ def test_a_row_shows_figures_a_failure_shows_its_reason_and_no_score(tmp_path):
     assert summarize(results(3, 4))["ci95"] == list(wilson_interval(3, 4))
     plot(state, tmp_path / "compare.png")
     assert (tmp_path / "compare.png").stat().st_size > 1000
+
+
+def test_a_setting_added_later_reads_as_its_default_when_resuming(tmp_path):
+    older = {k: v for k, v in {**SETTINGS, "pretrained_policy": ""}.items() if k != "pretrained_policy"}
+    ComparisonState.load_or_start(tmp_path, older).save(tmp_path)
+    ComparisonState.load_or_start(tmp_path, {**SETTINGS, "pretrained_policy": ""})  # the same comparison
+    with pytest.raises(ValueError, match="pretrained_policy: None there, '/p' now"):
+        ComparisonState.load_or_start(tmp_path, {**SETTINGS, "pretrained_policy": "/p"})

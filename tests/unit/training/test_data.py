@@ -117,9 +117,20 @@ def test_bag_written_then_read_into_samples(tmp_path):
     assert s1.frame == 5 and s1.meta["keypose"] == 11
     np.testing.assert_allclose(s1.rel_positions[-1], robot[11, :3] - robot[5, :3], atol=1e-6)
     assert s1.image.shape == (20, 30, 3) and s1.image[0, 0, 0] == 3  # delayed by 2 frames
+    # an image policy reads the cameras of the frame itself, not System 2's delayed image
+    assert len(s1.observation.images) == 1 and s1.observation.images[0][0, 0, 0] == 5
     assert s1.gripper_open[0] == 1.0 and s1.gripper_open[-1] == 0.0
     batch = collate_samples([s0, s1])
     assert batch["rot6d"].shape == (2, 20, 6)
+
+
+def test_states_before_a_recorded_cameras_first_image_are_skipped(tmp_path):
+    from openhelix_training.data.rosbag import _read_frames_and_commands, write_synthetic_bag
+
+    write_synthetic_bag(tmp_path / "late", first_image=3)
+    frames, _ = _read_frames_and_commands([tmp_path / "late"], False, None, 0)
+    assert [round((f.stamp - 1_000_000_000) / 33_000_000) for f in frames] == list(range(3, 12))
+    assert all(f.image is not None for f in frames)
 
 
 def test_bad_bags_are_named(tmp_path):

@@ -55,3 +55,15 @@ def test_a_pretrained_system_needs_its_policy_and_bad_files_are_named(tmp_path):
         load_system(bad)
     with pytest.raises(ValueError, match="size must be one of"):
         load_system("hirt").sized("huge")
+
+
+def test_each_system_sets_its_schedule_in_the_graph():
+    robodual, helix, hirt = load_system("robodual"), load_system("helix"), load_system("hirt")
+    assert robodual.latent_period_steps == 8 and helix.latent_period_steps == 4
+    assert robodual.node_overrides("lockstep") == {
+        "system2": {}, "system1": {"temporal_ensemble_plans": 8, "temporal_ensemble_decay": 0.1}}
+    # realtime: Helix's published rates; another system's Asy(N) as the same period of wall time
+    assert helix.node_overrides("realtime") == {"system2": {"rate": 8.0}, "system1": {"replan_rate": 200.0}}
+    assert hirt.node_overrides("realtime") == {"system2": {"rate": 3.0}, "system1": {}}
+    with pytest.raises(ValueError, match="clock_mode must be"):
+        hirt.node_overrides("simulated")

@@ -35,28 +35,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "CALVIN split directory with --data-kind calvin; empty: a generated CALVIN-layout set")
     parser.add_argument("--data-kind", choices=("rosbag", "calvin", "synthetic"), default="",
                         help="default: rosbag for --data, synthetic without it")
+    parser.add_argument("--trajectory", choices=("commands", "keypose", "frames"), default="commands",
+                        help="rosbag: what the policy learns to publish (data.trajectory; commands: the "
+                             "demonstrator's commanded targets, what made the shipped checkpoint work)")
     parser.add_argument("--steps", type=int, default=200, help="training steps of each dual system")
     parser.add_argument("--pretrain-steps", type=int, default=-1,
                         help="steps of policy pre-training for systems that start from a pre-trained policy "
                              "(default: --steps)")
+    parser.add_argument("--pretrained-policy", default="",
+                        help="a System 1 (training run, checkpoint or model directory) that the systems starting "
+                             "from a pre-trained policy start from, instead of pre-training one here (e.g. "
+                             "checkpoints/easy6)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--episodes", type=int, default=5, help="evaluation episodes per task (chains with --tasks all)")
     parser.add_argument("--tasks", default="open_drawer,close_drawer",
                         help="comma-separated CALVIN task ids (single-subtask episodes), or 'all' for CALVIN's chains")
     add_protocol_arguments(parser)
+    parser.add_argument("--clock-mode", choices=("lockstep", "realtime"), default="lockstep",
+                        help="lockstep: every system at its Asy(N) exactly (the figures to compare); realtime: the "
+                             "simulator at 30 Hz of wall time, System 2 at the system's rate (Helix: 8 Hz; else "
+                             "30/N Hz), System 1 as fast as it plans")
     parser.add_argument("--seed", type=int, default=0, help="seed of every training and of the episodes")
     parser.add_argument("--out", default="", help="default: runs/compare/")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run again the stages that failed in an earlier run of this comparison")
 
 
 def settings_of(args: argparse.Namespace) -> dict:
     tasks = [] if args.tasks.strip() == "all" else [t.strip() for t in args.tasks.split(",") if t.strip()]
     kind = args.data_kind or ("rosbag" if args.data else "synthetic")
     return {"systems": [s.strip() for s in args.systems.split(",") if s.strip()], "size": args.size,
-            "data": {"kind": kind, **({"path": args.data} if args.data else {})}, "steps": int(args.steps),
+            "data": {"kind": kind, **({"path": args.data} if args.data else {}),
+                     **({"trajectory": args.trajectory} if kind == "rosbag" else {})}, "steps": int(args.steps),
             "pretrain_steps": int(args.steps if args.pretrain_steps < 0 else args.pretrain_steps),
             "episodes": int(args.episodes), "tasks": tasks, "seed": int(args.seed),
             "batch_size": int(args.batch_size), "episode_length": int(args.episode_length),
-            "protocol": args.protocol}
+            "protocol": args.protocol, "clock_mode": args.clock_mode,
+            "pretrained_policy": str(Path(args.pretrained_policy).resolve()) if args.pretrained_policy else ""}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"openhelix compare: {error}", file=sys.stderr)
         return 2
+    if args.retry_failed:
+        for record in state.systems.values():
+            record.stages = {stage: text for stage, text in record.stages.items() if text == "done"}
     runner = ComparisonRunner(state, systems, out, root)
     return runner.run()
 
@@ -145,6 +163,12 @@ class ComparisonRunner:
         """The policy alone against this system's frozen System 2; shared across systems with the same
         System 2 preset and latent, and the same System 1 (the key names them)."""
         system, s = self.systems[name], self.state.settings
+        if s.get("pretrained_policy"):
+            directory = _policy_directory(Path(s["pretrained_policy"]))
+            if directory is None:
+                raise StageFailed(f"--pretrained-policy {s['pretrained_policy']} holds no System 1")
+            record.pretrained = str(directory)
+            return
         config = system.pretrain_config("", s["data"], s["pretrain_steps"], s["seed"],
                                         {**self._training(), "resume": "auto"})
         # the pre-training's whole configuration but its folder names it
@@ -182,10 +206,11 @@ class ComparisonRunner:
 
         system, s = self.systems[name], self.state.settings
         runs = self.out / name
-        arguments = {"backend": "embedded", "clock_mode": "lockstep",
-                     "latent_period_steps": str(system.latent_period_steps), "policy": "dual",
-                     "checkpoint": record.checkpoint, "runs_dir": str(runs), "video_chains": "0"}
-        system1 = {k: v for k, v in system.graph.items() if k.startswith("temporal_ensemble")}
+        clock = s.get("clock_mode", "lockstep")
+        arguments = {"backend": "embedded", "clock_mode": clock,
+                     "latent_period_steps": str(system.latent_period_steps if clock == "lockstep" else 0),
+                     "policy": "dual", "checkpoint": record.checkpoint, "runs_dir": str(runs), "video_chains": "0"}
+        nodes = system.node_overrides(clock)
         episodes = s["episodes"] * max(1, len(s["tasks"]))
         try:
             evaluation = EvaluationConfig(num_sequences=episodes, episode_length=s["episode_length"], seed=s["seed"],
@@ -194,7 +219,7 @@ class ComparisonRunner:
         except EvaluationError as error:
             raise StageFailed(str(error)) from error
         plan = DemoPlan("dual", record.checkpoint, f"{name}'s checkpoint", arguments,
-                        {"calvin_bridge": {"seed": s["seed"]}, "system1": system1}, list(s["tasks"]),
+                        {"calvin_bridge": {"seed": s["seed"]}, **nodes}, list(s["tasks"]),
                         ", ".join(s["tasks"]) or "CALVIN chains", episodes, evaluation)
         status = run_on_graph(plan, runs / "eval", self.root)
         results_path = runs / "eval" / "results.json"

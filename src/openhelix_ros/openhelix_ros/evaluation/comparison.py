@@ -17,7 +17,7 @@ STAGES = ("pretrain", "train", "evaluate")
 STATE_NAME = "compare.json"
 # the settings a comparison is made under; resuming with others would mix two comparisons
 SETTINGS = ("systems", "size", "data", "steps", "pretrain_steps", "episodes", "tasks", "seed", "batch_size",
-            "episode_length", "protocol")
+            "episode_length", "protocol", "clock_mode", "pretrained_policy")
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -65,8 +65,10 @@ class ComparisonState:
         if not path.is_file():
             return cls(settings=dict(settings), systems={name: SystemRecord(name) for name in settings["systems"]})
         data = json.loads(path.read_text())
+        # a setting added since the state was written (absent there) reads as its empty default
         differ = {k: (data["settings"].get(k), settings.get(k)) for k in SETTINGS
-                  if data["settings"].get(k) != settings.get(k)}
+                  if data["settings"].get(k) != settings.get(k)
+                  and not (data["settings"].get(k) in (None, "") and settings.get(k) in (None, ""))}
         if differ:
             described = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
             raise ValueError(f"{path} holds a comparison under other settings ({described}); choose another --out "
@@ -120,10 +122,13 @@ def markdown(state: ComparisonState, systems: dict) -> str:
     s = state.settings
     lines = [f"# Comparison of {len(state.systems)} dual systems", "",
              f"Same data ({s['data']}), same budget ({s['steps']} training steps of the dual system; "
-             f"{s['pretrain_steps']} steps of policy pre-training for the systems that start from a pre-trained "
-             f"policy), same seed ({s['seed']}), the same {s['episodes']} seeded evaluation episodes per task "
+             + (f"the systems that start from a pre-trained policy start from `{s['pretrained_policy']}`"
+                if s.get("pretrained_policy") else
+                f"{s['pretrain_steps']} steps of policy pre-training for the systems that start from a pre-trained "
+                "policy")
+             + f"), same seed ({s['seed']}), the same {s['episodes']} seeded evaluation episodes per task "
              f"({', '.join(s['tasks']) or 'CALVIN chains'}), models of size `{s['size']}`, through the graph in "
-             "lockstep.", "",
+             f"{s.get('clock_mode', 'lockstep')}.", "",
              "| system | System 2 (mode, latent) | published latent | System 1 | init | Asy(N) | success | 95 % CI | "
              "avg. len | S2 p50 ms | S2 Hz | S1 p50 ms | S1 Hz |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -211,9 +211,10 @@ def _existing_bag_paths(path) -> list[Path]:
 
 def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points: int | None,
                               seed: int) -> tuple[list[_Frame], dict]:
-    """Every scene_state paired with the newest cloud, image and instruction before it (states before the
-    first cloud and instruction are skipped), and the commands: observation stamp ns -> (position,
-    rotation matrix, gripper) of the first waypoint of the ee_trajectory stamped like it."""
+    """Every scene_state paired with the newest cloud, images and instruction before it (states before the
+    first cloud, instruction and image of each recorded camera are skipped), and the commands:
+    observation stamp ns -> (position, rotation matrix, gripper) of the first waypoint of the ee_trajectory
+    stamped like it."""
     from rosbags.highlevel import AnyReader
 
     store = typestore_with_project_types()
@@ -226,6 +227,11 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
     try:
         with AnyReader(paths, default_typestore=store) as reader:
             wanted = [c for c in reader.connections if any(topic_is(c.topic, t) for t in topics)]
+            # a bag that records a camera pairs every state with an image of it: states before the first
+            # one are skipped like those before the first cloud (an image policy has nothing to read there)
+            cameras = [key for key, topic in (("image", "camera/static/image_raw"),
+                                              ("gripper_image", "camera/gripper/image_raw"))
+                       if any(topic_is(c.topic, topic) for c in wanted)]
             # (rosbags reads every connection when given none)
             for conn, log_time, raw in (reader.messages(connections=wanted) if wanted else ()):
                 check_bound(f"bag message of {conn.topic} at {log_time} ns", len(raw), MAX_BAG_MESSAGE_BYTES,
@@ -244,7 +250,8 @@ def _read_frames_and_commands(paths: list[Path], with_commands: bool, max_points
                 elif topic_is(conn.topic, "instruction"):
                     latest["instruction"] = (str(msg.text), str(msg.task), int(msg.sequence))
                 elif topic_is(conn.topic, "scene_state"):
-                    if latest["points"] is None or latest["instruction"] is None:
+                    if latest["points"] is None or latest["instruction"] is None or any(
+                            latest[key] is None for key in cameras):
                         continue  # nothing to pair the state with yet
                     if recorded and recorded[-1].stamp == _stamp_ns(msg.header):
                         continue  # the lockstep bridge re-sent an observation it got no plan for: one frame
@@ -374,14 +381,15 @@ class BagDataset:
         return self.samples[i]
 
 
-def write_synthetic_bag(path, frames: int = 12, resent: tuple[int, ...] = ()):
+def write_synthetic_bag(path, frames: int = 12, resent: tuple[int, ...] = (), first_image: int = 0):
     """Writes a small MCAP bag with the recorder's topics and types (points, camera/static/image_raw,
     scene_state, instruction, ee_trajectory): one "open the drawer" demonstration where the tool moves
     along x by 1 cm per frame and the gripper closes after frame 6. The demonstrator's command answering
     frame i (ee_trajectory stamped like it) leads the tool as a real controller's does: x = 0.01 (i + 2),
     gripper -1 from frame 6 on; the last frame has no answer. Returns the cloud's xyz, its rgb and the
     robot_obs of every frame. Frames in ``resent`` are published twice (cloud, image and state), as a
-    lockstep bridge re-sends an observation it got no plan for."""
+    lockstep bridge re-sends an observation it got no plan for. Images start at frame ``first_image`` (a
+    recorder that matched the camera late)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = typestore_with_project_types()
@@ -426,9 +434,10 @@ def write_synthetic_bag(path, frames: int = 12, resent: tuple[int, ...] = ()):
             for copy in range(2 if i in resent else 1):
                 sent = ns + copy * 10_000_000  # a re-send goes out later, with the observation's stamp
                 w.write(c_pts, sent + 1, store.serialize_cdr(cloud, PointCloud2.__msgtype__))
-                w.write(c_img, sent + 2, store.serialize_cdr(
-                    Image(header=hdr, height=20, width=30, encoding="rgb8", is_bigendian=0, step=90,
-                          data=img.reshape(-1)), Image.__msgtype__))
+                if i >= first_image:
+                    w.write(c_img, sent + 2, store.serialize_cdr(
+                        Image(header=hdr, height=20, width=30, encoding="rgb8", is_bigendian=0, step=90,
+                              data=img.reshape(-1)), Image.__msgtype__))
                 w.write(c_ss, sent + 3, store.serialize_cdr(
                     SceneState(header=hdr, robot_obs=ro, scene_obs=np.zeros(24), robot_obs_labels=[],
                                scene_obs_labels=[], step=i, plans=i), SceneState.__msgtype__))
