@@ -46,7 +46,7 @@ def prompt_positions(model: System2, text: str) -> dict:
 
 
 @pytest.mark.parametrize("name", OPTIONS)
-@pytest.mark.parametrize("mode", ["prompt_tuning", "lora", "frozen"])
+@pytest.mark.parametrize("mode", ["prompt_tuning", "lora", "frozen", "full"])
 def test_every_latent_option_has_its_shape_and_trains_in_every_mode(name, mode):
     model = build(OPTIONS[name], mode)
     out = model(model.preprocess_images(IMAGES), INSTRUCTIONS)
@@ -81,6 +81,8 @@ def test_every_latent_option_has_its_shape_and_trains_in_every_mode(name, mode):
         assert "act_embedding" in with_grad, f"{name}: no gradient reaches <ACT>"
     if mode == "frozen":
         assert not {n for n in trained if n.startswith("mllm.") or n == "act_embedding"}
+    if mode == "full":
+        assert {n for n in with_grad if n.startswith("mllm.model.language_model.")}, f"{name}: the LM does not train"
 
 
 def test_act_tokens_end_the_prompt_and_each_has_its_own_embedding():
