@@ -6,9 +6,11 @@ vision patches together with its generalist's coarse actions; HiRT a pooled toke
 holds any of them, and :func:`check_latent_goal` is the one check every receiver applies (the ROS message
 conversions, System 1's core, training), so a matrix that does not fit is refused by name everywhere.
 
-Coarse actions are in System 1's own action frame: positions are offsets from the end-effector position
-of the observation the latent encodes (world axes, metres), rotations are relative to its orientation
-(``R_obs^T R_i``), and the gripper is an openness in [0, 1].
+Coarse actions are in System 1's own action frame, the frame of its training targets: positions are
+offsets from the end-effector position of the observation the latent encodes (with a training-time latent
+delay, of the frame System 1 plans from; world axes, metres), rotations are relative to its orientation
+(``R_obs^T R_i``; world-frame for a policy with ``rotation_frame: world``), and the gripper is an openness
+in [0, 1].
 """
 
 from __future__ import annotations
@@ -136,3 +138,7 @@ def check_goal_fit(system2_config, system1_config) -> None:
     if system1_config.coarse_actions and system1_config.coarse_actions != latent.coarse_actions:
         raise ValueError(f"System 1 conditions on {system1_config.coarse_actions} coarse actions but System 2 "
                          f"sends {latent.coarse_actions}")
+    if latent.coarse_actions >= system1_config.trajectory_length:
+        raise ValueError(f"System 2's {latent.coarse_actions} coarse actions are the next waypoints of the "
+                         f"{system1_config.trajectory_length}-waypoint training trajectories: at most "
+                         f"{system1_config.trajectory_length - 1}")

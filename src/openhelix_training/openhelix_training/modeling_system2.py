@@ -493,6 +493,17 @@ class System2(PretrainedModelMixin, nn.Module):
         return {"latent": latent, "latent_tokens": latent_tokens, "latent_mask": mask,
                 "aux": self.aux_head(summary.to(dtype)), "act_hidden": summary}
 
+    def max_latent_tokens(self) -> int:
+        """The most tokens this System 2's latent can have: its kind's count, or for ``tokens`` those of the
+        longest prompt it accepts (max_instruction_tokens of instruction in the template)."""
+        latent = self.config.latent
+        if latent.kind != "tokens":
+            return latent.act_tokens if latent.kind == "act_tokens" else 1
+        prompt = len(self.tokenize(["x"])["input_ids"][0]) - 1 + self.config.max_instruction_tokens
+        if latent.token_set == "all":
+            return prompt - self._user_start()
+        return prompt - self._user_start() - (self.num_image_tokens if self.config.use_image else 0)
+
     def _token_set(self, ids: torch.Tensor, attention_mask: torch.Tensor, img_mask: torch.Tensor,
                    which: str) -> torch.Tensor:
         """(B, L) mask of the user turn's tokens (``all``: vision patches and language, the constant

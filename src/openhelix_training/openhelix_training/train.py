@@ -162,6 +162,11 @@ class Trainer:
                              "set training.stage1_steps=0, aux_loss=false and clip_loss=false")
         self.system2 = system2_class(cfg.system2.preset).from_config(cfg.system2.preset, **s2over)
         check_goal_fit(self.system2.config, self.system1.config)
+        if self.system1.config.latent_layout == "tokens" and hasattr(self.system2, "max_latent_tokens"):
+            most = self.system2.max_latent_tokens()
+            if most > self.system1.config.max_latent_tokens:
+                raise ValueError(f"System 2's latent can have up to {most} tokens (its longest prompt) but System 1 "
+                                 f"reads at most max_latent_tokens={self.system1.config.max_latent_tokens}: raise it")
         self.dataset = build_dataset(cfg, self.system1.config)
         if len(self.dataset) == 0:
             raise ValueError("the training data set is empty")
@@ -269,17 +274,20 @@ class Trainer:
                 goal = self.cached_goals(batch)
             else:
                 with torch.no_grad():
-                    goal = self.system2_goals(batch)
+                    goal = self.system2_goals(batch, self.s2)
             # every real token: the normalization is per token width, whatever the token count
             out.append(goal["latent"][goal["latent_mask"]].float())
         return torch.cat(out)
 
-    def system2_goals(self, batch: dict) -> dict:
+    def system2_goals(self, batch: dict, model=None) -> dict:
         """System 2's forward pass on a batch: its goal for System 1 (see goal_inputs), the auxiliary
-        predictions (``aux``) and the latent's summary vector (``summary``, for the alignment loss)."""
+        predictions (``aux``) and the latent's summary vector (``summary``, for the alignment loss).
+        ``model``: the module to call; the training step's default is the prepared (possibly distributed)
+        one, the no-grad paths pass the unwrapped System 2 (their calls differ between processes, and a
+        distributed forward on some of them only would wait for the others)."""
         s2 = self.s2
         px = s2.preprocess_images(batch["images"]) if s2.config.use_image else None
-        out2 = self.system2(px, batch["instructions"])
+        out2 = (model or self.system2)(px, batch["instructions"])
         # (a System 2 without an auxiliary head, clip-text, gives no "aux")
         return {"aux": out2.get("aux"), "summary": out2["latent"], **goal_inputs(out2, self.s1.config.coarse_actions)}
 
@@ -308,7 +316,7 @@ class Trainer:
                 with torch.no_grad():
                     texts = [text for text, _ in missing.values()]
                     images = [img for _, img in missing.values()]
-                    goal = self.system2_goals({"instructions": texts, "images": images})
+                    goal = self.system2_goals({"instructions": texts, "images": images}, self.s2)
             finally:
                 s2.train(was_training)
             for i, key in enumerate(missing):

@@ -86,3 +86,7 @@ def test_a_system_that_cannot_train_fails_by_name_and_the_others_go_on(tmp_path)
     other = subprocess.run([OPENHELIX, "compare", "--systems", str(bad), "--out", str(out), *COMMON[:-2],
                             "--episode-length", "30"], capture_output=True, text=True, timeout=60)
     assert other.returncode == 2 and "other settings (episode_length: 15 there, 30 now)" in other.stderr
+    # an edited system file is another comparison too
+    bad.write_text(bad.read_text().replace("coarse_actions: 4", "coarse_actions: 2"))
+    edited = compare(out, str(bad), timeout=60)
+    assert edited.returncode == 2 and "system_files:" in edited.stderr, edited.stderr[-2000:]

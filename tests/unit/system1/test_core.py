@@ -215,9 +215,15 @@ def test_temporal_ensemble_averages_what_overlapping_plans_say_of_each_slot():
     assert positions[3, 0] == 1.0  # slot 4: only the new plan reaches it
     np.testing.assert_allclose(np.abs(quaternions[:, 3]), 1.0)  # q and -q are one rotation, not a cancellation
     assert gripper[:3].tolist() == [1.0, 1.0, 1.0] and gripper[3] == -1.0  # the heavier, older vote wins
-    # The clock going back (a reset world) forgets the old plans.
+    # The same observation planned again replaces its earlier plan rather than forgetting the others.
+    replanned = ensemble.apply(step, np.full((4, 3), 2.0), -identity, -np.ones(4))
+    np.testing.assert_allclose(replanned[0][:3, 0], 2 * new / (old + new))
+    # The clock going back (a reset world) forgets the old plans, and so does reset() (a new episode).
     again = ensemble.apply(0, np.full((4, 3), 5.0), identity, np.ones(4))
     np.testing.assert_array_equal(again[0], np.full((4, 3), 5.0))
+    ensemble.reset()
+    fresh = ensemble.apply(step, np.full((4, 3), 7.0), identity, np.ones(4))
+    np.testing.assert_array_equal(fresh[0], np.full((4, 3), 7.0))
     with pytest.raises(ValueError, match="at least 1 plan"):
         TemporalEnsemble(plans=0)
 

@@ -223,6 +223,19 @@ def test_check_goal_fit_says_what_to_change():
     with pytest.raises(ValueError, match="conditions on 4 coarse actions but System 2 sends 0"):
         check_goal_fit(build({"tokens": "language"}).config, s1_tokens)
     check_goal_fit(build({"tokens": "language", "coarse_actions": 4}).config, s1_tokens)
+    with pytest.raises(ValueError, match="next waypoints of the 20-waypoint training trajectories: at most 19"):
+        check_goal_fit(build({"tokens": "language", "coarse_actions": 20}).config,
+                       System1.from_config("tiny", latent_layout="tokens", coarse_actions=20).config)
+
+
+def test_the_longest_prompt_bounds_the_token_count():
+    """What the trainer compares with System 1's max_latent_tokens before training: never fewer tokens
+    than a real prompt gives."""
+    long_text = "push the red block " * 6
+    for latent in ({"tokens": "language"}, {"tokens": "all"}, {"act_tokens": 3}, {"pooled": "map"}):
+        model = build(latent)
+        out = model(model.preprocess_images(IMAGES[:1]), [long_text])
+        assert out["latent_tokens"].shape[1] <= model.max_latent_tokens()
 
 
 def test_goal_inputs_train_system1_end_to_end():

@@ -237,3 +237,8 @@ def test_a_policy_that_cannot_read_the_latent_is_refused_before_training(tmp_pat
     cfg = config(tmp_path, small_calvin_dir, "system2.overrides={latent: {act_tokens: 4}}")
     with pytest.raises(ValueError, match="needs latent_layout 'tokens'"):
         Trainer(cfg)
+    cfg = config(tmp_path, small_calvin_dir, "system2.overrides={latent: {tokens: all}}",
+                 "system1.overrides={latent_layout: tokens, max_latent_tokens: 64}")
+    with pytest.raises(ValueError, match=r"up to \d+ tokens \(its longest prompt\) but System 1 reads at most "
+                                         "max_latent_tokens=64"):
+        Trainer(cfg)

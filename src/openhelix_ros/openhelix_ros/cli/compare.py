@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         systems = {name: load_system(name).sized(settings["size"]) for name in settings["systems"]}
+        # what each file says, so that an edited system file is a different comparison, never a resumed one
+        settings["system_files"] = {name: hashlib.sha256(Path(system.source).read_bytes()).hexdigest()[:16]
+                                    for name, system in systems.items()}
         if settings["tasks"]:
             from openhelix_ros.evaluation.core import task_episodes
 
@@ -105,8 +109,17 @@ def run(args: argparse.Namespace) -> int:
     if args.retry_failed:
         for record in state.systems.values():
             record.stages = {stage: text for stage, text in record.stages.items() if text == "done"}
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # SIGTERM stops the comparison as Ctrl-C does: through the finally blocks that stop a running graph
+    signal.signal(signal.SIGTERM, interrupted)
     runner = ComparisonRunner(state, systems, out, root)
-    return runner.run()
+    try:
+        return runner.run()
+    except KeyboardInterrupt:
+        print("[compare] interrupted; the finished stages are kept, the same command resumes", flush=True)
+        return 130
 
 
 class ComparisonRunner:
@@ -195,7 +208,9 @@ class ComparisonRunner:
         try:
             trainer = Trainer(config)
             trainer.run()
-        except (ValueError, RuntimeError, FileNotFoundError) as error:
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # any failure is this system's row, never the end of the comparison
             raise StageFailed(f"training: {type(error).__name__}: {error}") from error
 
     def _evaluate(self, name: str, record) -> None:
@@ -221,7 +236,14 @@ class ComparisonRunner:
         plan = DemoPlan("dual", record.checkpoint, f"{name}'s checkpoint", arguments,
                         {"calvin_bridge": {"seed": s["seed"]}, **nodes}, list(s["tasks"]),
                         ", ".join(s["tasks"]) or "CALVIN chains", episodes, evaluation)
-        status = run_on_graph(plan, runs / "eval", self.root)
+        try:
+            status = run_on_graph(plan, runs / "eval", self.root)
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:
+            raise StageFailed(f"the graph: {type(error).__name__}: {error}") from error
+        if status == 130:
+            raise KeyboardInterrupt("the evaluation was interrupted")  # not this system's failure: stop, resumable
         results_path = runs / "eval" / "results.json"
         if status != 0 or not results_path.is_file():
             raise StageFailed(f"the evaluation through the graph ended with status {status} (logs: {runs / 'eval'})")

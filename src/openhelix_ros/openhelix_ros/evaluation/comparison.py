@@ -17,7 +17,7 @@ STAGES = ("pretrain", "train", "evaluate")
 STATE_NAME = "compare.json"
 # the settings a comparison is made under; resuming with others would mix two comparisons
 SETTINGS = ("systems", "size", "data", "steps", "pretrain_steps", "episodes", "tasks", "seed", "batch_size",
-            "episode_length", "protocol", "clock_mode", "pretrained_policy")
+            "episode_length", "protocol", "clock_mode", "pretrained_policy", "system_files")
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:

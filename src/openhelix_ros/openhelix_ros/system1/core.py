@@ -532,7 +532,8 @@ class TemporalEnsemble:
 
     A plan stamped t has its waypoint j due at slot round(t / period) + 1 + j. Positions are averaged,
     rotations as sign-aligned quaternions (normalised), the gripper as the sign of the weighted mean of
-    its +-1 commands. Time going back (a reset world) forgets every plan."""
+    its +-1 commands. Time going back (a reset world) forgets every plan; a plan for the same observation
+    again replaces the earlier one."""
 
     def __init__(self, plans: int = 8, decay: float = 0.1, waypoint_period: float = 1.0 / 30.0) -> None:
         if plans < 1:
@@ -541,15 +542,21 @@ class TemporalEnsemble:
             raise ValueError(f"temporal ensemble decay must be >= 0, got {decay}")
         self.plans, self.decay, self.period = int(plans), float(decay), float(waypoint_period)
         self._buffer: deque = deque(maxlen=self.plans)  # (first slot, positions, quaternions, gripper)
+        self._reset = False
 
     def reset(self) -> None:
-        self._buffer.clear()
+        """Forget every plan before the next one. Only flags it: a node calls this from a subscription while
+        its worker may be inside apply()."""
+        self._reset = True
 
     def apply(self, stamp_ns: int, positions: np.ndarray, quaternions: np.ndarray,
               gripper: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         first = round(stamp_ns * 1e-9 / self.period) + 1
-        if self._buffer and first <= self._buffer[-1][0]:
-            self._buffer.clear()  # the same slot again or earlier: the clock went back
+        if self._reset or (self._buffer and first < self._buffer[-1][0]):
+            self._reset = False
+            self._buffer.clear()  # a new episode, or the clock went back (a reset world)
+        elif self._buffer and first == self._buffer[-1][0]:
+            self._buffer.pop()  # the same observation planned again (its plan went unpublished): replace it
         self._buffer.append((first, np.asarray(positions, np.float64), np.asarray(quaternions, np.float64),
                              np.asarray(gripper, np.float64)))
         out_p, out_q, out_g = (np.array(a, dtype=np.float64) for a in (positions, quaternions, gripper))
@@ -771,9 +778,9 @@ class System1Core:
             if name not in rgb:
                 raise ValueError(f"no image of camera {name!r} (have: {', '.join(sorted(rgb)) or 'none'})")
             image = np.asarray(rgb[name])
-            if image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"camera {name!r}: image must be (H, W, 3), got {image.shape}")
-            images.append(image.astype(np.uint8, copy=False))
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"camera {name!r}: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+            images.append(image)
         latent = self.check_latent(latent)
         proprio = proprio_from_pose(position, quaternion_xyzw, gripper_open)
         start = time.perf_counter()
