@@ -198,18 +198,24 @@ class DenoiserLayer(nn.Module):
         return torch.addcmul(x, m[11], self.ffn(h))
 
 
+def feature_cnn(cfg: System1Config) -> nn.Sequential:
+    """The small image CNN both camera encoders train from scratch: one stride-2 conv + GroupNorm + GELU
+    stage per ``cnn_channels`` entry, then a 1x1 conv to ``embed_dim`` (stride 2 ** len(cnn_channels))."""
+    layers, c_in = [], 3
+    for c in cfg.cnn_channels:
+        layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.GELU()]
+        c_in = c
+    layers += [nn.Conv2d(c_in, cfg.embed_dim, 1)]
+    return nn.Sequential(*layers)
+
+
 class CameraFeatureEncoder(nn.Module):
     """A small CNN trained from scratch (no pretrained CLIP is available offline), shared by all cameras,
     plus a learned per-camera embedding."""
 
     def __init__(self, cfg: System1Config):
         super().__init__()
-        layers, c_in = [], 3
-        for c in cfg.cnn_channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.GELU()]
-            c_in = c
-        layers += [nn.Conv2d(c_in, cfg.embed_dim, 1)]
-        self.cnn = nn.Sequential(*layers)
+        self.cnn = feature_cnn(cfg)
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.camera_names), cfg.embed_dim))
         self.stride = 2 ** len(cfg.cnn_channels)
         self.image_size = cfg.image_size
@@ -264,12 +270,7 @@ class ImagePatchEncoder(nn.Module):
 
     def __init__(self, cfg: System1Config):
         super().__init__()
-        layers, c_in = [], 3
-        for c in cfg.cnn_channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.GELU()]
-            c_in = c
-        layers += [nn.Conv2d(c_in, cfg.embed_dim, 1)]
-        self.cnn = nn.Sequential(*layers)
+        self.cnn = feature_cnn(cfg)
         self.image_size = cfg.image_size
         cells = -(-cfg.image_size // 2 ** len(cfg.cnn_channels))  # ceil: stride-2 convolutions with padding 1
         self.cell_embed = nn.Parameter(torch.randn(cells * cells, cfg.embed_dim) * 0.02)
