@@ -64,6 +64,13 @@ class LatentConfig:
         if not isinstance(self.layer, int):
             raise ValueError(f"latent layer must be an integer, got {self.layer!r}")
 
+    def describe(self) -> str:
+        """The latent as the short form says it ("act", "tokens: language, 8 coarse actions")."""
+        value = {"act": None, "act_tokens": self.num_tokens, "pooled": self.pooling, "layer": self.layer,
+                 "tokens": self.token_set}[self.kind]
+        text = self.kind if value is None else f"{self.kind}: {value}"
+        return text + (f", {self.coarse_actions} coarse actions" if self.coarse_actions else "")
+
     @property
     def act_tokens(self) -> int:
         """How many <ACT> tokens end the prompt (every kind keeps at least one: in prompt tuning it is what

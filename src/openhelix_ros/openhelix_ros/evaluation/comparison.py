@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from openhelix_training.configuration_system2 import LatentConfig
+
 STAGES = ("pretrain", "train", "evaluate")
 STATE_NAME = "compare.json"
 # the settings a comparison is made under; resuming with others would mix two comparisons
@@ -135,7 +137,7 @@ def markdown(state: ComparisonState, systems: dict) -> str:
     for name, record in state.systems.items():
         system = systems[name]
         overrides = system.system2.get("overrides") or {}
-        s2 = f"{overrides.get('mode', 'prompt_tuning')}, {_latent_text(overrides.get('latent'))}"
+        s2 = f"{overrides.get('mode', 'prompt_tuning')}, {LatentConfig.from_dict(overrides.get('latent') or {}).describe()}"
         s1o = system.system1.get("overrides") or {}
         s1 = s1o.get("scene_encoder", "points") + (f", {s1o['coarse_actions']} coarse" if s1o.get("coarse_actions")
                                                    else "")
@@ -167,14 +169,6 @@ def markdown(state: ComparisonState, systems: dict) -> str:
               "inference time per message (p50), the rate its messages per second of the run; System 2 runs once "
               "per Asy(N) period in lockstep, so its rate follows N.", ""]
     return "\n".join(lines)
-
-
-def _latent_text(latent) -> str:
-    if not latent:
-        return "act"
-    if isinstance(latent, str):
-        return latent
-    return ", ".join(f"{k}: {v}" if v is not True else k for k, v in latent.items())
 
 
 def _all_overlap(intervals: list) -> bool:

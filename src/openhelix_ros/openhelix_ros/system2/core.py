@@ -246,15 +246,7 @@ class System2Core:
         """How this System 2 forms its latent, as a configuration file would say it ("act", "tokens:
         language, 8 coarse actions"). The released OpenHelix model has no such switch: one <ACT>."""
         latent = getattr(self.model.config, "latent", None)
-        if latent is None or latent.kind == "act":
-            text = "act"
-        else:
-            value = {"act_tokens": latent.num_tokens, "pooled": latent.pooling, "layer": latent.layer,
-                     "tokens": latent.token_set}[latent.kind]
-            text = f"{latent.kind}: {value}"
-        if latent is not None and latent.coarse_actions:
-            text += f", {latent.coarse_actions} coarse actions"
-        return text
+        return "act" if latent is None else latent.describe()
 
     def check_instruction(self, instruction: str) -> str:
         """The instruction, stripped, once it is within this System 2's limits in characters and in tokens;
