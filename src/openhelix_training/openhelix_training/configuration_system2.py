@@ -155,6 +155,10 @@ class System2Config:
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=512))
     vision_feature_layer: int = -2
+    # Pre-trained weights of the vision tower and multi-modal projector, over the seeded ones: a name
+    # shipped with this package (VISION_WEIGHTS in modeling_system2, e.g. "playtable-v1") or a
+    # .safetensors path; "" keeps the seeded random tower (what checkpoints saved before them use).
+    vision_weights: str = ""
     seed: int = 0  # initialisation of every randomly initialised part
     init_device: str = "cpu"  # where random weights are created ("cuda" makes 7B shapes quick to build)
     save_mllm: bool = True  # False: checkpoints keep only <ACT>, heads and trained MLLM tensors
@@ -166,6 +170,9 @@ class System2Config:
             raise ValueError(f"source must be 'random', 'smollm2' or 'pretrained', got {self.source!r}")
         if self.source == "pretrained" and not self.model_path:
             raise ValueError("source='pretrained' needs model_path: a local llava-hf directory (never a hub id)")
+        if self.vision_weights and self.source == "pretrained":
+            raise ValueError("vision_weights replaces the seeded vision tower of source 'smollm2' or 'random'; "
+                             "a pretrained llava-hf model_path brings its own")
         if "{instruction}" not in self.prompt_template:
             raise ValueError("prompt_template must contain {instruction}")
         if not isinstance(self.latent, LatentConfig):

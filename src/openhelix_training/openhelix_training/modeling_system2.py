@@ -156,11 +156,68 @@ def build_mllm(cfg: System2Config):
         finally:
             torch.set_default_dtype(previous)
         model = model.to(dtype)
+    if cfg.vision_weights:
+        load_vision_weights(model, cfg.vision_weights)
     if cfg.act_token not in tok.get_vocab():
         tok.add_special_tokens({"additional_special_tokens": [cfg.act_token]})
     if cfg.image_token not in tok.get_vocab():
         tok.add_special_tokens({"additional_special_tokens": [cfg.image_token]})
     return model, tok
+
+
+# Vision weights shipped with this package, by name: the `embedded` preset's tower and projector pre-trained
+# on captioned play-table images (vision_pretraining; `openhelix reproduce --stage vision` rebuilds them).
+VISION_WEIGHTS = {"playtable-v1": "system2-embedded-vision-playtable-v1.safetensors"}
+VISION_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+VISION_TOWER_PREFIX = "vision_tower."
+VISION_PROJECTOR_PREFIX = "multi_modal_projector."
+
+
+def vision_weights_path(name: str) -> Path:
+    """The file of a shipped name (VISION_WEIGHTS) or a .safetensors path; FileNotFoundError otherwise."""
+    path = VISION_WEIGHTS_DIR / VISION_WEIGHTS[name] if name in VISION_WEIGHTS else Path(name).expanduser()
+    if not path.is_file():
+        known = ", ".join(sorted(VISION_WEIGHTS))
+        raise FileNotFoundError(f"System 2 vision_weights {name!r}: no file {path} (shipped names: {known}; or a "
+                                ".safetensors path)")
+    return path
+
+
+def vision_state(mllm) -> dict[str, torch.Tensor]:
+    """What vision weights hold: the tower's and the multi-modal projector's tensors, float32."""
+    model = mllm.model
+    out = {VISION_TOWER_PREFIX + k: v for k, v in model.vision_tower.state_dict().items()}
+    out |= {VISION_PROJECTOR_PREFIX + k: v for k, v in model.multi_modal_projector.state_dict().items()}
+    return {k: v.detach().to(torch.float32).contiguous() for k, v in out.items()}
+
+
+def load_vision_weights(mllm, name: str) -> dict:
+    """Load vision weights into a LLaVA's tower and projector, every tensor by name and shape (a file for
+    another architecture is refused, naming what differs); returns the file's provenance."""
+    from safetensors import safe_open
+
+    path = vision_weights_path(name)
+    expected = vision_state(mllm)
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"vision weights {path} do not fit this System 2: missing {missing[:4]}, unexpected "
+                             f"{unexpected[:4]} ({len(missing)} / {len(unexpected)})")
+        tensors = {k: f.get_tensor(k) for k in keys}
+        provenance = json.loads((f.metadata() or {}).get("provenance", "{}"))
+    for key, value in tensors.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise ValueError(f"vision weights {path}: {key} is {tuple(value.shape)}, this System 2 has "
+                             f"{tuple(expected[key].shape)}")
+    model = mllm.model
+    with torch.no_grad():
+        for prefix, module in ((VISION_TOWER_PREFIX, model.vision_tower),
+                               (VISION_PROJECTOR_PREFIX, model.multi_modal_projector)):
+            own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            dtype = next(module.parameters()).dtype
+            module.load_state_dict({k: v.to(dtype) for k, v in own.items()}, strict=True)
+    return provenance
 
 
 def _embedded_mllm(cfg: System2Config):

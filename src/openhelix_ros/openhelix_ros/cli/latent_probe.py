@@ -24,6 +24,9 @@ CONTRAST_TASKS = ("open_drawer", "turn_on_lightbulb", "move_slider_left", "rotat
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="embedded", help="System 2 configuration (tiny, embedded, llava-1.5-7b)")
     parser.add_argument("--checkpoint", default="", help="a trained checkpoint directory instead of --model")
+    parser.add_argument("--vision-weights", default=None,
+                        help="with --model: System 2's vision weights (a shipped name such as playtable-v1, a "
+                             ".safetensors path, or '' for the seeded random tower); default: the preset's")
     parser.add_argument("--task", default=DEFAULT_TASK, help="grasp-related CALVIN task whose block moves")
     parser.add_argument("--dynamic", default="left", choices=["left", "forward", "diagonal", "circle"])
     parser.add_argument("--frames", type=int, default=8, help="number of probes")
@@ -40,7 +43,12 @@ def _load_system2(args: argparse.Namespace):
         if getattr(loaded, "system2", None) is None:
             raise SystemExit(f"openhelix latent-probe: {args.checkpoint} holds no System 2")
         return loaded.system2, f"checkpoint {args.checkpoint}"
-    return System2.from_config(args.model), f"configuration '{args.model}' (untrained <ACT> and projector)"
+    if args.vision_weights is None:
+        model = System2.from_config(args.model)
+    else:
+        model = System2.from_config(args.model, vision_weights=args.vision_weights)
+    weights = model.config.vision_weights or "seeded random"
+    return model, f"configuration '{args.model}' (vision weights: {weights}; untrained <ACT> and projector)"
 
 
 def _capture(args: argparse.Namespace) -> tuple[list[np.ndarray], list[int], list[list[float]]]:

@@ -1,5 +1,5 @@
-"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, compare, up, view,
-say, latent-probe, import-checkpoint, info).
+"""The ``openhelix`` command: one verb per job (demo, eval, collect, teleop, train, bench, compare, reproduce,
+up, view, say, latent-probe, import-checkpoint, info).
 
 Each verb lives in its own module under ``openhelix_ros.cli`` exposing ``add_arguments(parser)``
 and ``run(args) -> int`` (or ``run_argv(argv) -> int`` when another tool parses the arguments); modules are imported only when their verb runs, so ``openhelix --help``
@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "up": ("up", "start a launch file's graph (sim, eval, record, robot) without ros2 launch, until Ctrl-C"),
     "view": ("view", "watch a running graph in the browser: cloud, arm, plan, cameras, latent age, rates"),
     "say": ("say", "instruct a running graph: one Instruction on the instruction topic"),
+    "reproduce": ("reproduce", "the play-table recipe end to end, resumable (today: System 2's vision pretraining)"),
     "latent-probe": ("latent_probe", "read what the <ACT> latent carries while a block moves (the paper's Figure 5)"),
     "import-checkpoint": ("import_checkpoint", "released 3D Diffuser Actor / OpenHelix weights into this project's "
                           "checkpoint layout, loaded strictly"),
