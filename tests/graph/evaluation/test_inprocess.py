@@ -118,3 +118,32 @@ def test_the_dual_system_in_process_equals_the_graph(tmp_path, processes):
     # One plan per step and a latent for steps 0, 3, 6, 9, 12 of each episode.
     assert local.stats.holds == 0 and local.stats.plans == local.stats.steps == 24
     assert policy.latents == 10
+
+
+@pytest.mark.slow  # the rendered simulator and both systems as processes
+def test_a_camera_policy_in_process_equals_the_graph(tmp_path, processes):
+    """A release-format 3D Diffuser Actor miniature (it reads each camera's organised cloud, paired by stamp)
+    beside the tiny System 2: the same episode in process as through DDS, to the final arm position."""
+    from support.release import imported_policy
+
+    from openhelix_training import System2
+
+    checkpoint = tmp_path / "checkpoint"
+    imported_policy(tmp_path, checkpoint / "system1", 32)
+    System2.from_config("tiny").save_pretrained(checkpoint / "system2")
+    system = ["clock_mode:=lockstep", "latent_period_steps:=3", f"checkpoint:={checkpoint}", "torch_threads:=1"]
+    bridge = ["backend:=embedded", "clock_mode:=lockstep"]
+    goal = ["-n", "1", "--seed", "4", "--tasks", "open_drawer", "--episode-length", "8"]
+    graph = evaluate_through_the_graph(processes, "/inprocess_camera", tmp_path / "runs",
+                                       {"system2": system, "system1": system, "calvin_bridge": bridge}, goal)
+    policy = DualPolicy(parameters(SYSTEM2, system), parameters(SYSTEM1, system))
+    assert policy.frames is not None and policy.frames.cameras == ("static", "gripper")
+    local = InProcessGraph(BridgeCore(BridgeConfig.from_parameters(parameters(BRIDGE, bridge))), policy)
+    try:
+        run = local.evaluate(EvaluationConfig(num_sequences=1, seed=4, tasks=("open_drawer",), episode_length=8))
+    finally:
+        local.bridge.close()
+    ours = episodes([record.to_dict() for record in run.records])
+    assert [[(task, steps) for task, _, steps, _, _ in chain] for chain in ours] == [[("open_drawer", 8)]]
+    assert ours == episodes(graph["chains"]), first_difference(ours, episodes(graph["chains"]))
+    assert local.stats.holds == 0 and local.stats.plans == local.stats.steps == 8

@@ -11,23 +11,7 @@ import pytest
 import torch
 from support.graphs import run_lockstep_dual_graph
 from support.processes import Processes
-
-
-def imported_policy(root, out, latent_dim: int):
-    """A tiny release-format policy.pth (DDP-prefixed, reading one latent of `latent_dim`) imported to `out`."""
-    from openhelix_training import DiffuserActor
-    from openhelix_training.configuration_diffuser_actor import DiffuserActorConfig
-    from openhelix_training.import_checkpoint import import_release_policy
-
-    tiny = DiffuserActorConfig.preset("tiny-3dda")
-    widths = {f: getattr(tiny, f) for f in ("embedding_dim", "num_attn_heads", "backbone_width", "backbone_heads",
-                                            "backbone_output_dim", "backbone_input_resolution", "camera_resolution",
-                                            "crop", "trajectory_length", "diffusion_timesteps", "num_inference_steps")}
-    torch.manual_seed(0)
-    policy = DiffuserActor.from_config("tiny-3dda", instruction_length=1, instruction_dim=latent_dim)
-    weights = {"module." + k: v for k, v in policy.state_dict().items()}
-    torch.save({"weight": weights, "optimizer": {}, "iter": 1, "best_loss": None}, root / "policy.pth")
-    import_release_policy(root / "policy.pth", out, "openhelix-policy", instruction_dim=latent_dim, **widths)
+from support.release import imported_policy
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,7 @@ class DualPolicy:
 
     def __init__(self, system2: dict, system1: dict) -> None:
         from openhelix_ros.system1.core import (
+            CameraFrameAssembler,
             plan_scheduler_from_parameters,
             system1_core_from_parameters,
         )
@@ -123,9 +124,9 @@ class DualPolicy:
         self.system2 = System2Core.load(system2["model"], system2["checkpoint"], system2["model_path"],
                                         system2["seed"], system2["device"])
         self.system1 = system1_core_from_parameters(system1)
-        if self.system1.reads_cameras:
-            raise ValueError("the in-process graph runs point-cloud System 1 policies; a camera policy "
-                             f"({self.system1.model_id}) runs through the graph")
+        # A camera policy (3D Diffuser Actor, a 2D image policy) reads each camera's organised cloud,
+        # paired by stamp as the node pairs them; any other the fused cloud.
+        self.frames = CameraFrameAssembler(self.system1.camera_names) if self.system1.reads_cameras else None
         self.scheduler = plan_scheduler_from_parameters(system1)
         self.images = LockstepImages(int(system2["latent_period_steps"]), LOCKSTEP_QUEUE)
         self.finger_joints = list(system1["finger_joints"])
@@ -167,7 +168,9 @@ class DualPolicy:
             self._episode = self.images.episode
             self.instruction_stale = self.instruction is not None
         self._encode(stamp)
-        if with_points:
+        if with_points and self.frames is not None:
+            self._camera_points(observation, header_stamp)
+        elif with_points:
             xyz, rgb = observation.points()
             cloud = pointcloud2_to_points(points_to_pointcloud2(xyz, rgb, graph.WORLD_FRAME, header_stamp))
             if len(cloud.xyz):  # the node drops an empty cloud
@@ -178,6 +181,30 @@ class DualPolicy:
         position, quaternion, _, pose_stamp = pose_stamped_from_msg(pose_stamped_to_msg(
             observation.tcp_position, observation.tcp_quaternion, graph.WORLD_FRAME, header_stamp))
         self.scheduler.on_pose(pose_stamp, position, quaternion)
+
+    def _camera_points(self, observation: StepObservation, header_stamp) -> None:
+        """Each camera's organised cloud as the bridge publishes it and the system1 node reads it
+        (system1/node.py ``_on_camera_points``), in the bridge's camera order."""
+        from openhelix_ros.common.conversions import (
+            organized_points_to_pointcloud2,
+            pointcloud2_to_organized,
+            stamp_to_ns,
+        )
+
+        for name in observation.cameras:
+            if name not in self.frames.cameras:
+                continue
+            message = organized_points_to_pointcloud2(*observation.camera_points(name), graph.WORLD_FRAME,
+                                                      header_stamp)
+            xyz, rgb, missing = pointcloud2_to_organized(message)
+            if missing == xyz.shape[0] * xyz.shape[1]:
+                continue  # the node drops a cloud without a finite point
+            stamp = stamp_to_ns(message.header.stamp)
+            frame, reset = self.frames.add(name, stamp, xyz, rgb)
+            if reset:
+                self.system1.reset_history()
+            if frame is not None:
+                self.scheduler.on_points(stamp, frame[0], frame[1], self._now())
 
     def _encode(self, clock_ns: int) -> None:
         from openhelix_ros.system1.core import LatentRecord
