@@ -156,9 +156,10 @@ class System2Config:
         num_key_value_heads=2, max_position_embeddings=512))
     vision_feature_layer: int = -2
     # Pre-trained weights of the vision tower and multi-modal projector, over the seeded ones: a name
-    # shipped with this package (VISION_WEIGHTS in modeling_system2, e.g. "playtable-v1") or a
+    # shipped with this package (modeling_system2.shipped_vision_weights(), e.g. "playtable-v1") or a
     # .safetensors path; "" keeps the seeded random tower (what checkpoints saved before them use).
     vision_weights: str = ""
+    vision_weights_sha256: str = ""  # filled in when the weights load; a saved model refuses other bytes
     seed: int = 0  # initialisation of every randomly initialised part
     init_device: str = "cpu"  # where random weights are created ("cuda" makes 7B shapes quick to build)
     save_mllm: bool = True  # False: checkpoints keep only <ACT>, heads and trained MLLM tensors

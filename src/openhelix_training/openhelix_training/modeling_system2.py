@@ -157,7 +157,10 @@ def build_mllm(cfg: System2Config):
             torch.set_default_dtype(previous)
         model = model.to(dtype)
     if cfg.vision_weights:
-        load_vision_weights(model, cfg.vision_weights)
+        if "/" in cfg.vision_weights:  # a path: kept absolute, so that a saved checkpoint finds it again
+            cfg.vision_weights = str(Path(cfg.vision_weights).expanduser().resolve())
+        # pinned: a checkpoint saved from this model refuses other bytes under the same name
+        cfg.vision_weights_sha256 = load_vision_weights(model, cfg.vision_weights, cfg.vision_weights_sha256)["sha256"]
     if cfg.act_token not in tok.get_vocab():
         tok.add_special_tokens({"additional_special_tokens": [cfg.act_token]})
     if cfg.image_token not in tok.get_vocab():
@@ -165,22 +168,42 @@ def build_mllm(cfg: System2Config):
     return model, tok
 
 
-# Vision weights shipped with this package, by name: the `embedded` preset's tower and projector pre-trained
-# on captioned play-table images (vision_pretraining; `openhelix reproduce --stage vision` rebuilds them).
-VISION_WEIGHTS = {"playtable-v1": "system2-embedded-vision-playtable-v1.safetensors"}
+# Vision weights shipped with this package, by name: system2-embedded-vision-<name>.safetensors here; the
+# `embedded` preset's tower and projector pre-trained on captioned play-table images (vision_pretraining;
+# `openhelix reproduce --stage vision --ship <name>` writes one). A name is never rewritten: a new
+# recipe ships under a new name, and checkpoints pin the file they were trained with by its sha256.
 VISION_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 VISION_TOWER_PREFIX = "vision_tower."
 VISION_PROJECTOR_PREFIX = "multi_modal_projector."
 
 
+def shipped_vision_weights_file(name: str) -> Path:
+    return VISION_WEIGHTS_DIR / f"system2-embedded-vision-{name}.safetensors"
+
+
+def shipped_vision_weights() -> list[str]:
+    """The names of the vision weights shipped with this package."""
+    prefix, suffix = "system2-embedded-vision-", ".safetensors"
+    return sorted(p.name[len(prefix):-len(suffix)] for p in VISION_WEIGHTS_DIR.glob(f"{prefix}*{suffix}"))
+
+
 def vision_weights_path(name: str) -> Path:
-    """The file of a shipped name (VISION_WEIGHTS) or a .safetensors path; FileNotFoundError otherwise."""
-    path = VISION_WEIGHTS_DIR / VISION_WEIGHTS[name] if name in VISION_WEIGHTS else Path(name).expanduser()
+    """The file of a shipped name or of a .safetensors path; FileNotFoundError otherwise."""
+    shipped = shipped_vision_weights_file(name)
+    path = shipped if "/" not in name and shipped.is_file() else Path(name).expanduser()
     if not path.is_file():
-        known = ", ".join(sorted(VISION_WEIGHTS))
-        raise FileNotFoundError(f"System 2 vision_weights {name!r}: no file {path} (shipped names: {known}; or a "
+        known = ", ".join(shipped_vision_weights()) or "none"
+        raise FileNotFoundError(f"System 2 vision_weights {name!r}: no such file (shipped names: {known}; or a "
                                 ".safetensors path)")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def vision_state(mllm) -> dict[str, torch.Tensor]:
@@ -191,12 +214,17 @@ def vision_state(mllm) -> dict[str, torch.Tensor]:
     return {k: v.detach().to(torch.float32).contiguous() for k, v in out.items()}
 
 
-def load_vision_weights(mllm, name: str) -> dict:
+def load_vision_weights(mllm, name: str, sha256: str = "") -> dict:
     """Load vision weights into a LLaVA's tower and projector, every tensor by name and shape (a file for
-    another architecture is refused, naming what differs); returns the file's provenance."""
+    another architecture is refused, naming what differs); with ``sha256``, a file with other bytes is
+    refused too. Returns the file's provenance, with its ``sha256`` added."""
     from safetensors import safe_open
 
     path = vision_weights_path(name)
+    digest = file_sha256(path)
+    if sha256 and digest != sha256:
+        raise ValueError(f"System 2 vision_weights {name!r} ({path}) has sha256 {digest[:12]}..., but this model was "
+                         f"built with {sha256[:12]}...; the file changed since (ship new weights under a new name)")
     expected = vision_state(mllm)
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
@@ -217,7 +245,7 @@ def load_vision_weights(mllm, name: str) -> dict:
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             dtype = next(module.parameters()).dtype
             module.load_state_dict({k: v.to(dtype) for k, v in own.items()}, strict=True)
-    return provenance
+    return provenance | {"sha256": digest}
 
 
 def _embedded_mllm(cfg: System2Config):

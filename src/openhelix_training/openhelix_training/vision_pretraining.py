@@ -11,7 +11,9 @@ writes them) in two stages, after LLaVA's recipe:
 2. ``align_projector``: LLaVA's stage 1. The tower and the language model are frozen, and the
    multi-modal projector learns to turn patch features into the LM's input space. Its loss is next-token
    prediction of the caption ("Describe the play table.") or of short answers to questions about the
-   scene, counted on the answers only.
+   scene, counted on the answers only. The image sits where System 2 puts it, in System 2's own prompt
+   (LLaVA-v1's system prompt, "USER: <image>\n..."), so the projector is aligned in the context the
+   `<ACT>` latent is read in (LLaVA's own stage 1 uses a bare "<image> caption" template).
 
 ``evaluate`` measures the result on held-out scenes: the facts read by the tower's queries, the answers
 System 2 gives through the LM (each question scored over its closed answer set by the token that tells
@@ -60,7 +62,10 @@ class VisionPretrainConfig:
         for name in ("tower_batch", "align_batch", "checkpoint_every", "questions_per_sample", "caption_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"vision pretraining {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("tower_steps", "align_steps", "eval_scenes", "warmup_steps"):
+        for name in ("tower_steps", "align_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"vision pretraining {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_scenes", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"vision pretraining {name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.caption_fraction <= 1.0:
@@ -141,7 +146,7 @@ def patch_features(system2, px: torch.Tensor) -> torch.Tensor:
     """(B, patches, vision hidden): the tower's states at the layer System 2 feeds its projector (the
     class token dropped, as LLaVA's "default" strategy does)."""
     tower = system2.mllm.model.vision_tower
-    out = tower(px, output_hidden_states=True)
+    out = tower(px.to(system2.device, next(tower.parameters()).dtype), output_hidden_states=True)
     return out.hidden_states[system2.config.vision_feature_layer][:, 1:]
 
 
@@ -261,16 +266,18 @@ def load_fact_queries(system2, work_dir: str | Path) -> FactQueries:
 # ----------------------------------------------------------------------------------------- stage 2
 
 class Conversation:
-    """Token ids and embeddings of LLaVA-style turns around the image: "USER: <image>\\n{question}
-    ASSISTANT: {answer}<eos>", further turns " USER: {question} ASSISTANT: {answer}<eos>", with a loss
-    mask on the answers."""
+    """Token ids and embeddings of System 2's own prompt around the image, with questions and answers
+    in its turns: "{system prompt} USER: <image>\n{question} ASSISTANT: {answer}<eos>", further turns
+    " USER: {question} ASSISTANT: {answer}<eos>", and a loss mask on the answers. The constant prefix up to
+    the image is System 2's (``prefix`` equals the start of ``System2.tokenize``): it is run once per
+    batch, without gradient, and its keys and values are shared by every row (``forward``)."""
 
     def __init__(self, system2):
         self.system2 = system2
         self.tokenizer = system2.tokenizer
         self.eos = self.tokenizer.eos_token or "</s>"
         self.embed = system2.mllm.model.language_model.get_input_embeddings()
-        self.user = self._ids("USER:")
+        self.prefix = self._ids(f"{system2.config.system_prompt} USER: ")
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -293,9 +300,7 @@ class Conversation:
         rows_ids, rows_counted = [], []
         n_image = image_features.shape[1]
         for row, row_turns in enumerate(turns):
-            ids, counted = list(self.user), [False] * len(self.user)
-            ids += [-1] * n_image
-            counted += [False] * n_image
+            ids, counted = [-1] * n_image, [False] * n_image
             pieces = self.pieces(row_turns) + ([(list(suffixes[row]), False)] if suffixes else [])
             for piece, count in pieces:
                 ids += piece
@@ -321,13 +326,30 @@ class Conversation:
                                  image_features.to(emb.dtype).reshape(-1, emb.shape[-1]))
         # position i predicts token i + 1
         labels = torch.cat([labels[:, 1:], torch.full((batch, 1), -100, dtype=torch.long)], dim=1)
-        return {"inputs_embeds": emb, "attention_mask": mask, "labels": labels, "last": mask.sum(1) - 1}
+        return {"input_ids": ids, "inputs_embeds": emb, "attention_mask": mask, "labels": labels,
+                "last": mask.sum(1) - 1}
+
+    def forward(self, inputs: dict):
+        """The language model over the prefix and then ``inputs`` (a ``batch``): (last hidden states of
+        the batch's positions (B, L, H), the keys/values cache of all of it)."""
+        lm = self.system2.mllm.model.language_model
+        rows = inputs["inputs_embeds"].shape[0]
+        with torch.no_grad():
+            ids = torch.tensor([self.prefix], device=inputs["inputs_embeds"].device)
+            cache = lm(inputs_embeds=self.embed(ids), use_cache=True).past_key_values
+        cache.batch_repeat_interleave(rows)
+        prefix_mask = torch.ones((rows, len(self.prefix)), dtype=inputs["attention_mask"].dtype,
+                                 device=inputs["attention_mask"].device)
+        out = lm(inputs_embeds=inputs["inputs_embeds"], past_key_values=cache, use_cache=True,
+                 attention_mask=torch.cat([prefix_mask, inputs["attention_mask"]], dim=1))
+        return out.last_hidden_state, out.past_key_values
 
 
 def image_tokens(system2, px: torch.Tensor) -> torch.Tensor:
     """(B, patches, LM hidden): the projected image features System 2 splices into its prompt."""
+    tower = system2.mllm.model.vision_tower
     feats = system2.mllm.model.get_image_features(
-        pixel_values=px, vision_feature_layer=system2.config.vision_feature_layer,
+        pixel_values=px.to(system2.device, next(tower.parameters()).dtype), vision_feature_layer=system2.config.vision_feature_layer,
         vision_feature_select_strategy="default", return_dict=True).pooler_output
     return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
 
@@ -347,7 +369,6 @@ def align_projector(system2, scenes: SceneSet, cfg: VisionPretrainConfig, work_d
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     projector = system2.mllm.model.multi_modal_projector
-    lm = system2.mllm.model.language_model
     optimizer = torch.optim.AdamW(projector.parameters(), lr=cfg.align_lr, weight_decay=0.0)
     state_path = work / "align_state.pt"
     step, log = 0, []
@@ -369,7 +390,7 @@ def align_projector(system2, scenes: SceneSet, cfg: VisionPretrainConfig, work_d
             px = system2.preprocess_images([scenes.images[i] for i in rows])
             turns = [_sample_turns(scenes.records[i], rng, cfg) for i in rows]
             inputs = conversation.batch(image_tokens(system2, px), turns)
-            hidden = lm(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"]).last_hidden_state
+            hidden, _ = conversation.forward(inputs)
             counted = inputs["labels"] != -100
             logits = system2.mllm.lm_head(hidden[counted])
             loss = F.cross_entropy(logits.float(), inputs["labels"][counted])
@@ -410,7 +431,6 @@ def ask(system2, images, questions: list[list[tuple[str, tuple[str, ...]]]], bat
     """System 2's answer to each (question, choices) about each image: the choice whose own first token
     the LM finds likeliest after "ASSISTANT:" (and the tokens all the choices share)."""
     conversation = Conversation(system2)
-    lm = system2.mllm.model.language_model
     flat = [(i, q, c) for i, qs in enumerate(questions) for q, c in qs]
     scoring = {c: answer_tokens(conversation, c) for c in {c for _, _, c in flat}}
     answers: list[list[str]] = [[] for _ in questions]
@@ -419,7 +439,7 @@ def ask(system2, images, questions: list[list[tuple[str, tuple[str, ...]]]], bat
         chunk = flat[start:start + batch]
         inputs = conversation.batch(feats[[i for i, _, _ in chunk]], [[(q, None)] for _, q, _ in chunk],
                                     suffixes=[scoring[c][0] for _, _, c in chunk])
-        hidden = lm(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"]).last_hidden_state
+        hidden, _ = conversation.forward(inputs)
         last = hidden[torch.arange(len(chunk)), inputs["last"]]
         logits = system2.mllm.lm_head(last).float()
         for row, (i, _, choices) in enumerate(chunk):
@@ -438,9 +458,8 @@ def describe(system2, images, max_tokens: int = 128, batch: int = 16) -> list[st
         px = system2.preprocess_images(list(images[start:start + batch]))
         feats = image_tokens(system2, px)
         inputs = conversation.batch(feats, [[(CAPTION_QUESTION, None)]] * len(px))
-        result = lm(inputs_embeds=inputs["inputs_embeds"], use_cache=True)
-        cache = result.past_key_values
-        token = system2.mllm.lm_head(result.last_hidden_state[:, -1]).argmax(-1)
+        hidden, cache = conversation.forward(inputs)
+        token = system2.mllm.lm_head(hidden[:, -1]).argmax(-1)
         generated = [[] for _ in range(len(px))]
         done = torch.zeros(len(px), dtype=torch.bool)
         for _ in range(max_tokens):
@@ -587,7 +606,8 @@ def markdown_report(report: dict) -> str:
         lines.append(f"| {key} | " + " | ".join(cell(p, key) for p in parts) + " |")
     caption = report.get("caption")
     if caption:
-        lines += ["", f"Caption clause precision (clauses said that are true): {100 * caption['precision']:.1f} %.",
+        precision = "n/a (no clause said)" if caption["precision"] is None else f"{100 * caption['precision']:.1f} %"
+        lines += ["", f"Caption clause precision (clauses said that are true): {precision}.",
                   "", "Examples (held-out):", ""]
         for example in caption["examples"]:
             lines += [f"- truth: {example['truth']}", f"  said: {example['said']}"]

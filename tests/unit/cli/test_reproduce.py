@@ -27,19 +27,43 @@ def test_the_vision_stage_runs_resumes_and_ships(tmp_path, monkeypatch, capsys):
     weights = out / "vision" / "system2-embedded-vision.safetensors"
     provenance = modeling_system2.load_vision_weights(modeling_system2.System2.from_config("tiny").mllm, str(weights))
     assert provenance["settings"]["tower_steps"] == 3 and provenance["heldout"]["vqa"] == report["vqa"]["accuracy"]
-    # again: nothing is redone; --ship copies the weights where the preset loads them from
+    # again: nothing is redone; --ship is only for the embedded preset's weights
     monkeypatch.setattr(modeling_system2, "VISION_WEIGHTS_DIR", tmp_path / "package")
     capsys.readouterr()
-    assert main(["reproduce", "--out", str(out), *SMALL, "--ship"]) == 0
+    assert main(["reproduce", "--out", str(out), *SMALL, "--ship", "test-v1"]) == 1
+    text = capsys.readouterr()
     assert json.loads((out / "reproduce.json").read_text())["done"] == state["done"]
-    assert "vision tower" not in capsys.readouterr().out
-    shipped = tmp_path / "package" / modeling_system2.VISION_WEIGHTS["playtable-v1"]
-    assert shipped.read_bytes() == weights.read_bytes() and shipped.with_suffix(".md").is_file()
+    assert "vision tower" not in text.out and "--ship is for the embedded preset" in text.err
+    assert not (tmp_path / "package").exists()
+
+
+def test_shipping_copies_once_and_never_rewrites_a_name(tmp_path, monkeypatch):
+    import argparse
+
+    from openhelix_ros.cli.reproduce import ship_vision_weights
+
+    monkeypatch.setattr(modeling_system2, "VISION_WEIGHTS_DIR", tmp_path / "package")
+    weights, report = tmp_path / "w.safetensors", tmp_path / "report.md"
+    weights.write_bytes(b"first")
+    report.write_text("# report")
+    args = argparse.Namespace(system2="embedded", ship="test-v1")
+    ship_vision_weights(args, weights, report)
+    shipped = modeling_system2.shipped_vision_weights_file("test-v1")
+    assert shipped.read_bytes() == b"first" and shipped.with_suffix(".md").read_text() == "# report"
+    assert modeling_system2.shipped_vision_weights() == ["test-v1"]
+    ship_vision_weights(args, weights, report)  # the same bytes again: nothing to do
+    weights.write_bytes(b"second")
+    with pytest.raises(ValueError, match="under a new name"):
+        ship_vision_weights(args, weights, report)
+    with pytest.raises(ValueError, match="lower-case"):
+        ship_vision_weights(argparse.Namespace(system2="embedded", ship="../x"), weights, report)
+    assert shipped.read_bytes() == b"first"
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--stage", "policy"], "unknown stage"),
     (["--scenes", "0"], "--scenes must be positive"),
+    (["--tower-steps", "0"], "--tower-steps must be positive"),
     (["--align-batch", "40", "--scenes", "12"], "more than --scenes"),
 ])
 def test_bad_arguments_are_refused(tmp_path, capsys, argv, message):

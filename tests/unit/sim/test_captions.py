@@ -15,10 +15,12 @@ BASE = {"led": 1, "lightbulb": 0, "slider": "left", "drawer": "open", "red_block
         "blue_block": "table", "pink_block": "slider_right", "grasped": 0}
 
 
-def _facts(env, condition, edit=None):
+def _facts(env, condition, edit=None, tcp=None):
     robot_obs, scene_obs = state_for_condition(condition, np.random.default_rng(0))
     if edit is not None:
         edit(scene_obs)
+    if tcp is not None:
+        robot_obs = env.robot_obs_for_tcp(np.array(tcp))
     env.reset(robot_obs=robot_obs, scene_obs=scene_obs)
     return {f.key: f for f in scene_facts(env)}
 
@@ -45,14 +47,20 @@ def test_a_block_behind_the_door_is_not_visible(env):
     assert facts["block_pink.place"].clause == "the pink block is not visible"
 
 
+def test_what_the_arm_hides_is_not_stated(env):
+    assert "led" in _facts(env, BASE, tcp=(0.05, -0.30, 0.40))
+    facts = _facts(env, BASE, tcp=(0.05, -0.35, 0.30))  # the arm between the camera and the LED
+    assert "led" not in facts and "the green light" not in caption(list(facts.values()))
+    assert facts["lightbulb"].answer == "off"  # the rest is still said
+
+
 def test_table_regions_and_left_of_come_from_the_positions(env):
     condition = BASE | {"red_block": "table", "pink_block": "table"}
     red, blue, pink = (6 + 6 * sc.BLOCK_NAMES.index(n) for n in sc.BLOCK_NAMES)
 
-    def place(scene_obs):
+    def place(scene_obs):  # at different depths, so that the camera's slant is in the picture
         scene_obs[red], scene_obs[blue], scene_obs[pink] = -0.18, 0.18, 0.0
-        for offset in (red, blue, pink):
-            scene_obs[offset + 1] = -0.10
+        scene_obs[red + 1], scene_obs[blue + 1], scene_obs[pink + 1] = -0.13, -0.08, -0.11
 
     facts = _facts(env, condition, place)
     assert facts["block_red.region"].answer == "left" and facts["block_blue.region"].answer == "right"

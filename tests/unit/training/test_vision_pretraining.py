@@ -101,32 +101,69 @@ def test_alignment_trains_only_the_projector_on_the_answers(scenes, tmp_path):
 def test_a_conversation_counts_the_answers_and_places_the_image(scenes):
     model = tiny()
     conversation = vp.Conversation(model)
+    # the prefix the batch shares is System 2's own prompt up to its first image token
+    prompt = model.tokenize(["open the drawer"])["input_ids"][0].tolist()
+    assert conversation.prefix == prompt[: prompt.index(model.image_token_id)]
     features = torch.randn(2, model.num_image_tokens, model.hidden_size)
-    inputs = conversation.batch(features, [[("Is the drawer open or closed?", "open")],
-                                           [("Where is the red block?", "drawer"), ("Is the led on?", "on")]])
-    user = len(conversation.user)
-    assert torch.equal(inputs["inputs_embeds"][0, user:user + model.num_image_tokens], features[0])
-    for row, answers in enumerate([["open"], ["drawer", "on"]]):
-        predicted = inputs["labels"][row][inputs["labels"][row] != -100].tolist()
-        expected = [t for a in answers for t in conversation._ids(" " + a + conversation.eos)]
-        assert predicted == expected
+    turns = [[("Is the drawer open or closed?", "open")],
+             [("Where is the red block?", "drawer"), ("Is the led on?", "on")]]
+    inputs = conversation.batch(features, turns)
+    n = model.num_image_tokens
+    for row in range(2):
+        assert torch.equal(inputs["inputs_embeds"][row, :n], features[row])
+        ids, labels = inputs["input_ids"][row], inputs["labels"][row]
+        counted = (labels != -100).nonzero().flatten()
+        assert torch.equal(labels[counted], ids[counted + 1])  # position i predicts token i + 1
+        # the first counted position is the one that ends the first "ASSISTANT:", and it predicts " answer"
+        head = conversation._ids("\n" + turns[row][0][0] + " ASSISTANT:")
+        assert int(counted[0]) == n + len(head) - 1
+        expected = [t for _, a in turns[row] for t in conversation._ids(" " + a + conversation.eos)]
+        assert labels[counted].tolist() == expected
     assert inputs["attention_mask"][0].sum() < inputs["attention_mask"][1].sum()
 
 
+def _full_prompt_logits(model, conversation, image, question, suffix=()):
+    """The LM's last logits over System 2's whole prompt, without the shared prefix cache."""
+    lm = model.mllm.model.language_model
+    feats = vp.image_tokens(model, model.preprocess_images([image]))
+    head = conversation._ids("\n" + question + " ASSISTANT:") + list(suffix)
+    emb = torch.cat([conversation.embed(torch.tensor([conversation.prefix])), feats,
+                     conversation.embed(torch.tensor([head]))], dim=1)
+    return model.mllm.lm_head(lm(inputs_embeds=emb).last_hidden_state[0, -1])
+
+
+@torch.inference_mode()
 def test_answers_are_scored_by_the_token_that_tells_them_apart(scenes):
-    conversation = vp.Conversation(tiny())  # byte-level: every answer starts with the space
+    model = tiny()
+    conversation = vp.Conversation(model)  # byte-level: every answer starts with the space
     shared, own = vp.answer_tokens(conversation, ("left", "right"))
     assert shared == conversation._ids(" ") and len(set(own)) == 2
     with pytest.raises(ValueError, match="told apart"):
         vp.answer_tokens(conversation, ("left", "left cabinet"))
-    model = tiny()
     questions = [[(f["question"], tuple(f["choices"])) for f in r["facts"]] for r in scenes.records[:2]]
     answers = vp.ask(model, scenes.images[:2], questions)
-    assert [len(a) for a in answers] == [len(q) for q in questions]
-    assert all(a in dict(q)[question] for qs, ans in zip(questions, answers, strict=True)
-               for (question, _), a, q in zip(qs, ans, [qs] * len(qs), strict=True))
-    captions = vp.describe(model, scenes.images[:2], max_tokens=5)
-    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    # the batched, padded, prefix-cached answers are the ones a plain forward pass over each prompt gives
+    for image, row, given in zip(scenes.images[:2], questions, answers, strict=True):
+        assert len(given) == len(row)
+        for (question, choices), answer in zip(row, given, strict=True):
+            start, firsts = vp.answer_tokens(conversation, choices)
+            logits = _full_prompt_logits(model, conversation, image, question, start)
+            assert answer == choices[int(torch.argmax(logits[firsts]))]
+
+
+@torch.inference_mode()
+def test_a_caption_is_the_greedy_continuation(scenes):
+    model = tiny()
+    conversation = vp.Conversation(model)
+    captions = vp.describe(model, scenes.images[:2], max_tokens=6)
+    for image, text in zip(scenes.images[:2], captions, strict=True):
+        tokens = []
+        for _ in range(6):  # without the cache: the whole prompt and what was generated, every token
+            logits = _full_prompt_logits(model, conversation, image, vp.CAPTION_QUESTION, tokens)
+            tokens.append(int(torch.argmax(logits)))
+        eos = model.tokenizer.convert_tokens_to_ids(conversation.eos)
+        tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
+        assert text == model.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
 
 def test_prior_is_the_most_common_training_answer():
@@ -135,6 +172,23 @@ def test_prior_is_the_most_common_training_answer():
     scenes = vp.SceneSet(path=None, images=None, records=records)
     report = vp.evaluate(None, scenes, vp.VisionPretrainConfig(eval_scenes=0), train_records=records)
     assert report["prior"]["accuracy"] == pytest.approx(2 / 3) and report["prior"]["by_key"] == {"drawer": 0.6667}
+
+
+def test_a_saved_model_pins_its_vision_weights(tmp_path):
+    source = tiny()
+    path = vp.export_vision_weights(source, tmp_path / "v.safetensors", {"recipe": "test"})
+    cfg = System2Config.preset("tiny", vision_weights=str(path), save_mllm=False)
+    model = System2(cfg)
+    assert len(model.config.vision_weights_sha256) == 64
+    model.save_pretrained(tmp_path / "saved")
+    again = System2.from_pretrained(tmp_path / "saved")  # the base MLLM rebuilt, the file loaded again
+    assert torch.equal(vision_state(again.mllm)["vision_tower.embeddings.patch_embedding.weight"],
+                       vision_state(source.mllm)["vision_tower.embeddings.patch_embedding.weight"])
+    with torch.no_grad():
+        source.mllm.model.multi_modal_projector.linear_1.weight.add_(1.0)
+    vp.export_vision_weights(source, path, {"recipe": "test"})  # other bytes under the same path
+    with pytest.raises(ValueError, match="the file changed since"):
+        System2.from_pretrained(tmp_path / "saved")
 
 
 def test_exported_weights_load_by_path_and_refuse_another_architecture(tmp_path):
@@ -146,13 +200,14 @@ def test_exported_weights_load_by_path_and_refuse_another_architecture(tmp_path)
     loaded = System2(System2Config.preset("tiny", vision_weights=str(path)))
     for key, value in vision_state(source.mllm).items():
         assert torch.equal(vision_state(loaded.mllm)[key], value), key
-    assert load_vision_weights(loaded.mllm, str(path)) == {"recipe": "test"}
+    provenance = load_vision_weights(loaded.mllm, str(path))
+    assert provenance["recipe"] == "test" and provenance["sha256"] == loaded.config.vision_weights_sha256
     other = System2(System2Config.preset("tiny", vision=dict(image_size=32, patch_size=8, hidden_size=48,
                                                              intermediate_size=64, num_hidden_layers=2,
                                                              num_attention_heads=2, projection_dim=32)))
     with pytest.raises(ValueError, match="vision weights .* is"):
         load_vision_weights(other.mllm, str(path))
-    with pytest.raises(FileNotFoundError, match="shipped names: playtable-v1"):
-        System2Config.preset("tiny", vision_weights="nothing-v0") and load_vision_weights(other.mllm, "nothing-v0")
+    with pytest.raises(FileNotFoundError, match="shipped names: "):
+        load_vision_weights(other.mllm, "nothing-v0")
     with pytest.raises(ValueError, match="brings its own"):
         System2Config.preset("llava-1.5-7b", model_path="/x", vision_weights="playtable-v1")

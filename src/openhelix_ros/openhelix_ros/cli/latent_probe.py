@@ -39,6 +39,9 @@ def _load_system2(args: argparse.Namespace):
     from openhelix_training import System2, load_checkpoint
 
     if args.checkpoint:
+        if args.vision_weights is not None:
+            raise SystemExit("openhelix latent-probe: --vision-weights goes with --model; a checkpoint's System 2 "
+                             "keeps the vision weights it was trained with")
         loaded = load_checkpoint(args.checkpoint)
         if getattr(loaded, "system2", None) is None:
             raise SystemExit(f"openhelix latent-probe: {args.checkpoint} holds no System 2")

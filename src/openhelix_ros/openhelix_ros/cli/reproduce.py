@@ -8,8 +8,8 @@ Stages, in order (``--stage`` picks some; the default runs every one):
   and the result is measured on the held-out scenes: the facts read by the tower, System 2's answers and
   its captions, against the best a System 2 that cannot see could do. It writes
   ``<out>/vision/report.md`` / ``report.json`` and ``<out>/vision/system2-embedded-vision.safetensors``;
-  ``--ship`` copies the weights to where the `embedded` preset loads them from
-  (``openhelix_training/weights/``).
+  ``--ship NAME`` copies the weights into ``openhelix_training/weights/`` as ``vision_weights: NAME``
+  (the `embedded` preset loads ``playtable-v1``).
 
 ``<out>/reproduce.json`` records the settings and every finished step. Running the same command again
 resumes (an interrupted training step continues from its last saved state), and other settings in the
@@ -26,6 +26,7 @@ import json
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 
 STAGES = ("vision",)
@@ -46,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system2", default="embedded", help="System 2 preset whose vision tower learns")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every core)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ship", action="store_true",
-                        help="vision: copy the weights into openhelix_training/weights/ as the embedded preset's "
-                             "(a source checkout's package directory)")
+    parser.add_argument("--ship", default="", metavar="NAME",
+                        help="vision: copy the weights into openhelix_training/weights/ under NAME (the embedded "
+                             "preset loads playtable-v1); a shipped name is never rewritten with other weights")
 
 
 class ReproduceState:
@@ -91,8 +92,9 @@ def _vision_system2(preset: str):
 
 
 def run_vision(args: argparse.Namespace, state: ReproduceState, out: Path) -> None:
-    from openhelix_ros.sim.captions import write_captioned_scenes
+    from openhelix_ros.sim.captions import DATASET_VERSION, write_captioned_scenes
     from openhelix_training import vision_pretraining as vp
+    from openhelix_training.checkpoint import git_revision
 
     work = out / "vision"
     train_dir, heldout_dir = work / "scenes-train", work / "scenes-heldout"
@@ -142,18 +144,38 @@ def run_vision(args: argparse.Namespace, state: ReproduceState, out: Path) -> No
     if not state.finished("vision.export"):
         report = json.loads((work / "report.json").read_text())
         provenance = {"recipe": "openhelix reproduce --stage vision", "settings": state.settings,
+                      "revision": git_revision(), "dataset_version": DATASET_VERSION,
                       "heldout": {k: report.get(k, {}).get("accuracy") for k in ("prior", "tower", "vqa", "caption")}}
         vp.export_vision_weights(system2, weights, provenance)
         state.finish("vision.export", {"path": str(weights)})
     print(f"[reproduce] vision: {work / 'report.md'}; weights {weights}")
     if args.ship:
-        from openhelix_training.modeling_system2 import VISION_WEIGHTS, VISION_WEIGHTS_DIR
+        ship_vision_weights(args, weights, work / "report.md")
 
-        target = VISION_WEIGHTS_DIR / VISION_WEIGHTS["playtable-v1"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights, target)
-        shutil.copyfile(work / "report.md", target.with_suffix(".md"))
-        print(f"[reproduce] shipped as the embedded preset's vision weights: {target}")
+
+def ship_vision_weights(args: argparse.Namespace, weights: Path, report: Path) -> None:
+    """Copy the weights (and their report beside them) to where ``vision_weights: <name>`` finds them."""
+    import re
+
+    from openhelix_training.modeling_system2 import file_sha256, shipped_vision_weights_file
+
+    if args.system2 != "embedded":
+        raise ValueError(f"--ship is for the embedded preset's weights; these are {args.system2!r}'s")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", args.ship):
+        raise ValueError(f"--ship name {args.ship!r}: use lower-case letters, digits, '.' and '-'")
+    target = shipped_vision_weights_file(args.ship)
+    if target.is_file():
+        if file_sha256(target) == file_sha256(weights):
+            print(f"[reproduce] {target} already holds these weights")
+            return
+        raise ValueError(f"{target} holds other weights under the name {args.ship!r}: checkpoints pin it, so ship "
+                         "these under a new name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for source, destination in ((report, target.with_suffix(".md")), (weights, target)):
+        tmp = destination.with_name(destination.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(destination)
+    print(f"[reproduce] shipped as vision_weights {args.ship!r}: {target}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"openhelix reproduce: unknown stage(s) {unknown}; choose from {', '.join(STAGES)}", file=sys.stderr)
         return 2
     for name in ("scenes", "heldout_scenes", "tower_steps", "align_steps", "align_batch", "eval_scenes"):
-        if getattr(args, name) < (1 if name in ("scenes", "heldout_scenes", "align_batch") else 0):
+        if getattr(args, name) < (0 if name == "eval_scenes" else 1):
             print(f"openhelix reproduce: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}",
                   file=sys.stderr)
             return 2
@@ -192,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[reproduce] {stage}: interrupted; run the same command to resume", file=sys.stderr)
             return 1
         except Exception as error:  # a failed stage is reported, never a score
+            traceback.print_exc()
             print(f"[reproduce] {stage} failed: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
     return 0

@@ -4,8 +4,9 @@ System 2's vision tower learns to see the play table from these (issue 10: LLaVA
 this project's own data). Every statement is a ``Fact``: a clause of the caption ("the drawer is open"),
 the question it answers ("Is the drawer open or closed?") and the closed set of answers it is scored
 against. Facts are read from the state after the scene is set (joint values, light states, contacts,
-which pixels of the static camera each block covers), never from what the sampler intended, so a block
-the arm hides is "not visible" rather than "on the table".
+which pixels of the static camera each block and part covers), never from what the sampler intended, so
+a block the arm hides is "not visible" rather than "on the table", and an LED the arm hides is not
+mentioned.
 
 ``sample_scene`` draws a varied scene: the symbolic CALVIN start conditions widened with blocks in the
 drawer, doors and drawers part-way, and the arm anywhere above the desk, open or closed.
@@ -36,9 +37,15 @@ PLACES = tuple(PLACE_PHRASES)
 TABLE_REGIONS = ("left", "middle", "right")
 REGION_PHRASES = {"left": "on the left of the table", "middle": "in the middle of the table",
                   "right": "on the right of the table"}
-# A block is "visible" with at least this many pixels in the 200 x 200 static image (a 5 cm block on the
-# table covers about 60).
-MIN_VISIBLE_PIXELS = 6
+# Visibility, in pixels of the 200 x 200 static image (System 2 sees it at 112 x 112): a block is
+# "hidden" at HIDDEN_PIXELS or fewer, stated where it is from VISIBLE_PIXELS on, and left out between
+# (too little of it shows to tell). A part of the table (LED, bulb, drawer, door) the arm hides below
+# its own count is left out too.
+HIDDEN_PIXELS = 2
+VISIBLE_PIXELS = 15
+PART_PIXELS = {"led_link": 8, "lightbulb_link": 20, "drawer_link": 50, "slide_link": 50}
+# A sampled arm may not sink more than this into the desk or cabinet (the reset checks only the blocks)
+ARM_PENETRATION = 0.005
 # Words are left out where the state is too close to a threshold for the picture to decide them.
 DOOR_MARGIN = 0.04  # m either side of the door's middle (SLIDER_IS_LEFT_ABOVE)
 DRAWER_MARGIN = 0.03  # m either side of DRAWER_IS_OPEN_ABOVE
@@ -47,7 +54,7 @@ REGION_MARGIN = 0.015
 LEFT_OF_MARGIN = 0.05  # m in world x before one block is said to be left of another
 GRIPPER_OPEN_ABOVE = 0.05  # opening width, m
 GRIPPER_CLOSED_BELOW = 0.03
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -59,25 +66,29 @@ class Fact:
     choices: tuple[str, ...]
 
 
-def _pixel_counts(env) -> dict[str, int]:
-    """How many pixels of the static camera each block covers (a segmentation render)."""
+def _pixel_counts(env) -> tuple[dict[str, int], dict[str, int]]:
+    """How many pixels of the static camera each block, and each part of the table in PART_PIXELS,
+    covers (a segmentation render by body and link)."""
     extrinsics = env.camera_info()["static"]["extrinsics"]
     _, _, _, _, segmentation = pb.getCameraImage(
         STATIC_CAMERA.width, STATIC_CAMERA.height, viewMatrix=view_matrix(extrinsics),
         projectionMatrix=STATIC_CAMERA.projection_matrix(), renderer=env._renderer, shadow=0,
-        physicsClientId=env.client)
-    body = np.asarray(segmentation).reshape(-1) & ((1 << 24) - 1)  # low 24 bits: the body id
-    return {name: int(np.count_nonzero(body == uid)) for name, uid in env.handles.blocks.items()}
+        flags=pb.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, physicsClientId=env.client)
+    value = np.asarray(segmentation).reshape(-1)
+    body = value & ((1 << 24) - 1)  # low 24 bits: the body id; above them the link index + 1
+    link = (value >> 24) - 1
+    blocks = {name: int(np.count_nonzero(body == uid)) for name, uid in env.handles.blocks.items()}
+    table = body == env.table
+    parts = {name: int(np.count_nonzero(table & (link == env.handles.table_links[name]))) for name in PART_PIXELS}
+    return blocks, parts
 
 
 def _block_place(env, name: str, info: dict) -> str:
-    """Where a block rests (a key of PLACE_PHRASES), by what it touches."""
+    """Where a block rests (a key of PLACE_PHRASES), by what supports it; "gripper" only when both fingers
+    touch it and nothing else does."""
     uid_of = {v["uid"]: n for n, v in info["scene_info"]["movable_objects"].items()}
     links = env.handles.table_links
     touching = info["scene_info"]["movable_objects"][name]["contacts"]
-    if any(c[2] == env.robot and c[4] in sc.PANDA_FINGER_JOINTS for c in touching) and \
-            info["robot_info"]["gripper_opening_width"] < GRIPPER_OPEN_ABOVE + 0.03:
-        return "gripper"
     table_links = {c[4] for c in touching if c[2] == env.table}
     position = info["scene_info"]["movable_objects"][name]["current_pos"]
     if links["drawer_link"] in table_links:
@@ -88,7 +99,8 @@ def _block_place(env, name: str, info: dict) -> str:
         return "table"
     if any(c[2] in uid_of and uid_of[c[2]] != name for c in touching):
         return "stacked"
-    return "gripper" if any(c[2] == env.robot for c in touching) else "table"
+    fingers = {c[4] for c in touching if c[2] == env.robot}
+    return "gripper" if set(sc.PANDA_FINGER_JOINTS) <= fingers else "table"
 
 
 def scene_facts(env) -> list[Fact]:
@@ -96,23 +108,28 @@ def scene_facts(env) -> list[Fact]:
     scene = env.get_scene_obs()
     info = env.get_info()
     facts: list[Fact] = []
+    pixels, parts = _pixel_counts(env)
+    seen = {name: parts[name] >= minimum for name, minimum in PART_PIXELS.items()}
     door, drawer = float(scene[0]), float(scene[1])
-    if abs(door - sc.SLIDER_IS_LEFT_ABOVE) > DOOR_MARGIN:
+    if abs(door - sc.SLIDER_IS_LEFT_ABOVE) > DOOR_MARGIN and seen["slide_link"]:
         side = "left" if door > sc.SLIDER_IS_LEFT_ABOVE else "right"
         facts.append(Fact("door", f"the sliding door is on the {side}", "Is the sliding door on the left or the right?",
                           side, ("left", "right")))
-    if abs(drawer - sc.DRAWER_IS_OPEN_ABOVE) > DRAWER_MARGIN:
+    if abs(drawer - sc.DRAWER_IS_OPEN_ABOVE) > DRAWER_MARGIN and seen["drawer_link"]:
         state = "open" if drawer > sc.DRAWER_IS_OPEN_ABOVE else "closed"
         facts.append(Fact("drawer", f"the drawer is {state}", "Is the drawer open or closed?", state,
                           ("open", "closed")))
-    for key, words, value in (("lightbulb", "the light bulb", scene[4]), ("led", "the green light", scene[5])):
-        state = "on" if value > 0.5 else "off"
-        facts.append(Fact(key, f"{words} is {state}", f"Is {words} on or off?", state, ("on", "off")))
-    pixels = _pixel_counts(env)
+    for key, words, value, link in (("lightbulb", "the light bulb", scene[4], "lightbulb_link"),
+                                    ("led", "the green light", scene[5], "led_link")):
+        if seen[link]:
+            state = "on" if value > 0.5 else "off"
+            facts.append(Fact(key, f"{words} is {state}", f"Is {words} on or off?", state, ("on", "off")))
     on_table = []
     for name in sc.BLOCK_NAMES:
         colour = COLOURS[name]
-        place = _block_place(env, name, info) if pixels[name] >= MIN_VISIBLE_PIXELS else "hidden"
+        if HIDDEN_PIXELS < pixels[name] < VISIBLE_PIXELS:
+            continue  # too little shows to tell where it is, or that it is hidden
+        place = _block_place(env, name, info) if pixels[name] >= VISIBLE_PIXELS else "hidden"
         region = None
         if place == "table":
             x = float(info["scene_info"]["movable_objects"][name]["current_pos"][0])
@@ -186,17 +203,19 @@ def sample_scene(env, rng: np.random.Generator, attempts: int = 50) -> None:
             robot_obs = env.robot_obs_for_tcp(tcp, yaw=rng.uniform(0.0, math.pi), gripper_width=width,
                                               gripper_action=1.0 if width > 0.04 else -1.0)
             env.reset(robot_obs=robot_obs, scene_obs=scene_obs)
-            return
         except ValueError:
             continue
+        depths = [p[8] for p in pb.getClosestPoints(env.robot, env.table, 0.0, physicsClientId=env.client)]
+        if not depths or min(depths) > -ARM_PENETRATION:
+            return
     raise RuntimeError(f"no possible scene in {attempts} attempts")  # pragma: no cover
 
 
 def write_captioned_scenes(out_dir: str | Path, count: int, seed: int, shard_size: int = 500,
                            progress=None) -> Path:
     """Render ``count`` captioned scenes (static camera, 200 x 200) into ``out_dir``:
-    ``images-NNNN.npy`` shards (uint8, (n, 200, 200, 3)), ``scenes.jsonl`` (one line per scene: index,
-    caption, facts) and ``manifest.json``. Resumable: finished shards are kept and the rest redrawn from
+    ``images-NNNN.npy`` shards (uint8, (n, 200, 200, 3)), beside each ``facts-NNNN.jsonl`` (one line per
+    scene: index, caption, facts) and ``manifest.json``. Resumable: finished shards are kept and the rest redrawn from
     their own seeds, so a resumed set equals an uninterrupted one."""
     from openhelix_ros.sim.config import PlayTableConfig
     from openhelix_ros.sim.env import PlayTableEnv
