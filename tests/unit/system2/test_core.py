@@ -184,6 +184,18 @@ def test_system2_sends_the_token_matrix_and_coarse_actions_its_latent_forms(tmp_
     assert System2Core.load("tiny").describe_latent() == "act"
 
 
+def test_system2_says_what_it_sees_with(tmp_path):
+    from openhelix_training import System2
+    from openhelix_training.vision_pretraining import export_vision_weights
+
+    assert System2Core.load("tiny").describe_vision() == "a seeded random vision tower"
+    weights = export_vision_weights(System2.from_config("tiny"), tmp_path / "v.safetensors", {})
+    System2.from_config("tiny", vision_weights=str(weights)).save_pretrained(tmp_path / "s2")
+    assert System2Core.load(checkpoint=str(tmp_path / "s2")).describe_vision() == f"vision weights {weights}"
+    System2.from_config("tiny", use_image=False).save_pretrained(tmp_path / "text")
+    assert System2Core.load(checkpoint=str(tmp_path / "text")).describe_vision() == "no image (text only)"
+
+
 # ----- System 1 -------------------------------------------------------------------------------------
 
 

@@ -248,6 +248,16 @@ class System2Core:
         latent = getattr(self.model.config, "latent", None)
         return "act" if latent is None else latent.describe()
 
+    def describe_vision(self) -> str | None:
+        """What this System 2 sees with ("vision weights playtable-v1", "a seeded random vision tower", "no
+        image"); None for a model without the switch (the released OpenHelix, a user's LLaVA, a text encoder)."""
+        config = self.model.config
+        if not hasattr(config, "vision_weights") or config.source == "pretrained":
+            return None
+        if not config.use_image:
+            return "no image (text only)"
+        return f"vision weights {config.vision_weights}" if config.vision_weights else "a seeded random vision tower"
+
     def check_instruction(self, instruction: str) -> str:
         """The instruction, stripped, once it is within this System 2's limits in characters and in tokens;
         ValueError naming the limit otherwise. Cheap: the node checks an instruction when it arrives."""

@@ -111,8 +111,9 @@ class System2Node(Node):
         mode = (f"lockstep, images of steps divisible by {self._period_steps}" if self._lockstep and self._period_steps
                 else "lockstep, every step" if self._lockstep
                 else f"realtime at {self._rate:g} Hz" if self._rate > 0 else "realtime, as fast as possible")
+        vision = self._core.describe_vision()
         self.get_logger().info(f"system2 ready: model {self._core.model_id} ({self._core.latent_dim}-D latent tokens, "
-                               f"latent {self._core.describe_latent()}), {mode}")
+                               f"latent {self._core.describe_latent()}{', ' + vision if vision else ''}), {mode}")
 
     # ----- subscriptions: convert, check, hand over to the worker -------------------------------------
 
